@@ -1,0 +1,464 @@
+// Package app wires configuration, release building, transports, the deploy
+// steps and the report together. It is the only place that reads the
+// process environment; everything below it gets values.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/config"
+	"github.com/atomic-deploy/atomic-deploy/internal/deploy"
+	"github.com/atomic-deploy/atomic-deploy/internal/health"
+	"github.com/atomic-deploy/atomic-deploy/internal/release"
+	"github.com/atomic-deploy/atomic-deploy/internal/report"
+	"github.com/atomic-deploy/atomic-deploy/internal/transport"
+	"github.com/atomic-deploy/atomic-deploy/internal/transport/local"
+	"github.com/atomic-deploy/atomic-deploy/internal/transport/sshx"
+)
+
+// IO is where the program reads and writes.
+type IO struct {
+	Stdout io.Writer
+	Stderr io.Writer
+	IsTTY  bool
+}
+
+// Main runs the program and returns its exit code. args exclude the program name.
+func Main(ctx context.Context, args []string, environ []string, stdio IO) int {
+	env := envMap(environ)
+	inActions := env["GITHUB_ACTIONS"] == "true" && len(args) == 0
+
+	var (
+		lookup  config.Lookup
+		command string
+		log     *report.Log
+	)
+	if inActions {
+		log = report.NewActions(stdio.Stdout, func(k string) string { return env[k] })
+		lookup = actionsLookup(env)
+	} else {
+		log = report.NewTerminal(stdio.Stderr, stdio.IsTTY)
+		var err error
+		var help bool
+		command, lookup, help, err = parseCommandLine(args, stdio.Stdout)
+		if help {
+			return 0
+		}
+		if err != nil {
+			fmt.Fprintf(stdio.Stderr, "atomic-deploy: %v\nRun 'atomic-deploy --help' for usage.\n", err)
+			return 2
+		}
+	}
+
+	rc := runContext(env, lookup)
+	cfg, err := config.Parse(lookup, rc)
+	if err != nil {
+		// Mask what we can before saying anything: the values are not validated yet.
+		log.Mask(rawSecrets(lookup))
+		for _, e := range unjoin(err) {
+			var ie *config.InputError
+			if errors.As(e, &ie) {
+				log.Errorf("Invalid input: "+ie.Input, "%s", ie.Reason)
+			} else {
+				log.Errorf("Invalid input", "%v", e)
+			}
+		}
+		return 2
+	}
+	log.Mask(cfg.Secrets())
+
+	a := &run{cfg: cfg, log: log, env: env, inActions: inActions}
+	switch command {
+	case "releases":
+		return a.releases(ctx, stdio.Stdout)
+	case "plan":
+		return a.plan(ctx, stdio.Stdout)
+	}
+	return a.main(ctx)
+}
+
+type run struct {
+	cfg       *config.Config
+	log       *report.Log
+	env       map[string]string
+	inActions bool
+}
+
+func (a *run) main(ctx context.Context) int {
+	cfg := a.cfg
+	targets, err := a.targets()
+	if err != nil {
+		a.log.Errorf("Invalid input", "%v", err)
+		return 2
+	}
+	opts := a.options(targets)
+
+	var res *deploy.Result
+	switch cfg.Mode {
+	case config.ModeDeploy:
+		var m *release.Manifest
+		end := a.log.Group("Prepare release from " + cfg.Source)
+		m, err = release.Build(ctx, release.Options{Source: cfg.Source, Exclude: cfg.Exclude, Build: cfg.Build, Revision: cfg.Revision,
+			Stdout: a.log.Writer("build"), Stderr: a.log.Writer("build")})
+		if err == nil {
+			n, size := m.Files()
+			a.log.Infof("%d files, %s, revision %s", n, deploy.FormatBytes(size), cfg.Revision)
+		}
+		end()
+		if err != nil {
+			a.log.Errorf("Release not prepared", "%v", err)
+			return 1
+		}
+		if cfg.HealthcheckURL != "" {
+			opts.Verify = func(ctx context.Context, id string) error {
+				return health.Check{URL: cfg.HealthcheckURL, Timeout: cfg.HealthcheckTimeout}.Run(ctx)
+			}
+		}
+		res, err = deploy.Deploy(ctx, opts, m)
+	case config.ModeRollback:
+		res, err = deploy.Rollback(ctx, opts, cfg.ReleaseID)
+	case config.ModeUnlock:
+		res, err = deploy.Unlock(ctx, opts)
+	}
+	if werr := a.writeReport(res, err); werr != nil {
+		a.log.Errorf("Report", "%v", werr)
+		if err == nil {
+			err = werr
+		}
+	}
+	if err != nil {
+		a.log.Errorf(title(cfg.Mode, res), "%v", err)
+		return 1
+	}
+	return 0
+}
+
+func title(mode string, res *deploy.Result) string {
+	switch {
+	case res != nil && res.RolledBack:
+		return "Deploy failed and was rolled back"
+	case mode == config.ModeRollback:
+		return "Rollback failed"
+	case mode == config.ModeUnlock:
+		return "Unlock failed"
+	}
+	return "Deploy failed"
+}
+
+func (a *run) options(targets []deploy.Target) deploy.Options {
+	cfg := a.cfg
+	parallel := 256
+	if !cfg.Remote() {
+		parallel = 16
+	}
+	runner, _ := os.Hostname()
+	return deploy.Options{
+		Targets: targets,
+		Root:    cfg.Path,
+		Settings: &deploy.Settings{
+			SharedDirs: cfg.SharedDirs, SharedFiles: cfg.SharedFiles, WritableDirs: cfg.WritableDirs,
+			BeforeActivate: cfg.BeforeActivate, AfterActivate: cfg.AfterActivate,
+			KeepReleases: cfg.KeepReleases, Revision: cfg.Revision, Actor: cfg.Actor, RunURL: cfg.RunURL,
+			Runner: runner, Parallel: parallel, Lock: deploy.DefaultLockOptions, ProgressEvery: 3 * time.Second,
+		},
+		Log:          a.log,
+		Groups:       a.log.Group,
+		Concurrency:  cfg.Concurrency,
+		AutoRollback: cfg.AutoRollback,
+		ReleaseID:    releaseIDForDeploy(cfg),
+	}
+}
+
+func releaseIDForDeploy(cfg *config.Config) string {
+	if cfg.Mode == config.ModeDeploy {
+		return cfg.ReleaseID
+	}
+	return ""
+}
+
+// targets builds one dialer per host; every host's SSH settings are
+// validated before any connection is made.
+func (a *run) targets() ([]deploy.Target, error) {
+	cfg := a.cfg
+	if !cfg.Remote() {
+		return []deploy.Target{{Name: "local", Dial: func(context.Context) (transport.Transport, error) { return local.New(), nil }}}, nil
+	}
+	if cfg.InsecureIgnoreHostKey {
+		a.log.Warnf("insecure-ignore-host-key is true: host keys are NOT checked, so anyone on the network path can impersonate the server and receive the release and credentials. Pin known-hosts or fingerprint instead.")
+	}
+	var targets []deploy.Target
+	var errs []error
+	for _, h := range cfg.Hosts {
+		sc := sshx.Config{
+			Host: h.Name, Port: h.Port, User: h.User,
+			PrivateKey: cfg.PrivateKey, Passphrase: cfg.Passphrase, Password: cfg.Password,
+			KnownHosts: cfg.KnownHosts, Fingerprints: cfg.Fingerprints, InsecureIgnoreHostKey: cfg.InsecureIgnoreHostKey,
+		}
+		if cfg.JumpHost != nil {
+			sc.JumpHost = cfg.JumpHost.String()
+		}
+		if err := sc.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", h, err))
+			continue
+		}
+		targets = append(targets, deploy.Target{Name: h.String(), Dial: func(ctx context.Context) (transport.Transport, error) { return sshx.Dial(ctx, sc) }})
+	}
+	return targets, errors.Join(errs...)
+}
+
+// writeReport writes outputs and the job summary (Actions) or a short
+// report (terminal).
+func (a *run) writeReport(res *deploy.Result, runErr error) error {
+	if res == nil {
+		return nil
+	}
+	cfg := a.cfg
+	tot := res.Totals()
+	releasePath := ""
+	if res.ReleaseID != "" {
+		releasePath = deploy.Layout{Root: cfg.Path}.Release(res.ReleaseID)
+	}
+	outs := []report.Output{
+		{Name: "release-id", Value: res.ReleaseID},
+		{Name: "release-path", Value: releasePath},
+		{Name: "previous-release-id", Value: res.PreviousID},
+		{Name: "revision", Value: cfg.Revision},
+		{Name: "files-uploaded", Value: fmt.Sprint(tot.FilesUploaded)},
+		{Name: "files-reused", Value: fmt.Sprint(tot.FilesReused)},
+		{Name: "bytes-uploaded", Value: fmt.Sprint(tot.BytesUploaded)},
+		{Name: "duration", Value: res.Duration.Round(time.Millisecond).String()},
+		{Name: "rolled-back", Value: fmt.Sprint(res.RolledBack)},
+	}
+	summary := report.Summary(res, redactErr(a.log, runErr), cfg.Revision)
+	var errs []error
+	if p := a.env["GITHUB_OUTPUT"]; p != "" {
+		errs = append(errs, report.AppendOutputs(p, outs))
+	}
+	if p := a.env["GITHUB_STEP_SUMMARY"]; p != "" {
+		errs = append(errs, report.AppendSummary(p, a.log.Redact(summary)))
+	}
+	if !a.inActions {
+		for _, o := range outs {
+			a.log.Infof("%s: %s", o.Name, o.Value)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func redactErr(l *report.Log, err error) error {
+	if err == nil {
+		return nil
+	}
+	return errors.New(l.Redact(err.Error()))
+}
+
+// releases prints the releases on every host.
+func (a *run) releases(ctx context.Context, w io.Writer) int {
+	targets, err := a.targets()
+	if err != nil {
+		a.log.Errorf("Invalid input", "%v", err)
+		return 2
+	}
+	lists, err := deploy.ListReleases(ctx, a.options(targets))
+	names := make([]string, 0, len(lists))
+	for n := range lists {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "%s:\n", n)
+		fmt.Fprintf(w, "  %-2s %-14s  %-12s  %-20s  %s\n", "", "RELEASE", "STATUS", "AGE", "REVISION")
+		list := lists[n]
+		for i := len(list) - 1; i >= 0; i-- {
+			r := list[i]
+			mark := ""
+			if r.Current {
+				mark = "*"
+			}
+			age := "-"
+			if t, err := time.Parse(config.ReleaseIDLayout, r.ID); err == nil {
+				age = time.Since(t).Round(time.Minute).String()
+			}
+			fmt.Fprintf(w, "  %-2s %-14s  %-12s  %-20s  %s\n", mark, r.ID, r.Status, age, r.Revision)
+		}
+	}
+	if err != nil {
+		a.log.Errorf("Releases", "%v", err)
+		return 1
+	}
+	return 0
+}
+
+// plan is a dry run: what a deploy would upload and reuse, changing nothing.
+func (a *run) plan(ctx context.Context, w io.Writer) int {
+	cfg := a.cfg
+	targets, err := a.targets()
+	if err != nil {
+		a.log.Errorf("Invalid input", "%v", err)
+		return 2
+	}
+	m, err := release.Build(ctx, release.Options{Source: cfg.Source, Exclude: cfg.Exclude, Revision: cfg.Revision})
+	if err != nil {
+		a.log.Errorf("Release not prepared", "%v", err)
+		return 1
+	}
+	plans, err := deploy.PlanAll(ctx, a.options(targets), m)
+	for _, p := range plans {
+		fmt.Fprintf(w, "%s (live: %s): upload %d files (%s), reuse %d files (%s), %d directories, %d symlinks\n",
+			p.Host, orDash(p.CurrentID), len(p.Plan.Upload), deploy.FormatBytes(p.Plan.UploadBytes), len(p.Plan.Reuse), deploy.FormatBytes(p.Plan.ReuseBytes), len(p.Plan.Dirs), len(p.Plan.Symlinks))
+		for _, e := range p.Plan.Upload {
+			fmt.Fprintf(w, "  + %q\n", e.Path)
+		}
+		for _, r := range p.Removed {
+			fmt.Fprintf(w, "  - %q\n", r)
+		}
+	}
+	if err != nil {
+		a.log.Errorf("Plan", "%v", err)
+		return 1
+	}
+	return 0
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func envMap(environ []string) map[string]string {
+	m := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// actionsLookup reads inputs the way the runner passes them: INPUT_ plus
+// the name upper-cased with spaces as underscores and hyphens kept.
+func actionsLookup(env map[string]string) config.Lookup {
+	return func(name string) (string, bool) {
+		v, ok := env["INPUT_"+strings.ToUpper(strings.ReplaceAll(name, " ", "_"))]
+		return v, ok
+	}
+}
+
+// rawSecrets are the secret inputs as given, for masking before validation.
+func rawSecrets(lookup config.Lookup) []string {
+	var s []string
+	for _, in := range config.Inputs {
+		if v, ok := lookup(in.Name); ok && in.Secret && v != "" {
+			s = append(s, v)
+		}
+	}
+	return s
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// runContext says where the run comes from, for the releases log.
+func runContext(env map[string]string, lookup config.Lookup) config.Context {
+	rc := config.Context{Revision: env["GITHUB_SHA"], Actor: env["GITHUB_ACTOR"]}
+	if env["GITHUB_RUN_ID"] != "" {
+		server := env["GITHUB_SERVER_URL"]
+		if server == "" {
+			server = "https://github.com"
+		}
+		rc.RunURL = server + "/" + env["GITHUB_REPOSITORY"] + "/actions/runs/" + env["GITHUB_RUN_ID"]
+	}
+	if rc.Actor == "" {
+		rc.Actor = env["USER"]
+	}
+	if rc.Revision == "" {
+		src, ok := lookup("source")
+		if !ok || src == "" {
+			src = "."
+		}
+		out, err := exec.Command("git", "-C", filepath.Clean(src), "rev-parse", "HEAD").Output()
+		if err == nil {
+			rc.Revision = strings.TrimSpace(string(out))
+		}
+	}
+	if rc.Revision == "" {
+		rc.Revision = "unknown"
+	}
+	return rc
+}
+
+// parseCommandLine reads `atomic-deploy [command] [--input value]...`.
+func parseCommandLine(args []string, stdout io.Writer) (command string, lookup config.Lookup, help bool, err error) {
+	command = "deploy"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		command, args = args[0], args[1:]
+	}
+	switch command {
+	case "deploy", "rollback", "unlock", "releases", "plan":
+	case "help":
+		fmt.Fprint(stdout, usage())
+		return "", nil, true, nil
+	default:
+		return "", nil, false, fmt.Errorf("unknown command %q", command)
+	}
+	fs := flag.NewFlagSet("atomic-deploy", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	values := map[string]*inputFlag{}
+	for _, in := range config.Inputs {
+		f := &inputFlag{isBool: in.Default == "true" || in.Default == "false"}
+		values[in.Name] = f
+		fs.Var(f, in.Name, in.Description)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage())
+			return "", nil, true, nil
+		}
+		return "", nil, false, err
+	}
+	if fs.NArg() > 0 {
+		return "", nil, false, fmt.Errorf("unexpected argument %q (options are --name value)", fs.Arg(0))
+	}
+	if command == "rollback" || command == "unlock" {
+		values["mode"].Set(command)
+	}
+	return command, func(name string) (string, bool) {
+		f := values[name]
+		if f == nil || !f.set {
+			return "", false
+		}
+		return f.value, true
+	}, false, nil
+}
+
+type inputFlag struct {
+	value  string
+	set    bool
+	isBool bool
+}
+
+func (f *inputFlag) String() string     { return f.value }
+func (f *inputFlag) Set(v string) error { f.value, f.set = v, true; return nil }
+func (f *inputFlag) IsBoolFlag() bool   { return f.isBool }
+
+// StdIO is the process's own terminal.
+func StdIO() IO {
+	fi, err := os.Stderr.Stat()
+	return IO{Stdout: os.Stdout, Stderr: os.Stderr, IsTTY: err == nil && fi.Mode()&os.ModeCharDevice != 0}
+}

@@ -1,0 +1,458 @@
+// Package config turns Actions inputs or CLI flags into a validated Config.
+// Every error names the input it is about, and nothing below this package
+// reads the environment.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bmatcuk/doublestar/v4"
+)
+
+// Modes.
+const (
+	ModeDeploy   = "deploy"
+	ModeRollback = "rollback"
+	ModeUnlock   = "unlock"
+)
+
+// Host is one target server.
+type Host struct {
+	User string
+	Name string // host name or IP address, without brackets
+	Port int
+}
+
+// Addr is host:port, suitable for net.Dial.
+func (h Host) Addr() string { return net.JoinHostPort(h.Name, strconv.Itoa(h.Port)) }
+
+func (h Host) String() string { return h.User + "@" + h.Addr() }
+
+// Config is everything one run needs, validated.
+type Config struct {
+	Mode  string
+	Hosts []Host // empty: this machine's filesystem
+
+	PrivateKey            string
+	Passphrase            string
+	Password              string
+	KnownHosts            string
+	Fingerprints          []string
+	InsecureIgnoreHostKey bool
+	JumpHost              *Host
+
+	Path    string // deploy root, absolute and clean
+	Source  string
+	Exclude []string
+	Build   string
+	Preset  string
+
+	SharedDirs     []string
+	SharedFiles    []string
+	WritableDirs   []string
+	BeforeActivate string
+	AfterActivate  string
+
+	KeepReleases       int
+	HealthcheckURL     string
+	HealthcheckTimeout time.Duration
+	AutoRollback       bool
+	ReleaseID          string
+	Concurrency        int
+
+	// Where the run comes from, recorded in the releases log.
+	Revision string
+	Actor    string
+	RunURL   string
+}
+
+// Remote reports whether the run targets servers over SSH.
+func (c *Config) Remote() bool { return len(c.Hosts) > 0 }
+
+// Secrets returns the values that must never be printed.
+func (c *Config) Secrets() []string {
+	var s []string
+	for _, v := range []string{c.PrivateKey, c.Passphrase, c.Password} {
+		if v != "" {
+			s = append(s, v)
+		}
+	}
+	return s
+}
+
+// InputError is a bad value for one input.
+type InputError struct {
+	Input  string
+	Reason string
+}
+
+func (e *InputError) Error() string { return fmt.Sprintf("input %q: %s", e.Input, e.Reason) }
+
+// Lookup returns the raw value of an input and whether it was given at all.
+type Lookup func(name string) (string, bool)
+
+// Context carries facts about the run that are not inputs.
+type Context struct {
+	Revision string
+	Actor    string
+	RunURL   string
+}
+
+// Parse reads every input through lookup (falling back to the table's
+// defaults), applies the preset, and validates. All input errors are
+// returned together so a user fixes them in one go.
+func Parse(lookup Lookup, rc Context) (*Config, error) {
+	get := func(name string) string {
+		if v, ok := lookup(name); ok {
+			return strings.TrimSpace(v)
+		}
+		for _, in := range Inputs {
+			if in.Name == name {
+				return in.Default
+			}
+		}
+		panic("config: unknown input " + name)
+	}
+	var errs []error
+	fail := func(input, format string, a ...any) {
+		errs = append(errs, &InputError{Input: input, Reason: fmt.Sprintf(format, a...)})
+	}
+
+	c := &Config{
+		Mode:           strings.ToLower(get("mode")),
+		PrivateKey:     get("private-key"),
+		Passphrase:     get("passphrase"),
+		Password:       get("password"),
+		KnownHosts:     get("known-hosts"),
+		Build:          get("build"),
+		Preset:         strings.ToLower(get("preset")),
+		BeforeActivate: get("before-activate"),
+		AfterActivate:  get("after-activate"),
+		HealthcheckURL: get("healthcheck-url"),
+		ReleaseID:      get("release-id"),
+		Revision:       rc.Revision,
+		Actor:          rc.Actor,
+		RunURL:         rc.RunURL,
+	}
+	if v, ok := lookup("private-key"); ok {
+		c.PrivateKey = strings.TrimSpace(v) + "\n" // PEM parsers want the final newline
+		if strings.TrimSpace(v) == "" {
+			c.PrivateKey = ""
+		}
+	}
+
+	switch c.Mode {
+	case ModeDeploy, ModeRollback, ModeUnlock:
+	default:
+		fail("mode", "%q is not one of deploy, rollback, unlock", c.Mode)
+	}
+
+	port, err := parsePort(get("port"))
+	if err != nil {
+		fail("port", "%v", err)
+	}
+	username := get("username")
+	if username != "" {
+		if err := validUser(username); err != nil {
+			fail("username", "%v", err)
+		}
+	}
+	for _, spec := range splitList(get("host"), true) {
+		h, err := ParseHost(spec, username, port)
+		if err != nil {
+			fail("host", "%v", err)
+			continue
+		}
+		c.Hosts = append(c.Hosts, h)
+	}
+	if dup := duplicateHost(c.Hosts); dup != "" {
+		fail("host", "%s is listed twice", dup)
+	}
+	if jh := get("jump-host"); jh != "" {
+		h, err := ParseHost(jh, username, 22)
+		if err != nil {
+			fail("jump-host", "%v", err)
+		} else {
+			c.JumpHost = &h
+		}
+	}
+	for _, fp := range splitList(get("fingerprint"), true) {
+		if !fingerprintRE.MatchString(fp) {
+			fail("fingerprint", "%q is not a SHA256 fingerprint; copy it as `ssh-keygen -lf` prints it, e.g. SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8", fp)
+			continue
+		}
+		c.Fingerprints = append(c.Fingerprints, fp)
+	}
+	if c.InsecureIgnoreHostKey, err = parseBool(get("insecure-ignore-host-key")); err != nil {
+		fail("insecure-ignore-host-key", "%v", err)
+	}
+	if c.AutoRollback, err = parseBool(get("auto-rollback")); err != nil {
+		fail("auto-rollback", "%v", err)
+	}
+
+	c.Path, err = validDeployPath(get("path"))
+	if err != nil {
+		fail("path", "%v", err)
+	}
+	c.Source = get("source")
+	if c.Source == "" {
+		c.Source = "."
+	}
+	c.Exclude = splitList(get("exclude"), false)
+	for _, p := range c.Exclude {
+		if !doublestar.ValidatePattern(strings.TrimPrefix(p, "/")) {
+			fail("exclude", "%q is not a valid glob pattern", p)
+		}
+	}
+
+	if c.Preset != "" && c.Preset != "laravel" {
+		fail("preset", "%q is not a known preset (known: laravel)", c.Preset)
+	}
+	c.SharedDirs = relPaths(get("shared-dirs"), "shared-dirs", fail)
+	c.SharedFiles = relPaths(get("shared-files"), "shared-files", fail)
+	c.WritableDirs = relPaths(get("writable-dirs"), "writable-dirs", fail)
+	if c.Preset == "laravel" {
+		applyLaravel(c, lookup)
+	}
+	checkOverlap(append(append([]string{}, c.SharedDirs...), c.SharedFiles...), "shared-dirs/shared-files", fail)
+
+	if c.KeepReleases, err = strconv.Atoi(get("keep-releases")); err != nil || c.KeepReleases < 1 {
+		fail("keep-releases", "%q must be a whole number of at least 1", get("keep-releases"))
+	}
+	if c.Concurrency, err = strconv.Atoi(get("concurrency")); err != nil || c.Concurrency < 1 {
+		fail("concurrency", "%q must be a whole number of at least 1", get("concurrency"))
+	}
+	if c.HealthcheckTimeout, err = ParseDuration(get("healthcheck-timeout")); err != nil {
+		fail("healthcheck-timeout", "%v", err)
+	}
+	if c.HealthcheckURL != "" && !strings.HasPrefix(c.HealthcheckURL, "http://") && !strings.HasPrefix(c.HealthcheckURL, "https://") {
+		fail("healthcheck-url", "%q must start with http:// or https://", c.HealthcheckURL)
+	}
+	if c.ReleaseID != "" {
+		if err := ValidReleaseID(c.ReleaseID); err != nil {
+			fail("release-id", "%v", err)
+		}
+	}
+
+	if len(c.Hosts) > 0 {
+		if c.PrivateKey == "" && c.Password == "" {
+			fail("private-key", "an SSH private key (or a password) is required to deploy to %s", c.Hosts[0].Name)
+		}
+		if c.KnownHosts == "" && len(c.Fingerprints) == 0 && !c.InsecureIgnoreHostKey {
+			fail("known-hosts", "the servers' host keys must be pinned: give known-hosts (ssh-keyscan -p PORT HOST output, checked out of band) or fingerprint; insecure-ignore-host-key: true skips the check but lets anyone on the path impersonate the server")
+		}
+		for _, h := range c.Hosts {
+			if h.User == "" {
+				fail("username", "no SSH user for %s: set username or write user@%s in host", h.Name, h.Name)
+				break
+			}
+		}
+	} else if c.JumpHost != nil {
+		fail("jump-host", "a jump host needs a host to jump to")
+	}
+	if c.Mode == ModeDeploy && c.Path != "" && len(c.Hosts) == 0 && c.Path == "/" {
+		fail("path", "refusing to deploy into /")
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+var (
+	fingerprintRE = regexp.MustCompile(`^SHA256:[A-Za-z0-9+/]{43}=?$`)
+	userRE        = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
+	hostRE        = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$`)
+	releaseIDRE   = regexp.MustCompile(`^[0-9]{14}$`)
+)
+
+// ReleaseIDLayout is the UTC timestamp format of release ids.
+const ReleaseIDLayout = "20060102150405"
+
+// ValidReleaseID accepts only ids of the form YYYYMMDDHHMMSS.
+func ValidReleaseID(id string) error {
+	if !releaseIDRE.MatchString(id) {
+		return fmt.Errorf("%q is not a release id (YYYYMMDDHHMMSS, UTC, e.g. 20261125231842)", id)
+	}
+	if _, err := time.Parse(ReleaseIDLayout, id); err != nil {
+		return fmt.Errorf("%q is not a valid timestamp (YYYYMMDDHHMMSS)", id)
+	}
+	return nil
+}
+
+func parsePort(s string) (int, error) {
+	p, err := strconv.Atoi(s)
+	if err != nil || p < 1 || p > 65535 {
+		return 0, fmt.Errorf("%q is not a TCP port (1-65535)", s)
+	}
+	return p, nil
+}
+
+func validUser(u string) error {
+	if !userRE.MatchString(u) || len(u) > 64 {
+		return fmt.Errorf("%q is not a valid user name (letters, digits, _ . -)", u)
+	}
+	return nil
+}
+
+// ParseHost reads [user@]host[:port]; IPv6 addresses go in brackets.
+func ParseHost(spec, defaultUser string, defaultPort int) (Host, error) {
+	h := Host{User: defaultUser, Port: defaultPort}
+	rest := spec
+	if i := strings.LastIndex(rest, "@"); i >= 0 {
+		h.User = rest[:i]
+		rest = rest[i+1:]
+		if err := validUser(h.User); err != nil {
+			return Host{}, fmt.Errorf("%q: %v", spec, err)
+		}
+	}
+	name, portText := rest, ""
+	if strings.HasPrefix(rest, "[") {
+		end := strings.Index(rest, "]")
+		if end < 0 {
+			return Host{}, fmt.Errorf("%q: missing ] after IPv6 address", spec)
+		}
+		name = rest[1:end]
+		switch after := rest[end+1:]; {
+		case after == "":
+		case strings.HasPrefix(after, ":"):
+			portText = after[1:]
+		default:
+			return Host{}, fmt.Errorf("%q: unexpected %q after ]", spec, after)
+		}
+		if net.ParseIP(name) == nil {
+			return Host{}, fmt.Errorf("%q: %q is not an IPv6 address", spec, name)
+		}
+	} else if i := strings.LastIndex(rest, ":"); i >= 0 {
+		if strings.Count(rest, ":") > 1 {
+			return Host{}, fmt.Errorf("%q: write IPv6 addresses in brackets, e.g. [2001:db8::1]:22", spec)
+		}
+		name, portText = rest[:i], rest[i+1:]
+	}
+	if portText != "" {
+		p, err := parsePort(portText)
+		if err != nil {
+			return Host{}, fmt.Errorf("%q: %v", spec, err)
+		}
+		h.Port = p
+	}
+	if name == "" {
+		return Host{}, fmt.Errorf("%q: no host name", spec)
+	}
+	if net.ParseIP(name) == nil && (!hostRE.MatchString(name) || len(name) > 253) {
+		return Host{}, fmt.Errorf("%q: %q is not a host name or IP address", spec, name)
+	}
+	h.Name = name
+	return h, nil
+}
+
+func duplicateHost(hosts []Host) string {
+	seen := map[string]bool{}
+	for _, h := range hosts {
+		if seen[h.Addr()] {
+			return h.Addr()
+		}
+		seen[h.Addr()] = true
+	}
+	return ""
+}
+
+// splitList splits on newlines (and commas when commas is true), trims, and drops blanks.
+func splitList(s string, commas bool) []string {
+	f := func(r rune) bool { return r == '\n' || r == '\r' || (commas && r == ',') }
+	var out []string
+	for _, part := range strings.FieldsFunc(s, f) {
+		if p := strings.TrimSpace(part); p != "" && !strings.HasPrefix(p, "#") {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func parseBool(s string) (bool, error) {
+	switch strings.ToLower(s) {
+	case "true", "yes", "1", "on":
+		return true, nil
+	case "false", "no", "0", "off", "":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q is not true or false", s)
+}
+
+// ParseDuration accepts Go durations ("30s", "2m") and bare seconds ("30").
+func ParseDuration(s string) (time.Duration, error) {
+	if n, err := strconv.Atoi(s); err == nil && n >= 0 {
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%q is not a duration (e.g. 30s, 2m)", s)
+	}
+	return d, nil
+}
+
+func validDeployPath(p string) (string, error) {
+	switch {
+	case p == "":
+		return "", errors.New("the deploy root is required, e.g. /var/www/app")
+	case strings.ContainsAny(p, "\x00\n\r"):
+		return "", errors.New("contains a control character")
+	case !strings.HasPrefix(p, "/"):
+		return "", fmt.Errorf("%q must be an absolute path, e.g. /var/www/app", p)
+	}
+	clean := path.Clean(p)
+	if clean == "/" {
+		return "", errors.New("refusing to use / as the deploy root")
+	}
+	return clean, nil
+}
+
+// relPaths parses a list of paths that must stay inside a release.
+func relPaths(s, input string, fail func(string, string, ...any)) []string {
+	var out []string
+	for _, p := range splitList(s, false) {
+		if err := ValidRelPath(p); err != nil {
+			fail(input, "%v", err)
+			continue
+		}
+		out = append(out, path.Clean(p))
+	}
+	return out
+}
+
+// ValidRelPath accepts a relative path that stays inside its base directory.
+func ValidRelPath(p string) error {
+	switch {
+	case strings.HasPrefix(p, "/"):
+		return fmt.Errorf("%q must be relative to the release, not absolute", p)
+	case strings.ContainsAny(p, "\x00\n\r"):
+		return fmt.Errorf("%q contains a control character", p)
+	}
+	clean := path.Clean(p)
+	if clean == "." || clean == ".." || strings.HasPrefix(clean, "../") {
+		return fmt.Errorf("%q must name something inside the release", p)
+	}
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." {
+			return fmt.Errorf("%q must not contain ..", p)
+		}
+	}
+	return nil
+}
+
+func checkOverlap(paths []string, input string, fail func(string, string, ...any)) {
+	for i, a := range paths {
+		for _, b := range paths[i+1:] {
+			if a == b || strings.HasPrefix(b, a+"/") || strings.HasPrefix(a, b+"/") {
+				fail(input, "%q and %q overlap; list each shared path once", a, b)
+			}
+		}
+	}
+}

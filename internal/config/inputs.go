@@ -1,0 +1,55 @@
+package config
+
+// Input is one option: an action.yml input and, with the same name, a CLI flag.
+// This table is the single source of truth; a test keeps action.yml and the
+// README in step with it.
+type Input struct {
+	Name        string
+	Default     string
+	Description string
+	Secret      bool
+}
+
+// Inputs lists every option in the order action.yml declares them.
+var Inputs = []Input{
+	{Name: "mode", Default: "deploy", Description: "deploy, rollback or unlock."},
+	{Name: "host", Description: "One or more [user@]host[:port], newline- or comma-separated. Empty deploys on this machine's filesystem."},
+	{Name: "port", Default: "22", Description: "SSH port for hosts that do not name one."},
+	{Name: "username", Description: "SSH user for hosts that do not name one."},
+	{Name: "private-key", Description: "SSH private key (PEM / OpenSSH format).", Secret: true},
+	{Name: "passphrase", Description: "Passphrase of the private key.", Secret: true},
+	{Name: "password", Description: "SSH password, when no key is used.", Secret: true},
+	{Name: "known-hosts", Description: "known_hosts lines that pin the servers' host keys (ssh-keyscan output)."},
+	{Name: "fingerprint", Description: "Host key fingerprints (SHA256:...), one or more, instead of known-hosts."},
+	{Name: "insecure-ignore-host-key", Default: "false", Description: "Skip host key verification. Dangerous: anyone on the network path can impersonate the server."},
+	{Name: "jump-host", Description: "[user@]host[:port] of a bastion to connect through (same credentials and host key pins)."},
+	{Name: "path", Description: "Deploy root on the server (absolute). Required."},
+	{Name: "source", Default: ".", Description: "Directory to release, relative to the workspace."},
+	{Name: "exclude", Default: ".git\n.github", Description: "Glob patterns (newline-separated) left out of the release."},
+	{Name: "build", Description: "Shell command run in source on the runner before upload."},
+	{Name: "preset", Description: "Defaults for a framework: laravel."},
+	{Name: "shared-dirs", Description: "Directories kept across releases in <path>/shared (newline-separated, relative)."},
+	{Name: "shared-files", Description: "Files kept across releases in <path>/shared (newline-separated, relative)."},
+	{Name: "writable-dirs", Description: "Directories made writable (group and owner) in each release."},
+	{Name: "before-activate", Description: "Shell script run on each server in the new release before it goes live."},
+	{Name: "after-activate", Description: "Shell script run on each server after the switch."},
+	{Name: "keep-releases", Default: "5", Description: "How many successful releases to keep."},
+	{Name: "healthcheck-url", Description: "URL polled from the runner after the switch; a failure rolls back."},
+	{Name: "healthcheck-timeout", Default: "30s", Description: "How long the health check may take."},
+	{Name: "auto-rollback", Default: "true", Description: "Switch back to the previous release when after-activate or the health check fails."},
+	{Name: "release-id", Description: "Rollback target (mode: rollback), or the id to deploy as (fleets split over a matrix)."},
+	{Name: "concurrency", Default: "10", Description: "How many hosts are prepared at once."},
+}
+
+// Outputs lists every step output.
+var Outputs = []Input{
+	{Name: "release-id", Description: "Id of the release now live (or the rollback target)."},
+	{Name: "release-path", Description: "Absolute path of that release on the server."},
+	{Name: "previous-release-id", Description: "Id of the release that was live before."},
+	{Name: "revision", Description: "Revision (commit) recorded in the release."},
+	{Name: "files-uploaded", Description: "Files sent over the wire (summed over hosts)."},
+	{Name: "files-reused", Description: "Files reused from the previous release on the server (summed over hosts)."},
+	{Name: "bytes-uploaded", Description: "Bytes of file content sent (summed over hosts)."},
+	{Name: "duration", Description: "Wall time of the whole run, e.g. 12.3s."},
+	{Name: "rolled-back", Description: "true when the deploy was rolled back automatically."},
+}

@@ -1,0 +1,810 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/release"
+	"github.com/atomic-deploy/atomic-deploy/internal/shell"
+	"github.com/atomic-deploy/atomic-deploy/internal/transport"
+)
+
+// Logger receives what a deploy has to say. The report package implements
+// it for the Actions log and for a terminal.
+type Logger interface {
+	Infof(format string, args ...any)
+	Warnf(format string, args ...any)
+	// Writer returns a writer whose lines are shown as output of a remote
+	// command on host.
+	Writer(host string) io.Writer
+	Progress(p Progress)
+}
+
+// Settings are the options the host steps need.
+type Settings struct {
+	SharedDirs     []string
+	SharedFiles    []string
+	WritableDirs   []string
+	BeforeActivate string
+	AfterActivate  string
+	KeepReleases   int
+	Revision       string
+	Actor          string
+	RunURL         string
+	Runner         string        // the machine running the deploy, shown to lock waiters
+	Parallel       int           // file operations in flight per host
+	Lock           LockOptions   // lease and wait
+	ProgressEvery  time.Duration // 0: no progress reports
+}
+
+// Stats are one host's numbers for outputs and the summary.
+type Stats struct {
+	FilesUploaded int
+	FilesReused   int
+	BytesUploaded int64
+	BytesReused   int64
+}
+
+// Host runs the steps of one deploy, rollback or unlock on one target.
+// Its methods are called in order by Run; each step leaves `current`
+// pointing at a complete release whatever happens.
+type Host struct {
+	Name string
+	T    transport.Transport
+	L    Layout
+	S    *Settings
+	Log  Logger
+
+	CurrentID string // what `current` pointed to when the host was opened
+	ReleaseID string // the release being deployed
+	Stats     Stats
+
+	lock     *Lock
+	rlog     *releaseLog
+	existing []string
+	created  bool // releases/<ReleaseID> was made by this run
+	switched bool
+	manifest *release.Manifest
+	linked   map[string]transport.Stat // files sharing an inode with an older release
+	mu       sync.Mutex                // guards rlog writes from concurrent phases
+}
+
+// errHooksNeedShell is returned when hooks are set but the server only speaks SFTP.
+var errHooksNeedShell = errors.New("before-activate/after-activate need a shell on the server, but it only allows SFTP (ForceCommand internal-sftp): remove the hooks or allow a shell for this user")
+
+// Open checks the deploy root, takes the lock and reads the state.
+func (h *Host) Open(ctx context.Context, needHooks bool) error {
+	if needHooks && !h.T.CanExec() {
+		return errHooksNeedShell
+	}
+	if info, err := h.T.Lstat(ctx, h.L.Current()); err == nil && info.Mode()&fs.ModeSymlink == 0 {
+		return fmt.Errorf("%s exists and is not a symlink (a site deployed another way?). atomic-deploy will not touch it: move it aside, e.g. `mv %s %s` then `ln -s %s %s` keeps it live as the first release, and deploy again",
+			h.L.Current(), shell.Quote(h.L.Current()), shell.Quote(h.L.Release("00000000000000")), shell.Quote(currentTarget("00000000000000")), shell.Quote(h.L.Current()))
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("inspect %s: %w", h.L.Current(), err)
+	}
+	for _, dir := range []string{h.L.Releases(), h.L.Shared(), h.L.Manifests()} {
+		if err := h.T.MkdirAll(ctx, dir, 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", dir, err)
+		}
+	}
+	lock, err := AcquireLock(ctx, h.T, h.L.Lock(), Owner{Actor: h.S.Actor, RunURL: h.S.RunURL, Host: h.S.Runner, StartedAt: time.Now().UTC()}, h.S.Lock)
+	if err != nil {
+		return err
+	}
+	h.lock = lock
+	if err := h.readState(ctx); err != nil {
+		h.unlock(ctx)
+		return err
+	}
+	h.removeTempLinks(ctx)
+	return nil
+}
+
+func (h *Host) readState(ctx context.Context) error {
+	rl, err := readReleaseLog(ctx, h.T, h.L)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", h.L.Log(), err)
+	}
+	h.rlog = rl
+	target, err := h.T.Readlink(ctx, h.L.Current())
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		h.CurrentID = ""
+	case err != nil:
+		return fmt.Errorf("read %s: %w", h.L.Current(), err)
+	default:
+		id, ok := h.L.releaseIDFromTarget(target)
+		if !ok {
+			return fmt.Errorf("%s points to %s, outside %s; point it at a release or remove it", h.L.Current(), target, h.L.Releases())
+		}
+		h.CurrentID = id
+	}
+	entries, err := h.T.ReadDir(ctx, h.L.Releases())
+	if err != nil {
+		return fmt.Errorf("list %s: %w", h.L.Releases(), err)
+	}
+	h.existing = h.existing[:0]
+	for _, e := range entries {
+		if e.IsDir() {
+			h.existing = append(h.existing, e.Name())
+		}
+	}
+	return nil
+}
+
+// removeTempLinks deletes temporary `current` links a crashed switch left.
+func (h *Host) removeTempLinks(ctx context.Context) {
+	entries, err := h.T.ReadDir(ctx, h.L.Root)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), tempLinkPrefix) && e.Mode()&fs.ModeSymlink != 0 {
+			h.T.Remove(ctx, path.Join(h.L.Root, e.Name()))
+		}
+	}
+}
+
+// Existing lists the release directories found by Open.
+func (h *Host) Existing() []string { return h.existing }
+
+func (h *Host) appendLog(ctx context.Context, r Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.rlog.append(ctx, h.T, h.L, r)
+}
+
+// Prepare puts release id on the host, complete and ready to switch to:
+// upload (only what changed), shared links, writable dirs, before-activate.
+func (h *Host) Prepare(ctx context.Context, m *release.Manifest, id string) error {
+	h.ReleaseID = id
+	dir := h.L.Release(id)
+	if err := h.T.Mkdir(ctx, dir, 0o755); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("release %s already exists on %s; a release id is used once (choose another release-id or let it default to the time)", id, h.Name)
+		}
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	h.created = true
+	if err := h.appendLog(ctx, Record{ID: id, Status: StatusStarted, Revision: h.S.Revision, Actor: h.S.Actor, RunURL: h.S.RunURL, StartedAt: time.Now().UTC()}); err != nil {
+		return fmt.Errorf("write %s: %w", h.L.Log(), err)
+	}
+
+	m, unseeded, err := h.withoutSeededShared(ctx, m)
+	if err != nil {
+		return err
+	}
+	h.manifest = m
+	plan := MakePlan(m, h.previousManifest(ctx), h.previousScan(ctx))
+	plan.uploadOnly(unseeded)
+	if err := h.upload(ctx, plan, dir); err != nil {
+		return err
+	}
+	if err := h.linkShared(ctx, m); err != nil {
+		return err
+	}
+	if err := h.recordState(ctx); err != nil {
+		return err
+	}
+	if err := h.makeWritable(ctx); err != nil {
+		return err
+	}
+	if h.S.BeforeActivate != "" {
+		if err := h.runHook(ctx, "before-activate", h.S.BeforeActivate); err != nil {
+			return err
+		}
+	}
+	return h.protectOlderReleases(ctx)
+}
+
+// withoutSeededShared drops manifest entries at or below shared paths whose
+// shared copy already exists: the release links to shared/ there, so
+// uploading them would be wasted. It returns the shared paths still to seed.
+func (h *Host) withoutSeededShared(ctx context.Context, m *release.Manifest) (*release.Manifest, []string, error) {
+	shared := append(append([]string{}, h.S.SharedDirs...), h.S.SharedFiles...)
+	if len(shared) == 0 {
+		return m, nil, nil
+	}
+	var seeded, unseeded []string
+	for _, p := range shared {
+		_, err := h.T.Lstat(ctx, path.Join(h.L.Shared(), p))
+		switch {
+		case err == nil:
+			seeded = append(seeded, p)
+		case errors.Is(err, fs.ErrNotExist):
+			unseeded = append(unseeded, p)
+		default:
+			return nil, nil, fmt.Errorf("inspect shared %s: %w", p, err)
+		}
+	}
+	out := &release.Manifest{Entries: make([]release.Entry, 0, len(m.Entries))}
+	for _, e := range m.Entries {
+		if !under(e.Path, seeded) {
+			out.Entries = append(out.Entries, e)
+		}
+	}
+	return out, unseeded, nil
+}
+
+// under reports whether p is one of roots or below one.
+func under(p string, roots []string) bool {
+	for _, r := range roots {
+		if p == r || strings.HasPrefix(p, r+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// uploadOnly turns reuse into upload below paths that will be moved into
+// shared/: a shared file must not share an inode with an older release.
+func (p *Plan) uploadOnly(roots []string) {
+	if len(roots) == 0 {
+		return
+	}
+	kept := p.Reuse[:0]
+	for _, r := range p.Reuse {
+		if under(r.Entry.Path, roots) {
+			p.Upload = append(p.Upload, r.Entry)
+			p.UploadBytes += r.Entry.Size
+			p.ReuseBytes -= r.Entry.Size
+			continue
+		}
+		kept = append(kept, r)
+	}
+	p.Reuse = kept
+}
+
+// previousManifest is the stored manifest of the live release, or nil.
+func (h *Host) previousManifest(ctx context.Context) *release.Manifest {
+	if h.CurrentID == "" {
+		return nil
+	}
+	data, err := h.T.ReadFile(ctx, h.L.Manifest(h.CurrentID))
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			h.Log.Warnf("%s: cannot read the manifest of release %s, uploading everything: %v", h.Name, h.CurrentID, err)
+		}
+		return nil
+	}
+	m, err := release.DecodeManifest(strings.NewReader(string(data)))
+	if err != nil {
+		h.Log.Warnf("%s: the manifest of release %s is damaged, uploading everything: %v", h.Name, h.CurrentID, err)
+		return nil
+	}
+	return m
+}
+
+func (h *Host) previousScan(ctx context.Context) []transport.Stat {
+	if h.CurrentID == "" {
+		return nil
+	}
+	s, err := h.T.Scan(ctx, h.L.Release(h.CurrentID))
+	if err != nil {
+		h.Log.Warnf("%s: cannot scan release %s, uploading everything: %v", h.Name, h.CurrentID, err)
+		return nil
+	}
+	return s
+}
+
+func (h *Host) upload(ctx context.Context, plan *Plan, dir string) error {
+	var st uploadStats
+	start := time.Now()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	if h.S.ProgressEvery > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tick := time.NewTicker(h.S.ProgressEvery)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					h.Log.Progress(Progress{Host: h.Name,
+						FilesDone: st.files.Load() + st.reused.Load(), FilesTotal: int64(len(plan.Upload) + len(plan.Reuse)),
+						BytesDone: st.bytes.Load(), BytesTotal: plan.UploadBytes, Elapsed: time.Since(start)})
+				}
+			}
+		}()
+	}
+	prevDir := ""
+	if h.CurrentID != "" {
+		prevDir = h.L.Release(h.CurrentID)
+	}
+	parallel := h.S.Parallel
+	if parallel < 1 {
+		parallel = 64
+	}
+	err := plan.execute(ctx, h.T, dir, prevDir, parallel, &st)
+	close(stop)
+	wg.Wait()
+	h.Stats = Stats{FilesUploaded: int(st.files.Load()), FilesReused: int(st.reused.Load()), BytesUploaded: st.bytes.Load(), BytesReused: st.reusedBytes.Load()}
+	if err != nil {
+		return fmt.Errorf("upload to %s: %w", dir, err)
+	}
+	return nil
+}
+
+// linkShared replaces shared paths in the release with relative symlinks
+// into shared/, seeding shared/ from the release the first time.
+func (h *Host) linkShared(ctx context.Context, m *release.Manifest) error {
+	idx := m.Index()
+	dir := h.L.Release(h.ReleaseID)
+	link := func(rel string, wantDir bool) error {
+		sharedPath := path.Join(h.L.Shared(), rel)
+		inRelease := path.Join(dir, rel)
+		info, err := h.T.Lstat(ctx, sharedPath)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			if err := h.T.MkdirAll(ctx, path.Dir(sharedPath), 0o755); err != nil {
+				return fmt.Errorf("create %s: %w", path.Dir(sharedPath), err)
+			}
+			e := idx[rel]
+			switch {
+			case e != nil && (e.Type == release.TypeDir) == wantDir && e.Type != release.TypeSymlink:
+				if err := h.T.Rename(ctx, inRelease, sharedPath); err != nil {
+					return fmt.Errorf("seed %s from the release: %w", sharedPath, err)
+				}
+				h.Log.Infof("%s: seeded shared/%s from the release", h.Name, rel)
+			case wantDir:
+				if err := h.T.MkdirAll(ctx, sharedPath, 0o755); err != nil {
+					return fmt.Errorf("create %s: %w", sharedPath, err)
+				}
+			default:
+				return fmt.Errorf("shared file %s does not exist on %s and the release has no %s to seed it from; create it on the server (for example your production .env) — an empty file would hide the mistake", sharedPath, h.Name, rel)
+			}
+		case err != nil:
+			return fmt.Errorf("inspect %s: %w", sharedPath, err)
+		case wantDir && !info.IsDir():
+			return fmt.Errorf("%s should be a directory (shared-dirs) but is not", sharedPath)
+		case !wantDir && info.IsDir():
+			return fmt.Errorf("%s should be a file (shared-files) but is a directory", sharedPath)
+		}
+		if err := h.T.RemoveAll(ctx, inRelease); err != nil {
+			return fmt.Errorf("replace %s with a link: %w", inRelease, err)
+		}
+		if err := h.T.MkdirAll(ctx, path.Dir(inRelease), 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", path.Dir(inRelease), err)
+		}
+		if err := h.T.Symlink(ctx, sharedLinkTarget(rel), inRelease); err != nil {
+			return fmt.Errorf("link %s: %w", inRelease, err)
+		}
+		return nil
+	}
+	for _, d := range h.S.SharedDirs {
+		if err := link(d, true); err != nil {
+			return err
+		}
+	}
+	for _, f := range h.S.SharedFiles {
+		if err := link(f, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recordState scans the finished release once: it checks that every file
+// arrived whole, stores each file's server mtime in the manifest (the next
+// deploy reuses a file only if it is unchanged since), and remembers which
+// files share an inode with an older release.
+func (h *Host) recordState(ctx context.Context) error {
+	dir := h.L.Release(h.ReleaseID)
+	scan, err := h.T.Scan(ctx, dir)
+	if err != nil {
+		return fmt.Errorf("verify %s: %w", dir, err)
+	}
+	byPath := make(map[string]transport.Stat, len(scan))
+	h.linked = map[string]transport.Stat{}
+	for _, s := range scan {
+		byPath[s.Path] = s
+		if s.Links > 1 && s.Inode != 0 && s.Mode.IsRegular() {
+			h.linked[s.Path] = s
+		}
+	}
+	for i := range h.manifest.Entries {
+		e := &h.manifest.Entries[i]
+		if under(e.Path, h.S.SharedDirs) || under(e.Path, h.S.SharedFiles) {
+			continue
+		}
+		s, ok := byPath[e.Path]
+		switch e.Type {
+		case release.TypeFile:
+			if !ok || !s.Mode.IsRegular() || s.Size != e.Size {
+				return fmt.Errorf("verify %s: %s is missing or incomplete on the server (disk full?)", dir, e.Path)
+			}
+			e.MTime = s.ModTime.UnixNano()
+		case release.TypeDir:
+			if !ok || !s.Mode.IsDir() {
+				return fmt.Errorf("verify %s: directory %s is missing", dir, e.Path)
+			}
+		case release.TypeSymlink:
+			if !ok || s.Mode&fs.ModeSymlink == 0 {
+				return fmt.Errorf("verify %s: symlink %s is missing", dir, e.Path)
+			}
+		}
+	}
+	data, err := h.manifest.Bytes()
+	if err != nil {
+		return err
+	}
+	if err := h.T.WriteFile(ctx, h.L.Manifest(h.ReleaseID), data, 0o644); err != nil {
+		return fmt.Errorf("store manifest: %w", err)
+	}
+	return nil
+}
+
+// makeWritable creates writable-dirs and opens them to the owner and group
+// (recursively where a shell is available).
+func (h *Host) makeWritable(ctx context.Context) error {
+	if len(h.S.WritableDirs) == 0 {
+		return nil
+	}
+	dir := h.L.Release(h.ReleaseID)
+	var paths []string
+	for _, w := range h.S.WritableDirs {
+		p := path.Join(dir, w)
+		if err := h.T.MkdirAll(ctx, p, 0o775); err != nil {
+			return fmt.Errorf("create writable dir %s: %w", w, err)
+		}
+		paths = append(paths, p)
+	}
+	if h.T.CanExec() {
+		args := append([]string{"chmod", "-R", "ug+rwX", "--"}, paths...)
+		var out strings.Builder
+		if err := h.T.Exec(ctx, shell.Command(args...), nil, &out, &out); err != nil {
+			return fmt.Errorf("make writable %s: %v: %s", strings.Join(h.S.WritableDirs, ", "), err, strings.TrimSpace(out.String()))
+		}
+		return nil
+	}
+	for i, p := range paths {
+		info, err := h.T.Lstat(ctx, p)
+		if err == nil && info.Mode()&fs.ModeSymlink != 0 {
+			info, err = nil, nil // a shared dir: Chmod follows the link
+		}
+		mode := fs.FileMode(0o775)
+		if info != nil {
+			mode = info.Mode().Perm() | 0o770
+		}
+		if err := h.T.Chmod(ctx, p, mode); err != nil {
+			return fmt.Errorf("make writable %s: %w", h.S.WritableDirs[i], err)
+		}
+	}
+	return nil
+}
+
+// HookError is a hook that ran and failed.
+type HookError struct {
+	Hook string
+	Host string
+	Err  error
+}
+
+func (e *HookError) Error() string { return fmt.Sprintf("%s failed on %s: %v", e.Hook, e.Host, e.Err) }
+func (e *HookError) Unwrap() error { return e.Err }
+
+func (h *Host) runHook(ctx context.Context, name, script string) error {
+	h.Log.Infof("%s: running %s in release %s", h.Name, name, h.ReleaseID)
+	env := map[string]string{
+		"RELEASE_ID":          h.ReleaseID,
+		"RELEASE_PATH":        h.L.Release(h.ReleaseID),
+		"DEPLOY_PATH":         h.L.Root,
+		"PREVIOUS_RELEASE_ID": h.CurrentID,
+		"REVISION":            h.S.Revision,
+	}
+	out := h.Log.Writer(h.Name)
+	err := h.T.Exec(ctx, shell.Script(h.L.Release(h.ReleaseID), env, script), nil, out, out)
+	if err != nil {
+		return &HookError{Hook: name, Host: h.Name, Err: err}
+	}
+	return nil
+}
+
+// protectOlderReleases keeps older releases byte-for-byte as deployed.
+// Reused files are hard links, so a hook or chmod that writes into one in
+// place also changes the older release holding the same inode. Any such
+// file (its inode's change time moved) is rewritten in every older release
+// from the runner's copy, under a new inode; the new release keeps what the
+// hook made of it.
+func (h *Host) protectOlderReleases(ctx context.Context) error {
+	if len(h.linked) == 0 || !h.T.CanExec() {
+		return nil // without a shell nothing runs in the release that could write in place
+	}
+	dir := h.L.Release(h.ReleaseID)
+	scan, err := h.T.Scan(ctx, dir)
+	if err != nil {
+		return fmt.Errorf("check linked files in %s: %w", dir, err)
+	}
+	changed := map[uint64]*release.Entry{}
+	idx := h.manifest.Index()
+	for _, s := range scan {
+		before, ok := h.linked[s.Path]
+		if ok && s.Inode == before.Inode && !s.ChangeTime.Equal(before.ChangeTime) {
+			if e := idx[s.Path]; e != nil {
+				changed[s.Inode] = e
+			}
+		}
+	}
+	if len(changed) == 0 {
+		return nil
+	}
+	// One find over releases/ names every older path holding those inodes.
+	args := []string{"find", h.L.Releases(), "-path", dir, "-prune", "-o", "-type", "f", "("}
+	first := true
+	for ino := range changed {
+		if !first {
+			args = append(args, "-o")
+		}
+		args = append(args, "-inum", strconv.FormatUint(ino, 10))
+		first = false
+	}
+	args = append(args, ")", "-printf", `%i %p\0`)
+	var out, errOut strings.Builder
+	if err := h.T.Exec(ctx, shell.Command(args...), nil, &out, &errOut); err != nil {
+		return fmt.Errorf("find older copies of files changed in place: %v: %s", err, strings.TrimSpace(errOut.String()))
+	}
+	restored := 0
+	for _, rec := range strings.Split(out.String(), "\x00") {
+		inoText, p, ok := strings.Cut(rec, " ")
+		if !ok {
+			continue
+		}
+		ino, _ := strconv.ParseUint(inoText, 10, 64)
+		e := changed[ino]
+		if e == nil {
+			continue
+		}
+		if err := h.rewrite(ctx, p, e); err != nil {
+			return fmt.Errorf("restore %s in an older release after a hook changed it in place: %w", p, err)
+		}
+		restored++
+	}
+	h.Log.Warnf("%s: a hook changed %d reused file(s) in place; restored %d copies in older releases so they stay as deployed", h.Name, len(changed), restored)
+	return nil
+}
+
+// rewrite replaces p with the runner's copy of e under a new inode.
+func (h *Host) rewrite(ctx context.Context, p string, e *release.Entry) error {
+	tmp := path.Join(path.Dir(p), ".atomic-deploy-restore-"+randomToken())
+	r, err := e.Open()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	w, err := h.T.Create(ctx, tmp, release.FileMode(e.Mode))
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(w, r)
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = h.T.Rename(ctx, tmp, p)
+	}
+	if err != nil {
+		h.T.Remove(ctx, tmp)
+	}
+	return err
+}
+
+// Activate switches `current` to the prepared release.
+func (h *Host) Activate(ctx context.Context) error {
+	if err := h.lock.Held(ctx); err != nil {
+		return err
+	}
+	if err := h.switchTo(ctx, h.ReleaseID); err != nil {
+		return err
+	}
+	h.switched = true
+	return nil
+}
+
+// switchTo is the one place `current` changes: a new symlink under a
+// temporary name is renamed over `current`. rename(2) replaces the link in
+// one step, so every request sees the old release or the new one, never a
+// missing link (ln -sfn unlinks first on many systems).
+func (h *Host) switchTo(ctx context.Context, id string) error {
+	if info, err := h.T.Lstat(ctx, h.L.Release(id)); err != nil || !info.IsDir() {
+		return fmt.Errorf("release %s is not on %s", id, h.Name)
+	}
+	tmp := path.Join(h.L.Root, tempLinkPrefix+randomToken())
+	if err := h.T.Symlink(ctx, currentTarget(id), tmp); err != nil {
+		return fmt.Errorf("switch to %s: %w", id, err)
+	}
+	if err := h.T.Rename(ctx, tmp, h.L.Current()); err != nil {
+		h.T.Remove(ctx, tmp)
+		return fmt.Errorf("switch to %s: %w", id, err)
+	}
+	got, err := h.T.Readlink(ctx, h.L.Current())
+	if err != nil || got != currentTarget(id) {
+		return fmt.Errorf("switch to %s: %s reads %q afterwards (%v)", id, h.L.Current(), got, err)
+	}
+	return nil
+}
+
+// AfterActivate runs the after-activate hook.
+func (h *Host) AfterActivate(ctx context.Context) error {
+	if h.S.AfterActivate == "" {
+		return nil
+	}
+	return h.runHook(ctx, "after-activate", h.S.AfterActivate)
+}
+
+// Revert puts `current` back on the release that was live before and
+// marks the new release failed. Without a previous release it says so
+// and leaves `current` as it is.
+func (h *Host) Revert(ctx context.Context, reason string) error {
+	if !h.switched {
+		return nil
+	}
+	if h.CurrentID == "" {
+		return fmt.Errorf("no previous release on %s to roll back to; %s stays live", h.Name, h.ReleaseID)
+	}
+	if err := h.switchTo(ctx, h.CurrentID); err != nil {
+		return err
+	}
+	h.switched = false
+	return h.appendLog(ctx, Record{ID: h.ReleaseID, Status: StatusFailed, FinishedAt: time.Now().UTC(), Message: reason})
+}
+
+// Abort undoes a release that never went live: its directory and manifest
+// are removed, it is logged as failed, and the lock is released.
+func (h *Host) Abort(ctx context.Context, reason string) error {
+	var errs []error
+	if h.created && !h.switched {
+		if err := h.T.RemoveAll(ctx, h.L.Release(h.ReleaseID)); err != nil {
+			errs = append(errs, fmt.Errorf("remove unfinished release %s: %w", h.ReleaseID, err))
+		}
+		h.T.Remove(ctx, h.L.Manifest(h.ReleaseID))
+		if h.rlog != nil {
+			if err := h.appendLog(ctx, Record{ID: h.ReleaseID, Status: StatusFailed, FinishedAt: time.Now().UTC(), Message: reason}); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := h.unlock(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Finish records success, prunes old releases and releases the lock.
+func (h *Host) Finish(ctx context.Context) error {
+	if err := h.appendLog(ctx, Record{ID: h.ReleaseID, Status: StatusSuccess, FinishedAt: time.Now().UTC()}); err != nil {
+		h.Log.Warnf("%s: could not write the releases log: %v", h.Name, err)
+	}
+	h.CurrentID, h.switched = h.ReleaseID, false
+	h.prune(ctx)
+	return h.unlock(ctx)
+}
+
+// Close releases the lock if it is still held (cleanup after any failure).
+func (h *Host) Close(ctx context.Context) error { return h.unlock(ctx) }
+
+func (h *Host) unlock(ctx context.Context) error {
+	if h.lock == nil {
+		return nil
+	}
+	err := h.lock.Release(ctx)
+	h.lock = nil
+	return err
+}
+
+// prune deletes releases beyond keep-releases. Kept: the newest successful
+// releases, the live one and the one a rollback would go to. Failed,
+// rolled-back and abandoned releases never count. Trouble deleting is a
+// warning: the new release is live by now.
+func (h *Host) prune(ctx context.Context) {
+	list, err := listReleases(ctx, h.T, h.L, h.rlog, h.CurrentID)
+	if err != nil {
+		h.Log.Warnf("%s: prune: %v", h.Name, err)
+		return
+	}
+	keep := map[string]bool{h.CurrentID: true}
+	if t := rollbackTarget(list, h.CurrentID); t != "" {
+		keep[t] = true
+	}
+	kept := 0
+	for i := len(list) - 1; i >= 0 && kept < h.S.KeepReleases; i-- {
+		if list[i].Status == StatusSuccess {
+			keep[list[i].ID] = true
+			kept++
+		}
+	}
+	for _, r := range list {
+		if keep[r.ID] {
+			continue
+		}
+		if err := h.T.RemoveAll(ctx, h.L.Release(r.ID)); err != nil {
+			h.Log.Warnf("%s: could not remove old release %s: %v", h.Name, r.ID, err)
+			continue
+		}
+		h.T.Remove(ctx, h.L.Manifest(r.ID))
+	}
+}
+
+// rollbackTarget is the newest successful release older than current.
+func rollbackTarget(list []ReleaseInfo, currentID string) string {
+	for i := len(list) - 1; i >= 0; i-- {
+		r := list[i]
+		if r.ID < currentID && r.Status == StatusSuccess {
+			return r.ID
+		}
+	}
+	return ""
+}
+
+// ResolveRollback checks a rollback target: id, or the previous successful
+// release when id is empty. It changes nothing.
+func (h *Host) ResolveRollback(ctx context.Context, id string) (string, error) {
+	list, err := listReleases(ctx, h.T, h.L, h.rlog, h.CurrentID)
+	if err != nil {
+		return "", err
+	}
+	if id == "" {
+		if id = rollbackTarget(list, h.CurrentID); id == "" {
+			return "", fmt.Errorf("no earlier successful release on %s to roll back to (live: %s)", h.Name, orNone(h.CurrentID))
+		}
+		return id, nil
+	}
+	for _, r := range list {
+		if r.ID != id {
+			continue
+		}
+		if r.Status == StatusFailed || r.Status == StatusStarted {
+			return "", fmt.Errorf("release %s on %s is marked %s and cannot be a rollback target", id, h.Name, r.Status)
+		}
+		return id, nil
+	}
+	return "", fmt.Errorf("release %s does not exist on %s", id, h.Name)
+}
+
+// RollbackTo switches `current` to a target checked by ResolveRollback and
+// logs the change: the release that was live is marked rolled-back, so an
+// automatic rollback never picks it again.
+func (h *Host) RollbackTo(ctx context.Context, id string) error {
+	h.ReleaseID = id
+	if id == h.CurrentID {
+		return nil
+	}
+	if err := h.switchTo(ctx, id); err != nil {
+		return err
+	}
+	h.switched = true
+	now := time.Now().UTC()
+	prev := h.CurrentID
+	if prev != "" {
+		if err := h.appendLog(ctx, Record{ID: prev, Status: StatusRolledBack, FinishedAt: now, Message: "rolled back to " + id}); err != nil {
+			h.Log.Warnf("%s: could not write the releases log: %v", h.Name, err)
+		}
+	}
+	if err := h.appendLog(ctx, Record{ID: id, Status: StatusSuccess, FinishedAt: now, Message: "rollback from " + orNone(prev), Actor: h.S.Actor, RunURL: h.S.RunURL}); err != nil {
+		h.Log.Warnf("%s: could not write the releases log: %v", h.Name, err)
+	}
+	return nil
+}
+
+// Releases lists the releases on the host (oldest first).
+func (h *Host) Releases(ctx context.Context) ([]ReleaseInfo, error) {
+	return listReleases(ctx, h.T, h.L, h.rlog, h.CurrentID)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}

@@ -1,0 +1,49 @@
+// Package deploy holds the steps of a release on one host (lock, upload,
+// shared links, hooks, the rename switch, prune, log) and the orchestration
+// of one or many hosts. It is written once against transport.Transport.
+package deploy
+
+import (
+	"path"
+	"strings"
+)
+
+// Layout names the paths under a deploy root.
+type Layout struct{ Root string }
+
+func (l Layout) Releases() string          { return path.Join(l.Root, "releases") }
+func (l Layout) Release(id string) string  { return path.Join(l.Root, "releases", id) }
+func (l Layout) Shared() string            { return path.Join(l.Root, "shared") }
+func (l Layout) Current() string           { return path.Join(l.Root, "current") }
+func (l Layout) Meta() string              { return path.Join(l.Root, ".atomic-deploy") }
+func (l Layout) Log() string               { return path.Join(l.Meta(), "releases.log") }
+func (l Layout) Lock() string              { return path.Join(l.Meta(), "lock") }
+func (l Layout) Manifests() string         { return path.Join(l.Meta(), "manifests") }
+func (l Layout) Manifest(id string) string { return path.Join(l.Manifests(), id+".json.gz") }
+
+// currentTarget is what `current` holds for a release: relative, so the
+// deploy root can be moved or mounted elsewhere (a container, a chroot).
+func currentTarget(id string) string { return "releases/" + id }
+
+// tempLinkPrefix names the temporary symlink renamed over `current`.
+const tempLinkPrefix = ".current.tmp-"
+
+// releaseIDFromTarget reads the release id out of a `current` link target,
+// whether relative (ours) or absolute (Deployer, Capistrano).
+func (l Layout) releaseIDFromTarget(target string) (string, bool) {
+	t := strings.TrimSuffix(target, "/")
+	if !path.IsAbs(t) {
+		t = path.Join(l.Root, t)
+	}
+	if path.Dir(t) != l.Releases() {
+		return "", false
+	}
+	return path.Base(t), true
+}
+
+// sharedLinkTarget is the relative symlink placed at releases/<id>/<rel>
+// pointing to shared/<rel>.
+func sharedLinkTarget(rel string) string {
+	depth := strings.Count(rel, "/") + 2 // <rel>'s parents plus releases/<id>
+	return strings.Repeat("../", depth) + "shared/" + rel
+}

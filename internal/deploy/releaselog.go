@@ -1,0 +1,144 @@
+package deploy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"sort"
+	"time"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/transport"
+)
+
+// Release statuses in the log.
+const (
+	StatusStarted    = "started"     // being prepared, or left behind by a crash
+	StatusSuccess    = "success"     // went live and passed its checks
+	StatusFailed     = "failed"      // never live, or rolled back automatically
+	StatusRolledBack = "rolled-back" // replaced by a manual rollback
+)
+
+// Record is one line of the releases log. The newest line for an id wins.
+type Record struct {
+	ID         string    `json:"id"`
+	Status     string    `json:"status"`
+	Revision   string    `json:"revision,omitempty"`
+	Actor      string    `json:"actor,omitempty"`
+	RunURL     string    `json:"run_url,omitempty"`
+	StartedAt  time.Time `json:"started_at,omitzero"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	Message    string    `json:"message,omitempty"`
+}
+
+// releaseLog is the JSON-lines history in .atomic-deploy/releases.log.
+type releaseLog struct {
+	records []Record
+}
+
+func readReleaseLog(ctx context.Context, t transport.Transport, l Layout) (*releaseLog, error) {
+	data, err := t.ReadFile(ctx, l.Log())
+	if errors.Is(err, fs.ErrNotExist) {
+		return &releaseLog{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	rl := &releaseLog{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	for sc.Scan() {
+		var r Record
+		if json.Unmarshal(sc.Bytes(), &r) == nil && r.ID != "" {
+			rl.records = append(rl.records, r)
+		}
+	}
+	return rl, nil
+}
+
+// latest returns the newest record for every id.
+func (rl *releaseLog) latest() map[string]Record {
+	m := map[string]Record{}
+	for _, r := range rl.records {
+		prev, ok := m[r.ID]
+		if ok {
+			// Keep fields set by earlier lines (revision, start) unless overwritten.
+			if r.Revision == "" {
+				r.Revision = prev.Revision
+			}
+			if r.Actor == "" {
+				r.Actor = prev.Actor
+			}
+			if r.RunURL == "" {
+				r.RunURL = prev.RunURL
+			}
+			if r.StartedAt.IsZero() {
+				r.StartedAt = prev.StartedAt
+			}
+		}
+		m[r.ID] = r
+	}
+	return m
+}
+
+// status of id; ids with no record (made by another tool) count as successful.
+func (rl *releaseLog) status(id string) string {
+	if r, ok := rl.latest()[id]; ok {
+		return r.Status
+	}
+	return StatusSuccess
+}
+
+// maxLogRecords keeps the log from growing without end.
+const maxLogRecords = 1000
+
+// append adds r and writes the log back atomically (temp file + rename).
+// Callers hold the deploy lock.
+func (rl *releaseLog) append(ctx context.Context, t transport.Transport, l Layout, r Record) error {
+	rl.records = append(rl.records, r)
+	if len(rl.records) > maxLogRecords {
+		rl.records = rl.records[len(rl.records)-maxLogRecords:]
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	for i := range rl.records {
+		if err := enc.Encode(&rl.records[i]); err != nil {
+			return err
+		}
+	}
+	return t.WriteFile(ctx, l.Log(), b.Bytes(), 0o644)
+}
+
+// ReleaseInfo describes a release directory for listings and decisions.
+type ReleaseInfo struct {
+	Record
+	Current bool
+}
+
+// listReleases joins the release directories with their log records, oldest first.
+func listReleases(ctx context.Context, t transport.Transport, l Layout, rl *releaseLog, currentID string) ([]ReleaseInfo, error) {
+	entries, err := t.ReadDir(ctx, l.Releases())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	latest := rl.latest()
+	var out []ReleaseInfo
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		id := e.Name()
+		r, ok := latest[id]
+		if !ok {
+			r = Record{ID: id, Status: StatusSuccess}
+		}
+		out = append(out, ReleaseInfo{Record: r, Current: id == currentID})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}

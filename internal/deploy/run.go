@@ -1,0 +1,501 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/release"
+	"github.com/atomic-deploy/atomic-deploy/internal/transport"
+)
+
+// Target is one host to deploy to, and how to reach it.
+type Target struct {
+	Name string
+	Dial func(ctx context.Context) (transport.Transport, error)
+}
+
+// Options configure a run over one or many hosts.
+type Options struct {
+	Targets      []Target
+	Root         string
+	Settings     *Settings
+	Log          Logger
+	Groups       func(title string) (end func()) // log sections; may be nil
+	Concurrency  int                             // hosts worked on at once
+	AutoRollback bool
+	ReleaseID    string           // fixed release id, or "" for the current time
+	Now          func() time.Time // clock for release ids
+	// Verify runs after every host switched and ran after-activate (the
+	// health check). An error rolls every host back when AutoRollback.
+	Verify func(ctx context.Context, releaseID string) error
+}
+
+// Host outcomes in a Result.
+const (
+	OutcomeDeployed   = "deployed"
+	OutcomeRolledBack = "rolled back"
+	OutcomeFailed     = "failed"
+	OutcomeNotRun     = "not switched"
+	OutcomeUnlocked   = "unlocked"
+	OutcomeNoLock     = "no lock"
+)
+
+// HostResult is what happened on one host.
+type HostResult struct {
+	Name       string
+	ReleaseID  string
+	PreviousID string
+	Stats
+	Duration time.Duration
+	Outcome  string
+	Err      error
+}
+
+// Result is what a run did, for outputs and the summary.
+type Result struct {
+	Mode       string
+	ReleaseID  string
+	PreviousID string
+	RolledBack bool
+	Hosts      []HostResult
+	Duration   time.Duration
+}
+
+// Totals sums the per-host statistics.
+func (r *Result) Totals() Stats {
+	var s Stats
+	for _, h := range r.Hosts {
+		s.FilesUploaded += h.FilesUploaded
+		s.FilesReused += h.FilesReused
+		s.BytesUploaded += h.BytesUploaded
+		s.BytesReused += h.BytesReused
+	}
+	return s
+}
+
+type runner struct {
+	o       Options
+	hosts   []*Host
+	results []HostResult
+	started []time.Time
+}
+
+func newRunner(o Options) *runner {
+	if o.Concurrency < 1 {
+		o.Concurrency = 10
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Groups == nil {
+		o.Groups = func(string) func() { return func() {} }
+	}
+	r := &runner{o: o, hosts: make([]*Host, len(o.Targets)), results: make([]HostResult, len(o.Targets)), started: make([]time.Time, len(o.Targets))}
+	for i, t := range o.Targets {
+		r.results[i] = HostResult{Name: t.Name, Outcome: OutcomeNotRun}
+	}
+	return r
+}
+
+// each runs fn for every open host (or every target when all is set), at
+// most Concurrency at a time, and collects the errors by host.
+func (r *runner) each(ctx context.Context, parallel int, fn func(ctx context.Context, i int) error) error {
+	var (
+		mu   sync.Mutex
+		errs *multierror.Error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, parallel)
+	)
+	for i := range r.o.Targets {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := fn(ctx, i); err != nil {
+				mu.Lock()
+				if r.results[i].Err == nil {
+					r.results[i].Err = err
+				}
+				errs = multierror.Append(errs, fmt.Errorf("%s: %w", r.o.Targets[i].Name, err))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if errs == nil {
+		return nil
+	}
+	sort.Slice(errs.Errors, func(i, j int) bool { return errs.Errors[i].Error() < errs.Errors[j].Error() })
+	errs.ErrorFormat = hostErrors
+	return errs
+}
+
+func hostErrors(es []error) string {
+	if len(es) == 1 {
+		return es[0].Error()
+	}
+	s := fmt.Sprintf("%d hosts failed:", len(es))
+	for _, e := range es {
+		s += "\n  * " + e.Error()
+	}
+	return s
+}
+
+// open dials and opens every host; on any failure every opened host is
+// closed again and nothing has changed.
+func (r *runner) open(ctx context.Context, needHooks bool) error {
+	end := r.o.Groups(fmt.Sprintf("Connect and lock (%d host%s)", len(r.o.Targets), plural(len(r.o.Targets))))
+	defer end()
+	err := r.each(ctx, r.o.Concurrency, func(ctx context.Context, i int) error {
+		r.started[i] = time.Now()
+		t, err := r.o.Targets[i].Dial(ctx)
+		if err != nil {
+			return err
+		}
+		h := &Host{Name: r.o.Targets[i].Name, T: t, L: Layout{Root: r.o.Root}, S: r.o.Settings, Log: r.o.Log}
+		if err := h.Open(ctx, needHooks); err != nil {
+			t.Close()
+			return err
+		}
+		r.hosts[i] = h
+		r.results[i].PreviousID = h.CurrentID
+		r.o.Log.Infof("%s: connected, locked %s (live release: %s)", h.Name, r.o.Root, orNone(h.CurrentID))
+		return nil
+	})
+	if err != nil {
+		r.closeAll(context.WithoutCancel(ctx))
+	}
+	return err
+}
+
+// closeAll unlocks and disconnects every open host.
+func (r *runner) closeAll(ctx context.Context) {
+	for i, h := range r.hosts {
+		if h == nil {
+			continue
+		}
+		if err := h.Close(ctx); err != nil {
+			r.o.Log.Warnf("%s: %v", h.Name, err)
+		}
+		h.T.Close()
+		r.hosts[i] = nil
+		if !r.started[i].IsZero() {
+			r.results[i].Duration = time.Since(r.started[i])
+		}
+	}
+}
+
+func (r *runner) result(mode, id string, start time.Time) *Result {
+	res := &Result{Mode: mode, ReleaseID: id, Hosts: r.results, Duration: time.Since(start)}
+	for _, h := range r.results {
+		if h.PreviousID != "" {
+			res.PreviousID = h.PreviousID
+			break
+		}
+	}
+	return res
+}
+
+// chooseID picks the release id: the one given, or the current UTC time,
+// moved past every release already on any host so ids stay unique and
+// sortable even when two deploys start within one second.
+func (r *runner) chooseID() string {
+	if r.o.ReleaseID != "" {
+		return r.o.ReleaseID
+	}
+	t := r.o.Now().UTC().Truncate(time.Second)
+	for _, h := range r.hosts {
+		for _, id := range h.Existing() {
+			if p, err := time.Parse("20060102150405", id); err == nil && !p.Before(t) {
+				t = p.Add(time.Second)
+			}
+		}
+	}
+	return t.Format("20060102150405")
+}
+
+// Deploy releases m to every target: all hosts are prepared in parallel,
+// then switched only if every one is ready, so a fleet never serves two
+// releases because one host failed early. A failed switch or check puts
+// every switched host back (with AutoRollback).
+func Deploy(ctx context.Context, o Options, m *release.Manifest) (*Result, error) {
+	start := time.Now()
+	r := newRunner(o)
+	needHooks := o.Settings.BeforeActivate != "" || o.Settings.AfterActivate != ""
+	if err := r.open(ctx, needHooks); err != nil {
+		return r.result("deploy", "", start), err
+	}
+	// Cleanup must run even when ctx is cancelled (the job was cancelled).
+	cleanup := context.WithoutCancel(ctx)
+	defer r.closeAll(cleanup)
+	id := r.chooseID()
+
+	end := o.Groups(fmt.Sprintf("Upload and prepare release %s", id))
+	err := r.each(ctx, o.Concurrency, func(ctx context.Context, i int) error {
+		h := r.hosts[i]
+		r.results[i].ReleaseID = id
+		err := h.Prepare(ctx, m, id)
+		r.results[i].Stats = h.Stats
+		if err == nil {
+			o.Log.Infof("%s: release %s ready: %d files uploaded (%s), %d reused", h.Name, id, h.Stats.FilesUploaded, FormatBytes(h.Stats.BytesUploaded), h.Stats.FilesReused)
+		}
+		return err
+	})
+	end()
+	if err != nil {
+		r.abortAll(cleanup, "prepare failed: "+err.Error())
+		return r.result("deploy", id, start), fmt.Errorf("release %s was not switched on any host: %w", id, err)
+	}
+
+	end = o.Groups(fmt.Sprintf("Switch %d host%s to %s", len(r.hosts), plural(len(r.hosts)), id))
+	err = r.each(ctx, len(r.hosts), func(ctx context.Context, i int) error { return r.hosts[i].Activate(ctx) })
+	end()
+	if err != nil {
+		r.revertAll(cleanup, "switch failed: "+err.Error())
+		r.abortAll(cleanup, "switch failed: "+err.Error())
+		return r.result("deploy", id, start), fmt.Errorf("switch to %s failed; every host is back on its previous release: %w", id, err)
+	}
+	o.Log.Infof("current -> releases/%s on %d host%s", id, len(r.hosts), plural(len(r.hosts)))
+
+	end = o.Groups("After activate and health check")
+	err = r.each(ctx, o.Concurrency, func(ctx context.Context, i int) error { return r.hosts[i].AfterActivate(ctx) })
+	if err == nil && o.Verify != nil {
+		err = o.Verify(ctx, id)
+	}
+	end()
+	if err != nil {
+		res := r.result("deploy", id, start)
+		if !o.AutoRollback {
+			for i, h := range r.hosts {
+				h.appendLog(cleanup, Record{ID: id, Status: StatusFailed, FinishedAt: time.Now().UTC(), Message: err.Error()})
+				r.results[i].Outcome = OutcomeFailed
+			}
+			return res, fmt.Errorf("%w; release %s stays live because auto-rollback is false", err, id)
+		}
+		if rerr := r.revertAll(cleanup, err.Error()); rerr != nil {
+			return res, fmt.Errorf("%w; rolling back also failed: %v", err, rerr)
+		}
+		res.RolledBack = true
+		res.ReleaseID = res.PreviousID
+		return res, fmt.Errorf("%w; rolled back to %s", err, orNone(res.PreviousID))
+	}
+
+	end = o.Groups("Finish: log, prune, unlock")
+	r.each(cleanup, o.Concurrency, func(ctx context.Context, i int) error {
+		r.results[i].Outcome = OutcomeDeployed
+		return r.hosts[i].Finish(ctx)
+	})
+	end()
+	return r.result("deploy", id, start), nil
+}
+
+// revertAll switches every switched host back; the outcome says which.
+func (r *runner) revertAll(ctx context.Context, reason string) error {
+	return r.each(ctx, len(r.hosts), func(ctx context.Context, i int) error {
+		h := r.hosts[i]
+		if h == nil || !h.switched {
+			return nil
+		}
+		if err := h.Revert(ctx, reason); err != nil {
+			r.results[i].Outcome = OutcomeFailed
+			return err
+		}
+		r.results[i].Outcome = OutcomeRolledBack
+		return nil
+	})
+}
+
+// abortAll removes the release from hosts where it never went live.
+func (r *runner) abortAll(ctx context.Context, reason string) {
+	r.each(ctx, r.o.Concurrency, func(ctx context.Context, i int) error {
+		h := r.hosts[i]
+		if h == nil || h.switched {
+			return nil
+		}
+		if r.results[i].Outcome == OutcomeNotRun && r.results[i].Err != nil {
+			r.results[i].Outcome = OutcomeFailed
+		}
+		if err := h.Abort(ctx, reason); err != nil {
+			r.o.Log.Warnf("%s: cleaning up: %v", h.Name, err)
+		}
+		return nil
+	})
+}
+
+// Rollback switches every host to id, or to the previous successful
+// release. All targets are checked before any host switches.
+func Rollback(ctx context.Context, o Options, id string) (*Result, error) {
+	start := time.Now()
+	r := newRunner(o)
+	if err := r.open(ctx, false); err != nil {
+		return r.result("rollback", id, start), err
+	}
+	cleanup := context.WithoutCancel(ctx)
+	defer r.closeAll(cleanup)
+	targets := make([]string, len(r.hosts))
+	err := r.each(ctx, o.Concurrency, func(ctx context.Context, i int) error {
+		t, err := r.hosts[i].ResolveRollback(ctx, id)
+		targets[i] = t
+		return err
+	})
+	if err != nil {
+		return r.result("rollback", id, start), fmt.Errorf("nothing was changed: %w", err)
+	}
+	for i := range targets {
+		if targets[i] != targets[0] {
+			return r.result("rollback", id, start), fmt.Errorf("nothing was changed: hosts would roll back to different releases (%s on %s, %s on %s); pass release-id", targets[0], r.hosts[0].Name, targets[i], r.hosts[i].Name)
+		}
+	}
+	id = targets[0]
+	end := o.Groups(fmt.Sprintf("Roll back %d host%s to %s", len(r.hosts), plural(len(r.hosts)), id))
+	defer end()
+	err = r.each(ctx, len(r.hosts), func(ctx context.Context, i int) error {
+		r.results[i].ReleaseID = id
+		if err := r.hosts[i].RollbackTo(ctx, id); err != nil {
+			r.results[i].Outcome = OutcomeFailed
+			return err
+		}
+		r.results[i].Outcome = OutcomeDeployed
+		return nil
+	})
+	if err != nil {
+		// Put back the hosts that did switch, so the fleet stays on one release.
+		r.each(cleanup, len(r.hosts), func(ctx context.Context, i int) error {
+			h := r.hosts[i]
+			if !h.switched || r.results[i].PreviousID == "" {
+				return nil
+			}
+			r.results[i].Outcome = OutcomeRolledBack
+			return h.switchTo(ctx, r.results[i].PreviousID)
+		})
+		return r.result("rollback", id, start), fmt.Errorf("rollback to %s failed: %w", id, err)
+	}
+	return r.result("rollback", id, start), nil
+}
+
+// Unlock removes a lock left behind on every host.
+func Unlock(ctx context.Context, o Options) (*Result, error) {
+	start := time.Now()
+	r := newRunner(o)
+	err := r.each(ctx, o.Concurrency, func(ctx context.Context, i int) error {
+		r.started[i] = time.Now()
+		t, err := o.Targets[i].Dial(ctx)
+		if err != nil {
+			return err
+		}
+		defer t.Close()
+		owner, had, err := ForceUnlock(ctx, t, Layout{Root: o.Root}.Lock())
+		r.results[i].Duration = time.Since(r.started[i])
+		switch {
+		case err != nil:
+			return err
+		case had:
+			r.results[i].Outcome = OutcomeUnlocked
+			o.Log.Infof("%s: removed the lock held %s", o.Targets[i].Name, owner)
+		default:
+			r.results[i].Outcome = OutcomeNoLock
+			o.Log.Infof("%s: no lock was held", o.Targets[i].Name)
+		}
+		return nil
+	})
+	return r.result("unlock", "", start), err
+}
+
+// ListReleases opens every host read-only (no lock) and lists its releases.
+func ListReleases(ctx context.Context, o Options) (map[string][]ReleaseInfo, error) {
+	var mu sync.Mutex
+	out := map[string][]ReleaseInfo{}
+	r := newRunner(o)
+	err := r.each(ctx, o.Concurrency, func(ctx context.Context, i int) error {
+		t, err := o.Targets[i].Dial(ctx)
+		if err != nil {
+			return err
+		}
+		defer t.Close()
+		h := &Host{Name: o.Targets[i].Name, T: t, L: Layout{Root: o.Root}, S: o.Settings, Log: o.Log}
+		if err := h.readState(ctx); err != nil {
+			return err
+		}
+		list, err := h.Releases(ctx)
+		mu.Lock()
+		out[h.Name] = list
+		mu.Unlock()
+		return err
+	})
+	return out, err
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+// FormatBytes prints a size for people.
+func FormatBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// ErrLocked reports whether err is a lock held by someone else.
+func ErrLocked(err error) bool {
+	var le *LockedError
+	return errors.As(err, &le)
+}
+
+// HostPlan is what a deploy would do on one host.
+type HostPlan struct {
+	Host      string
+	CurrentID string
+	Plan      *Plan
+	Removed   []string // paths of the live release that the new one lacks
+}
+
+// PlanAll computes, without a lock and without changing anything, what a
+// deploy of m would upload and reuse on every host.
+func PlanAll(ctx context.Context, o Options, m *release.Manifest) ([]HostPlan, error) {
+	plans := make([]HostPlan, len(o.Targets))
+	r := newRunner(o)
+	err := r.each(ctx, o.Concurrency, func(ctx context.Context, i int) error {
+		t, err := o.Targets[i].Dial(ctx)
+		if err != nil {
+			return err
+		}
+		defer t.Close()
+		h := &Host{Name: o.Targets[i].Name, T: t, L: Layout{Root: o.Root}, S: o.Settings, Log: o.Log}
+		if _, err := t.Lstat(ctx, h.L.Releases()); err == nil {
+			if err := h.readState(ctx); err != nil {
+				return err
+			}
+		}
+		prev := h.previousManifest(ctx)
+		hp := HostPlan{Host: h.Name, CurrentID: h.CurrentID, Plan: MakePlan(m, prev, h.previousScan(ctx))}
+		if prev != nil {
+			idx := m.Index()
+			for _, e := range prev.Entries {
+				if idx[e.Path] == nil {
+					hp.Removed = append(hp.Removed, e.Path)
+				}
+			}
+		}
+		plans[i] = hp
+		return nil
+	})
+	return plans, err
+}

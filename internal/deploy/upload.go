@@ -1,0 +1,255 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/release"
+	"github.com/atomic-deploy/atomic-deploy/internal/transport"
+)
+
+// Plan says, for each file of the new release, whether its bytes cross the
+// wire or an identical file already on the server is hard-linked.
+type Plan struct {
+	Dirs     []*release.Entry
+	Symlinks []*release.Entry
+	Upload   []*release.Entry
+	Reuse    []Reuse
+
+	UploadBytes int64
+	ReuseBytes  int64
+}
+
+// Reuse links an existing server file into the new release.
+type Reuse struct {
+	Entry *release.Entry
+	From  string // path relative to the previous release
+}
+
+// MakePlan compares the new manifest with the previous release's manifest
+// and with what the previous release holds now (prevScan). A file is reused
+// only when its content hash matches, its permission bits match (a hard link
+// shares them), and the server copy still has the size and modification time
+// recorded right after it was deployed, so a file edited on the server since
+// is never carried into the new release. Matching is by content, not by
+// path: a fresh CI checkout with new mtimes still reuses everything that did
+// not change. Each server file is used at most once, so no two paths of the
+// new release share an inode with each other.
+func MakePlan(m *release.Manifest, prev *release.Manifest, prevScan []transport.Stat) *Plan {
+	p := &Plan{}
+	type candidate struct {
+		path string
+		used bool
+	}
+	byHash := map[string][]*candidate{}
+	if prev != nil {
+		now := make(map[string]transport.Stat, len(prevScan))
+		for _, s := range prevScan {
+			now[s.Path] = s
+		}
+		for i := range prev.Entries {
+			e := &prev.Entries[i]
+			if e.Type != release.TypeFile || e.MTime == 0 {
+				continue
+			}
+			s, ok := now[e.Path]
+			if !ok || !s.Mode.IsRegular() || s.Size != e.Size || !sameTime(s, e.MTime) || uint32(s.Mode.Perm()) != e.Mode&0o777 {
+				continue
+			}
+			byHash[e.Hash+modeKey(e.Mode)] = append(byHash[e.Hash+modeKey(e.Mode)], &candidate{path: e.Path})
+		}
+	}
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		switch e.Type {
+		case release.TypeDir:
+			p.Dirs = append(p.Dirs, e)
+		case release.TypeSymlink:
+			p.Symlinks = append(p.Symlinks, e)
+		case release.TypeFile:
+			cands := byHash[e.Hash+modeKey(e.Mode)]
+			var pick *candidate
+			for _, c := range cands {
+				if !c.used && c.path == e.Path {
+					pick = c
+					break
+				}
+			}
+			if pick == nil {
+				for _, c := range cands {
+					if !c.used {
+						pick = c
+						break
+					}
+				}
+			}
+			if pick != nil && e.Size > 0 {
+				pick.used = true
+				p.Reuse = append(p.Reuse, Reuse{Entry: e, From: pick.path})
+				p.ReuseBytes += e.Size
+			} else {
+				p.Upload = append(p.Upload, e)
+				p.UploadBytes += e.Size
+			}
+		}
+	}
+	return p
+}
+
+func modeKey(m uint32) string { return fmt.Sprintf(":%o", m) }
+
+// sameTime compares a scanned mtime with a recorded one at the precision
+// both sides have.
+func sameTime(s transport.Stat, recorded int64) bool {
+	rec := time.Unix(0, recorded)
+	if !s.Precise {
+		return s.ModTime.Unix() == rec.Unix()
+	}
+	return s.ModTime.UnixNano() == recorded
+}
+
+// Progress is a snapshot of an upload.
+type Progress struct {
+	Host                  string
+	FilesDone, FilesTotal int64
+	BytesDone, BytesTotal int64
+	Elapsed               time.Duration
+}
+
+// uploadStats are updated from many goroutines.
+type uploadStats struct {
+	files, bytes, reused, reusedBytes atomic.Int64
+}
+
+// execute writes the plan into dir with up to `parallel` operations in
+// flight. Directories are made level by level (a level's mkdirs go out
+// together), then every file, link and symlink at once. Over SFTP each
+// operation is a round trip, so this pipelining is what makes a deploy over
+// a long link fast.
+func (p *Plan) execute(ctx context.Context, t transport.Transport, dir, prevDir string, parallel int, st *uploadStats) error {
+	// Parents are made writable by us until the end, whatever their final mode.
+	levels := map[int][]*release.Entry{}
+	maxDepth := 0
+	for _, d := range p.Dirs {
+		depth := strings.Count(d.Path, "/")
+		levels[depth] = append(levels[depth], d)
+		maxDepth = max(maxDepth, depth)
+	}
+	for depth := 0; depth <= maxDepth; depth++ {
+		err := forEach(ctx, parallel, levels[depth], func(ctx context.Context, d *release.Entry) error {
+			if err := t.Mkdir(ctx, path.Join(dir, d.Path), release.FileMode(d.Mode|0o700)); err != nil {
+				return fmt.Errorf("mkdir %s: %w", d.Path, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallel)
+	for _, e := range p.Upload {
+		g.Go(func() error { return uploadFile(gctx, t, dir, e, st) })
+	}
+	for _, r := range p.Reuse {
+		g.Go(func() error {
+			err := t.Link(gctx, path.Join(prevDir, r.From), path.Join(dir, r.Entry.Path))
+			if err == nil {
+				st.reused.Add(1)
+				st.reusedBytes.Add(r.Entry.Size)
+				return nil
+			}
+			if gctx.Err() != nil {
+				return gctx.Err()
+			}
+			// Too many links, another filesystem, no hardlink support: send it.
+			return uploadFile(gctx, t, dir, r.Entry, st)
+		})
+	}
+	for _, s := range p.Symlinks {
+		g.Go(func() error {
+			if err := t.Symlink(gctx, s.Target, path.Join(dir, s.Path)); err != nil {
+				return fmt.Errorf("symlink %s: %w", s.Path, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+
+	// Directory modes last, deepest first, so a read-only directory is
+	// closed only after everything inside it exists.
+	var fix []*release.Entry
+	for _, d := range p.Dirs {
+		if d.Mode&0o700 != 0o700 {
+			fix = append(fix, d)
+		}
+	}
+	sort.Slice(fix, func(i, j int) bool { return strings.Count(fix[i].Path, "/") > strings.Count(fix[j].Path, "/") })
+	for _, d := range fix {
+		if err := t.Chmod(ctx, path.Join(dir, d.Path), release.FileMode(d.Mode)); err != nil {
+			return fmt.Errorf("chmod %s: %w", d.Path, err)
+		}
+	}
+	return nil
+}
+
+func uploadFile(ctx context.Context, t transport.Transport, dir string, e *release.Entry, st *uploadStats) error {
+	r, err := e.Open()
+	if err != nil {
+		return fmt.Errorf("read %s: %w", e.Path, err)
+	}
+	defer r.Close()
+	w, err := t.Create(ctx, path.Join(dir, e.Path), release.FileMode(e.Mode))
+	if err != nil {
+		return fmt.Errorf("upload %s: %w", e.Path, err)
+	}
+	// Count bytes as they go, for progress. The LimitedReader tells an SFTP
+	// writer the size up front, so large files go out as concurrent writes.
+	n, err := io.Copy(w, &io.LimitedReader{R: &countingReader{r: r, n: &st.bytes}, N: e.Size})
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("upload %s: %w", e.Path, err)
+	}
+	if n != e.Size {
+		return fmt.Errorf("upload %s: the file changed on the runner while deploying (%d bytes, expected %d)", e.Path, n, e.Size)
+	}
+	st.files.Add(1)
+	return nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// forEach runs fn for every item with bounded parallelism; the first error wins.
+func forEach[T any](ctx context.Context, parallel int, items []T, fn func(context.Context, T) error) error {
+	if len(items) == 0 {
+		return nil
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallel)
+	for _, it := range items {
+		g.Go(func() error { return fn(gctx, it) })
+	}
+	return g.Wait()
+}

@@ -1,0 +1,242 @@
+package release
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/bmatcuk/doublestar/v4"
+	"golang.org/x/sync/errgroup"
+)
+
+func openFile(p string) (io.ReadCloser, error) { return os.Open(p) }
+
+// RevisionFile is written into every release with the deployed revision.
+const RevisionFile = "REVISION"
+
+// Options says what to release.
+type Options struct {
+	Source   string   // directory on the runner
+	Exclude  []string // glob patterns, see Excluded
+	Build    string   // shell command run in Source first; empty for none
+	Revision string   // written to REVISION
+	Stdout   io.Writer
+	Stderr   io.Writer
+}
+
+// Build runs the build command, then walks Source into a Manifest.
+func Build(ctx context.Context, o Options) (*Manifest, error) {
+	info, err := os.Stat(o.Source)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("source %s does not exist", o.Source)
+	case err != nil:
+		return nil, fmt.Errorf("source %s: %w", o.Source, err)
+	case !info.IsDir():
+		return nil, fmt.Errorf("source %s is not a directory", o.Source)
+	}
+	if strings.TrimSpace(o.Build) != "" {
+		cmd := exec.CommandContext(ctx, "/bin/sh", "-ec", o.Build)
+		cmd.Dir = o.Source
+		cmd.Stdout, cmd.Stderr = o.Stdout, o.Stderr
+		if err := cmd.Run(); err != nil {
+			return nil, fmt.Errorf("build command failed in %s: %w", o.Source, err)
+		}
+	}
+	m, err := Walk(ctx, o.Source, o.Exclude)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.setGenerated(RevisionFile, []byte(o.Revision+"\n")); err != nil {
+		return nil, err
+	}
+	if n, _ := m.Files(); n == 1 {
+		return nil, fmt.Errorf("source %s has no files to release (after excludes %q)", o.Source, o.Exclude)
+	}
+	return m, nil
+}
+
+// Excluded reports whether rel (slash-separated, relative to the source)
+// matches a pattern. Patterns follow .gitignore habits: one without a slash
+// matches a name at any depth ("*.log", ".git"); one with a slash matches
+// the path from the source root ("storage/logs/*", "/docs"); ** spans
+// directories. An excluded directory excludes everything below it.
+func Excluded(rel string, patterns []string) bool {
+	base := path.Base(rel)
+	for _, p := range patterns {
+		anchored := strings.Contains(strings.TrimSuffix(p, "/"), "/")
+		p = strings.TrimSuffix(strings.TrimPrefix(p, "/"), "/")
+		if ok, _ := doublestar.Match(p, rel); ok {
+			return true
+		}
+		if !anchored {
+			if ok, _ := doublestar.Match(p, base); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Walk describes the tree at root, hashing files on all cores.
+func Walk(ctx context.Context, root string, exclude []string) (*Manifest, error) {
+	m := &Manifest{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("read source: %w", err)
+		}
+		if p == root {
+			return nil
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if Excluded(rel, exclude) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return fmt.Errorf("read source %s: %w", rel, err)
+		}
+		e := Entry{Path: rel, Mode: unixPerm(info.Mode())}
+		switch {
+		case d.IsDir():
+			e.Type = TypeDir
+		case info.Mode().IsRegular():
+			e.Type, e.Size, e.local = TypeFile, info.Size(), p
+		case info.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return fmt.Errorf("read source symlink %s: %w", rel, err)
+			}
+			if err := symlinkStaysInside(rel, target); err != nil {
+				return err
+			}
+			e.Type, e.Target, e.Mode = TypeSymlink, target, 0
+		default:
+			return fmt.Errorf("source %s is a %s; only files, directories and symlinks can be released (exclude it)", rel, info.Mode().Type())
+		}
+		m.Entries = append(m.Entries, e)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := hashFiles(ctx, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// unixPerm converts Go's mode bits to the Unix 12-bit permission field.
+func unixPerm(m fs.FileMode) uint32 {
+	p := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		p |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		p |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		p |= 0o1000
+	}
+	return p
+}
+
+// FileMode converts a Unix permission field back to Go's mode bits.
+func FileMode(p uint32) fs.FileMode {
+	m := fs.FileMode(p & 0o777)
+	if p&0o4000 != 0 {
+		m |= fs.ModeSetuid
+	}
+	if p&0o2000 != 0 {
+		m |= fs.ModeSetgid
+	}
+	if p&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
+	return m
+}
+
+// symlinkStaysInside refuses links that would point outside the release:
+// they would silently depend on the runner's or server's layout. Links into
+// shared/ are made by shared-dirs/shared-files instead.
+func symlinkStaysInside(rel, target string) error {
+	if strings.HasPrefix(target, "/") {
+		return fmt.Errorf("source %s is a symlink to the absolute path %s; only relative links inside the release are deployed (use shared-dirs/shared-files, or exclude it)", rel, target)
+	}
+	resolved := path.Join(path.Dir(rel), target)
+	if resolved == ".." || strings.HasPrefix(resolved, "../") {
+		return fmt.Errorf("source %s is a symlink to %s, outside the release; only relative links inside the release are deployed (exclude it)", rel, target)
+	}
+	return nil
+}
+
+func hashFiles(ctx context.Context, m *Manifest) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0) * 2)
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		if e.Type != TypeFile {
+			continue
+		}
+		g.Go(func() error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			h, n, err := hashFile(e.local)
+			if err != nil {
+				return fmt.Errorf("hash %s: %w", e.Path, err)
+			}
+			e.Hash, e.Size = h, n
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+func hashFile(p string) (string, int64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+// setGenerated adds or replaces a top-level file whose content is in memory.
+func (m *Manifest) setGenerated(name string, data []byte) error {
+	sum := sha256.Sum256(data)
+	e := Entry{Path: name, Type: TypeFile, Mode: 0o644, Size: int64(len(data)), Hash: hex.EncodeToString(sum[:]), data: data}
+	for i := range m.Entries {
+		if m.Entries[i].Path == name {
+			if m.Entries[i].Type != TypeFile {
+				return fmt.Errorf("source %s must be a file if it exists: the deploy writes the revision there", name)
+			}
+			m.Entries[i] = e
+			return nil
+		}
+	}
+	m.Entries = append(m.Entries, e)
+	return nil
+}

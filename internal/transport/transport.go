@@ -1,0 +1,106 @@
+// Package transport is the one seam between the deploy logic and a target machine.
+// The deploy steps are written once against Transport; local runs them on this
+// machine's filesystem, sshx over one SSH connection (SFTP for files, exec for
+// commands when the server allows a shell).
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"time"
+)
+
+// ErrNoShell is returned by Exec when the target refuses shell commands
+// (for example an SFTP-only account with ForceCommand internal-sftp).
+var ErrNoShell = errors.New("the server does not allow shell commands (SFTP-only)")
+
+// Transport is what a deploy needs from a target. Paths are absolute and
+// slash-separated on the target. Implementations must be safe for concurrent
+// use: uploads call Create/Link/Mkdir from many goroutines at once, which is how
+// round trips are pipelined over SFTP.
+//
+// Errors wrap fs.ErrNotExist / fs.ErrExist where that is what happened, so
+// callers can use errors.Is on any transport.
+type Transport interface {
+	// String names the target in messages, e.g. "local" or "deploy@web1:22".
+	String() string
+
+	// Mkdir creates one directory; it fails with fs.ErrExist if path exists.
+	// It is atomic, so it doubles as a lock primitive.
+	Mkdir(ctx context.Context, path string, perm fs.FileMode) error
+	// MkdirAll creates path and any missing parents.
+	MkdirAll(ctx context.Context, path string, perm fs.FileMode) error
+	// Create makes a new file (it fails with fs.ErrExist when path exists) with
+	// the given permission bits, exactly (no umask), and returns a writer for
+	// its content. The writer may implement io.ReaderFrom for faster copies.
+	Create(ctx context.Context, path string, perm fs.FileMode) (io.WriteCloser, error)
+	// WriteFile replaces path atomically (temporary name + rename) with data.
+	WriteFile(ctx context.Context, path string, data []byte, perm fs.FileMode) error
+	// ReadFile returns the whole content of a small file.
+	ReadFile(ctx context.Context, path string) ([]byte, error)
+	// Symlink creates path as a symbolic link holding target, verbatim.
+	Symlink(ctx context.Context, target, path string) error
+	// Readlink returns the target of the symbolic link at path.
+	Readlink(ctx context.Context, path string) (string, error)
+	// Link creates newpath as a hard link to oldpath.
+	Link(ctx context.Context, oldpath, newpath string) error
+	// Rename moves oldpath to newpath, atomically replacing newpath if it
+	// exists (rename(2) semantics). Implementations that cannot replace
+	// atomically must fail rather than emulate it.
+	Rename(ctx context.Context, oldpath, newpath string) error
+	// Remove deletes a file, a symbolic link or an empty directory.
+	Remove(ctx context.Context, path string) error
+	// RemoveAll deletes path and everything below it; a missing path is not an error.
+	RemoveAll(ctx context.Context, path string) error
+	// Lstat describes path without following a final symbolic link.
+	Lstat(ctx context.Context, path string) (fs.FileInfo, error)
+	// ReadDir lists a directory (entries as Lstat would describe them), sorted by name.
+	ReadDir(ctx context.Context, path string) ([]fs.FileInfo, error)
+	// Chmod sets the permission bits of path.
+	Chmod(ctx context.Context, path string, mode fs.FileMode) error
+	// Scan walks the tree below root and describes every entry in it, with
+	// paths relative to root (slash-separated, root itself excluded).
+	Scan(ctx context.Context, root string) ([]Stat, error)
+	// Now is the target's clock, used for lock expiry so runner clocks don't matter.
+	Now(ctx context.Context) (time.Time, error)
+
+	// CanExec reports whether Exec can run commands on the target.
+	CanExec() bool
+	// Exec runs script with /bin/sh on the target. The script must already be
+	// quoted (see package shell); transports never build command strings.
+	// It returns ErrNoShell when CanExec is false, and an *ExitError when the
+	// script ran and exited non-zero.
+	Exec(ctx context.Context, script string, stdin io.Reader, stdout, stderr io.Writer) error
+
+	Close() error
+}
+
+// Stat describes one entry found by Scan.
+type Stat struct {
+	Path    string      // relative to the scanned root, slash-separated
+	Mode    fs.FileMode // type and permission bits
+	Size    int64
+	ModTime time.Time
+	// Precise is true when ModTime has sub-second precision (SFTP v3 only
+	// carries seconds); comparisons must then truncate to seconds.
+	Precise bool
+	// Inode, Links and ChangeTime are known only where the transport can
+	// see them (local, or exec with find); zero otherwise. They let the
+	// deploy notice a hook writing in place into a file that is hard-linked
+	// with an older release.
+	Inode      uint64
+	Links      uint64
+	ChangeTime time.Time
+}
+
+// ExitError is a remote command that ran and exited non-zero.
+type ExitError struct {
+	Status int
+}
+
+func (e *ExitError) Error() string {
+	return fmt.Sprintf("exit status %d", e.Status)
+}
