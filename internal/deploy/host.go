@@ -168,6 +168,14 @@ func (h *Host) appendLog(ctx context.Context, r Record) error {
 func (h *Host) Prepare(ctx context.Context, m *release.Manifest, id string) error {
 	h.ReleaseID = id
 	dir := h.L.Release(id)
+	if _, err := h.T.Lstat(ctx, dir); err == nil {
+		return fmt.Errorf("release %s already exists on %s; a release id is used once (choose another release-id or let it default to the time)", id, h.Name)
+	}
+	// Logged before the directory exists, so a crash at any later point
+	// leaves a release the next deploy knows to be unfinished and prunes.
+	if err := h.appendLog(ctx, Record{ID: id, Status: StatusStarted, Revision: h.S.Revision, Actor: h.S.Actor, RunURL: h.S.RunURL, StartedAt: time.Now().UTC()}); err != nil {
+		return fmt.Errorf("write %s: %w", h.L.Log(), err)
+	}
 	if err := h.T.Mkdir(ctx, dir, 0o755); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("release %s already exists on %s; a release id is used once (choose another release-id or let it default to the time)", id, h.Name)
@@ -175,9 +183,6 @@ func (h *Host) Prepare(ctx context.Context, m *release.Manifest, id string) erro
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
 	h.created = true
-	if err := h.appendLog(ctx, Record{ID: id, Status: StatusStarted, Revision: h.S.Revision, Actor: h.S.Actor, RunURL: h.S.RunURL, StartedAt: time.Now().UTC()}); err != nil {
-		return fmt.Errorf("write %s: %w", h.L.Log(), err)
-	}
 
 	m, unseeded, err := h.withoutSeededShared(ctx, m)
 	if err != nil {

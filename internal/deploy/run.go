@@ -228,6 +228,7 @@ func (r *runner) chooseID() string {
 func Deploy(ctx context.Context, o Options, m *release.Manifest) (*Result, error) {
 	start := time.Now()
 	r := newRunner(o)
+	o = r.o
 	needHooks := o.Settings.BeforeActivate != "" || o.Settings.AfterActivate != ""
 	if err := r.open(ctx, needHooks); err != nil {
 		return r.result("deploy", "", start), err
@@ -334,6 +335,7 @@ func (r *runner) abortAll(ctx context.Context, reason string) {
 func Rollback(ctx context.Context, o Options, id string) (*Result, error) {
 	start := time.Now()
 	r := newRunner(o)
+	o = r.o
 	if err := r.open(ctx, false); err != nil {
 		return r.result("rollback", id, start), err
 	}
