@@ -31,8 +31,10 @@ func (l *testLog) printf(f string, a ...any) {
 	defer l.mu.Unlock()
 	fmt.Fprintf(&l.buf, f+"\n", a...)
 }
-func (l *testLog) Writer(host string) io.Writer { return writerFunc(func(p []byte) { l.printf("[%s] %s", host, p) }) }
-func (l *testLog) Progress(deploy.Progress)     {}
+func (l *testLog) Writer(host string) io.Writer {
+	return writerFunc(func(p []byte) { l.printf("[%s] %s", host, p) })
+}
+func (l *testLog) Progress(deploy.Progress) {}
 func (l *testLog) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
