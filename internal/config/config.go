@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"path"
 	"regexp"
 	"strconv"
@@ -33,7 +34,14 @@ type Host struct {
 // Addr is host:port, suitable for net.Dial.
 func (h Host) Addr() string { return net.JoinHostPort(h.Name, strconv.Itoa(h.Port)) }
 
-func (h Host) String() string { return h.User + "@" + h.Addr() }
+// String is [user@]host:port; a host without a user (a jump host that
+// takes the target's user) has no "@".
+func (h Host) String() string {
+	if h.User == "" {
+		return h.Addr()
+	}
+	return h.User + "@" + h.Addr()
+}
 
 // Config is everything one run needs, validated.
 type Config struct {
@@ -221,7 +229,7 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 	if c.Preset == "laravel" {
 		applyLaravel(c, lookup)
 	}
-	checkOverlap(append(append([]string{}, c.SharedDirs...), c.SharedFiles...), "shared-dirs/shared-files", fail)
+	checkOverlap(c.SharedDirs, c.SharedFiles, fail)
 
 	if c.KeepReleases, err = strconv.Atoi(get("keep-releases")); err != nil || c.KeepReleases < 1 {
 		fail("keep-releases", "%q must be a whole number of at least 1", get("keep-releases"))
@@ -232,8 +240,12 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 	if c.HealthcheckTimeout, err = ParseDuration(get("healthcheck-timeout")); err != nil {
 		fail("healthcheck-timeout", "%v", err)
 	}
-	if c.HealthcheckURL != "" && !strings.HasPrefix(c.HealthcheckURL, "http://") && !strings.HasPrefix(c.HealthcheckURL, "https://") {
-		fail("healthcheck-url", "%q must start with http:// or https://", c.HealthcheckURL)
+	if c.HealthcheckURL != "" {
+		if !strings.HasPrefix(c.HealthcheckURL, "http://") && !strings.HasPrefix(c.HealthcheckURL, "https://") {
+			fail("healthcheck-url", "%q must start with http:// or https://", c.HealthcheckURL)
+		} else if u, err := url.Parse(c.HealthcheckURL); err != nil || u.Host == "" {
+			fail("healthcheck-url", "%q is not a URL with a host, e.g. https://example.com/up", c.HealthcheckURL)
+		}
 	}
 	if c.ReleaseID != "" {
 		if err := ValidReleaseID(c.ReleaseID); err != nil {
@@ -313,7 +325,7 @@ func ParseHost(spec, defaultUser string, defaultPort int) (Host, error) {
 			return Host{}, fmt.Errorf("%q: %v", spec, err)
 		}
 	}
-	name, portText := rest, ""
+	name, portText, hasPort := rest, "", false
 	if strings.HasPrefix(rest, "[") {
 		end := strings.Index(rest, "]")
 		if end < 0 {
@@ -323,7 +335,7 @@ func ParseHost(spec, defaultUser string, defaultPort int) (Host, error) {
 		switch after := rest[end+1:]; {
 		case after == "":
 		case strings.HasPrefix(after, ":"):
-			portText = after[1:]
+			portText, hasPort = after[1:], true
 		default:
 			return Host{}, fmt.Errorf("%q: unexpected %q after ]", spec, after)
 		}
@@ -334,9 +346,9 @@ func ParseHost(spec, defaultUser string, defaultPort int) (Host, error) {
 		if strings.Count(rest, ":") > 1 {
 			return Host{}, fmt.Errorf("%q: write IPv6 addresses in brackets, e.g. [2001:db8::1]:22", spec)
 		}
-		name, portText = rest[:i], rest[i+1:]
+		name, portText, hasPort = rest[:i], rest[i+1:], true
 	}
-	if portText != "" {
+	if hasPort { // "host:" is a typo, not the default port
 		p, err := parsePort(portText)
 		if err != nil {
 			return Host{}, fmt.Errorf("%q: %v", spec, err)
@@ -447,10 +459,18 @@ func ValidRelPath(p string) error {
 	return nil
 }
 
-func checkOverlap(paths []string, input string, fail func(string, string, ...any)) {
+// checkOverlap refuses shared paths that are listed twice or inside one
+// another. Each error names a real input: shared-dirs when both paths are
+// directories, shared-files otherwise.
+func checkOverlap(dirs, files []string, fail func(string, string, ...any)) {
+	paths := append(append([]string{}, dirs...), files...)
 	for i, a := range paths {
-		for _, b := range paths[i+1:] {
+		for j, b := range paths[i+1:] {
 			if a == b || strings.HasPrefix(b, a+"/") || strings.HasPrefix(a, b+"/") {
+				input := "shared-files"
+				if i+1+j < len(dirs) {
+					input = "shared-dirs"
+				}
 				fail(input, "%q and %q overlap; list each shared path once", a, b)
 			}
 		}

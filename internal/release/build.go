@@ -91,6 +91,11 @@ func Excluded(rel string, patterns []string) bool {
 // Walk describes the tree at root, hashing files on all cores.
 func Walk(ctx context.Context, root string, exclude []string) (*Manifest, error) {
 	m := &Manifest{}
+	// WalkDir does not follow a root that is itself a symlink (a source
+	// directory linked elsewhere); walk what it points to.
+	if real, err := filepath.EvalSymlinks(root); err == nil {
+		root = real
+	}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return fmt.Errorf("read source: %w", err)
@@ -135,6 +140,9 @@ func Walk(ctx context.Context, root string, exclude []string) (*Manifest, error)
 		return nil
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := linksStayInside(m); err != nil {
 		return nil, err
 	}
 	if err := hashFiles(ctx, m); err != nil {
@@ -185,6 +193,59 @@ func symlinkStaysInside(rel, target string) error {
 		return fmt.Errorf("source %s is a symlink to %s, outside the release; only relative links inside the release are deployed (exclude it)", rel, target)
 	}
 	return nil
+}
+
+// linksStayInside follows every symlink through the release's other
+// symlinks, as the server will: "dot" -> "." makes "dot/dot/../../x" look
+// inside to symlinkStaysInside but climb out of the release on the server.
+func linksStayInside(m *Manifest) error {
+	links := map[string]string{}
+	for _, e := range m.Entries {
+		if e.Type == TypeSymlink {
+			links[e.Path] = e.Target
+		}
+	}
+	for _, e := range m.Entries {
+		if e.Type == TypeSymlink && !resolvesInside(links, e.Path) {
+			return fmt.Errorf("source %s is a symlink to %s, which leads outside the release through another symlink; only relative links inside the release are deployed (exclude it)", e.Path, e.Target)
+		}
+	}
+	return nil
+}
+
+// resolvesInside resolves the link at rel component by component, expanding
+// the release's own links on the way, and reports whether it never climbs
+// above the release root. Components the release does not have are taken as
+// directories; a chain the kernel would refuse to follow (ELOOP) leads nowhere.
+func resolvesInside(links map[string]string, rel string) bool {
+	var dir []string
+	if d := path.Dir(rel); d != "." {
+		dir = strings.Split(d, "/")
+	}
+	todo := strings.Split(links[rel], "/")
+	for hops := 0; len(todo) > 0; {
+		c := todo[0]
+		todo = todo[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			if len(dir) == 0 {
+				return false
+			}
+			dir = dir[:len(dir)-1]
+			continue
+		}
+		dir = append(dir, c)
+		if t, ok := links[strings.Join(dir, "/")]; ok {
+			if hops++; hops > 40 || strings.HasPrefix(t, "/") {
+				return true
+			}
+			dir = dir[:len(dir)-1]
+			todo = append(strings.Split(t, "/"), todo...)
+		}
+	}
+	return true
 }
 
 func hashFiles(ctx context.Context, m *Manifest) error {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -36,7 +37,9 @@ func NewTerminal(w io.Writer, tty bool) *Log { return &Log{w: w, tty: tty} }
 
 // Mask registers secrets: Actions masks them in every log, and this Log
 // replaces them before printing. Multi-line secrets are masked line by
-// line, because the runner matches masks within a line.
+// line, because the runner matches masks within a line. The redactor also
+// knows each secret as %q prints it (quotes and backslashes escaped), the
+// form error messages quote values in.
 func (l *Log) Mask(secrets []string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -51,6 +54,9 @@ func (l *Log) Mask(secrets []string) {
 				l.gha.AddMask(part)
 			}
 			pairs = append(pairs, part, "***")
+			if q := strconv.Quote(part); q[1:len(q)-1] != part {
+				pairs = append(pairs, q[1:len(q)-1], "***")
+			}
 		}
 	}
 	l.redactor = strings.NewReplacer(pairs...)
@@ -86,7 +92,7 @@ func (l *Log) Warnf(format string, args ...any) {
 	msg := l.Redact(fmt.Sprintf(format, args...))
 	if l.gha != nil {
 		l.mu.Lock()
-		l.gha.Warningf("%s", escapeData(msg))
+		l.gha.Warningf("%s", msg) // the SDK escapes the message
 		l.mu.Unlock()
 		return
 	}
@@ -96,20 +102,14 @@ func (l *Log) Warnf(format string, args ...any) {
 // Errorf logs an error with a title (an error annotation in Actions).
 func (l *Log) Errorf(title, format string, args ...any) {
 	msg := l.Redact(fmt.Sprintf(format, args...))
+	title = l.Redact(title)
 	if l.gha != nil {
 		l.mu.Lock()
-		l.gha.WithFieldsMap(map[string]string{"title": title}).Errorf("%s", escapeData(msg))
+		l.gha.WithFieldsMap(map[string]string{"title": title}).Errorf("%s", msg) // the SDK escapes both
 		l.mu.Unlock()
 		return
 	}
 	l.println("error: " + title + ": " + msg)
-}
-
-// escapeData keeps multi-line messages inside one annotation.
-func escapeData(s string) string {
-	s = strings.ReplaceAll(s, "%", "%25")
-	s = strings.ReplaceAll(s, "\r", "%0D")
-	return strings.ReplaceAll(s, "\n", "%0A")
 }
 
 // Group opens a collapsible section (Actions) or prints a heading.
@@ -163,7 +163,7 @@ func (l *Log) Progress(p deploy.Progress) {
 	rate := float64(p.BytesDone) / max(p.Elapsed.Seconds(), 0.001)
 	eta := "-"
 	if rate > 0 && p.BytesTotal > p.BytesDone {
-		eta = (time.Duration(float64(p.BytesTotal-p.BytesDone)/rate) * time.Second / time.Second).Round(time.Second).String()
+		eta = time.Duration(float64(p.BytesTotal-p.BytesDone) / rate * float64(time.Second)).Round(time.Second).String()
 	}
 	text := fmt.Sprintf("%s: %d/%d files, %s/%s (%.0f%%), %s/s, ETA %s", p.Host, p.FilesDone, p.FilesTotal,
 		deploy.FormatBytes(p.BytesDone), deploy.FormatBytes(p.BytesTotal), pct, deploy.FormatBytes(int64(rate)), eta)

@@ -56,17 +56,35 @@ func randomDelimiter() string {
 	return "ghadelimiter_" + hex.EncodeToString(b)
 }
 
-// ParseOutputs reads a GITHUB_OUTPUT file the way the runner does; tests
-// use it to check what a later step would see.
+// ParseOutputs reads a GITHUB_OUTPUT file the way the Linux runner does
+// (actions/runner FileCommandManager): lines end at "\n" only, so a "\r" is
+// part of the value; empty lines are skipped; NAME=VALUE or NAME<<DELIM,
+// whichever of "=" and "<<" comes first; a heredoc value is the raw text up
+// to the line that is exactly DELIM. Tests use it to check what a later step
+// would see.
 func ParseOutputs(data string) (map[string]string, error) {
 	out := map[string]string{}
-	lines := strings.Split(strings.ReplaceAll(data, "\r\n", "\n"), "\n")
+	lines := strings.Split(data, "\n")
+	if lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1] // the text after a final newline is no line
+	}
 	for i := 0; i < len(lines); i++ {
 		line := lines[i]
 		if line == "" {
 			continue
 		}
-		if name, delim, ok := strings.Cut(line, "<<"); ok && !strings.Contains(name, "=") {
+		eq, heredoc := strings.Index(line, "="), strings.Index(line, "<<")
+		switch {
+		case eq >= 0 && (heredoc < 0 || eq < heredoc):
+			if eq == 0 {
+				return nil, fmt.Errorf("line %d: empty output name", i+1)
+			}
+			out[line[:eq]] = line[eq+1:]
+		case heredoc >= 0:
+			name, delim := line[:heredoc], line[heredoc+2:]
+			if name == "" || delim == "" {
+				return nil, fmt.Errorf("line %d: output name and delimiter must not be empty", i+1)
+			}
 			var val []string
 			closed := false
 			for i++; i < len(lines); i++ {
@@ -80,13 +98,9 @@ func ParseOutputs(data string) (map[string]string, error) {
 				return nil, fmt.Errorf("output %s: missing closing delimiter %s", name, delim)
 			}
 			out[name] = strings.Join(val, "\n")
-			continue
-		}
-		name, val, ok := strings.Cut(line, "=")
-		if !ok {
+		default:
 			return nil, fmt.Errorf("line %d: not NAME=VALUE or NAME<<DELIMITER", i+1)
 		}
-		out[name] = val
 	}
 	return out, nil
 }

@@ -59,7 +59,8 @@ func Summary(res *deploy.Result, err error, revision string) string {
 	}
 	s := b.String()
 	if len(s) > maxSummary {
-		s = s[:maxSummary] + "\n\n(summary truncated)\n"
+		// Cut after a whole line: never inside a table row or a character.
+		s = s[:strings.LastIndex(s[:maxSummary], "\n")+1] + "\n(summary truncated)\n"
 	}
 	return s
 }

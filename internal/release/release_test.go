@@ -1,0 +1,581 @@
+package release_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/release"
+)
+
+// node is one path of a test tree.
+type node struct {
+	content string      // file content (ignored for dirs and links)
+	dir     bool        // a directory
+	link    string      // a symlink to this target
+	mode    fs.FileMode // permissions; 0 means 0644 / 0755
+	fifo    bool
+}
+
+// tree writes nodes under a new temp dir (parents first) and returns it.
+func tree(t *testing.T, nodes map[string]node) string {
+	t.Helper()
+	root := t.TempDir()
+	names := slices.Sorted(func(yield func(string) bool) {
+		for k := range nodes {
+			if !yield(k) {
+				return
+			}
+		}
+	})
+	for _, name := range names {
+		n := nodes[name]
+		p := filepath.Join(root, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		switch {
+		case n.dir:
+			err = os.MkdirAll(p, 0o755)
+			if err == nil && n.mode != 0 {
+				err = os.Chmod(p, n.mode)
+			}
+		case n.link != "":
+			err = os.Symlink(n.link, p)
+		case n.fifo:
+			err = syscall.Mkfifo(p, 0o644)
+		default:
+			err = os.WriteFile(p, []byte(n.content), 0o644)
+			if err == nil && n.mode != 0 {
+				err = os.Chmod(p, n.mode)
+			}
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+func paths(m *release.Manifest) []string {
+	var out []string
+	for _, e := range m.Entries {
+		out = append(out, e.Path)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func entry(t *testing.T, m *release.Manifest, p string) *release.Entry {
+	t.Helper()
+	e := m.Index()[p]
+	if e == nil {
+		t.Fatalf("no entry %q in %q", p, paths(m))
+	}
+	return e
+}
+
+func sha(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+// exported drops the unexported fields so entries compare after a round trip.
+func exported(es []release.Entry) []release.Entry {
+	out := make([]release.Entry, len(es))
+	for i, e := range es {
+		out[i] = release.Entry{Path: e.Path, Type: e.Type, Mode: e.Mode, Size: e.Size, Hash: e.Hash, Target: e.Target, MTime: e.MTime}
+	}
+	return out
+}
+
+func TestExcluded(t *testing.T) {
+	tests := []struct {
+		rel      string
+		patterns []string
+		want     bool
+	}{
+		{".git", []string{".git"}, true},
+		{"vendor/pkg/.git", []string{".git"}, true},
+		{".gitignore", []string{".git"}, false},
+		{"docs", []string{"/docs"}, true},
+		{"sub/docs", []string{"/docs"}, false},
+		{"docs", []string{"docs/"}, true},
+		{"a/docs", []string{"docs/"}, true},
+		{"app.log", []string{"**/*.log"}, true},
+		{"storage/logs/x.log", []string{"**/*.log"}, true},
+		{"app.log.gz", []string{"**/*.log"}, false},
+		{"x.log", []string{"*.log"}, true},
+		{"deep/er/x.log", []string{"*.log"}, true},
+		{"storage/logs/a", []string{"storage/logs/*"}, true},
+		{"x/storage/logs/a", []string{"storage/logs/*"}, false},
+		{"node_modules", []string{"node_modules"}, true},
+		{"README.md", []string{".git", "/docs", "**/*.log"}, false},
+		{"anything", nil, false},
+	}
+	for _, tt := range tests {
+		if got := release.Excluded(tt.rel, tt.patterns); got != tt.want {
+			t.Errorf("Excluded(%q, %q) = %v, want %v", tt.rel, tt.patterns, got, tt.want)
+		}
+	}
+}
+
+func TestWalkExcludes(t *testing.T) {
+	root := tree(t, map[string]node{
+		".git/HEAD":                      {content: "ref"},
+		".git/objects/ab/cd":             {content: "obj"},
+		".gitignore":                     {content: "x"},
+		"vendor/lib/.git/config":         {content: "nested repo"},
+		"vendor/lib/lib.php":             {content: "<?php"},
+		"docs/index.md":                  {content: "top-level docs"},
+		"src/docs/keep.md":               {content: "nested docs are not anchored"},
+		"app.log":                        {content: "log"},
+		"storage/logs/laravel.log":       {content: "log"},
+		"storage/logs/keep.txt":          {content: "k"},
+		"node_modules/dep/index.js":      {content: "js"},
+		"node_modules/dep/weird.fifo":    {fifo: true}, // would fail the walk if visited
+		"public/index.html":              {content: "<h1>hi</h1>"},
+		"public/app.log.d/not-a-log.txt": {content: "dir name ends in .log.d"},
+	})
+	m, err := release.Walk(context.Background(), root, []string{".git", "/docs", "**/*.log", "node_modules"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		".gitignore", "public", "public/app.log.d", "public/app.log.d/not-a-log.txt", "public/index.html",
+		"src", "src/docs", "src/docs/keep.md", "storage", "storage/logs", "storage/logs/keep.txt",
+		"vendor", "vendor/lib", "vendor/lib/lib.php",
+	}
+	if got := paths(m); !slices.Equal(got, want) {
+		t.Errorf("Walk paths =\n%q\nwant\n%q", got, want)
+	}
+	// Directories come before what they contain.
+	seen := map[string]bool{}
+	for _, e := range m.Entries {
+		if d := filepath.Dir(e.Path); d != "." && !seen[d] {
+			t.Errorf("%s comes before its directory", e.Path)
+		}
+		seen[e.Path] = true
+	}
+}
+
+func TestWalkRefusesSpecialFiles(t *testing.T) {
+	root := tree(t, map[string]node{"a": {content: "x"}, "run/app.sock": {fifo: true}})
+	_, err := release.Walk(context.Background(), root, nil)
+	if err == nil || !strings.Contains(err.Error(), "run/app.sock") || !strings.Contains(err.Error(), "exclude it") {
+		t.Errorf("Walk with a FIFO: %v", err)
+	}
+}
+
+func TestWalkSymlinks(t *testing.T) {
+	t.Run("relative links inside are kept verbatim", func(t *testing.T) {
+		root := tree(t, map[string]node{
+			"css/site.css":         {content: "body{}"},
+			"current.css":          {link: "css/site.css"},
+			"css/up.html":          {link: "../index.html"},
+			"index.html":           {content: "hi"},
+			"assets":               {link: "css"},
+			"dangling":             {link: "storage/app/public"},
+			"deep/a/b/to-root.txt": {link: "../../../index.html"},
+			"self":                 {link: "."},
+		})
+		m, err := release.Walk(context.Background(), root, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for p, target := range map[string]string{"current.css": "css/site.css", "css/up.html": "../index.html", "assets": "css",
+			"dangling": "storage/app/public", "deep/a/b/to-root.txt": "../../../index.html", "self": "."} {
+			e := entry(t, m, p)
+			if e.Type != release.TypeSymlink || e.Target != target || e.Mode != 0 || e.Size != 0 || e.Hash != "" {
+				t.Errorf("%s = %+v, want a symlink to %s", p, *e, target)
+			}
+		}
+		if entry(t, m, "assets").Type != release.TypeSymlink {
+			t.Error("a link to a directory was followed")
+		}
+	})
+	refused := []struct {
+		name   string
+		nodes  map[string]node
+		phrase []string
+	}{
+		{"absolute", map[string]node{"a": {content: "x"}, "conf/env": {link: "/etc/app/.env"}},
+			[]string{"conf/env", "/etc/app/.env", "absolute"}},
+		{"escaping ../../x", map[string]node{"a": {content: "x"}, "sub/link": {link: "../../x"}},
+			[]string{"sub/link", "../../x", "outside the release"}},
+		{"escaping ..", map[string]node{"a": {content: "x"}, "parent": {link: ".."}},
+			[]string{"parent", "outside the release"}},
+		{"escaping deep", map[string]node{"a": {content: "x"}, "a1/a2/l": {link: "../x/../../../etc/passwd"}},
+			[]string{"a1/a2/l", "outside the release"}},
+		{"escaping through a link to .", map[string]node{"a": {content: "x"}, "dot": {link: "."}, "esc": {link: "dot/dot/../../x"}},
+			[]string{"esc", "dot/dot/../../x", "outside the release"}},
+		{"escaping through a link up to the root", map[string]node{"a/b/c": {content: "x"}, "a/b/up": {link: "../.."}, "esc": {link: "a/b/up/../x"}},
+			[]string{"esc", "outside the release"}},
+		{"escaping through a chain", map[string]node{"a": {content: "x"}, "l1": {link: "l2"}, "l2": {link: "."}, "esc": {link: "l1/.."}},
+			[]string{"esc", "outside the release"}},
+	}
+	for _, tt := range refused {
+		t.Run("refused: "+tt.name, func(t *testing.T) {
+			root := tree(t, tt.nodes)
+			_, err := release.Walk(context.Background(), root, nil)
+			if err == nil {
+				t.Fatal("Walk accepted it")
+			}
+			for _, p := range tt.phrase {
+				if !strings.Contains(err.Error(), p) {
+					t.Errorf("error %q does not say %q", err, p)
+				}
+			}
+		})
+	}
+	t.Run("a link loop is not an escape", func(t *testing.T) {
+		root := tree(t, map[string]node{"a": {content: "x"}, "l1": {link: "l2"}, "l2": {link: "l1"}})
+		if _, err := release.Walk(context.Background(), root, nil); err != nil {
+			t.Errorf("Walk: %v", err)
+		}
+	})
+	t.Run("an excluded bad link is fine", func(t *testing.T) {
+		root := tree(t, map[string]node{"a": {content: "x"}, "node_modules/.bin/x": {link: "/usr/bin/env"}})
+		if _, err := release.Walk(context.Background(), root, []string{"node_modules"}); err != nil {
+			t.Errorf("Walk: %v", err)
+		}
+	})
+}
+
+func TestWalkNastyNames(t *testing.T) {
+	names := []string{
+		"with space.txt",
+		"it's.txt",
+		`"double".txt`,
+		"new\nline.txt",
+		"tab\there",
+		"ünïcødé/日本語.txt",
+		"-rf",
+		"--help",
+		"$(id)",
+		"`id`",
+		"back\\slash",
+		"*",
+		"~",
+		"dir with space/file with space",
+	}
+	nodes := map[string]node{}
+	for i, n := range names {
+		nodes[n] = node{content: strings.Repeat("x", i)}
+	}
+	root := tree(t, nodes)
+	m, err := release.Walk(context.Background(), root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range names {
+		e := entry(t, m, n)
+		if e.Type != release.TypeFile || e.Size != int64(i) || e.Hash != sha(strings.Repeat("x", i)) {
+			t.Errorf("%q = %+v", n, *e)
+		}
+		r, err := e.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(r)
+		r.Close()
+		if string(data) != strings.Repeat("x", i) {
+			t.Errorf("Open(%q) = %q", n, data)
+		}
+	}
+	// The names survive the stored manifest too.
+	b, err := m.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := release.DecodeManifest(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(exported(back.Entries), exported(m.Entries)) {
+		t.Errorf("round trip changed entries:\n%+v\n%+v", back.Entries, m.Entries)
+	}
+}
+
+func TestWalkModes(t *testing.T) {
+	root := tree(t, map[string]node{
+		"bin":           {dir: true, mode: 0o755},
+		"bin/run":       {content: "#!/bin/sh\n", mode: 0o755},
+		"secret.txt":    {content: "s", mode: 0o600},
+		"shared":        {dir: true, mode: 0o775 | fs.ModeSetgid},
+		"shared/a":      {content: "a", mode: 0o664},
+		"tmp":           {dir: true, mode: 0o777 | fs.ModeSticky},
+		"readonly":      {dir: true, mode: 0o555},
+		"suid":          {content: "x", mode: 0o755 | fs.ModeSetuid},
+		"empty-file":    {content: ""},
+		"plain/file.md": {content: "m"},
+	})
+	// readonly must be made last: files were written before its chmod, in sorted order.
+	m, err := release.Walk(context.Background(), root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]uint32{
+		"bin": 0o755, "bin/run": 0o755, "secret.txt": 0o600, "shared": 0o2775, "shared/a": 0o664,
+		"tmp": 0o1777, "readonly": 0o555, "suid": 0o4755, "empty-file": 0o644,
+	} {
+		if got := entry(t, m, p).Mode; got != want {
+			t.Errorf("%s mode = %o, want %o", p, got, want)
+		}
+	}
+	if e := entry(t, m, "shared"); e.Type != release.TypeDir {
+		t.Errorf("shared = %+v", *e)
+	}
+	if e := entry(t, m, "empty-file"); e.Size != 0 || e.Hash != sha("") {
+		t.Errorf("empty-file = %+v", *e)
+	}
+	for _, p := range []uint32{0, 0o644, 0o755, 0o2775, 0o1777, 0o4755, 0o7777} {
+		if got := release.FileMode(p); uint32(got.Perm()) != p&0o777 {
+			t.Errorf("FileMode(%o) = %v", p, got)
+		}
+	}
+	if got := release.FileMode(0o2775); got&fs.ModeSetgid == 0 || got&fs.ModeSetuid != 0 {
+		t.Errorf("FileMode(2775) = %v", got)
+	}
+}
+
+func TestBuildErrors(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, []byte("x"), 0o644)
+	onlyExcluded := tree(t, map[string]node{".git/HEAD": {content: "x"}, "empty-dir": {dir: true}})
+	tests := []struct {
+		name    string
+		opts    release.Options
+		phrases []string
+	}{
+		{"source is a file", release.Options{Source: file}, []string{file, "is not a directory"}},
+		{"source missing", release.Options{Source: filepath.Join(t.TempDir(), "nope")}, []string{"nope", "does not exist"}},
+		{"source empty", release.Options{Source: t.TempDir()}, []string{"has no files to release"}},
+		{"source empty after excludes", release.Options{Source: onlyExcluded, Exclude: []string{".git"}}, []string{"has no files to release", `".git"`}},
+		{"build fails", release.Options{Source: onlyExcluded, Build: "echo building; exit 3"}, []string{"build command failed", "exit status 3"}},
+		{"REVISION is a directory", release.Options{Source: tree(t, map[string]node{"REVISION/x": {content: "x"}})}, []string{"REVISION must be a file"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.opts.Revision = "abc"
+			tt.opts.Stdout, tt.opts.Stderr = io.Discard, io.Discard
+			m, err := release.Build(context.Background(), tt.opts)
+			if err == nil {
+				t.Fatalf("Build accepted it: %q", paths(m))
+			}
+			for _, p := range tt.phrases {
+				if !strings.Contains(err.Error(), p) {
+					t.Errorf("error %q does not say %q", err, p)
+				}
+			}
+		})
+	}
+}
+
+func TestBuildRevision(t *testing.T) {
+	for _, withFile := range []bool{false, true} {
+		nodes := map[string]node{"index.html": {content: "hi"}}
+		if withFile {
+			nodes["REVISION"] = node{content: "stale revision from the repo\n", mode: 0o600}
+		}
+		m, err := release.Build(context.Background(), release.Options{Source: tree(t, nodes), Revision: "0123abc"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, e := range m.Entries {
+			if e.Path == release.RevisionFile {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("%d REVISION entries", n)
+		}
+		e := entry(t, m, release.RevisionFile)
+		if e.Type != release.TypeFile || e.Mode != 0o644 || e.Size != 8 || e.Hash != sha("0123abc\n") {
+			t.Errorf("REVISION = %+v", *e)
+		}
+		r, err := e.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(r)
+		if string(data) != "0123abc\n" {
+			t.Errorf("REVISION content %q", data)
+		}
+		if files, size := m.Files(); files != 2 || size != 10 {
+			t.Errorf("Files() = %d, %d", files, size)
+		}
+	}
+}
+
+func TestBuildCommand(t *testing.T) {
+	root := tree(t, map[string]node{"src.txt": {content: "s"}})
+	var out bytes.Buffer
+	m, err := release.Build(context.Background(), release.Options{
+		Source: root, Revision: "r", Stdout: &out, Stderr: &out,
+		Build: "mkdir -p dist && printf built > dist/out.txt && echo \"built in $(basename \"$PWD\")\"",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := entry(t, m, "dist/out.txt"); e.Hash != sha("built") {
+		t.Errorf("dist/out.txt = %+v", *e)
+	}
+	if !strings.Contains(out.String(), "built in "+filepath.Base(root)) {
+		t.Errorf("build output %q", out.String())
+	}
+}
+
+func TestBuildFollowsASymlinkedSource(t *testing.T) {
+	root := tree(t, map[string]node{"site/index.html": {content: "hi"}, "link": {link: "site"}})
+	m, err := release.Build(context.Background(), release.Options{Source: filepath.Join(root, "link"), Revision: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := paths(m), []string{"REVISION", "index.html"}; !slices.Equal(got, want) {
+		t.Errorf("paths = %q, want %q", got, want)
+	}
+}
+
+func sampleManifest() *release.Manifest {
+	return &release.Manifest{Entries: []release.Entry{
+		{Path: "app", Type: release.TypeDir, Mode: 0o2775},
+		{Path: "app/index.php", Type: release.TypeFile, Mode: 0o644, Size: 5, Hash: sha("<?php"), MTime: 1764112722123456789},
+		{Path: "app/empty", Type: release.TypeFile, Mode: 0o600, Hash: sha("")},
+		{Path: "app/link", Type: release.TypeSymlink, Target: "../REVISION"},
+		{Path: "name with\nnewline 'and' \"quotes\" ünï -x", Type: release.TypeFile, Mode: 0o755, Size: 1, Hash: sha("x")},
+		{Path: "REVISION", Type: release.TypeFile, Mode: 0o644, Size: 4, Hash: sha("abc\n")},
+	}}
+}
+
+func TestManifestRoundTrip(t *testing.T) {
+	for _, m := range []*release.Manifest{sampleManifest(), {}} {
+		var b bytes.Buffer
+		if err := m.Encode(&b); err != nil {
+			t.Fatal(err)
+		}
+		back, err := release.DecodeManifest(&b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(exported(back.Entries), exported(m.Entries)) {
+			t.Errorf("round trip:\n%+v\nwant\n%+v", back.Entries, m.Entries)
+		}
+	}
+	files, size := sampleManifest().Files()
+	if files != 4 || size != 10 {
+		t.Errorf("Files() = %d, %d", files, size)
+	}
+}
+
+func gz(s string) []byte {
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	zw.Write([]byte(s))
+	zw.Close()
+	return b.Bytes()
+}
+
+const header = `{"atomic-deploy-manifest":1}` + "\n"
+
+func TestDecodeManifestRejects(t *testing.T) {
+	h := sha("x")
+	tests := []struct {
+		name, data, phrase string
+	}{
+		{"empty", "", "header"},
+		{"other header", `{"atomic-deploy-manifest":2}` + "\n", "header"},
+		{"absolute path", header + `{"p":"/etc/passwd","t":"f","s":1,"h":"` + h + `"}`, "bad path"},
+		{"dot-dot", header + `{"p":"../x","t":"f","s":1,"h":"` + h + `"}`, "bad path"},
+		{"dot-dot inside", header + `{"p":"a","t":"d"}` + "\n" + `{"p":"a/../../x","t":"f","h":"` + h + `"}`, "bad path"},
+		{"dot", header + `{"p":".","t":"d"}`, "bad path"},
+		{"unclean", header + `{"p":"a//b","t":"d"}`, "bad path"},
+		{"trailing slash", header + `{"p":"a/","t":"d"}`, "bad path"},
+		{"empty path", header + `{"p":"","t":"d"}`, "bad path"},
+		{"NUL in path", header + `{"p":"a\u0000b","t":"d"}`, "bad path"},
+		{"listed twice", header + `{"p":"a","t":"d"}` + "\n" + `{"p":"a","t":"d"}`, "listed twice"},
+		{"child before directory", header + `{"p":"a/b","t":"d"}` + "\n" + `{"p":"a","t":"d"}`, "before its directory"},
+		{"child of a file", header + `{"p":"a","t":"f","h":"` + h + `"}` + "\n" + `{"p":"a/b","t":"d"}`, "before its directory"},
+		{"unknown field", header + `{"p":"a","t":"d","x":1}`, "unknown field"},
+		{"unknown type", header + `{"p":"a","t":"c"}`, "unknown type"},
+		{"bad hash", header + `{"p":"a","t":"f","h":"zz"}`, "bad hash"},
+		{"short hash", header + `{"p":"a","t":"f","h":"abcd"}`, "bad hash"},
+		{"negative size", header + `{"p":"a","t":"f","s":-1,"h":"` + h + `"}`, "negative size"},
+		{"bad mode", header + `{"p":"a","t":"d","m":65536}`, "bad mode"},
+		{"directory with a hash", header + `{"p":"a","t":"d","h":"` + h + `"}`, "directory with file fields"},
+		{"symlink without target", header + `{"p":"a","t":"l"}`, "bad symlink target"},
+		{"not JSON", header + "hello", "manifest entry 1"},
+		{"blank line", header + "\n", "manifest entry 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := release.DecodeManifest(bytes.NewReader(gz(tt.data)))
+			if err == nil {
+				t.Fatalf("accepted: %+v", m)
+			}
+			if !strings.Contains(err.Error(), tt.phrase) {
+				t.Errorf("error %q does not say %q", err, tt.phrase)
+			}
+		})
+	}
+	if _, err := release.DecodeManifest(strings.NewReader(header)); err == nil {
+		t.Error("accepted a manifest that is not gzip")
+	}
+}
+
+// FuzzDecodeManifest feeds DecodeManifest arbitrary manifest text (the
+// gzip layer is added here; it is the standard library's). It must never
+// panic, every path it accepts must be a clean relative path, and whatever
+// it accepts must encode and decode to the same entries.
+func FuzzDecodeManifest(f *testing.F) {
+	f.Add([]byte(header))
+	f.Add([]byte(header + `{"p":"a","t":"d","m":493}` + "\n" + `{"p":"a/b","t":"f","m":420,"s":1,"h":"` + sha("x") + `","mt":1}` + "\n"))
+	f.Add([]byte(header + `{"p":"l","t":"l","l":"../x"}` + "\n"))
+	f.Add([]byte(header + `{"p":"../x","t":"d"}`))
+	if b, err := sampleManifest().Bytes(); err == nil {
+		zr, _ := gzip.NewReader(bytes.NewReader(b))
+		plain, _ := io.ReadAll(zr)
+		f.Add(plain)
+	}
+	f.Fuzz(func(t *testing.T, plain []byte) {
+		m, err := release.DecodeManifest(bytes.NewReader(gz(string(plain))))
+		if err != nil {
+			return
+		}
+		for _, e := range m.Entries {
+			p := e.Path
+			if p == "" || p == "." || strings.HasPrefix(p, "/") || filepath.ToSlash(filepath.Clean(p)) != p || strings.ContainsRune(p, 0) {
+				t.Fatalf("accepted unclean path %q", p)
+			}
+			for _, part := range strings.Split(p, "/") {
+				if part == ".." || part == "." || part == "" {
+					t.Fatalf("accepted path %q with a %q element", p, part)
+				}
+			}
+		}
+		b, err := m.Bytes()
+		if err != nil {
+			t.Fatalf("re-encode: %v", err)
+		}
+		back, err := release.DecodeManifest(bytes.NewReader(b))
+		if err != nil {
+			t.Fatalf("re-encoded manifest does not decode: %v", err)
+		}
+		if !reflect.DeepEqual(exported(back.Entries), exported(m.Entries)) {
+			t.Fatalf("round trip changed entries:\n%+v\n%+v", back.Entries, m.Entries)
+		}
+	})
+}
