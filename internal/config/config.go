@@ -159,7 +159,7 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 	switch c.Mode {
 	case ModeDeploy, ModeRollback, ModeUnlock:
 	default:
-		fail("mode", "%q is not one of deploy, rollback, unlock", c.Mode)
+		fail("mode", "%q is not one of deploy, rollback, unlock", get("mode")) // as given: the log redacts secrets by exact spelling
 	}
 
 	port, err := parsePort(get("port"))
@@ -221,7 +221,7 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 	}
 
 	if c.Preset != "" && c.Preset != "laravel" {
-		fail("preset", "%q is not a known preset (known: laravel)", c.Preset)
+		fail("preset", "%q is not a known preset (known: laravel)", get("preset"))
 	}
 	c.SharedDirs = relPaths(get("shared-dirs"), "shared-dirs", fail)
 	c.SharedFiles = relPaths(get("shared-files"), "shared-files", fail)
@@ -273,9 +273,33 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 		fail("path", "refusing to deploy into /")
 	}
 	if len(errs) > 0 {
+		hideSecrets(c.Secrets(), errs)
 		return nil, errors.Join(errs...)
 	}
 	return c, nil
+}
+
+// hideSecrets keeps secret values out of error messages, should one be
+// pasted into the wrong input: whole, line by line, and as %q spells them.
+func hideSecrets(secrets []string, errs []error) {
+	var pairs []string
+	for _, s := range secrets {
+		for _, part := range append([]string{s}, strings.Split(s, "\n")...) {
+			if part = strings.TrimSpace(part); len(part) >= 4 {
+				q := strconv.Quote(part)
+				pairs = append(pairs, part, "***", q[1:len(q)-1], "***")
+			}
+		}
+	}
+	if len(pairs) == 0 {
+		return
+	}
+	r := strings.NewReplacer(pairs...)
+	for _, e := range errs {
+		if ie, ok := e.(*InputError); ok {
+			ie.Reason = r.Replace(ie.Reason)
+		}
+	}
 }
 
 var (

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -85,15 +86,25 @@ func inputErrors(t *testing.T, err error) []*config.InputError {
 	return out
 }
 
-func assertNoSecrets(t *testing.T, msg string) {
+// assertNoSecrets checks msg for the secrets, their key lines and their %q
+// spelling, in any letter case.
+func assertNoSecrets(t *testing.T, msg string, secrets ...string) {
 	t.Helper()
-	for _, s := range []string{testPassphrase, testPassword, testKey} {
-		if strings.Contains(msg, s) {
+	if len(secrets) == 0 {
+		secrets = []string{testPassphrase, testPassword, testKey}
+	}
+	var needles []string
+	for _, s := range secrets {
+		q := strconv.Quote(s)
+		needles = append(needles, s, q[1:len(q)-1])
+	}
+	for _, s := range needles {
+		if strings.Contains(strings.ToLower(msg), strings.ToLower(s)) {
 			t.Errorf("error message contains a secret %q:\n%s", s, msg)
 		}
 	}
 	for _, line := range strings.Split(testKey, "\n") {
-		if strings.Contains(msg, line) {
+		if strings.Contains(strings.ToLower(msg), strings.ToLower(line)) {
 			t.Errorf("error message contains a line of the private key %q:\n%s", line, msg)
 		}
 	}
@@ -109,6 +120,7 @@ func TestParseHostileInputs(t *testing.T) {
 	}{
 		// mode
 		{name: "mode unknown", inputs: map[string]string{"mode": "deploi"}, input: "mode", phrase: "not one of deploy, rollback, unlock"},
+		{name: "mode quoted as given", inputs: map[string]string{"mode": "DEPLOI"}, input: "mode", phrase: `"DEPLOI"`},
 		{name: "mode injection", inputs: map[string]string{"mode": "deploy; rm -rf /"}, input: "mode", phrase: "not one of"},
 
 		// host
@@ -323,6 +335,51 @@ func TestParseErrorsNeverCarrySecrets(t *testing.T) {
 			if err != nil {
 				assertNoSecrets(t, err.Error())
 			}
+		})
+	}
+}
+
+// TestParseHidesSecretsPastedIntoOtherInputs: a secret in the wrong input
+// is still never part of a message, however the message spells the value.
+func TestParseHidesSecretsPastedIntoOtherInputs(t *testing.T) {
+	password := `pa"ss\word-SECRET-77`
+	passphrase := "Passphrase-SECRET-99"
+	tests := []struct {
+		name   string
+		inputs map[string]string
+		input  string
+	}{
+		{"password as mode", map[string]string{"mode": password}, "mode"},
+		{"passphrase as mode, lower-cased", map[string]string{"mode": passphrase}, "mode"},
+		{"passphrase as preset", map[string]string{"preset": passphrase}, "preset"},
+		{"password as fingerprint", map[string]string{"fingerprint": password}, "fingerprint"},
+		{"passphrase as a host without user", map[string]string{"host": passphrase}, "username"},
+		{"password as host", map[string]string{"host": "deploy@" + password}, "host"},
+		{"password as path", map[string]string{"path": password}, "path"},
+		{"key as path", map[string]string{"path": testKey}, "path"},
+		{"key line as path", map[string]string{"path": strings.Split(testKey, "\n")[1]}, "path"},
+		{"password as release-id", map[string]string{"release-id": password}, "release-id"},
+		{"passphrase as keep-releases", map[string]string{"keep-releases": passphrase}, "keep-releases"},
+		{"password as healthcheck-url", map[string]string{"healthcheck-url": "https://" + password}, "healthcheck-url"},
+		{"password as shared-dirs", map[string]string{"shared-dirs": "/" + password}, "shared-dirs"},
+		{"passphrase as auto-rollback", map[string]string{"auto-rollback": passphrase}, "auto-rollback"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := merge(remoteBase(), tt.inputs)
+			in["password"], in["passphrase"] = password, passphrase
+			_, err := config.Parse(lookupOf(in), config.Context{})
+			if err == nil {
+				t.Fatal("Parse accepted it")
+			}
+			named := false
+			for _, ie := range inputErrors(t, err) {
+				named = named || ie.Input == tt.input
+			}
+			if !named {
+				t.Errorf("no error names %q: %v", tt.input, err)
+			}
+			assertNoSecrets(t, err.Error(), password, passphrase, testKey)
 		})
 	}
 }

@@ -44,12 +44,14 @@ func (l *Log) Mask(secrets []string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var pairs []string
+	seen := map[string]bool{}
 	for _, s := range secrets {
 		for _, part := range append([]string{s}, strings.Split(s, "\n")...) {
 			part = strings.TrimSpace(part)
-			if len(part) < 4 {
+			if len(part) < 4 || seen[part] {
 				continue // masking tiny strings would garble every line
 			}
+			seen[part] = true
 			if l.gha != nil {
 				l.gha.AddMask(part)
 			}
