@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -391,12 +392,35 @@ func TestLeftoversFromACrashAreCleaned(t *testing.T) {
 	}
 }
 
-func TestHeldLockNamesTheHolder(t *testing.T) {
+// sftpOnly hides the shell of a transport, like ForceCommand internal-sftp.
+type sftpOnly struct{ transport.Transport }
+
+func (sftpOnly) CanExec() bool { return false }
+func (sftpOnly) Exec(context.Context, string, io.Reader, io.Writer, io.Writer) error {
+	return transport.ErrNoShell
+}
+
+func (s *site) useSFTPOnly() {
+	s.target.Dial = func(context.Context) (transport.Transport, error) { return sftpOnly{local.New()}, nil }
+}
+
+func writeOwner(t *testing.T, p, body string, age time.Duration) {
+	t.Helper()
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	when := time.Now().Add(-age)
+	os.Chtimes(p, when, when)
+}
+
+const octocat = `{"token":"live","actor":"octocat","run_url":"https://github.com/o/r/actions/runs/1","ttl":"1h","started_at":"2026-01-01T00:00:00Z","pid":%d}`
+
+func TestHeldLeaseLockNamesTheHolderAndUnlocks(t *testing.T) {
 	s := newSite(t, map[string]string{"a.txt": "1"})
+	s.useSFTPOnly()
 	s.mustDeploy()
-	lock := filepath.Join(s.root, ".atomic-deploy/lock")
-	os.MkdirAll(lock, 0o755)
-	os.WriteFile(filepath.Join(lock, "owner.json"), []byte(`{"token":"live","actor":"octocat","run_url":"https://github.com/o/r/actions/runs/1","ttl":"1h","started_at":"2026-01-01T00:00:00Z"}`), 0o644)
+	writeOwner(t, filepath.Join(s.root, ".atomic-deploy/lock/owner.json"), fmt.Sprintf(octocat, 0), 0)
 	s.set.Lock.Wait = 300 * time.Millisecond
 	_, err := s.deploy()
 	if err == nil || !strings.Contains(err.Error(), "octocat") || !strings.Contains(err.Error(), "actions/runs/1") {
@@ -409,6 +433,55 @@ func TestHeldLockNamesTheHolder(t *testing.T) {
 	if err != nil || res.Hosts[0].Outcome != deploy.OutcomeUnlocked {
 		t.Fatalf("unlock: %v %+v", err, res)
 	}
+	s.mustDeploy()
+}
+
+func TestStaleLeaseLockIsBroken(t *testing.T) {
+	s := newSite(t, map[string]string{"a.txt": "1"})
+	s.useSFTPOnly()
+	s.mustDeploy()
+	writeOwner(t, filepath.Join(s.root, ".atomic-deploy/lock/owner.json"), `{"token":"dead","ttl":"1s","started_at":"2026-01-01T00:00:00Z"}`, time.Hour)
+	s.mustDeploy()
+}
+
+// holdFlock holds the session lock from another process, as a deploy would.
+func holdFlock(t *testing.T, root string) *exec.Cmd {
+	t.Helper()
+	os.MkdirAll(filepath.Join(root, ".atomic-deploy"), 0o755)
+	// One process holding the descriptor, like the deploy's holder (exec keeps the pid).
+	cmd := exec.Command("/bin/sh", "-c", `exec 9>>"$1" && flock 9 && exec sleep 30`, "sh", filepath.Join(root, ".atomic-deploy/lock.flock"))
+	if err := cmd.Start(); err != nil {
+		t.Skipf("flock: %v", err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	time.Sleep(100 * time.Millisecond)
+	return cmd
+}
+
+func TestHeldSessionLockNamesTheHolder(t *testing.T) {
+	s := newSite(t, map[string]string{"a.txt": "1"})
+	s.mustDeploy()
+	holder := holdFlock(t, s.root)
+	writeOwner(t, filepath.Join(s.root, ".atomic-deploy/lock.owner.json"), fmt.Sprintf(octocat, holder.Process.Pid), 0)
+	s.set.Lock.Wait = 1 * time.Second
+	_, err := s.deploy()
+	if err == nil || !strings.Contains(err.Error(), "octocat") || !deploy.ErrLocked(err) {
+		t.Fatalf("err = %v", err)
+	}
+	// The holder ends (its job was cancelled): the lock goes with it.
+	holder.Process.Kill()
+	holder.Wait()
+	s.mustDeploy()
+}
+
+func TestOrphanedSessionLockHolderIsEnded(t *testing.T) {
+	s := newSite(t, map[string]string{"a.txt": "1"})
+	s.mustDeploy()
+	holder := holdFlock(t, s.root)
+	// Its runner vanished: the heartbeat stopped long ago.
+	writeOwner(t, filepath.Join(s.root, ".atomic-deploy/lock.owner.json"),
+		fmt.Sprintf(`{"token":"gone","actor":"ghost","ttl":"1s","started_at":"2026-01-01T00:00:00Z","pid":%d}`, holder.Process.Pid), time.Hour)
+	s.set.Lock.Wait = 20 * time.Second
 	s.mustDeploy()
 }
 

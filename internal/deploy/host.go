@@ -67,7 +67,7 @@ type Host struct {
 	ReleaseID string // the release being deployed
 	Stats     Stats
 
-	lock     *Lock
+	lock     locker
 	rlog     *releaseLog
 	existing []string
 	created  bool // releases/<ReleaseID> was made by this run
@@ -96,7 +96,7 @@ func (h *Host) Open(ctx context.Context, needHooks bool) error {
 			return fmt.Errorf("create %s: %w", dir, err)
 		}
 	}
-	lock, err := AcquireLock(ctx, h.T, h.L.Lock(), Owner{Actor: h.S.Actor, RunURL: h.S.RunURL, Host: h.S.Runner, StartedAt: time.Now().UTC()}, h.S.Lock)
+	lock, err := acquire(ctx, h.T, h.L, Owner{Actor: h.S.Actor, RunURL: h.S.RunURL, Host: h.S.Runner, StartedAt: time.Now().UTC()}, h.S.Lock)
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@
 package local
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -153,16 +152,30 @@ func (*Transport) CanExec() bool { return true }
 
 func (*Transport) Exec(ctx context.Context, script string, stdin io.Reader, stdout, stderr io.Writer) error {
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", script)
-	cmd.Stdin = stdin
-	if stdin == nil {
-		cmd.Stdin = bytes.NewReader(nil)
-	}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	// Hooks may start children; cancel the whole group so none outlive the deploy.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
-	err := cmd.Run()
+	// Feed stdin ourselves: Wait must return when the command exits, not
+	// when the caller's reader ends (a lock holder's stdin stays open).
+	var pipe io.WriteCloser
+	if stdin != nil {
+		var err error
+		if pipe, err = cmd.StdinPipe(); err != nil {
+			return err
+		}
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	if pipe != nil {
+		go func() {
+			io.Copy(pipe, stdin)
+			pipe.Close()
+		}()
+	}
+	err := cmd.Wait()
 	var exit *exec.ExitError
 	if errors.As(err, &exit) && ctx.Err() == nil {
 		return &transport.ExitError{Status: exit.ExitCode()}

@@ -1,0 +1,254 @@
+package deploy
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/shell"
+	"github.com/atomic-deploy/atomic-deploy/internal/transport"
+)
+
+// locker is a held deploy lock.
+type locker interface {
+	// Held returns an error if the lock was lost; checked before the switch.
+	Held(ctx context.Context) error
+	Release(ctx context.Context) error
+}
+
+// acquire takes the deploy lock: tied to the SSH session where the server
+// has a shell and flock(1), a renewed lease otherwise (SFTP-only servers).
+func acquire(ctx context.Context, t transport.Transport, l Layout, owner Owner, opts LockOptions) (locker, error) {
+	if t.CanExec() {
+		sl, err := acquireSessionLock(ctx, t, l, owner, opts)
+		if !errors.Is(err, errNoFlock) {
+			return sl, err
+		}
+	}
+	return AcquireLock(ctx, t, l.Lock(), owner, opts)
+}
+
+var errNoFlock = errors.New("flock(1) is not available on the server")
+
+// Exit codes of the holder script.
+const (
+	exitNoFlock = 69
+	exitBusy    = 75
+)
+
+// sessionLock is flock(2) on .atomic-deploy/lock.flock, held by a remote
+// process that lives exactly as long as our SSH session: when the deploy
+// ends, is cancelled, is killed, or its connection drops, sshd closes the
+// process's stdin, it exits, and the kernel drops the lock. No stale lock is
+// possible while the server runs. For a runner that vanished without
+// closing TCP, the holder also renews a heartbeat file; a waiter that finds
+// the heartbeat older than the TTL ends the orphaned holder process.
+type sessionLock struct {
+	t     transport.Transport
+	owner Owner
+	file  string // owner/heartbeat JSON
+	stdin io.WriteCloser
+	done  chan error
+	stop  chan struct{}
+	wg    sync.WaitGroup
+
+	mu      sync.Mutex
+	lostErr error
+}
+
+func (l Layout) flockFile() string  { return path.Join(l.Meta(), "lock.flock") }
+func (l Layout) flockOwner() string { return path.Join(l.Meta(), "lock.owner.json") }
+
+// holderScript takes the flock (waiting up to `wait` seconds), reports its
+// pid, then blocks on stdin; exec keeps the pid and the descriptor. Every
+// way out prints one line first, so the client never waits on a session
+// whose stdin it still holds open.
+func holderScript(l Layout, waitSeconds int) string {
+	return fmt.Sprintf(`command -v flock >/dev/null 2>&1 || { echo noflock; exit %d; }
+exec 9>>%s || { echo error; exit 1; }
+flock -w %d 9 || { echo busy; exit %d; }
+echo "locked $$"
+exec cat >/dev/null
+`, exitNoFlock, shell.Quote(l.flockFile()), waitSeconds, exitBusy)
+}
+
+func acquireSessionLock(ctx context.Context, t transport.Transport, l Layout, owner Owner, opts LockOptions) (*sessionLock, error) {
+	owner.Token = randomToken()
+	owner.TTL = Duration(opts.TTL)
+	deadline := time.Now().Add(opts.Wait)
+	for {
+		sl, err := trySessionLock(ctx, t, l, owner, min(5*time.Second, max(time.Until(deadline), time.Second)))
+		if err == nil || !errors.Is(err, errBusy) {
+			return sl, err
+		}
+		held, stale, err := readHeartbeat(ctx, t, l.flockOwner())
+		if err != nil {
+			return nil, err
+		}
+		if stale && held.PID > 0 {
+			// The holder's runner is gone but its server process lingers
+			// (no FIN reached sshd): end it so the kernel frees the lock.
+			t.Exec(ctx, shell.Command("kill", "-9", strconv.Itoa(held.PID)), nil, io.Discard, io.Discard)
+			continue
+		}
+		if time.Now().After(deadline) {
+			return nil, &LockedError{Path: l.flockFile(), Owner: held.Owner}
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+var errBusy = errors.New("lock busy")
+
+// heartbeat is the holder's identity plus its server-side pid.
+type heartbeat struct {
+	Owner
+	PID int `json:"pid"`
+}
+
+func trySessionLock(ctx context.Context, t transport.Transport, l Layout, owner Owner, wait time.Duration) (*sessionLock, error) {
+	stdinR, stdinW := io.Pipe()
+	outR, outW := io.Pipe()
+	sl := &sessionLock{t: t, owner: owner, file: l.flockOwner(), stdin: stdinW, done: make(chan error, 1), stop: make(chan struct{})}
+	var stderr strings.Builder
+	// The session must outlive the ctx of Open: it is ended by Release.
+	go func() {
+		err := t.Exec(context.WithoutCancel(ctx), holderScript(l, int(wait.Seconds()+0.5)), stdinR, outW, &limitedWriter{w: &stderr, n: 4096})
+		outW.CloseWithError(io.EOF)
+		sl.done <- err
+	}()
+	lines := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(outR).ReadString('\n')
+		lines <- line
+		io.Copy(io.Discard, outR)
+	}()
+	var line string
+	select {
+	case line = <-lines:
+	case <-ctx.Done():
+	case <-time.After(wait + 30*time.Second):
+	}
+	if !strings.HasPrefix(line, "locked ") {
+		stdinW.Close()
+		exitErr := <-sl.done
+		var ee *transport.ExitError
+		if errors.As(exitErr, &ee) {
+			switch ee.Status {
+			case exitNoFlock:
+				return nil, errNoFlock
+			case exitBusy:
+				return nil, errBusy
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("lock %s: %v %s", l.flockFile(), exitErr, strings.TrimSpace(stderr.String()))
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "locked ")))
+	hb, _ := json.Marshal(heartbeat{Owner: owner, PID: pid})
+	if err := t.WriteFile(ctx, sl.file, hb, 0o644); err != nil {
+		sl.Release(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("lock %s: %w", sl.file, err)
+	}
+	sl.wg.Add(1)
+	go sl.renew(hb, time.Duration(owner.TTL)/4)
+	return sl, nil
+}
+
+func (sl *sessionLock) renew(hb []byte, every time.Duration) {
+	defer sl.wg.Done()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-sl.stop:
+			return
+		case err := <-sl.done:
+			sl.done <- err // keep it for Release
+			sl.lose(fmt.Errorf("lock holder ended early: %v", err))
+			return
+		case <-tick.C:
+			ctx, cancel := context.WithTimeout(context.Background(), every)
+			if err := sl.t.WriteFile(ctx, sl.file, hb, 0o644); err != nil {
+				sl.lose(err)
+			}
+			cancel()
+		}
+	}
+}
+
+func (sl *sessionLock) lose(err error) {
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	if sl.lostErr == nil {
+		sl.lostErr = err
+	}
+}
+
+func (sl *sessionLock) Held(context.Context) error {
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	return sl.lostErr
+}
+
+// Release ends the holder process, which frees the flock.
+func (sl *sessionLock) Release(ctx context.Context) error {
+	close(sl.stop)
+	sl.wg.Wait()
+	sl.t.Remove(ctx, sl.file)
+	sl.stdin.Close()
+	select {
+	case <-sl.done:
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+	}
+	return nil
+}
+
+// readHeartbeat reads the flock holder's identity and whether its
+// heartbeat is older than its TTL (by the server's clock).
+func readHeartbeat(ctx context.Context, t transport.Transport, file string) (heartbeat, bool, error) {
+	var hb heartbeat
+	info, err := t.Lstat(ctx, file)
+	if err != nil {
+		return hb, false, nil // between the holder's flock and its first write
+	}
+	if data, err := t.ReadFile(ctx, file); err == nil {
+		json.Unmarshal(data, &hb)
+	}
+	ttl := time.Duration(hb.TTL)
+	if ttl <= 0 {
+		ttl = DefaultLockOptions.TTL
+	}
+	now, err := t.Now(ctx)
+	if err != nil {
+		return hb, false, fmt.Errorf("inspect lock: %w", err)
+	}
+	return hb, now.Sub(info.ModTime()) > ttl+time.Second, nil
+}
+
+type limitedWriter struct {
+	w io.Writer
+	n int
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	if l.n > 0 {
+		k := min(len(p), l.n)
+		l.w.Write(p[:k])
+		l.n -= k
+	}
+	return len(p), nil
+}
