@@ -1,0 +1,327 @@
+package sshx
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/shell"
+	"github.com/atomic-deploy/atomic-deploy/internal/transport"
+)
+
+// maxSessions bounds concurrent exec sessions: OpenSSH allows 10 sessions
+// per connection by default (MaxSessions) and SFTP holds one of them.
+const maxSessions = 8
+
+// sessionRetryFor bounds retries of a session open refused by sshd.
+const sessionRetryFor = 5 * time.Second
+
+// Keepalive: a server that stops answering (dead host, dropped NAT entry)
+// makes every pending operation fail instead of hanging the deploy forever.
+// Variables so that tests can shorten them.
+var (
+	keepaliveInterval = 15 * time.Second
+	keepaliveTimeout  = 45 * time.Second
+)
+
+// Transport is a transport.Transport over one SSH connection. It is safe for
+// concurrent use.
+type Transport struct {
+	name   string
+	client *ssh.Client
+	jump   *ssh.Client // nil without a jump host
+	sftp   *sftp.Client
+
+	sem      chan struct{} // SFTP requests in flight
+	sessions chan struct{} // exec sessions open
+
+	canExec     bool
+	gnuFind     bool // find -printf works, so Scan can use one command
+	posixRename bool
+	hardLink    bool
+
+	done      chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ transport.Transport = (*Transport)(nil)
+
+// Dial connects, authenticates, checks the host key, opens SFTP and probes
+// whether the server runs shell commands. ConnectTimeout bounds all of it.
+func Dial(ctx context.Context, cfg Config) (*Transport, error) {
+	signer, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	keys, err := newHostKeys(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.connectTimeout())
+	defer cancel()
+
+	a := auth{signer: signer, password: cfg.Password}
+	target := hop{addr: cfg.addr(), user: cfg.User}
+	var jump *ssh.Client
+	var conn net.Conn
+	if cfg.JumpHost != "" {
+		user, host, port, _ := parseJumpHost(cfg.JumpHost, cfg.User) // checked by cfg.validate
+		j := hop{addr: net.JoinHostPort(host, strconv.Itoa(port)), user: user, jump: true}
+		target.via = j.addr
+		jc, err := dialTCP(ctx, j)
+		if err != nil {
+			return nil, err
+		}
+		if jump, err = handshake(ctx, jc, j, a, keys); err != nil {
+			return nil, err
+		}
+		if conn, err = jump.DialContext(ctx, "tcp", target.addr); err != nil {
+			jump.Close()
+			return nil, target.connectErr(ctx, err)
+		}
+	} else if conn, err = dialTCP(ctx, target); err != nil {
+		return nil, err
+	}
+	client, err := handshake(ctx, conn, target, a, keys)
+	if err != nil {
+		if jump != nil {
+			jump.Close()
+		}
+		return nil, err
+	}
+
+	t := &Transport{
+		name:     cfg.addrUser(),
+		client:   client,
+		jump:     jump,
+		sem:      make(chan struct{}, cfg.concurrency()),
+		sessions: make(chan struct{}, maxSessions),
+		done:     make(chan struct{}),
+	}
+	if err := t.start(ctx, target); err != nil {
+		t.Close()
+		return nil, err
+	}
+	go t.keepalive(keepaliveInterval, keepaliveTimeout)
+	return t, nil
+}
+
+// start opens SFTP and probes for a shell.
+func (t *Transport) start(ctx context.Context, target hop) error {
+	stop := context.AfterFunc(ctx, func() { t.client.Close() })
+	c, err := sftp.NewClient(t.client,
+		sftp.MaxConcurrentRequestsPerFile(64),
+		sftp.UseConcurrentWrites(true),
+	)
+	stop()
+	if err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return target.connectErr(ctx, fmt.Errorf("start SFTP (is the sftp subsystem enabled in sshd_config?): %w", err))
+	}
+	t.sftp = c
+	_, t.posixRename = c.HasExtension("posix-rename@openssh.com")
+	_, t.hardLink = c.HasExtension("hardlink@openssh.com")
+
+	// A ForceCommand (internal-sftp, a restricted shell) runs instead of the
+	// probe, so only a shell that really ran it prints "ok".
+	probe := "echo ok\n" + shell.Command("find", "/", "-maxdepth", "0", "-printf", `gnu-find\n`) + " 2>/dev/null\nexit 0\n"
+	var out bytes.Buffer
+	err = t.exec(ctx, probe, nil, &limitWriter{w: &out, n: 4096}, nil)
+	if ctx.Err() != nil {
+		return target.connectErr(ctx, fmt.Errorf("check for a shell: %w", ctx.Err()))
+	}
+	if err == nil {
+		for _, line := range strings.Split(out.String(), "\n") {
+			switch strings.TrimSpace(line) {
+			case "ok":
+				t.canExec = true
+			case "gnu-find":
+				t.gnuFind = true
+			}
+		}
+	}
+	return nil
+}
+
+func (t *Transport) keepalive(interval, timeout time.Duration) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.done:
+			return
+		case <-tick.C:
+		}
+		reply := make(chan error, 1)
+		go func() {
+			_, _, err := t.client.SendRequest("keepalive@openssh.com", true, nil)
+			reply <- err
+		}()
+		select {
+		case err := <-reply:
+			if err != nil {
+				return // connection already gone
+			}
+		case <-time.After(timeout):
+			t.client.Close()
+			return
+		case <-t.done:
+			return
+		}
+	}
+}
+
+// String is "user@host:port".
+func (t *Transport) String() string { return t.name }
+
+// CanExec reports whether the server ran the shell probe at Dial.
+func (t *Transport) CanExec() bool { return t.canExec }
+
+// Close ends SFTP and the SSH connection(s).
+func (t *Transport) Close() error {
+	t.closeOnce.Do(func() {
+		close(t.done)
+		var errs []error
+		if t.sftp != nil {
+			errs = append(errs, ignoreClosed(t.sftp.Close()))
+		}
+		errs = append(errs, ignoreClosed(t.client.Close()))
+		if t.jump != nil {
+			errs = append(errs, ignoreClosed(t.jump.Close()))
+		}
+		t.closeErr = errors.Join(errs...)
+	})
+	return t.closeErr
+}
+
+// ignoreClosed drops the errors of closing a connection that is already
+// gone (the server died, say): there is nothing left to release.
+func ignoreClosed(err error) error {
+	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "use of closed network connection") {
+		return nil
+	}
+	return err
+}
+
+// hop is one SSH server on the way: the jump host or the target.
+type hop struct {
+	addr, user string
+	via        string // jump host the target is reached through
+	jump       bool   // this is the jump host
+}
+
+func (h hop) connectErr(ctx context.Context, err error) *ConnectError {
+	return &ConnectError{Addr: h.addr, Via: h.via, JumpHost: h.jump, Kind: classifyDialErr(ctx, err), Err: err}
+}
+
+func dialTCP(ctx context.Context, h hop) (net.Conn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", h.addr)
+	if err != nil {
+		return nil, h.connectErr(ctx, err)
+	}
+	return conn, nil
+}
+
+func classifyDialErr(ctx context.Context, err error) error {
+	var open *ssh.OpenChannelError
+	var netErr net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return ErrConnectRefused
+	case errors.As(err, &open) && strings.Contains(strings.ToLower(open.Message), "refused"):
+		return ErrConnectRefused // reported by the jump host
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(ctx.Err(), context.DeadlineExceeded),
+		errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return ErrConnectTimeout
+	}
+	return nil
+}
+
+type auth struct {
+	signer   ssh.Signer
+	password string
+}
+
+func (a auth) methods() []ssh.AuthMethod {
+	var m []ssh.AuthMethod
+	if a.signer != nil {
+		m = append(m, ssh.PublicKeys(a.signer))
+	}
+	if a.password != "" {
+		m = append(m, ssh.Password(a.password),
+			// PAM setups ask for the password through keyboard-interactive.
+			ssh.KeyboardInteractive(func(_, _ string, questions []string, _ []bool) ([]string, error) {
+				answers := make([]string, len(questions))
+				for i := range answers {
+					answers[i] = a.password
+				}
+				return answers, nil
+			}))
+	}
+	return m
+}
+
+// handshake runs the SSH handshake on conn; ctx expiring closes conn, which
+// is how the deadline reaches a handshake that has no context of its own.
+func handshake(ctx context.Context, conn net.Conn, h hop, a auth, keys *hostKeys) (*ssh.Client, error) {
+	var hostKeyErr error
+	conf := &ssh.ClientConfig{
+		User:              h.user,
+		Auth:              a.methods(),
+		HostKeyCallback:   keys.callback(&hostKeyErr),
+		HostKeyAlgorithms: keys.algorithms(h.addr),
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	c, chans, reqs, err := ssh.NewClientConn(conn, h.addr, conf)
+	if !stop() {
+		if err == nil {
+			c.Close()
+		}
+		err = ctx.Err()
+	}
+	switch {
+	case err == nil:
+		return ssh.NewClient(c, chans, reqs), nil
+	case hostKeyErr != nil:
+		return nil, hostKeyErr
+	case ctx.Err() != nil:
+		return nil, h.connectErr(ctx, fmt.Errorf("SSH handshake not finished: %w", err))
+	case strings.Contains(err.Error(), "unable to authenticate"):
+		return nil, &AuthError{User: h.user, Addr: h.addr, JumpHost: h.jump, Methods: offeredMethods(a.signer, a.password != "")}
+	}
+	if mismatch := keys.noCommonAlgorithm(h.addr, err); mismatch != nil {
+		return nil, mismatch
+	}
+	return nil, h.connectErr(ctx, err)
+}
+
+// limitWriter keeps the first n bytes and drops the rest.
+type limitWriter struct {
+	w io.Writer
+	n int
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if l.n > 0 {
+		k := min(len(p), l.n)
+		l.w.Write(p[:k])
+		l.n -= k
+	}
+	return len(p), nil
+}

@@ -1,0 +1,34 @@
+package sshx
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/transport"
+)
+
+// ScanSFTP runs the SFTP walk even when the server has a shell, so tests
+// can compare it with the find-based Scan.
+func ScanSFTP(t *Transport, ctx context.Context, root string) ([]transport.Stat, error) {
+	stats, err := t.scanSFTP(ctx, root)
+	sort.Slice(stats, func(i, j int) bool { return stats[i].Path < stats[j].Path })
+	return stats, err
+}
+
+// RemoveAllSFTP runs the SFTP fallback of RemoveAll.
+func RemoveAllSFTP(t *Transport, ctx context.Context, p string) error {
+	return t.removeAllSFTP(ctx, p)
+}
+
+// DisableExtensions makes Rename and Link use their exec fallbacks.
+func DisableExtensions(t *Transport) {
+	t.posixRename, t.hardLink = false, false
+}
+
+// SetKeepalive shortens the keepalive for transports dialled until restore.
+func SetKeepalive(interval, timeout time.Duration) (restore func()) {
+	oldInterval, oldTimeout := keepaliveInterval, keepaliveTimeout
+	keepaliveInterval, keepaliveTimeout = interval, timeout
+	return func() { keepaliveInterval, keepaliveTimeout = oldInterval, oldTimeout }
+}

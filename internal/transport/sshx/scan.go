@@ -1,0 +1,299 @@
+package sshx
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/shell"
+	"github.com/atomic-deploy/atomic-deploy/internal/transport"
+)
+
+// Scan lists everything below root (a symbolic link as root is followed).
+// With a shell and GNU find it is one command with sub-second mtimes;
+// otherwise an SFTP walk with many directories read at once.
+func (t *Transport) Scan(ctx context.Context, root string) ([]transport.Stat, error) {
+	fi, err := t.stat(ctx, root)
+	if err != nil {
+		return nil, opErr("scan", root, err)
+	}
+	if !fi.IsDir() {
+		return nil, opErr("scan", root, fmt.Errorf("not a directory"))
+	}
+	var stats []transport.Stat
+	if t.canExec && t.gnuFind {
+		stats, err = t.scanFind(ctx, root)
+	} else {
+		stats, err = t.scanSFTP(ctx, root)
+	}
+	if err != nil {
+		return nil, opErr("scan", root, err)
+	}
+	sort.Slice(stats, func(i, j int) bool { return stats[i].Path < stats[j].Path })
+	return stats, nil
+}
+
+// findFormat prints eight NUL-terminated fields per entry (names may
+// contain any byte but NUL, newlines included): path, type, mode, size,
+// mtime, inode, link count, ctime.
+const findFormat = `%P\0%y\0%m\0%s\0%T@\0%i\0%n\0%C@\0`
+
+const findFields = 8
+
+func (t *Transport) scanFind(ctx context.Context, root string) ([]transport.Stat, error) {
+	out, err := t.run(ctx, shell.Command("find", "-H", root, "-mindepth", "1", "-printf", findFormat))
+	if err != nil {
+		return nil, err
+	}
+	return parseFind(out)
+}
+
+func parseFind(out []byte) ([]transport.Stat, error) {
+	fields := bytes.Split(out, []byte{0})
+	if len(fields)%findFields != 1 || len(fields[len(fields)-1]) != 0 {
+		return nil, fmt.Errorf("find output is not NUL-separated records of %d fields", findFields)
+	}
+	stats := make([]transport.Stat, 0, len(fields)/findFields)
+	for i := 0; i+findFields < len(fields); i += findFields {
+		rec := fields[i : i+findFields]
+		perm, err := strconv.ParseUint(string(rec[2]), 8, 32)
+		if err != nil {
+			return nil, fmt.Errorf("find: bad mode %q for %q", rec[2], rec[0])
+		}
+		size, err := strconv.ParseInt(string(rec[3]), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("find: bad size %q for %q", rec[3], rec[0])
+		}
+		mtime, err := parseUnixTime(string(rec[4]))
+		if err != nil {
+			return nil, fmt.Errorf("find: %w for %q", err, rec[0])
+		}
+		inode, err1 := strconv.ParseUint(string(rec[5]), 10, 64)
+		links, err2 := strconv.ParseUint(string(rec[6]), 10, 64)
+		ctime, err3 := parseUnixTime(string(rec[7]))
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return nil, fmt.Errorf("find: %w for %q", err, rec[0])
+		}
+		stats = append(stats, transport.Stat{
+			Path:       string(rec[0]),
+			Mode:       findMode(string(rec[1]), uint32(perm)),
+			Size:       size,
+			ModTime:    mtime,
+			Precise:    true,
+			Inode:      inode,
+			Links:      links,
+			ChangeTime: ctime,
+		})
+	}
+	return stats, nil
+}
+
+// findMode builds an fs.FileMode from find's %y type letter and %m octal
+// permissions, the way pkg/sftp does from st_mode.
+func findMode(typ string, perm uint32) fs.FileMode {
+	m := fs.FileMode(perm & 0o777)
+	if perm&0o4000 != 0 {
+		m |= fs.ModeSetuid
+	}
+	if perm&0o2000 != 0 {
+		m |= fs.ModeSetgid
+	}
+	if perm&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
+	switch typ {
+	case "f":
+	case "d":
+		m |= fs.ModeDir
+	case "l":
+		m |= fs.ModeSymlink
+	case "p":
+		m |= fs.ModeNamedPipe
+	case "s":
+		m |= fs.ModeSocket
+	case "c":
+		m |= fs.ModeDevice | fs.ModeCharDevice
+	case "b":
+		m |= fs.ModeDevice
+	default:
+		m |= fs.ModeIrregular
+	}
+	return m
+}
+
+func (t *Transport) scanSFTP(ctx context.Context, root string) ([]transport.Stat, error) {
+	var stats []transport.Stat
+	err := t.walk(ctx, root, false, func(rel string, fi fs.FileInfo) {
+		stats = append(stats, transport.Stat{Path: rel, Mode: fi.Mode(), Size: fi.Size(), ModTime: fi.ModTime()})
+	})
+	return stats, err
+}
+
+// walk reads every directory below root over SFTP, many at once (bounded by
+// the request limit), calling visit (serialized) for each entry. Symbolic
+// links are reported, not followed.
+func (t *Transport) walk(ctx context.Context, root string, ignoreMissing bool, visit func(rel string, fi fs.FileInfo)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	var readDir func(rel string)
+	readDir = func(rel string) {
+		defer wg.Done()
+		dir := path.Join(root, rel)
+		var entries []fs.FileInfo
+		err := t.do(ctx, func() (err error) {
+			entries, err = t.sftp.ReadDirContext(ctx, dir)
+			return err
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			if !(ignoreMissing && errors.Is(err, fs.ErrNotExist)) && firstErr == nil {
+				firstErr = opErr("readdir", dir, err)
+				cancel()
+			}
+			return
+		}
+		for _, e := range entries {
+			r := path.Join(rel, e.Name())
+			visit(r, e)
+			if e.IsDir() {
+				wg.Add(1)
+				go readDir(r)
+			}
+		}
+	}
+	wg.Add(1)
+	go readDir("")
+	wg.Wait()
+	return firstErr
+}
+
+// RemoveAll deletes p and everything below it: `rm -rf` with a shell, else
+// an SFTP walk that removes files many at once, then directories deepest
+// first. A missing p is not an error.
+func (t *Transport) RemoveAll(ctx context.Context, p string) error {
+	if !path.IsAbs(p) || path.Clean(p) == "/" {
+		return fmt.Errorf("remove all %q: refusing a path that is not absolute or is /", p)
+	}
+	var err error
+	if t.canExec {
+		_, err = t.run(ctx, shell.Command("rm", "-rf", "--", p))
+	} else {
+		err = t.removeAllSFTP(ctx, p)
+	}
+	if err != nil {
+		return opErr("remove all", p, err)
+	}
+	return nil
+}
+
+func (t *Transport) removeAllSFTP(ctx context.Context, p string) error {
+	fi, err := t.Lstat(ctx, p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		var files []string
+		dirsByDepth := map[int][]string{}
+		maxDepth := 0
+		err := t.walk(ctx, p, true, func(rel string, fi fs.FileInfo) {
+			full := path.Join(p, rel)
+			if !fi.IsDir() {
+				files = append(files, full)
+				return
+			}
+			d := depth(rel)
+			dirsByDepth[d] = append(dirsByDepth[d], full)
+			maxDepth = max(maxDepth, d)
+		})
+		if err != nil {
+			return err
+		}
+		if err := t.forEach(ctx, files, t.removeFile); err != nil {
+			return err
+		}
+		for d := maxDepth; d >= 1; d-- {
+			if err := t.forEach(ctx, dirsByDepth[d], t.removeDir); err != nil {
+				return err
+			}
+		}
+		return t.removeDir(ctx, p)
+	}
+	return t.removeFile(ctx, p)
+}
+
+func depth(rel string) int {
+	return strings.Count(rel, "/") + 1
+}
+
+func (t *Transport) removeFile(ctx context.Context, p string) error {
+	err := t.do(ctx, func() error { return t.sftp.Remove(p) })
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return opErr("remove", p, err)
+	}
+	return nil
+}
+
+func (t *Transport) removeDir(ctx context.Context, p string) error {
+	err := t.do(ctx, func() error { return t.sftp.RemoveDirectory(p) })
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return opErr("remove", p, err)
+	}
+	return nil
+}
+
+// forEach runs f on every item with as many workers as requests may be in
+// flight, stopping at the first error.
+func (t *Transport) forEach(ctx context.Context, items []string, f func(context.Context, string) error) error {
+	if len(items) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	work := make(chan string)
+	var (
+		wg       sync.WaitGroup
+		once     sync.Once
+		firstErr error
+	)
+	for range min(len(items), cap(t.sem)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for item := range work {
+				if err := f(ctx, item); err != nil {
+					once.Do(func() { firstErr = err; cancel() })
+				}
+			}
+		}()
+	}
+feed:
+	for _, item := range items {
+		select {
+		case work <- item:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	if firstErr == nil {
+		firstErr = ctx.Err()
+	}
+	return firstErr
+}
