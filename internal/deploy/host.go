@@ -368,7 +368,7 @@ func (h *Host) linkShared(ctx context.Context, m *release.Manifest) error {
 					return fmt.Errorf("create %s: %w", sharedPath, err)
 				}
 			default:
-				return fmt.Errorf("shared file %s does not exist on %s and the release has no %s to seed it from; create it on the server (for example your production .env) — an empty file would hide the mistake", sharedPath, h.Name, rel)
+				return fmt.Errorf("shared file %s does not exist on %s and the release has no %s to seed it from; put it there before deploying (a .env: copy your production .env to %s; every release links to it) — an empty file would hide the mistake", sharedPath, h.Name, rel, sharedPath)
 			}
 		case err != nil:
 			return fmt.Errorf("inspect %s: %w", sharedPath, err)
