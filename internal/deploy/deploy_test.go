@@ -15,8 +15,10 @@ import (
 
 	"github.com/atomic-deploy/atomic-deploy/internal/deploy"
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil/sshtest"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport/local"
+	"github.com/atomic-deploy/atomic-deploy/internal/transport/sshx"
 )
 
 // testLog collects what a deploy says.
@@ -57,11 +59,37 @@ type site struct {
 	set    deploy.Settings
 }
 
-func newSite(t *testing.T, files map[string]string) *site {
+// Transports the same deploy tests run on: this machine, a real OpenSSH
+// server with a shell, and one that only allows SFTP.
+const (
+	onLocal    = "local"
+	onSSH      = "ssh"
+	onSFTPOnly = "sftp-only"
+)
+
+// forEachTransport runs f as a subtest on each transport kind.
+func forEachTransport(t *testing.T, f func(t *testing.T, kind string), kinds ...string) {
+	if len(kinds) == 0 {
+		kinds = []string{onLocal, onSSH, onSFTPOnly}
+	}
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) { f(t, kind) })
+	}
+}
+
+func newSite(t *testing.T, files map[string]string) *site { return newSiteOn(t, onLocal, files) }
+
+func newSiteOn(t *testing.T, kind string, files map[string]string) *site {
 	t.Helper()
 	s := &site{t: t, root: filepath.Join(t.TempDir(), "site"), src: t.TempDir(), log: &testLog{},
 		now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	s.target = deploy.Target{Name: "local", Dial: func(context.Context) (transport.Transport, error) { return local.New(), nil }}
+	if kind != onLocal {
+		srv := sshtest.Start(t, sshtest.Options{SFTPOnly: kind == onSFTPOnly})
+		s.root = filepath.Join(srv.MkdirUserTemp(t), "site")
+		cfg := srv.Config()
+		s.target = deploy.Target{Name: srv.User + "@" + srv.Addr, Dial: func(ctx context.Context) (transport.Transport, error) { return sshx.Dial(ctx, cfg) }}
+	}
 	s.set = deploy.Settings{KeepReleases: 5, Revision: "abc123", Parallel: 8, Lock: deploy.LockOptions{TTL: 2 * time.Second, Wait: 5 * time.Second}}
 	s.write(files)
 	return s
@@ -133,154 +161,166 @@ func (s *site) releases() []string {
 }
 
 func TestFirstDeployLayout(t *testing.T) {
-	s := newSite(t, map[string]string{"public/index.php": "<?php echo 1;", "app/a.txt": "a", "storage/logs/.keep": ""})
-	s.set.SharedDirs = []string{"storage"}
-	res := s.mustDeploy()
-	if res.ReleaseID == "" || s.current() != res.ReleaseID {
-		t.Fatalf("current = %q, release %q", s.current(), res.ReleaseID)
-	}
-	target, _ := os.Readlink(filepath.Join(s.root, "current"))
-	if target != "releases/"+res.ReleaseID {
-		t.Errorf("current -> %q, want a relative link", target)
-	}
-	if got := s.read("current/REVISION"); got != "abc123\n" {
-		t.Errorf("REVISION = %q", got)
-	}
-	link, err := os.Readlink(filepath.Join(s.root, "current", "storage"))
-	if err != nil || link != "../../shared/storage" {
-		t.Errorf("storage link = %q, %v", link, err)
-	}
-	if _, err := os.Stat(filepath.Join(s.root, "shared/storage/logs/.keep")); err != nil {
-		t.Errorf("shared/storage not seeded from the release: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(s.root, ".atomic-deploy/lock")); !os.IsNotExist(err) {
-		t.Errorf("lock left behind: %v", err)
-	}
-	if res.Hosts[0].FilesUploaded != 4 || res.Hosts[0].FilesReused != 0 {
-		t.Errorf("uploaded %d reused %d, want 4 and 0", res.Hosts[0].FilesUploaded, res.Hosts[0].FilesReused)
-	}
+	forEachTransport(t, func(t *testing.T, kind string) {
+		s := newSiteOn(t, kind, map[string]string{"public/index.php": "<?php echo 1;", "app/a.txt": "a", "storage/logs/.keep": ""})
+		s.set.SharedDirs = []string{"storage"}
+		res := s.mustDeploy()
+		if res.ReleaseID == "" || s.current() != res.ReleaseID {
+			t.Fatalf("current = %q, release %q", s.current(), res.ReleaseID)
+		}
+		target, _ := os.Readlink(filepath.Join(s.root, "current"))
+		if target != "releases/"+res.ReleaseID {
+			t.Errorf("current -> %q, want a relative link", target)
+		}
+		if got := s.read("current/REVISION"); got != "abc123\n" {
+			t.Errorf("REVISION = %q", got)
+		}
+		link, err := os.Readlink(filepath.Join(s.root, "current", "storage"))
+		if err != nil || link != "../../shared/storage" {
+			t.Errorf("storage link = %q, %v", link, err)
+		}
+		if _, err := os.Stat(filepath.Join(s.root, "shared/storage/logs/.keep")); err != nil {
+			t.Errorf("shared/storage not seeded from the release: %v", err)
+		}
+		if _, err := os.Stat(filepath.Join(s.root, ".atomic-deploy/lock")); !os.IsNotExist(err) {
+			t.Errorf("lock left behind: %v", err)
+		}
+		if res.Hosts[0].FilesUploaded != 4 || res.Hosts[0].FilesReused != 0 {
+			t.Errorf("uploaded %d reused %d, want 4 and 0", res.Hosts[0].FilesUploaded, res.Hosts[0].FilesReused)
+		}
+	})
 }
 
 func TestIncrementalDeployReusesByContent(t *testing.T) {
-	files := map[string]string{}
-	for i := range 50 {
-		files[fmt.Sprintf("vendor/pkg%d/file.php", i)] = strings.Repeat(fmt.Sprint(i), 100)
-	}
-	s := newSite(t, files)
-	first := s.mustDeploy()
-	// A fresh checkout: every mtime new, two files changed, one renamed.
-	os.RemoveAll(s.src)
-	os.MkdirAll(s.src, 0o755)
-	files["vendor/pkg1/file.php"] = "changed"
-	files["vendor/pkg2/file.php"] = "changed too"
-	files["vendor/moved/file.php"] = files["vendor/pkg3/file.php"]
-	delete(files, "vendor/pkg3/file.php")
-	s.write(files)
-	res := s.mustDeploy()
-	h := res.Hosts[0]
-	// REVISION is unchanged too, so 48 + REVISION reused; 2 changed uploaded.
-	if h.FilesUploaded != 2 || h.FilesReused != 49 {
-		t.Fatalf("uploaded %d reused %d, want 2 and 49\n%s", h.FilesUploaded, h.FilesReused, s.log)
-	}
-	if res.PreviousID != first.ReleaseID {
-		t.Errorf("previous = %q, want %q", res.PreviousID, first.ReleaseID)
-	}
-	for p, want := range files {
-		if got := s.read("current/" + p); got != want {
-			t.Errorf("%s = %q, want %q", p, got, want)
+	forEachTransport(t, func(t *testing.T, kind string) {
+		files := map[string]string{}
+		for i := range 50 {
+			files[fmt.Sprintf("vendor/pkg%d/file.php", i)] = strings.Repeat(fmt.Sprint(i), 100)
 		}
-	}
-	// The old release is untouched.
-	if got := s.read("releases/" + first.ReleaseID + "/vendor/pkg1/file.php"); got != strings.Repeat("1", 100) {
-		t.Errorf("old release changed: %q", got)
-	}
+		s := newSiteOn(t, kind, files)
+		first := s.mustDeploy()
+		// A fresh checkout: every mtime new, two files changed, one renamed.
+		os.RemoveAll(s.src)
+		os.MkdirAll(s.src, 0o755)
+		files["vendor/pkg1/file.php"] = "changed"
+		files["vendor/pkg2/file.php"] = "changed too"
+		files["vendor/moved/file.php"] = files["vendor/pkg3/file.php"]
+		delete(files, "vendor/pkg3/file.php")
+		s.write(files)
+		res := s.mustDeploy()
+		h := res.Hosts[0]
+		// REVISION is unchanged too, so 48 + REVISION reused; 2 changed uploaded.
+		if h.FilesUploaded != 2 || h.FilesReused != 49 {
+			t.Fatalf("uploaded %d reused %d, want 2 and 49\n%s", h.FilesUploaded, h.FilesReused, s.log)
+		}
+		if res.PreviousID != first.ReleaseID {
+			t.Errorf("previous = %q, want %q", res.PreviousID, first.ReleaseID)
+		}
+		for p, want := range files {
+			if got := s.read("current/" + p); got != want {
+				t.Errorf("%s = %q, want %q", p, got, want)
+			}
+		}
+		// The old release is untouched.
+		if got := s.read("releases/" + first.ReleaseID + "/vendor/pkg1/file.php"); got != strings.Repeat("1", 100) {
+			t.Errorf("old release changed: %q", got)
+		}
+	})
 }
 
 func TestTamperedPreviousReleaseIsNotReused(t *testing.T) {
-	s := newSite(t, map[string]string{"a.txt": "original", "b.txt": "bbb"})
-	first := s.mustDeploy()
-	// Someone edits the live release on the server (same size, later mtime).
-	p := filepath.Join(s.root, "releases", first.ReleaseID, "a.txt")
-	if err := os.WriteFile(p, []byte("tampered"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	res := s.mustDeploy()
-	if got := s.read("current/a.txt"); got != "original" {
-		t.Fatalf("tampered content leaked into the new release: %q", got)
-	}
-	if res.Hosts[0].FilesUploaded != 1 {
-		t.Errorf("uploaded %d, want 1 (the tampered file)", res.Hosts[0].FilesUploaded)
-	}
+	forEachTransport(t, func(t *testing.T, kind string) {
+		s := newSiteOn(t, kind, map[string]string{"a.txt": "original", "b.txt": "bbb"})
+		first := s.mustDeploy()
+		// Someone edits the live release on the server (same size, later mtime).
+		p := filepath.Join(s.root, "releases", first.ReleaseID, "a.txt")
+		if err := os.WriteFile(p, []byte("tampered"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		res := s.mustDeploy()
+		if got := s.read("current/a.txt"); got != "original" {
+			t.Fatalf("tampered content leaked into the new release: %q", got)
+		}
+		if res.Hosts[0].FilesUploaded != 1 {
+			t.Errorf("uploaded %d, want 1 (the tampered file)", res.Hosts[0].FilesUploaded)
+		}
+	})
 }
 
 func TestHookWritingInPlaceLeavesOlderReleasesIntact(t *testing.T) {
-	s := newSite(t, map[string]string{"config.php": "base", "other.php": "x"})
-	first := s.mustDeploy()
-	s.set.BeforeActivate = "echo appended >> config.php; chmod 600 other.php"
-	s.mustDeploy()
-	if got := s.read("current/config.php"); got != "baseappended\n" {
-		t.Errorf("new release config.php = %q, want the hook's change", got)
-	}
-	if got := s.read("releases/" + first.ReleaseID + "/config.php"); got != "base" {
-		t.Errorf("older release changed by the hook: %q", got)
-	}
-	info, _ := os.Stat(filepath.Join(s.root, "releases", first.ReleaseID, "other.php"))
-	if info.Mode().Perm() != 0o644 {
-		t.Errorf("older release mode changed by the hook: %v", info.Mode())
-	}
-	if !strings.Contains(s.log.String(), "restored") {
-		t.Errorf("no warning about restored files:\n%s", s.log)
-	}
+	forEachTransport(t, func(t *testing.T, kind string) {
+		s := newSiteOn(t, kind, map[string]string{"config.php": "base", "other.php": "x"})
+		first := s.mustDeploy()
+		s.set.BeforeActivate = "echo appended >> config.php; chmod 600 other.php"
+		s.mustDeploy()
+		if got := s.read("current/config.php"); got != "baseappended\n" {
+			t.Errorf("new release config.php = %q, want the hook's change", got)
+		}
+		if got := s.read("releases/" + first.ReleaseID + "/config.php"); got != "base" {
+			t.Errorf("older release changed by the hook: %q", got)
+		}
+		info, _ := os.Stat(filepath.Join(s.root, "releases", first.ReleaseID, "other.php"))
+		if info.Mode().Perm() != 0o644 {
+			t.Errorf("older release mode changed by the hook: %v", info.Mode())
+		}
+		if !strings.Contains(s.log.String(), "restored") {
+			t.Errorf("no warning about restored files:\n%s", s.log)
+		}
+	}, onLocal, onSSH)
 }
 
 func TestBeforeActivateFailureChangesNothing(t *testing.T) {
-	s := newSite(t, map[string]string{"a.txt": "1"})
-	first := s.mustDeploy()
-	s.write(map[string]string{"a.txt": "2"})
-	s.set.BeforeActivate = "echo migrating; exit 3"
-	res, err := s.deploy()
-	if err == nil || !strings.Contains(err.Error(), "before-activate failed") || !strings.Contains(err.Error(), "exit status 3") {
-		t.Fatalf("err = %v", err)
-	}
-	if s.current() != first.ReleaseID {
-		t.Errorf("current = %s, want %s", s.current(), first.ReleaseID)
-	}
-	if got := s.releases(); len(got) != 1 {
-		t.Errorf("releases = %v, want only the first (failed one removed)", got)
-	}
-	if res.Hosts[0].Outcome != deploy.OutcomeFailed {
-		t.Errorf("outcome = %q", res.Hosts[0].Outcome)
-	}
-	if _, err := os.Stat(filepath.Join(s.root, ".atomic-deploy/lock")); !os.IsNotExist(err) {
-		t.Errorf("lock left behind")
-	}
-	if !strings.Contains(s.log.String(), "[local] migrating") {
-		t.Errorf("hook output not logged:\n%s", s.log)
-	}
-	// The next deploy works.
-	s.set.BeforeActivate = ""
-	s.mustDeploy()
+	forEachTransport(t, func(t *testing.T, kind string) {
+		s := newSiteOn(t, kind, map[string]string{"a.txt": "1"})
+		first := s.mustDeploy()
+		s.write(map[string]string{"a.txt": "2"})
+		s.set.BeforeActivate = "echo migrating; exit 3"
+		res, err := s.deploy()
+		if err == nil || !strings.Contains(err.Error(), "before-activate failed") || !strings.Contains(err.Error(), "exit status 3") {
+			t.Fatalf("err = %v", err)
+		}
+		if s.current() != first.ReleaseID {
+			t.Errorf("current = %s, want %s", s.current(), first.ReleaseID)
+		}
+		if got := s.releases(); len(got) != 1 {
+			t.Errorf("releases = %v, want only the first (failed one removed)", got)
+		}
+		if res.Hosts[0].Outcome != deploy.OutcomeFailed {
+			t.Errorf("outcome = %q", res.Hosts[0].Outcome)
+		}
+		if _, err := os.Stat(filepath.Join(s.root, ".atomic-deploy/lock")); !os.IsNotExist(err) {
+			t.Errorf("lock left behind")
+		}
+		if !strings.Contains(s.log.String(), "["+s.target.Name+"] migrating") {
+			t.Errorf("hook output not logged:\n%s", s.log)
+		}
+		// The next deploy works.
+		s.set.BeforeActivate = ""
+		s.mustDeploy()
+	}, onLocal, onSSH)
 }
 
 func TestAfterActivateFailureRollsBack(t *testing.T) {
-	s := newSite(t, map[string]string{"a.txt": "1"})
-	first := s.mustDeploy()
-	s.set.AfterActivate = "exit 1"
-	res, err := s.deploy()
-	if err == nil || !res.RolledBack {
-		t.Fatalf("err = %v, rolled back = %v", err, res.RolledBack)
-	}
-	if s.current() != first.ReleaseID {
-		t.Errorf("current = %s, want %s", s.current(), first.ReleaseID)
-	}
-	// The failed release is never a rollback target and never counts.
-	s.set.AfterActivate = ""
-	third := s.mustDeploy()
-	rb, err := deploy.Rollback(context.Background(), s.options(), "")
-	if err != nil || rb.ReleaseID != first.ReleaseID {
-		t.Fatalf("rollback went to %v (%v), want %s", rb.ReleaseID, err, first.ReleaseID)
-	}
-	_ = third
+	forEachTransport(t, func(t *testing.T, kind string) {
+		s := newSiteOn(t, kind, map[string]string{"a.txt": "1"})
+		first := s.mustDeploy()
+		s.set.AfterActivate = "exit 1"
+		res, err := s.deploy()
+		if err == nil || !res.RolledBack {
+			t.Fatalf("err = %v, rolled back = %v", err, res.RolledBack)
+		}
+		if s.current() != first.ReleaseID {
+			t.Errorf("current = %s, want %s", s.current(), first.ReleaseID)
+		}
+		// The failed release is never a rollback target and never counts.
+		s.set.AfterActivate = ""
+		third := s.mustDeploy()
+		rb, err := deploy.Rollback(context.Background(), s.options(), "")
+		if err != nil || rb.ReleaseID != first.ReleaseID {
+			t.Fatalf("rollback went to %v (%v), want %s", rb.ReleaseID, err, first.ReleaseID)
+		}
+		_ = third
+	}, onLocal, onSSH)
 }
 
 func TestVerifyFailureWithoutAutoRollbackStaysLive(t *testing.T) {
@@ -300,73 +340,81 @@ func TestVerifyFailureWithoutAutoRollbackStaysLive(t *testing.T) {
 }
 
 func TestMissingSharedFileFailsClearly(t *testing.T) {
-	s := newSite(t, map[string]string{"a.txt": "1"})
-	s.set.SharedFiles = []string{".env"}
-	_, err := s.deploy()
-	if err == nil || !strings.Contains(err.Error(), "shared file") || !strings.Contains(err.Error(), ".env") {
-		t.Fatalf("err = %v", err)
-	}
-	if s.current() != "" || len(s.releases()) != 0 {
-		t.Errorf("something was left: current %q releases %v", s.current(), s.releases())
-	}
-	os.WriteFile(filepath.Join(s.root, "shared/.env"), []byte("APP_KEY=x"), 0o600)
-	s.mustDeploy()
-	if got := s.read("current/.env"); got != "APP_KEY=x" {
-		t.Errorf(".env = %q", got)
-	}
+	forEachTransport(t, func(t *testing.T, kind string) {
+		s := newSiteOn(t, kind, map[string]string{"a.txt": "1"})
+		s.set.SharedFiles = []string{".env"}
+		_, err := s.deploy()
+		if err == nil || !strings.Contains(err.Error(), "shared file") || !strings.Contains(err.Error(), ".env") {
+			t.Fatalf("err = %v", err)
+		}
+		if s.current() != "" || len(s.releases()) != 0 {
+			t.Errorf("something was left: current %q releases %v", s.current(), s.releases())
+		}
+		os.WriteFile(filepath.Join(s.root, "shared/.env"), []byte("APP_KEY=x"), 0o600)
+		s.mustDeploy()
+		if got := s.read("current/.env"); got != "APP_KEY=x" {
+			t.Errorf(".env = %q", got)
+		}
+	})
 }
 
 func TestPruneKeepsSuccessfulAndCurrent(t *testing.T) {
-	s := newSite(t, map[string]string{"a.txt": "1"})
-	s.set.KeepReleases = 2
-	var ids []string
-	for i := range 4 {
-		s.write(map[string]string{"a.txt": fmt.Sprint(i)})
-		ids = append(ids, s.mustDeploy().ReleaseID)
-	}
-	got := s.releases()
-	if len(got) != 2 || got[0] != ids[2] || got[1] != ids[3] {
-		t.Fatalf("releases = %v, want %v", got, ids[2:])
-	}
-	// A failed deploy does not push a good release out.
-	s.set.AfterActivate = "false"
-	s.deploy()
-	s.set.AfterActivate = ""
-	s.mustDeploy()
-	got = s.releases()
-	if len(got) != 2 || got[0] != ids[3] {
-		t.Errorf("releases after a failed deploy = %v; %s should be kept", got, ids[3])
-	}
+	forEachTransport(t, func(t *testing.T, kind string) {
+		s := newSiteOn(t, kind, map[string]string{"a.txt": "1"})
+		s.set.KeepReleases = 2
+		var ids []string
+		for i := range 4 {
+			s.write(map[string]string{"a.txt": fmt.Sprint(i)})
+			ids = append(ids, s.mustDeploy().ReleaseID)
+		}
+		got := s.releases()
+		if len(got) != 2 || got[0] != ids[2] || got[1] != ids[3] {
+			t.Fatalf("releases = %v, want %v", got, ids[2:])
+		}
+		// A failed deploy does not push a good release out.
+		s.set.AfterActivate = "false"
+		s.deploy()
+		s.set.AfterActivate = ""
+		s.mustDeploy()
+		got = s.releases()
+		if len(got) != 2 || got[0] != ids[3] {
+			t.Errorf("releases after a failed deploy = %v; %s should be kept", got, ids[3])
+		}
+	})
 }
 
 func TestRollbackToExplicitAndInvalid(t *testing.T) {
-	s := newSite(t, map[string]string{"a.txt": "1"})
-	first := s.mustDeploy()
-	s.write(map[string]string{"a.txt": "2"})
-	s.mustDeploy()
-	if _, err := deploy.Rollback(context.Background(), s.options(), "20990101000000"); err == nil || !strings.Contains(err.Error(), "does not exist") {
-		t.Fatalf("err = %v", err)
-	}
-	res, err := deploy.Rollback(context.Background(), s.options(), first.ReleaseID)
-	if err != nil || s.current() != first.ReleaseID || res.ReleaseID != first.ReleaseID {
-		t.Fatalf("rollback: %v, current %s", err, s.current())
-	}
-	if got := s.read("current/a.txt"); got != "1" {
-		t.Errorf("a.txt = %q", got)
-	}
+	forEachTransport(t, func(t *testing.T, kind string) {
+		s := newSiteOn(t, kind, map[string]string{"a.txt": "1"})
+		first := s.mustDeploy()
+		s.write(map[string]string{"a.txt": "2"})
+		s.mustDeploy()
+		if _, err := deploy.Rollback(context.Background(), s.options(), "20990101000000"); err == nil || !strings.Contains(err.Error(), "does not exist") {
+			t.Fatalf("err = %v", err)
+		}
+		res, err := deploy.Rollback(context.Background(), s.options(), first.ReleaseID)
+		if err != nil || s.current() != first.ReleaseID || res.ReleaseID != first.ReleaseID {
+			t.Fatalf("rollback: %v, current %s", err, s.current())
+		}
+		if got := s.read("current/a.txt"); got != "1" {
+			t.Errorf("a.txt = %q", got)
+		}
+	})
 }
 
 func TestCurrentAsDirectoryIsRefused(t *testing.T) {
-	s := newSite(t, map[string]string{"a.txt": "1"})
-	os.MkdirAll(filepath.Join(s.root, "current"), 0o755)
-	os.WriteFile(filepath.Join(s.root, "current/index.html"), []byte("live site"), 0o644)
-	_, err := s.deploy()
-	if err == nil || !strings.Contains(err.Error(), "not a symlink") {
-		t.Fatalf("err = %v", err)
-	}
-	if got := s.read("current/index.html"); got != "live site" {
-		t.Errorf("user data changed")
-	}
+	forEachTransport(t, func(t *testing.T, kind string) {
+		s := newSiteOn(t, kind, map[string]string{"a.txt": "1"})
+		os.MkdirAll(filepath.Join(s.root, "current"), 0o755)
+		os.WriteFile(filepath.Join(s.root, "current/index.html"), []byte("live site"), 0o644)
+		_, err := s.deploy()
+		if err == nil || !strings.Contains(err.Error(), "not a symlink") {
+			t.Fatalf("err = %v", err)
+		}
+		if got := s.read("current/index.html"); got != "live site" {
+			t.Errorf("user data changed")
+		}
+	})
 }
 
 func TestLeftoversFromACrashAreCleaned(t *testing.T) {
@@ -486,30 +534,32 @@ func TestOrphanedSessionLockHolderIsEnded(t *testing.T) {
 }
 
 func TestConcurrentDeploysSerialise(t *testing.T) {
-	s := newSite(t, map[string]string{"a.txt": "1"})
-	s.set.Lock.Wait = 30 * time.Second
-	s.set.BeforeActivate = "sleep 0.2"
-	var wg sync.WaitGroup
-	errs := make([]error, 5)
-	m, _ := release.Build(context.Background(), release.Options{Source: s.src})
-	for i := range 5 {
-		wg.Add(1)
-		o := s.options()
-		go func() {
-			defer wg.Done()
-			_, errs[i] = deploy.Deploy(context.Background(), o, m)
-		}()
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Errorf("deploy %d: %v", i, err)
+	forEachTransport(t, func(t *testing.T, kind string) {
+		s := newSiteOn(t, kind, map[string]string{"a.txt": "1"})
+		s.set.Lock.Wait = 30 * time.Second
+		s.set.BeforeActivate = "sleep 0.2"
+		var wg sync.WaitGroup
+		errs := make([]error, 5)
+		m, _ := release.Build(context.Background(), release.Options{Source: s.src})
+		for i := range 5 {
+			wg.Add(1)
+			o := s.options()
+			go func() {
+				defer wg.Done()
+				_, errs[i] = deploy.Deploy(context.Background(), o, m)
+			}()
 		}
-	}
-	if got := s.read("current/a.txt"); got != "1" {
-		t.Errorf("a.txt = %q", got)
-	}
-	if n := len(s.releases()); n != 5 {
-		t.Errorf("%d releases, want 5", n)
-	}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("deploy %d: %v", i, err)
+			}
+		}
+		if got := s.read("current/a.txt"); got != "1" {
+			t.Errorf("a.txt = %q", got)
+		}
+		if n := len(s.releases()); n != 5 {
+			t.Errorf("%d releases, want 5", n)
+		}
+	}, onLocal, onSSH)
 }

@@ -411,6 +411,9 @@ func (h *Host) recordState(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("verify %s: %w", dir, err)
 	}
+	if err := waitPastMTimes(ctx, h.T, scan); err != nil {
+		return err
+	}
 	byPath := make(map[string]transport.Stat, len(scan))
 	h.linked = map[string]transport.Stat{}
 	for _, s := range scan {
@@ -449,6 +452,37 @@ func (h *Host) recordState(ctx context.Context) error {
 		return fmt.Errorf("store manifest: %w", err)
 	}
 	return nil
+}
+
+// waitPastMTimes handles servers that report mtimes in whole seconds (SFTP
+// v3): an edit in the same second as our write would keep size and mtime,
+// so the deploy does not finish until the server's clock has left the
+// second of the newest file. Any later edit then shows as a changed mtime.
+func waitPastMTimes(ctx context.Context, t transport.Transport, scan []transport.Stat) error {
+	var newest int64
+	for _, s := range scan {
+		if !s.Precise && s.Mode.IsRegular() {
+			newest = max(newest, s.ModTime.Unix())
+		}
+	}
+	if newest == 0 {
+		return nil
+	}
+	for {
+		now, err := t.Now(ctx)
+		if err != nil {
+			return fmt.Errorf("read the server clock: %w", err)
+		}
+		if now.Unix() > newest {
+			return nil
+		}
+		wait := time.Until(time.Now().Truncate(time.Second).Add(time.Second)) + 20*time.Millisecond
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
 }
 
 // makeWritable creates writable-dirs and opens them to the owner and group
