@@ -120,8 +120,9 @@ func (a *run) main(ctx context.Context) int {
 			return 1
 		}
 		if cfg.HealthcheckURL != "" {
-			opts.Verify = func(ctx context.Context, id string) error {
-				return health.Check{URL: cfg.HealthcheckURL, Timeout: cfg.HealthcheckTimeout}.Run(ctx)
+			opts.Verify = func(ctx context.Context, id, previousID string) error {
+				a.log.Infof("health check: %s", cfg.HealthcheckURL)
+				return health.Check{URL: cfg.HealthcheckURL, Timeout: cfg.HealthcheckTimeout, Expect: cfg.HealthcheckExpect}.Run(ctx, id, previousID)
 			}
 		}
 		res, err = deploy.Deploy(ctx, opts, m)
@@ -167,9 +168,10 @@ func (a *run) options(targets []deploy.Target) deploy.Options {
 		Root:    cfg.Path,
 		Settings: &deploy.Settings{
 			SharedDirs: cfg.SharedDirs, SharedFiles: cfg.SharedFiles, WritableDirs: cfg.WritableDirs,
-			BeforeActivate: cfg.BeforeActivate, AfterActivate: cfg.AfterActivate,
+			BeforeActivate: cfg.BeforeActivate, BeforeActivateOnce: cfg.BeforeActivateOnce, AfterActivate: cfg.AfterActivate,
 			KeepReleases: cfg.KeepReleases, Revision: cfg.Revision, Actor: cfg.Actor, RunURL: cfg.RunURL,
-			Runner: runner, Parallel: parallel, Lock: deploy.DefaultLockOptions, ProgressEvery: 3 * time.Second,
+			Runner: runner, Parallel: parallel, Lock: deploy.LockOptions{TTL: deploy.DefaultLockOptions.TTL, Wait: cfg.LockTimeout},
+			ProgressEvery: 3 * time.Second,
 		},
 		Log:          a.log,
 		Groups:       a.log.Group,

@@ -62,15 +62,18 @@ type Config struct {
 	Build   string
 	Preset  string
 
-	SharedDirs     []string
-	SharedFiles    []string
-	WritableDirs   []string
-	BeforeActivate string
-	AfterActivate  string
+	SharedDirs         []string
+	SharedFiles        []string
+	WritableDirs       []string
+	BeforeActivate     string
+	BeforeActivateOnce string
+	AfterActivate      string
 
 	KeepReleases       int
 	HealthcheckURL     string
 	HealthcheckTimeout time.Duration
+	HealthcheckExpect  string
+	LockTimeout        time.Duration
 	AutoRollback       bool
 	ReleaseID          string
 	Concurrency        int
@@ -134,20 +137,22 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 	}
 
 	c := &Config{
-		Mode:           strings.ToLower(get("mode")),
-		PrivateKey:     get("private-key"),
-		Passphrase:     get("passphrase"),
-		Password:       get("password"),
-		KnownHosts:     get("known-hosts"),
-		Build:          get("build"),
-		Preset:         strings.ToLower(get("preset")),
-		BeforeActivate: get("before-activate"),
-		AfterActivate:  get("after-activate"),
-		HealthcheckURL: get("healthcheck-url"),
-		ReleaseID:      get("release-id"),
-		Revision:       rc.Revision,
-		Actor:          rc.Actor,
-		RunURL:         rc.RunURL,
+		Mode:               strings.ToLower(get("mode")),
+		PrivateKey:         get("private-key"),
+		Passphrase:         get("passphrase"),
+		Password:           get("password"),
+		KnownHosts:         get("known-hosts"),
+		Build:              get("build"),
+		Preset:             strings.ToLower(get("preset")),
+		BeforeActivate:     get("before-activate"),
+		AfterActivate:      get("after-activate"),
+		HealthcheckURL:     get("healthcheck-url"),
+		HealthcheckExpect:  get("healthcheck-expect"),
+		BeforeActivateOnce: get("before-activate-once"),
+		ReleaseID:          get("release-id"),
+		Revision:           rc.Revision,
+		Actor:              rc.Actor,
+		RunURL:             rc.RunURL,
 	}
 	if v, ok := lookup("private-key"); ok {
 		c.PrivateKey = strings.TrimSpace(v) + "\n" // PEM parsers want the final newline
@@ -239,6 +244,12 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 	}
 	if c.HealthcheckTimeout, err = ParseDuration(get("healthcheck-timeout")); err != nil {
 		fail("healthcheck-timeout", "%v", err)
+	}
+	if c.LockTimeout, err = ParseDuration(get("lock-timeout")); err != nil {
+		fail("lock-timeout", "%v", err)
+	}
+	if c.HealthcheckExpect != "" && c.HealthcheckURL == "" {
+		fail("healthcheck-expect", "needs healthcheck-url")
 	}
 	if c.HealthcheckURL != "" {
 		if !strings.HasPrefix(c.HealthcheckURL, "http://") && !strings.HasPrefix(c.HealthcheckURL, "https://") {

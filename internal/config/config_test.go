@@ -391,6 +391,7 @@ func TestParseValid(t *testing.T) {
 		c.Exclude = []string{".git", ".github"}
 		c.KeepReleases = 5
 		c.HealthcheckTimeout = 30 * time.Second
+		c.LockTimeout = 5 * time.Minute
 		c.AutoRollback = true
 		c.Concurrency = 10
 		c.Revision, c.Actor, c.RunURL = "abc123", "octocat", "https://github.com/o/r/actions/runs/1"

@@ -32,13 +32,16 @@ var Inputs = []Input{
 	{Name: "shared-files", Description: "Files kept across releases in <path>/shared (newline-separated, relative)."},
 	{Name: "writable-dirs", Description: "Directories made writable (group and owner) in each release."},
 	{Name: "before-activate", Description: "Shell script run on each server in the new release before it goes live."},
+	{Name: "before-activate-once", Description: "Shell script run on the first server only, after every server is ready and before any switches (database migrations in a fleet)."},
 	{Name: "after-activate", Description: "Shell script run on each server after the switch."},
 	{Name: "keep-releases", Default: "5", Description: "How many successful releases to keep."},
 	{Name: "healthcheck-url", Description: "URL polled from the runner after the switch; a failure rolls back."},
 	{Name: "healthcheck-timeout", Default: "30s", Description: "How long the health check may take."},
+	{Name: "healthcheck-expect", Description: "Text the health check response (body or a header) must contain; {release-id} stands for the new release id, so a stale release is caught."},
 	{Name: "auto-rollback", Default: "true", Description: "Switch back to the previous release when after-activate or the health check fails."},
 	{Name: "release-id", Description: "Rollback target (mode: rollback), or the id to deploy as (fleets split over a matrix)."},
 	{Name: "concurrency", Default: "10", Description: "How many hosts are prepared at once."},
+	{Name: "lock-timeout", Default: "5m", Description: "How long to wait for another deploy to the same path to finish before failing with its holder's name."},
 }
 
 // Outputs lists every step output.

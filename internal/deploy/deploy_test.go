@@ -328,7 +328,7 @@ func TestVerifyFailureWithoutAutoRollbackStaysLive(t *testing.T) {
 	s.mustDeploy()
 	o := s.options()
 	o.AutoRollback = false
-	o.Verify = func(context.Context, string) error { return fmt.Errorf("health check failed: 500") }
+	o.Verify = func(context.Context, string, string) error { return fmt.Errorf("health check failed: 500") }
 	m, _ := release.Build(context.Background(), release.Options{Source: s.src})
 	res, err := deploy.Deploy(context.Background(), o, m)
 	if err == nil || !strings.Contains(err.Error(), "auto-rollback is false") {

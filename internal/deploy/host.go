@@ -30,19 +30,20 @@ type Logger interface {
 
 // Settings are the options the host steps need.
 type Settings struct {
-	SharedDirs     []string
-	SharedFiles    []string
-	WritableDirs   []string
-	BeforeActivate string
-	AfterActivate  string
-	KeepReleases   int
-	Revision       string
-	Actor          string
-	RunURL         string
-	Runner         string        // the machine running the deploy, shown to lock waiters
-	Parallel       int           // file operations in flight per host
-	Lock           LockOptions   // lease and wait
-	ProgressEvery  time.Duration // 0: no progress reports
+	SharedDirs         []string
+	SharedFiles        []string
+	WritableDirs       []string
+	BeforeActivate     string
+	BeforeActivateOnce string // run by Deploy on the first host only
+	AfterActivate      string
+	KeepReleases       int
+	Revision           string
+	Actor              string
+	RunURL             string
+	Runner             string        // the machine running the deploy, shown to lock waiters
+	Parallel           int           // file operations in flight per host
+	Lock               LockOptions   // lease and wait
+	ProgressEvery      time.Duration // 0: no progress reports
 }
 
 // Stats are one host's numbers for outputs and the summary.
@@ -63,15 +64,17 @@ type Host struct {
 	S    *Settings
 	Log  Logger
 
-	CurrentID string // what `current` pointed to when the host was opened
-	ReleaseID string // the release being deployed
-	Stats     Stats
+	CurrentID  string // what `current` pointed to when the host was opened
+	ReleaseID  string // the release being deployed
+	Stats      Stats
+	SwitchedAt time.Time // when Activate's rename returned
 
 	lock     locker
 	rlog     *releaseLog
 	existing []string
 	created  bool // releases/<ReleaseID> was made by this run
 	switched bool
+	nextLink string // temp symlink to the new release, renamed over current by Activate
 	manifest *release.Manifest
 	linked   map[string]transport.Stat // files sharing an inode with an older release
 	mu       sync.Mutex                // guards rlog writes from concurrent phases
@@ -208,7 +211,22 @@ func (h *Host) Prepare(ctx context.Context, m *release.Manifest, id string) erro
 			return err
 		}
 	}
-	return h.protectOlderReleases(ctx)
+	if err := h.protectOlderReleases(ctx); err != nil {
+		return err
+	}
+	// The new link is made now, so the switch itself is one rename: across
+	// a fleet every host flips within about one round trip.
+	h.nextLink = path.Join(h.L.Root, tempLinkPrefix+randomToken())
+	if err := h.T.Symlink(ctx, currentTarget(id), h.nextLink); err != nil {
+		h.nextLink = ""
+		return fmt.Errorf("prepare the switch to %s: %w", id, err)
+	}
+	return nil
+}
+
+// RunOnce runs before-activate-once on this host (Deploy picks the first).
+func (h *Host) RunOnce(ctx context.Context) error {
+	return h.runHook(ctx, "before-activate-once", h.S.BeforeActivateOnce)
 }
 
 // withoutSeededShared drops manifest entries at or below shared paths whose
@@ -639,15 +657,21 @@ func (h *Host) rewrite(ctx context.Context, p string, e *release.Entry) error {
 	return err
 }
 
-// Activate switches `current` to the prepared release.
+// Activate switches `current` to the prepared release: one rename of the
+// link made by Prepare, then a read-back.
 func (h *Host) Activate(ctx context.Context) error {
 	if err := h.lock.Held(ctx); err != nil {
 		return err
 	}
-	if err := h.switchTo(ctx, h.ReleaseID); err != nil {
-		return err
+	if err := h.T.Rename(ctx, h.nextLink, h.L.Current()); err != nil {
+		return fmt.Errorf("switch to %s: %w", h.ReleaseID, err)
 	}
+	h.nextLink = ""
 	h.switched = true
+	h.SwitchedAt = time.Now()
+	if got, err := h.T.Readlink(ctx, h.L.Current()); err != nil || got != currentTarget(h.ReleaseID) {
+		return fmt.Errorf("switch to %s: %s reads %q afterwards (%v)", h.ReleaseID, h.L.Current(), got, err)
+	}
 	return nil
 }
 
@@ -703,6 +727,10 @@ func (h *Host) Revert(ctx context.Context, reason string) error {
 // are removed, it is logged as failed, and the lock is released.
 func (h *Host) Abort(ctx context.Context, reason string) error {
 	var errs []error
+	if h.nextLink != "" {
+		h.T.Remove(ctx, h.nextLink)
+		h.nextLink = ""
+	}
 	if h.created && !h.switched {
 		if err := h.T.RemoveAll(ctx, h.L.Release(h.ReleaseID)); err != nil {
 			errs = append(errs, fmt.Errorf("remove unfinished release %s: %w", h.ReleaseID, err))

@@ -33,7 +33,7 @@ type Options struct {
 	Now          func() time.Time // clock for release ids
 	// Verify runs after every host switched and ran after-activate (the
 	// health check). An error rolls every host back when AutoRollback.
-	Verify func(ctx context.Context, releaseID string) error
+	Verify func(ctx context.Context, releaseID, previousID string) error
 }
 
 // Host outcomes in a Result.
@@ -52,9 +52,10 @@ type HostResult struct {
 	ReleaseID  string
 	PreviousID string
 	Stats
-	Duration time.Duration
-	Outcome  string
-	Err      error
+	Duration   time.Duration
+	SwitchedAt time.Time
+	Outcome    string
+	Err        error
 }
 
 // Result is what a run did, for outputs and the summary.
@@ -229,7 +230,7 @@ func Deploy(ctx context.Context, o Options, m *release.Manifest) (*Result, error
 	start := time.Now()
 	r := newRunner(o)
 	o = r.o
-	needHooks := o.Settings.BeforeActivate != "" || o.Settings.AfterActivate != ""
+	needHooks := o.Settings.BeforeActivate != "" || o.Settings.BeforeActivateOnce != "" || o.Settings.AfterActivate != ""
 	if err := r.open(ctx, needHooks); err != nil {
 		return r.result("deploy", "", start), err
 	}
@@ -249,6 +250,14 @@ func Deploy(ctx context.Context, o Options, m *release.Manifest) (*Result, error
 		}
 		return err
 	})
+	if err == nil && o.Settings.BeforeActivateOnce != "" {
+		// Once for the fleet, after every host is ready: a migration runs only
+		// when the release can go live everywhere.
+		if err = r.hosts[0].RunOnce(ctx); err != nil {
+			r.results[0].Err = err
+			err = fmt.Errorf("%s: %w", r.hosts[0].Name, err)
+		}
+	}
 	end()
 	if err != nil {
 		r.abortAll(cleanup, "prepare failed: "+err.Error())
@@ -256,7 +265,11 @@ func Deploy(ctx context.Context, o Options, m *release.Manifest) (*Result, error
 	}
 
 	end = o.Groups(fmt.Sprintf("Switch %d host%s to %s", len(r.hosts), plural(len(r.hosts)), id))
-	err = r.each(ctx, len(r.hosts), func(ctx context.Context, i int) error { return r.hosts[i].Activate(ctx) })
+	err = r.each(ctx, len(r.hosts), func(ctx context.Context, i int) error {
+		err := r.hosts[i].Activate(ctx)
+		r.results[i].SwitchedAt = r.hosts[i].SwitchedAt
+		return err
+	})
 	end()
 	if err != nil {
 		r.revertAll(cleanup, "switch failed: "+err.Error())
@@ -268,7 +281,7 @@ func Deploy(ctx context.Context, o Options, m *release.Manifest) (*Result, error
 	end = o.Groups("After activate and health check")
 	err = r.each(ctx, o.Concurrency, func(ctx context.Context, i int) error { return r.hosts[i].AfterActivate(ctx) })
 	if err == nil && o.Verify != nil {
-		err = o.Verify(ctx, id)
+		err = o.Verify(ctx, id, r.result("deploy", id, start).PreviousID)
 	}
 	end()
 	if err != nil {

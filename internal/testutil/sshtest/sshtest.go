@@ -60,6 +60,10 @@ type Options struct {
 	// ClientKeyPEM is an unencrypted private key to authorize instead of a
 	// generated one (one key for a jump host and its target, say).
 	ClientKeyPEM string
+	// PrivateMounts bind-mounts source directories (values) over paths
+	// (keys) in a mount namespace of this sshd only: several servers on one
+	// machine then see different trees at the same path, like a fleet.
+	PrivateMounts map[string]string
 	// ExtraConfig is sshd_config text. It is placed before the defaults
 	// (sshd uses the first value of a keyword) except that a Match block
 	// goes at the end, where sshd requires it.
@@ -333,6 +337,21 @@ func (s *Server) launch(opts Options) error {
 		return err
 	}
 	cmd := exec.Command(SSHDPath, "-D", "-e", "-f", cfgPath)
+	if len(opts.PrivateMounts) > 0 {
+		// unshare and sh exec into sshd, so the pid stays sshd's.
+		script := ""
+		args := []string{"--mount", "--propagation", "private", "--", "/bin/sh", "-ec", "", "sh"}
+		n := 0
+		for target, source := range opts.PrivateMounts {
+			script += fmt.Sprintf("mount --bind \"$%d\" \"$%d\"\n", n+1, n+2)
+			args = append(args, source, target)
+			n += 2
+		}
+		script += fmt.Sprintf("exec %s -D -e -f \"$%d\"\n", SSHDPath, n+1)
+		args[6] = script
+		args = append(args, cfgPath)
+		cmd = exec.Command("unshare", args...)
+	}
 	cmd.Stdout, cmd.Stderr = s.log, s.log
 	// Connection handlers inherit the log pipe; do not wait on a straggler.
 	cmd.WaitDelay = 5 * time.Second

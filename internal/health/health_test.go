@@ -1,0 +1,71 @@
+package health_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/health"
+)
+
+func TestCheck(t *testing.T) {
+	tests := []struct {
+		name    string
+		handler func(n int64, w http.ResponseWriter)
+		expect  string
+		wantErr string // "" for success
+		stale   bool
+	}{
+		{name: "2xx passes", handler: func(n int64, w http.ResponseWriter) { w.Write([]byte("ok")) }},
+		{name: "recovers after errors", handler: func(n int64, w http.ResponseWriter) {
+			if n < 3 {
+				w.WriteHeader(502)
+				return
+			}
+			w.Write([]byte("ok"))
+		}},
+		{name: "5xx fails", handler: func(n int64, w http.ResponseWriter) { w.WriteHeader(500) }, wantErr: "HTTP 500"},
+		{name: "body names the new release", expect: "release {release-id}", handler: func(n int64, w http.ResponseWriter) { w.Write([]byte("release 20260102030405")) }},
+		{name: "header names the new release", expect: "X-Release: {release-id}", handler: func(n int64, w http.ResponseWriter) {
+			w.Header().Set("X-Release", "20260102030405")
+		}},
+		{name: "old release still served", expect: "{release-id}", handler: func(n int64, w http.ResponseWriter) { w.Write([]byte("release 20260101000000")) },
+			wantErr: "$realpath_root", stale: true},
+		{name: "old release served without expectation", handler: func(n int64, w http.ResponseWriter) { w.Write([]byte("release 20260101000000")) },
+			wantErr: "still serves the previous release", stale: true},
+		{name: "switches over in time", expect: "{release-id}", handler: func(n int64, w http.ResponseWriter) {
+			if n < 3 {
+				w.Write([]byte("release 20260101000000"))
+				return
+			}
+			w.Write([]byte("release 20260102030405"))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var n atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { tt.handler(n.Add(1), w) }))
+			defer srv.Close()
+			c := health.Check{URL: srv.URL, Timeout: 700 * time.Millisecond, Expect: tt.expect, Every: 50 * time.Millisecond}
+			err := c.Run(context.Background(), "20260102030405", "20260101000000")
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("err = %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want %q", err, tt.wantErr)
+			}
+			var se *health.StaleError
+			if errors.As(err, &se) != tt.stale {
+				t.Errorf("stale = %v, want %v", !tt.stale, tt.stale)
+			}
+		})
+	}
+}
