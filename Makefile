@@ -1,0 +1,40 @@
+# atomic-deploy developer tasks. Every target works on a fresh Debian 12
+# machine with Go installed; `make test` installs the rest (as root).
+
+GO  ?= go
+BIN ?= bin/atomic-deploy
+
+.PHONY: all build test demo lint bench generate clean help
+
+all: build
+
+help:
+	@echo "make build     static binary in $(BIN)"
+	@echo "make test      install test dependencies (apt, once), go vet, go test ./... with real servers"
+	@echo "make demo      deploy examples/hello twice to ./.demo/site and show the layout"
+	@echo "make lint      gofmt, go vet, actionlint, shellcheck"
+	@echo "make generate  rewrite action.yml / README.md tables from internal/config/inputs.go"
+	@echo "make bench     run bench/run.sh"
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN) .
+
+test:
+	scripts/test.sh
+
+demo:
+	BIN=$(BIN) scripts/demo.sh
+
+lint:
+	scripts/lint.sh
+
+generate:
+	$(GO) run ./internal/actionspec/gen
+
+bench:
+	@if [ -x bench/run.sh ]; then bench/run.sh; \
+	elif [ -f bench/run.sh ]; then bash bench/run.sh; \
+	else echo "bench/run.sh does not exist yet"; exit 1; fi
+
+clean:
+	rm -rf bin .demo

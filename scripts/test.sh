@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# make test: everything the test suite needs, from a fresh Debian 12 machine.
+#
+#   1. installs the Debian packages the integration tests use (only when one
+#      is missing: a prepared machine never touches apt);
+#   2. go vet ./...;
+#   3. go test ./... with ATOMIC_DEPLOY_REQUIRE_SSHD=1, so a missing sshd
+#      fails the run instead of skipping the SSH tests. The tests start their
+#      own servers (sshd, nginx, php-fpm) on 127.0.0.1 and stop them.
+#
+# Runs as root (or through sudo for apt). Ends with one line:
+#   test: N passed, N failed, N skipped
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(openssh-server openssh-client rsync nginx php-fpm php-cli php-sqlite3
+  php-laravel-framework wrk iproute2 util-linux acl git)
+commands=(/usr/sbin/sshd ssh rsync nginx php wrk ip unshare setfacl git)
+
+say() { printf '==> %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+  else echo "need root (or sudo) to run: $*" >&2; return 1
+  fi
+}
+
+install_packages() {
+  local missing=() p c
+  if ! command -v dpkg-query >/dev/null 2>&1; then
+    say "not a Debian system: skipping package installation (tests that need ${packages[*]} may fail)"
+    return 0
+  fi
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  for c in "${commands[@]}"; do
+    command -v "$c" >/dev/null 2>&1 || missing+=("$c")
+  done
+  if [ "${#missing[@]}" -eq 0 ]; then
+    say "system packages: all present"
+    return 0
+  fi
+  say "missing: ${missing[*]}; installing with apt"
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get -o DPkg::Lock::Timeout=600 update -q
+  as_root apt-get -o DPkg::Lock::Timeout=600 install -y "${packages[@]}"
+}
+
+if ! command -v go >/dev/null 2>&1; then
+  echo "go is not on PATH: install Go $(sed -n 's/^go //p' go.mod) or newer first" >&2
+  exit 1
+fi
+
+install_packages
+as_root mkdir -p /run/sshd # sshd refuses to start without its privilege separation directory
+
+say "go vet ./..."
+go vet ./...
+
+say "go test ./... (integration tests start their own servers on 127.0.0.1)"
+# The report tool is built before the tests start so its compile output
+# cannot mix with theirs.
+report=$(mktemp -d)/testreport
+trap 'rm -rf "$(dirname "$report")"' EXIT
+go build -o "$report" ./scripts/testreport
+set +e
+ATOMIC_DEPLOY_REQUIRE_SSHD=1 go test -count=1 -timeout 15m -json ./... 2>&1 | "$report"
+status=("${PIPESTATUS[@]}")
+set -e
+if [ "${status[0]}" -ne 0 ] || [ "${status[1]}" -ne 0 ]; then
+  exit 1
+fi
