@@ -226,6 +226,10 @@ func TestParseHostileInputs(t *testing.T) {
 		{name: "healthcheck-timeout -5", inputs: map[string]string{"healthcheck-timeout": "-5"}, input: "healthcheck-timeout", phrase: "not a duration"},
 		{name: "healthcheck-timeout unit only", inputs: map[string]string{"healthcheck-timeout": "s"}, input: "healthcheck-timeout", phrase: "not a duration"},
 
+		{name: "lock-timeout abc", inputs: map[string]string{"lock-timeout": "abc"}, input: "lock-timeout", phrase: "not a duration"},
+		{name: "lock-timeout negative", inputs: map[string]string{"lock-timeout": "-1m"}, input: "lock-timeout", phrase: "not a duration"},
+		{name: "healthcheck-expect without url", inputs: map[string]string{"healthcheck-expect": "OK"}, input: "healthcheck-expect", phrase: "needs healthcheck-url"},
+
 		// healthcheck-url
 		{name: "healthcheck-url ftp", inputs: map[string]string{"healthcheck-url": "ftp://x"}, input: "healthcheck-url", phrase: "http:// or https://"},
 		{name: "healthcheck-url without scheme", inputs: map[string]string{"healthcheck-url": "localhost"}, input: "healthcheck-url", phrase: "http:// or https://"},
