@@ -22,7 +22,7 @@ import (
 // fleet is n real sshd servers that all see the deploy root at the same
 // path, each backed by its own directory (a private bind mount per sshd).
 type fleet struct {
-	t       *testing.T
+	t       testing.TB
 	src     string
 	path    string   // the deploy root as every host sees it
 	dirs    []string // what is behind it on each host
@@ -31,7 +31,9 @@ type fleet struct {
 	set     deploy.Settings
 }
 
-func newFleet(t *testing.T, n int) *fleet {
+func newFleet(t *testing.T, n int) *fleet { return newFleetTB(t, n) }
+
+func newFleetTB(t testing.TB, n int) *fleet {
 	t.Helper()
 	helper := sshtest.Start(t, sshtest.Options{})
 	f := &fleet{t: t, src: t.TempDir(), log: &testLog{}, path: filepath.Join(helper.MkdirUserTemp(t), "app"),
