@@ -16,7 +16,7 @@ var Inputs = []Input{
 	{Name: "host", Description: "One or more [user@]host[:port], newline- or comma-separated. Empty deploys on this machine's filesystem."},
 	{Name: "port", Default: "22", Description: "SSH port for hosts that do not name one."},
 	{Name: "username", Description: "SSH user for hosts that do not name one."},
-	{Name: "private-key", Description: "SSH private key (PEM / OpenSSH format).", Secret: true},
+	{Name: "private-key", Description: "SSH private key (PEM / OpenSSH format). Several keys, one after the other, are all offered to every host (a fleet whose hosts take different keys).", Secret: true},
 	{Name: "passphrase", Description: "Passphrase of the private key.", Secret: true},
 	{Name: "password", Description: "SSH password, when no key is used.", Secret: true},
 	{Name: "known-hosts", Description: "known_hosts lines that pin the servers' host keys (ssh-keyscan output)."},

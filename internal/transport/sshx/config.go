@@ -107,8 +107,8 @@ func (c Config) Validate() error {
 
 // validate is Validate that also returns the parsed key, so that Dial
 // decrypts an encrypted key (bcrypt, slow on purpose) only once.
-func (c Config) validate() (ssh.Signer, error) {
-	var signer ssh.Signer
+func (c Config) validate() ([]ssh.Signer, error) {
+	var signers []ssh.Signer
 	var errs []error
 	add := func(err error) {
 		if err != nil {
@@ -129,7 +129,7 @@ func (c Config) validate() (ssh.Signer, error) {
 	}
 	if c.PrivateKey != "" {
 		var err error
-		signer, err = ParsePrivateKey(c.PrivateKey, c.Passphrase)
+		signers, err = ParsePrivateKeys(c.PrivateKey, c.Passphrase)
 		add(err)
 	}
 	if c.KnownHosts != "" {
@@ -158,7 +158,7 @@ func (c Config) validate() (ssh.Signer, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return signer, nil
+	return signers, nil
 }
 
 func validateHost(what, h string) error {

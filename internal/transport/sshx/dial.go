@@ -62,7 +62,7 @@ var _ transport.Transport = (*Transport)(nil)
 // Dial connects, authenticates, checks the host key, opens SFTP and probes
 // whether the server runs shell commands. ConnectTimeout bounds all of it.
 func Dial(ctx context.Context, cfg Config) (*Transport, error) {
-	signer, err := cfg.validate()
+	signers, err := cfg.validate()
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +73,7 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.connectTimeout())
 	defer cancel()
 
-	a := auth{signer: signer, password: cfg.Password}
+	a := auth{signers: signers, password: cfg.Password}
 	target := hop{addr: cfg.addr(), user: cfg.User}
 	var jump *ssh.Client
 	var conn net.Conn
@@ -254,14 +254,14 @@ func classifyDialErr(ctx context.Context, err error) error {
 }
 
 type auth struct {
-	signer   ssh.Signer
+	signers  []ssh.Signer
 	password string
 }
 
 func (a auth) methods() []ssh.AuthMethod {
 	var m []ssh.AuthMethod
-	if a.signer != nil {
-		m = append(m, ssh.PublicKeys(a.signer))
+	if len(a.signers) > 0 {
+		m = append(m, ssh.PublicKeys(a.signers...))
 	}
 	if a.password != "" {
 		m = append(m, ssh.Password(a.password),
@@ -303,7 +303,7 @@ func handshake(ctx context.Context, conn net.Conn, h hop, a auth, keys *hostKeys
 	case ctx.Err() != nil:
 		return nil, h.connectErr(ctx, fmt.Errorf("SSH handshake not finished: %w", err))
 	case strings.Contains(err.Error(), "unable to authenticate"):
-		return nil, &AuthError{User: h.user, Addr: h.addr, JumpHost: h.jump, Methods: offeredMethods(a.signer, a.password != "")}
+		return nil, &AuthError{User: h.user, Addr: h.addr, JumpHost: h.jump, Methods: offeredMethods(a.signers, a.password != "")}
 	}
 	if mismatch := keys.noCommonAlgorithm(h.addr, err); mismatch != nil {
 		return nil, mismatch

@@ -260,9 +260,9 @@ func dedupe(s []string) []string {
 
 // offeredMethods describes the credentials for an AuthError; public key
 // fingerprints identify the key without revealing it.
-func offeredMethods(signer ssh.Signer, password bool) []string {
+func offeredMethods(signers []ssh.Signer, password bool) []string {
 	var m []string
-	if signer != nil {
+	for _, signer := range signers {
 		pub := signer.PublicKey()
 		m = append(m, fmt.Sprintf("publickey (%s %s)", pub.Type(), ssh.FingerprintSHA256(pub)))
 	}

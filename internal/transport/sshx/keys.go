@@ -4,10 +4,52 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
 )
+
+// ParsePrivateKeys parses one or more private keys pasted one after the
+// other (a fleet whose hosts take different keys); every key is offered to
+// every host, as ssh does with several IdentityFiles. Errors name the key
+// by its position, never by content.
+func ParsePrivateKeys(text, passphrase string) ([]ssh.Signer, error) {
+	blocks := splitKeys(normalizeKeyText(text))
+	if len(blocks) <= 1 {
+		s, err := ParsePrivateKey(text, passphrase)
+		if err != nil {
+			return nil, err
+		}
+		return []ssh.Signer{s}, nil
+	}
+	signers := make([]ssh.Signer, 0, len(blocks))
+	for i, b := range blocks {
+		s, err := ParsePrivateKey(b, passphrase)
+		if err != nil {
+			return nil, fmt.Errorf("private key %d of %d: %w", i+1, len(blocks), err)
+		}
+		signers = append(signers, s)
+	}
+	return signers, nil
+}
+
+// splitKeys cuts text at each -----BEGIN line.
+func splitKeys(text string) []string {
+	var out []string
+	for {
+		i := strings.Index(text, "-----BEGIN ")
+		if i < 0 {
+			return out
+		}
+		j := strings.Index(text[i+1:], "-----BEGIN ")
+		if j < 0 {
+			return append(out, text[i:])
+		}
+		out = append(out, text[i:i+1+j])
+		text = text[i+1+j:]
+	}
+}
 
 // ParsePrivateKey parses PEM private key text (OpenSSH, PKCS#1, PKCS#8, SEC1),
 // decrypting it with passphrase when it is encrypted. Errors are *KeyError and
