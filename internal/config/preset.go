@@ -1,6 +1,27 @@
 package config
 
-// Laravel preset defaults; each applies only where the input was left empty.
+// Laravel preset defaults; each applies only where the input was left empty,
+// so any of them can be replaced by giving the input explicitly.
+//
+//   - shared-dirs `storage` and shared-files `.env` live in <path>/shared and
+//     are linked into every release. storage/ is seeded from the first
+//     release; .env never is: a deploy without <path>/shared/.env (and with
+//     no .env in the release) fails before the switch and says where the
+//     production .env goes, instead of creating an empty one.
+//   - writable-dirs `bootstrap/cache` (per release: the config, route and
+//     view caches built below) and `storage`.
+//   - before-activate runs in the new release while the old one still
+//     serves: additive migrations, then the caches, so the first request
+//     to the new release is already fast. The caches hold the release's
+//     own paths, never `current`.
+//   - after-activate tells long-running queue workers (which keep the code
+//     they started with) to exit after their current job; their supervisor
+//     starts them again from the new release. The restart signal is kept in
+//     the cache store, which must be shared by the releases (the file cache
+//     under the shared storage/, or redis/database).
+//
+// examples/laravel is an application deployed with these defaults in the
+// integration tests (test/laravel).
 const (
 	laravelBeforeActivate = `php artisan migrate --force
 php artisan config:cache
@@ -9,6 +30,7 @@ php artisan view:cache`
 	laravelAfterActivate = `php artisan queue:restart`
 )
 
+// applyLaravel fills the inputs the user left empty with the preset's values.
 func applyLaravel(c *Config, lookup Lookup) {
 	given := func(name string) bool {
 		v, ok := lookup(name)
