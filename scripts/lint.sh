@@ -20,7 +20,7 @@ go vet ./... || status=1
 
 say "actionlint"
 actionlint=$(command -v actionlint || true)
-if [ -z "$actionlint" ] || ! "$actionlint" -version | grep -qx "$actionlint_version"; then
+if [ -z "$actionlint" ] || [ "$("$actionlint" -version 2>/dev/null | sed -n 1p)" != "$actionlint_version" ]; then
   # Installed into GOBIN, not added to go.mod.
   go install "github.com/rhysd/actionlint/cmd/actionlint@$actionlint_version"
   actionlint="$(go env GOPATH)/bin/actionlint"
