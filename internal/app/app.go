@@ -46,11 +46,19 @@ func Main(ctx context.Context, args []string, environ []string, stdio IO) int {
 	if inActions {
 		log = report.NewActions(stdio.Stdout, func(k string) string { return env[k] })
 		lookup = actionsLookup(env)
+		if path, _ := lookup("config-file"); strings.TrimSpace(path) != "" {
+			file, err := readConfigFile(strings.TrimSpace(path), true)
+			if err != nil {
+				log.Errorf("Invalid input: config-file", "%v", err)
+				return 2
+			}
+			lookup = layered(lookup, file, false)
+		}
 	} else {
 		log = report.NewTerminal(stdio.Stderr, stdio.IsTTY)
 		var err error
 		var help bool
-		command, lookup, help, err = parseCommandLine(args, stdio.Stdout)
+		command, lookup, help, err = parseCommandLine(args, env, stdio.Stdout)
 		if help {
 			return 0
 		}
@@ -405,8 +413,11 @@ func runContext(env map[string]string, lookup config.Lookup) config.Context {
 	return rc
 }
 
-// parseCommandLine reads `atomic-deploy [command] [--input value]...`.
-func parseCommandLine(args []string, stdout io.Writer) (command string, lookup config.Lookup, help bool, err error) {
+// parseCommandLine reads `atomic-deploy [command] [--option value]...`.
+// Each option can also come from the environment (ATOMIC_DEPLOY_<NAME>,
+// the way to pass secrets without showing them in ps) or from the config
+// file (--config-file, default atomic-deploy.yml when present); flags win.
+func parseCommandLine(args []string, env map[string]string, stdout io.Writer) (command string, lookup config.Lookup, help bool, err error) {
 	command = "deploy"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		command, args = args[0], args[1:]
@@ -427,6 +438,8 @@ func parseCommandLine(args []string, stdout io.Writer) (command string, lookup c
 		values[in.Name] = f
 		fs.Var(f, in.Name, in.Description)
 	}
+	keyFile := fs.String("private-key-file", "", "read private-key from this file")
+	knownHostsFile := fs.String("known-hosts-file", "", "read known-hosts from this file")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage())
@@ -437,16 +450,35 @@ func parseCommandLine(args []string, stdout io.Writer) (command string, lookup c
 	if fs.NArg() > 0 {
 		return "", nil, false, fmt.Errorf("unexpected argument %q (options are --name value)", fs.Arg(0))
 	}
+	for name, file := range map[string]string{"private-key": *keyFile, "known-hosts": *knownHostsFile} {
+		if file == "" {
+			continue
+		}
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return "", nil, false, fmt.Errorf("--%s-file: %w", name, err)
+		}
+		values[name].Set(string(data))
+	}
 	if command == "rollback" || command == "unlock" {
 		values["mode"].Set(command)
 	}
-	return command, func(name string) (string, bool) {
-		f := values[name]
-		if f == nil || !f.set {
-			return "", false
+	given := func(name string) (string, bool) {
+		if f := values[name]; f != nil && f.set {
+			return f.value, true
 		}
-		return f.value, true
-	}, false, nil
+		v, ok := env["ATOMIC_DEPLOY_"+envName(name)]
+		return v, ok
+	}
+	path, explicit := given("config-file")
+	if !explicit {
+		path = DefaultConfigFile
+	}
+	file, err := readConfigFile(path, explicit)
+	if err != nil {
+		return "", nil, false, err
+	}
+	return command, layered(given, file, true), false, nil
 }
 
 type inputFlag struct {

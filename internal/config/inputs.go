@@ -41,6 +41,7 @@ var Inputs = []Input{
 	{Name: "auto-rollback", Default: "true", Description: "Switch back to the previous release when after-activate or the health check fails."},
 	{Name: "release-id", Description: "Rollback target (mode: rollback), or the id to deploy as (fleets split over a matrix)."},
 	{Name: "concurrency", Default: "10", Description: "How many hosts are prepared at once."},
+	{Name: "config-file", Description: "YAML file of options (the names of these inputs) shared with CLI runs; inputs left at their defaults take its values. Secrets are never read from it."},
 	{Name: "lock-timeout", Default: "5m", Description: "How long to wait for another deploy to the same path to finish before failing with its holder's name."},
 }
 

@@ -1,0 +1,89 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/app"
+)
+
+func runCLI(t *testing.T, env []string, args ...string) (int, string) {
+	t.Helper()
+	var out bytes.Buffer
+	code := app.Main(context.Background(), args, env, app.IO{Stdout: &out, Stderr: &out})
+	return code, out.String()
+}
+
+func TestConfigFileSharesSettings(t *testing.T) {
+	ws := t.TempDir()
+	t.Chdir(ws)
+	os.MkdirAll(filepath.Join(ws, "build/storage"), 0o755)
+	os.WriteFile(filepath.Join(ws, "build/index.html"), []byte("hi"), 0o644)
+	root := filepath.Join(t.TempDir(), "site")
+	os.WriteFile(filepath.Join(ws, "atomic-deploy.yml"), []byte("path: "+root+"\nsource: build\nshared-dirs: [storage]\nkeep-releases: 2\n"), 0o644)
+
+	// The CLI reads atomic-deploy.yml from the working directory.
+	if code, out := runCLI(t, nil, "deploy"); code != 0 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	if link, err := os.Readlink(filepath.Join(root, "current", "storage")); err != nil || !strings.Contains(link, "shared/storage") {
+		t.Errorf("shared-dirs from the file not applied: %q %v", link, err)
+	}
+	// A flag wins over the file.
+	other := filepath.Join(t.TempDir(), "other")
+	if code, out := runCLI(t, nil, "deploy", "--path", other); code != 0 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	if _, err := os.Lstat(filepath.Join(other, "current")); err != nil {
+		t.Errorf("--path did not override the file: %v", err)
+	}
+	// In Actions, config-file names the file; inputs at their defaults yield to it.
+	env := []string{"GITHUB_ACTIONS=true", "INPUT_CONFIG-FILE=atomic-deploy.yml", "INPUT_SOURCE=.", "INPUT_KEEP-RELEASES=5", "INPUT_MODE=deploy",
+		"GITHUB_OUTPUT=" + filepath.Join(t.TempDir(), "out"), "GITHUB_STEP_SUMMARY=" + filepath.Join(t.TempDir(), "sum")}
+	if code, out := runCLI(t, env); code != 0 {
+		t.Fatalf("action exit %d\n%s", code, out)
+	}
+	entries, _ := os.ReadDir(filepath.Join(root, "releases"))
+	if len(entries) != 2 {
+		t.Errorf("%d releases in the file's path, want 2 (keep-releases: 2 from the file)", len(entries))
+	}
+}
+
+func TestConfigFileRefusals(t *testing.T) {
+	tests := []struct{ file, want string }{
+		{"private-key: abc\n", "is a secret"},
+		{"pathh: /x\n", `"pathh" is not an option`},
+		{"path: [\n", "config file"},
+		{"shared-dirs: {a: b}\n", "shared-dirs"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			ws := t.TempDir()
+			t.Chdir(ws)
+			os.WriteFile(filepath.Join(ws, "atomic-deploy.yml"), []byte(tt.file), 0o644)
+			code, out := runCLI(t, nil, "deploy", "--path", filepath.Join(ws, "site"))
+			if code != 2 || !strings.Contains(out, tt.want) {
+				t.Fatalf("exit %d, output:\n%s", code, out)
+			}
+			if strings.Contains(out, "abc") {
+				t.Errorf("secret value printed")
+			}
+		})
+	}
+}
+
+func TestSecretsFromEnvironmentAndFiles(t *testing.T) {
+	ws := t.TempDir()
+	keyFile := filepath.Join(ws, "key")
+	os.WriteFile(keyFile, []byte("-----BEGIN OPENSSH PRIVATE KEY-----\nnot really\n-----END OPENSSH PRIVATE KEY-----\n"), 0o600)
+	code, out := runCLI(t, []string{"ATOMIC_DEPLOY_KNOWN_HOSTS=[127.0.0.1]:2 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"},
+		"deploy", "--host", "u@127.0.0.1:2", "--path", "/srv/x", "--source", ws, "--private-key-file", keyFile)
+	// The key is read (and refused for its content), so no "required" error.
+	if code == 0 || strings.Contains(out, "is required") || !strings.Contains(strings.ToLower(out), "key") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+}
