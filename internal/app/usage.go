@@ -30,18 +30,59 @@ LAYOUT ON THE SERVER
 OPTIONS (the same names as the GitHub Action's inputs)
 `)
 	for _, in := range config.Inputs {
-		def := ""
+		text := in.Description
 		if in.Default != "" {
-			def = fmt.Sprintf(" (default %q)", in.Default)
+			text += fmt.Sprintf(" Default: %q.", in.Default)
 		}
-		fmt.Fprintf(&b, "  --%-26s %s%s\n", in.Name, in.Description, def)
+		for i, line := range wrap(text, 70) {
+			name := ""
+			if i == 0 {
+				name = "--" + in.Name
+			}
+			fmt.Fprintf(&b, "  %-26s  %s\n", name, line)
+		}
 	}
-	b.WriteString(`
+	b.WriteString(`  --private-key-file FILE     read private-key from FILE (CLI only)
+  --known-hosts-file FILE     read known-hosts from FILE (CLI only)
+
+ENVIRONMENT
+  ATOMIC_DEPLOY_<OPTION>      any option, e.g. ATOMIC_DEPLOY_PRIVATE_KEY, ATOMIC_DEPLOY_PATH;
+                              the way to pass secrets without showing them in ps
+  GITHUB_ACTIONS=true         with no arguments: read INPUT_* as the GitHub Action does
+
+FILES
+  atomic-deploy.yml           options as "name: value" (lists allowed), read from the working
+                              directory unless --config-file names another; flags and the
+                              environment win; secrets are refused in it
+
+EXIT STATUS
+  0  done   1  the deploy (or rollback) failed; current is on a complete release   2  bad input, nothing changed
+
 EXAMPLES
   atomic-deploy --source ./build --path /tmp/site
   atomic-deploy --host deploy@web1 --path /var/www/app \
       --private-key "$(cat ~/.ssh/id_ed25519)" --known-hosts "$(ssh-keyscan web1)"
-  atomic-deploy rollback --path /tmp/site
+  atomic-deploy plan --host deploy@web1 --path /var/www/app --private-key-file ~/.ssh/id_ed25519 \
+      --known-hosts-file ~/.ssh/known_hosts
+  atomic-deploy releases --path /tmp/site
+  atomic-deploy rollback --path /tmp/site [--release-id 20261125231842]
 `)
 	return b.String()
+}
+
+// wrap breaks text into lines of at most width characters at spaces.
+func wrap(text string, width int) []string {
+	var lines []string
+	line := ""
+	for _, w := range strings.Fields(text) {
+		if line != "" && len(line)+1+len(w) > width {
+			lines = append(lines, line)
+			line = ""
+		}
+		if line != "" {
+			line += " "
+		}
+		line += w
+	}
+	return append(lines, line)
 }
