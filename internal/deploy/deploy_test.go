@@ -90,7 +90,7 @@ func newSiteOn(t *testing.T, kind string, files map[string]string) *site {
 		cfg := srv.Config()
 		s.target = deploy.Target{Name: srv.User + "@" + srv.Addr, Dial: func(ctx context.Context) (transport.Transport, error) { return sshx.Dial(ctx, cfg) }}
 	}
-	s.set = deploy.Settings{KeepReleases: 5, Revision: "abc123", Parallel: 8, Lock: deploy.LockOptions{TTL: 2 * time.Second, Wait: 5 * time.Second}}
+	s.set = deploy.Settings{KeepReleases: 5, Revision: "abc123", Parallel: 8, Lock: deploy.LockOptions{TTL: 10 * time.Second, Wait: 15 * time.Second}}
 	s.write(files)
 	return s
 }

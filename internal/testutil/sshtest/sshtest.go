@@ -64,6 +64,12 @@ type Options struct {
 	// (keys) in a mount namespace of this sshd only: several servers on one
 	// machine then see different trees at the same path, like a fleet.
 	PrivateMounts map[string]string
+	// TmpfsMounts mounts a fresh tmpfs of the given size ("2m") at each
+	// path (keys; the directory must exist), owned by the login user, in
+	// this sshd's private mount namespace: a small disk for disk-full tests
+	// that leaves no mount behind on the machine. Server.Path shows it to
+	// the test. A Restart starts with an empty tmpfs.
+	TmpfsMounts map[string]string
 	// ExtraConfig is sshd_config text. It is placed before the defaults
 	// (sshd uses the first value of a keyword) except that a Match block
 	// goes at the end, where sshd requires it.
@@ -88,10 +94,13 @@ type Server struct {
 
 	uid, gid  int
 	clientKey crypto.PrivateKey
-	cmd       *exec.Cmd
-	exited    chan struct{}
+	opts      Options
 	log       *syncBuffer
-	killOnce  sync.Once
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd has exited
+	killed bool          // cmd was killed (its pid may be reused since)
 }
 
 // Start starts sshd and returns when it accepts connections. Call it from
@@ -140,7 +149,7 @@ func requireSSHD(t testing.TB) {
 // start does the work of Start without t.Fatal, so it can run in any
 // goroutine; t is only used for Cleanup and Logf.
 func start(t testing.TB, opts Options) (*Server, error) {
-	s := &Server{Host: "127.0.0.1", exited: make(chan struct{}), log: &syncBuffer{}}
+	s := &Server{Host: "127.0.0.1", opts: opts, log: &syncBuffer{}}
 	if err := s.setUser(opts.User); err != nil {
 		return nil, err
 	}
@@ -165,7 +174,10 @@ func start(t testing.TB, opts Options) (*Server, error) {
 	// The port is found free and then bound by sshd; another test may take
 	// it in between, so retry with a new port.
 	for attempt := 0; ; attempt++ {
-		err := s.launch(opts)
+		port, err := freePort()
+		if err == nil {
+			err = s.launch(opts, port)
+		}
 		if err == nil {
 			break
 		}
@@ -177,7 +189,7 @@ func start(t testing.TB, opts Options) (*Server, error) {
 	}
 	t.Cleanup(func() {
 		s.Kill()
-		<-s.exited
+		<-s.exitedChan()
 		if t.Failed() {
 			t.Logf("sshd %s log:\n%s", s.Addr, s.log.String())
 		}
@@ -322,12 +334,8 @@ func cmpOr(t, def KeyType) KeyType {
 	return t
 }
 
-// launch writes the config for a fresh port and starts sshd.
-func (s *Server) launch(opts Options) error {
-	port, err := freePort()
-	if err != nil {
-		return err
-	}
+// launch writes the config for port and starts sshd.
+func (s *Server) launch(opts Options, port int) error {
 	s.Port = port
 	s.Addr = net.JoinHostPort(s.Host, strconv.Itoa(port))
 	s.KnownHostsLine = knownhosts.Line([]string{knownhosts.Normalize(s.Addr)}, s.HostPublicKey)
@@ -337,7 +345,7 @@ func (s *Server) launch(opts Options) error {
 		return err
 	}
 	cmd := exec.Command(SSHDPath, "-D", "-e", "-f", cfgPath)
-	if len(opts.PrivateMounts) > 0 {
+	if len(opts.PrivateMounts) > 0 || len(opts.TmpfsMounts) > 0 {
 		// unshare and sh exec into sshd, so the pid stays sshd's.
 		script := ""
 		args := []string{"--mount", "--propagation", "private", "--", "/bin/sh", "-ec", "", "sh"}
@@ -345,6 +353,11 @@ func (s *Server) launch(opts Options) error {
 		for target, source := range opts.PrivateMounts {
 			script += fmt.Sprintf("mount --bind \"$%d\" \"$%d\"\n", n+1, n+2)
 			args = append(args, source, target)
+			n += 2
+		}
+		for target, size := range opts.TmpfsMounts {
+			script += fmt.Sprintf("mount -t tmpfs -o \"$%d\" tmpfs \"$%d\"\n", n+1, n+2)
+			args = append(args, fmt.Sprintf("size=%s,mode=0755,uid=%d,gid=%d", size, s.uid, s.gid), target)
 			n += 2
 		}
 		script += fmt.Sprintf("exec %s -D -e -f \"$%d\"\n", SSHDPath, n+1)
@@ -368,11 +381,9 @@ func (s *Server) launch(opts Options) error {
 		<-exited
 		return err
 	}
-	s.cmd = cmd
-	go func() {
-		<-exited
-		close(s.exited)
-	}()
+	s.mu.Lock()
+	s.cmd, s.exited, s.killed = cmd, exited, false
+	s.mu.Unlock()
 	return nil
 }
 
@@ -454,18 +465,65 @@ func waitReady(addr string, exited <-chan struct{}) error {
 // setsid, so they are found through /proc, not a process group) with
 // SIGKILL: to clients the server has died.
 func (s *Server) Kill() {
-	s.killOnce.Do(func() {
-		if s.cmd != nil {
-			killTree(s.cmd.Process.Pid)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil && !s.killed {
+		s.killed = true
+		killTree(s.cmd.Process.Pid)
+	}
+}
+
+func (s *Server) exitedChan() chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.exited
+}
+
+// Restart kills sshd and every process it started, as Kill does, and
+// starts it again on the same port with the same keys and options: to
+// clients the server went down and came back. Connections open before are
+// gone; new ones are accepted when Restart returns.
+func (s *Server) Restart() error {
+	s.Kill()
+	<-s.exitedChan()
+	// The kernel may hold the port briefly; sshd sets SO_REUSEADDR, so
+	// this is short.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s.log.Write([]byte("sshtest: restarting sshd\n"))
+		err := s.launch(s.opts, s.Port)
+		if err == nil {
+			return nil
 		}
-	})
+		if time.Now().After(deadline) {
+			return fmt.Errorf("restart sshd: %v\n%s", err, s.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Pid is the process id of the listening sshd.
+func (s *Server) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmd.Process.Pid
+}
+
+// Path returns where the test process finds path p as this server sees it:
+// p itself, or p inside the server's private mount namespace (through
+// /proc/<pid>/root) when it has PrivateMounts or TmpfsMounts.
+func (s *Server) Path(p string) string {
+	if len(s.opts.PrivateMounts) == 0 && len(s.opts.TmpfsMounts) == 0 {
+		return p
+	}
+	return fmt.Sprintf("/proc/%d/root%s", s.Pid(), p)
 }
 
 // Freeze stops sshd and all its processes without closing anything: to
 // clients the server hangs (a dead host, a dropped NAT entry). Cleanup or
 // Kill still ends it.
 func (s *Server) Freeze() {
-	stopTree(s.cmd.Process.Pid)
+	stopTree(s.Pid())
 }
 
 // Log returns what sshd has logged so far.
