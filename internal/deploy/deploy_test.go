@@ -90,7 +90,10 @@ func newSiteOn(t *testing.T, kind string, files map[string]string) *site {
 		cfg := srv.Config()
 		s.target = deploy.Target{Name: srv.User + "@" + srv.Addr, Dial: func(ctx context.Context) (transport.Transport, error) { return sshx.Dial(ctx, cfg) }}
 	}
-	s.set = deploy.Settings{KeepReleases: 5, Revision: "abc123", Parallel: 8, Lock: deploy.LockOptions{TTL: 10 * time.Second, Wait: 15 * time.Second}}
+	s.set = deploy.Settings{KeepReleases: 5, Revision: "abc123", Parallel: 8, Lock: deploy.LockOptions{TTL: 10 * time.Second, Wait: 15 * time.Second},
+		// Locally the per-file engine runs (the one SFTP-only servers get);
+		// over SSH with a shell the tar stream does.
+		NoTar: kind == onLocal}
 	s.write(files)
 	return s
 }

@@ -44,6 +44,7 @@ type Settings struct {
 	Parallel           int           // file operations in flight per host
 	Lock               LockOptions   // lease and wait
 	ProgressEvery      time.Duration // 0: no progress reports
+	NoTar              bool          // never upload as a tar stream (tests of the SFTP path)
 }
 
 // Stats are one host's numbers for outputs and the summary.
@@ -70,6 +71,7 @@ type Host struct {
 	SwitchedAt time.Time // when Activate's rename returned
 
 	lock     locker
+	gnuTar   bool // upload as one tar stream (see tarstream.go)
 	rlog     *releaseLog
 	existing []string
 	created  bool // releases/<ReleaseID> was made by this run
@@ -99,7 +101,11 @@ func (h *Host) Open(ctx context.Context, needHooks bool) error {
 			return fmt.Errorf("create %s: %w", dir, err)
 		}
 	}
+	// The tar probe runs while the lock is taken: one round trip saved.
+	tarProbe := make(chan bool, 1)
+	go func() { tarProbe <- !h.S.NoTar && probeGNUTar(ctx, h.T) }()
 	lock, err := acquire(ctx, h.T, h.L, Owner{Actor: h.S.Actor, RunURL: h.S.RunURL, Host: h.S.Runner, StartedAt: time.Now().UTC()}, h.S.Lock)
+	h.gnuTar = <-tarProbe
 	if err != nil {
 		return err
 	}
@@ -192,15 +198,17 @@ func (h *Host) Prepare(ctx context.Context, m *release.Manifest, id string) erro
 		return err
 	}
 	h.manifest = m
-	plan := MakePlan(m, h.previousManifest(ctx), h.previousScan(ctx))
+	prevScan := h.previousScan(ctx)
+	plan := MakePlan(m, h.previousManifest(ctx), prevScan)
 	plan.uploadOnly(unseeded)
-	if err := h.upload(ctx, plan, dir); err != nil {
+	mtimes, err := h.upload(ctx, plan, dir, prevScan)
+	if err != nil {
 		return err
 	}
 	if err := h.linkShared(ctx, m); err != nil {
 		return err
 	}
-	if err := h.recordState(ctx); err != nil {
+	if err := h.recordState(ctx, mtimes); err != nil {
 		return err
 	}
 	if err := h.makeWritable(ctx); err != nil {
@@ -319,7 +327,9 @@ func (h *Host) previousScan(ctx context.Context) []transport.Stat {
 	return s
 }
 
-func (h *Host) upload(ctx context.Context, plan *Plan, dir string) error {
+// upload writes the plan into dir, as one tar stream where the server has
+// GNU tar (returning the mtime each file got) or over pipelined SFTP.
+func (h *Host) upload(ctx context.Context, plan *Plan, dir string, prevScan []transport.Stat) (map[string]time.Time, error) {
 	var st uploadStats
 	start := time.Now()
 	stop := make(chan struct{})
@@ -350,14 +360,20 @@ func (h *Host) upload(ctx context.Context, plan *Plan, dir string) error {
 	if parallel < 1 {
 		parallel = 64
 	}
-	err := plan.execute(ctx, h.T, dir, prevDir, parallel, &st)
+	var mtimes map[string]time.Time
+	var err error
+	if h.gnuTar {
+		mtimes, err = plan.executeTar(ctx, h.T, dir, prevDir, prevScan, &st)
+	} else {
+		err = plan.execute(ctx, h.T, dir, prevDir, parallel, &st)
+	}
 	close(stop)
 	wg.Wait()
 	h.Stats = Stats{FilesUploaded: int(st.files.Load()), FilesReused: int(st.reused.Load()), BytesUploaded: st.bytes.Load(), BytesReused: st.reusedBytes.Load()}
 	if err != nil {
-		return fmt.Errorf("upload to %s: %w", dir, err)
+		return nil, fmt.Errorf("upload to %s: %w", dir, err)
 	}
-	return nil
+	return mtimes, nil
 }
 
 // linkShared replaces shared paths in the release with relative symlinks
@@ -419,30 +435,41 @@ func (h *Host) linkShared(ctx context.Context, m *release.Manifest) error {
 	return nil
 }
 
-// recordState scans the finished release once: it checks that every file
-// arrived whole, stores each file's server mtime in the manifest (the next
-// deploy reuses a file only if it is unchanged since), and remembers which
-// files share an inode with an older release.
-func (h *Host) recordState(ctx context.Context) error {
+// recordState stores the manifest of the finished release with each file's
+// server mtime (the next deploy reuses a file only if it is unchanged
+// since), and remembers which files share an inode with an older release
+// when something will run in the release that could write into them. When
+// the upload could not report mtimes (SFTP), one scan provides them and
+// also checks that every file arrived whole.
+func (h *Host) recordState(ctx context.Context, mtimes map[string]time.Time) error {
 	dir := h.L.Release(h.ReleaseID)
-	scan, err := h.T.Scan(ctx, dir)
-	if err != nil {
-		return fmt.Errorf("verify %s: %w", dir, err)
-	}
-	if err := waitPastMTimes(ctx, h.T, scan); err != nil {
-		return err
-	}
-	byPath := make(map[string]transport.Stat, len(scan))
 	h.linked = map[string]transport.Stat{}
-	for _, s := range scan {
-		byPath[s.Path] = s
-		if s.Links > 1 && s.Inode != 0 && s.Mode.IsRegular() {
-			h.linked[s.Path] = s
+	var byPath map[string]transport.Stat
+	if mtimes == nil || h.runsInRelease() {
+		scan, err := h.T.Scan(ctx, dir)
+		if err != nil {
+			return fmt.Errorf("verify %s: %w", dir, err)
+		}
+		if err := waitPastMTimes(ctx, h.T, scan); err != nil {
+			return err
+		}
+		byPath = make(map[string]transport.Stat, len(scan))
+		for _, s := range scan {
+			byPath[s.Path] = s
+			if s.Links > 1 && s.Inode != 0 && s.Mode.IsRegular() {
+				h.linked[s.Path] = s
+			}
 		}
 	}
 	for i := range h.manifest.Entries {
 		e := &h.manifest.Entries[i]
 		if under(e.Path, h.S.SharedDirs) || under(e.Path, h.S.SharedFiles) {
+			continue
+		}
+		if mtimes != nil {
+			if e.Type == release.TypeFile {
+				e.MTime = mtimes[e.Path].UnixNano()
+			}
 			continue
 		}
 		s, ok := byPath[e.Path]
@@ -470,6 +497,12 @@ func (h *Host) recordState(ctx context.Context) error {
 		return fmt.Errorf("store manifest: %w", err)
 	}
 	return nil
+}
+
+// runsInRelease reports whether anything will run inside the new release
+// (hooks, or chmod for writable-dirs) that could write into a reused file.
+func (h *Host) runsInRelease() bool {
+	return h.T.CanExec() && (h.S.BeforeActivate != "" || h.S.AfterActivate != "" || len(h.S.WritableDirs) > 0)
 }
 
 // waitPastMTimes handles servers that report mtimes in whole seconds (SFTP

@@ -1,0 +1,144 @@
+package deploy
+
+import (
+	"archive/tar"
+	"bufio"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/release"
+	"github.com/atomic-deploy/atomic-deploy/internal/shell"
+	"github.com/atomic-deploy/atomic-deploy/internal/transport"
+)
+
+// Where the server has a shell and GNU tar, the whole release goes out as
+// one compressed tar stream into one `tar -x`: directories, symlinks, new
+// file contents, and hard-link entries that point at the previous release
+// for every reused file. That is one round trip for the whole upload, and
+// every file operation happens inside one server process, instead of a few
+// SFTP requests per file. SFTP-only servers use Plan.execute.
+
+// probeGNUTar reports whether the target's tar is GNU tar (its -P hard
+// links to absolute paths and PAX headers are what the stream relies on).
+func probeGNUTar(ctx context.Context, t transport.Transport) bool {
+	if !t.CanExec() {
+		return false
+	}
+	var out strings.Builder
+	err := t.Exec(ctx, "tar --version 2>/dev/null | head -n 1", nil, &limitedWriter{w: &out, n: 256}, io.Discard)
+	return err == nil && strings.Contains(out.String(), "GNU tar")
+}
+
+// tarExtractCommand extracts a gzip-compressed stream from stdin into dir:
+// -p keeps modes exactly (no umask), -P keeps the absolute hard-link
+// targets, --no-same-owner leaves files owned by the deploy user even when
+// that user is root.
+func tarExtractCommand(dir string) string {
+	return shell.Command("tar", "-x", "-z", "-p", "-P", "--no-same-owner", "-C", dir, "-f", "-")
+}
+
+// executeTar sends the plan as one tar stream. It returns the modification
+// time each file got (new files: the header's; reused files: the previous
+// release's, from prevScan), so the manifest needs no scan afterwards.
+func (p *Plan) executeTar(ctx context.Context, t transport.Transport, dir, prevDir string, prevScan []transport.Stat, st *uploadStats) (map[string]time.Time, error) {
+	prevMTime := make(map[string]time.Time, len(p.Reuse))
+	for _, s := range prevScan {
+		prevMTime[s.Path] = s.ModTime
+	}
+	mtimes := make(map[string]time.Time, len(p.Upload)+len(p.Reuse))
+	now := time.Now().Truncate(time.Microsecond)
+
+	pr, pw := io.Pipe()
+	writeErr := make(chan error, 1)
+	go func() {
+		err := p.writeTar(pw, prevDir, now, prevMTime, mtimes, st)
+		pw.CloseWithError(err)
+		writeErr <- err
+	}()
+	var stderr strings.Builder
+	err := t.Exec(ctx, tarExtractCommand(dir), pr, io.Discard, &limitedWriter{w: &stderr, n: 4096})
+	pr.CloseWithError(errors.New("tar ended"))
+	werr := <-writeErr
+	if err != nil {
+		if msg := strings.TrimSpace(stderr.String()); msg != "" {
+			return nil, fmt.Errorf("extract into %s: %v: %s", dir, err, msg)
+		}
+		return nil, fmt.Errorf("extract into %s: %w", dir, err)
+	}
+	if werr != nil {
+		return nil, fmt.Errorf("upload to %s: %w", dir, werr)
+	}
+	return mtimes, nil
+}
+
+// writeTar writes directories first (in manifest order, parents before
+// children), then symlinks, hard links and files.
+func (p *Plan) writeTar(w io.Writer, prevDir string, now time.Time, prevMTime, mtimes map[string]time.Time, st *uploadStats) error {
+	bw := bufio.NewWriterSize(w, 256<<10)
+	zw, _ := gzip.NewWriterLevel(bw, gzip.BestSpeed)
+	tw := tar.NewWriter(zw)
+	hdr := func(h *tar.Header) error {
+		h.Format = tar.FormatPAX
+		h.Uname, h.Gname = "", ""
+		return tw.WriteHeader(h)
+	}
+	for _, d := range p.Dirs {
+		if err := hdr(&tar.Header{Typeflag: tar.TypeDir, Name: d.Path + "/", Mode: int64(d.Mode), ModTime: now}); err != nil {
+			return err
+		}
+	}
+	for _, s := range p.Symlinks {
+		if err := hdr(&tar.Header{Typeflag: tar.TypeSymlink, Name: s.Path, Linkname: s.Target, Mode: 0o777, ModTime: now}); err != nil {
+			return err
+		}
+	}
+	for _, r := range p.Reuse {
+		if err := hdr(&tar.Header{Typeflag: tar.TypeLink, Name: r.Entry.Path, Linkname: path.Join(prevDir, r.From), Mode: int64(r.Entry.Mode), ModTime: now}); err != nil {
+			return err
+		}
+		mtimes[r.Entry.Path] = prevMTime[r.From]
+		st.reused.Add(1)
+		st.reusedBytes.Add(r.Entry.Size)
+	}
+	for _, e := range p.Upload {
+		if err := writeTarFile(tw, e, now, &st.bytes); err != nil {
+			return err
+		}
+		mtimes[e.Path] = now
+		st.files.Add(1)
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+func writeTarFile(tw *tar.Writer, e *release.Entry, mtime time.Time, counter *atomic.Int64) error {
+	r, err := e.Open()
+	if err != nil {
+		return fmt.Errorf("read %s: %w", e.Path, err)
+	}
+	defer r.Close()
+	h := &tar.Header{Typeflag: tar.TypeReg, Name: e.Path, Size: e.Size, Mode: int64(e.Mode), ModTime: mtime, Format: tar.FormatPAX}
+	if err := tw.WriteHeader(h); err != nil {
+		return err
+	}
+	n, err := io.Copy(tw, &countingReader{r: io.LimitReader(r, e.Size), n: counter})
+	if err != nil {
+		return fmt.Errorf("read %s: %w", e.Path, err)
+	}
+	if n != e.Size {
+		return fmt.Errorf("upload %s: the file changed on the runner while deploying (%d bytes, expected %d)", e.Path, n, e.Size)
+	}
+	return nil
+}
