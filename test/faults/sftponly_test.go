@@ -1,0 +1,52 @@
+package faults_test
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestSFTPOnlyKilledDeployLeaseExpires SIGKILLs a deploy process on an
+// SFTP-only server mid-upload. There the lock is a lease directory that
+// nothing removes when its holder dies; the lease stops being renewed and
+// the next deploy breaks it once it is older than its TTL (2 s here, set
+// through deploy.Settings by a helper process that stands in for the CLI),
+// without an unlock.
+func TestSFTPOnlyKilledDeployLeaseExpires(t *testing.T) {
+	t.Parallel()
+	inject(t, "SIGKILL mid-upload, sftp-only: the lease expires")
+	e := newEnv(t, envOptions{sftpOnly: true})
+	first := e.mustGoDeploy()
+	e.writeBig("assets", 400, 64*1024)
+	cfg, _ := json.Marshal(helperConfig{SSH: e.sshConfig(), Root: e.root, Source: e.src, TTL: 2 * time.Second, Parallel: 4})
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self, "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+string(cfg))
+	out := &syncBuf{}
+	cmd.Stdout, cmd.Stderr = out, out
+	before := e.releases()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-done })
+	e.newRelease(before, 30*time.Second)
+	cmd.Process.Signal(syscall.SIGKILL)
+	<-done
+	if !exists(filepath.Join(e.localRoot(), ".atomic-deploy", "lock", "owner.json")) {
+		t.Fatalf("no lease left by the killed deploy (did it finish?):\n%s", out)
+	}
+	start := time.Now()
+	e.afterFault(first)
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("the next deploy took %s to get past a dead lease with a 2s TTL", d)
+	}
+}
