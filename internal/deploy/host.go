@@ -697,6 +697,14 @@ func (h *Host) Activate(ctx context.Context) error {
 		return err
 	}
 	if err := h.T.Rename(ctx, h.nextLink, h.L.Current()); err != nil {
+		// The rename may have happened with only its answer lost (a
+		// dropped connection, a cancelled mv): look, so that a release
+		// that went live is rolled back, never removed by Abort.
+		if live, lerr := h.liveID(context.WithoutCancel(ctx)); lerr == nil && live == h.ReleaseID {
+			h.nextLink = ""
+			h.switched = true
+			h.SwitchedAt = time.Now()
+		}
 		return fmt.Errorf("switch to %s: %w", h.ReleaseID, err)
 	}
 	h.nextLink = ""
@@ -706,6 +714,19 @@ func (h *Host) Activate(ctx context.Context) error {
 		return fmt.Errorf("switch to %s: %s reads %q afterwards (%v)", h.ReleaseID, h.L.Current(), got, err)
 	}
 	return nil
+}
+
+// liveID reads which release `current` points at ("" when it does not exist).
+func (h *Host) liveID(ctx context.Context) (string, error) {
+	target, err := h.T.Readlink(ctx, h.L.Current())
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	id, _ := h.L.releaseIDFromTarget(target)
+	return id, nil
 }
 
 // switchTo is the one place `current` changes: a new symlink under a
@@ -765,6 +786,16 @@ func (h *Host) Abort(ctx context.Context, reason string) error {
 		h.nextLink = ""
 	}
 	if h.created && !h.switched {
+		// Never remove what `current` points at, or may point at (it
+		// cannot be read): the next deploy prunes it once it is not live.
+		if live, err := h.liveID(ctx); err != nil || live == h.ReleaseID {
+			why := "current points at it"
+			if err != nil {
+				why = fmt.Sprintf("cannot tell whether current points at it: %v", err)
+			}
+			errs = append(errs, fmt.Errorf("release %s left in place: %s", h.ReleaseID, why))
+			return errors.Join(append(errs, h.unlock(ctx))...)
+		}
 		if err := h.T.RemoveAll(ctx, h.L.Release(h.ReleaseID)); err != nil {
 			errs = append(errs, fmt.Errorf("remove unfinished release %s: %w", h.ReleaseID, err))
 		}
