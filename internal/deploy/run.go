@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -274,7 +275,7 @@ func Deploy(ctx context.Context, o Options, m *release.Manifest) (*Result, error
 	if err != nil {
 		r.revertAll(cleanup, "switch failed: "+err.Error())
 		r.abortAll(cleanup, "switch failed: "+err.Error())
-		return r.result("deploy", id, start), fmt.Errorf("switch to %s failed; every host is back on its previous release: %w", id, err)
+		return r.result("deploy", id, start), fmt.Errorf("switch to %s failed; %s: %w", id, r.switchedBack(cleanup), err)
 	}
 	o.Log.Infof("current -> releases/%s on %d host%s", id, len(r.hosts), plural(len(r.hosts)))
 
@@ -308,6 +309,23 @@ func Deploy(ctx context.Context, o Options, m *release.Manifest) (*Result, error
 	})
 	end()
 	return r.result("deploy", id, start), nil
+}
+
+// switchedBack reads current on every host after a failed switch and says
+// whether each is back on the release it had; a host whose connection died
+// may have switched before it did, and is named.
+func (r *runner) switchedBack(ctx context.Context) string {
+	var unsure []string
+	for i, h := range r.hosts {
+		if live, err := h.liveID(ctx); err != nil || live != r.results[i].PreviousID {
+			unsure = append(unsure, h.Name)
+		}
+	}
+	if len(unsure) == 0 {
+		return "every host is back on its previous release"
+	}
+	return fmt.Sprintf("%s may be on it or on the previous release (current could not be read back or put back); "+
+		"both are complete, and the next deploy or a rollback settles it", strings.Join(unsure, ", "))
 }
 
 // revertAll switches every switched host back; the outcome says which.
