@@ -197,3 +197,25 @@ func TestFleetSwitchesTogether(t *testing.T) {
 		t.Errorf("switch spread %s; hosts should flip within about one round trip", hi.Sub(lo))
 	}
 }
+
+// Every host keeps its own record of what it holds, so a second deploy
+// reuses the unchanged files on each of them.
+func TestFleetIncrementalDeployReusesOnEveryHost(t *testing.T) {
+	f := newFleet(t, 3)
+	for i := range 20 {
+		os.WriteFile(filepath.Join(f.src, fmt.Sprintf("f%02d.txt", i)), []byte(strings.Repeat("x", i+1)), 0o644)
+	}
+	if _, err := f.deploy(nil); err != nil {
+		t.Fatal(err)
+	}
+	f.write("v2")
+	res, err := f.deploy(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range res.Hosts {
+		if h.FilesUploaded != 1 || h.FilesReused != 21 {
+			t.Errorf("%s: uploaded %d, reused %d; want 1 and 21 (20 files + REVISION)", h.Name, h.FilesUploaded, h.FilesReused)
+		}
+	}
+}

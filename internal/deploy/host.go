@@ -1,16 +1,20 @@
 package deploy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
 	"github.com/atomic-deploy/atomic-deploy/internal/shell"
@@ -96,50 +100,85 @@ func (h *Host) Open(ctx context.Context, needHooks bool) error {
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("inspect %s: %w", h.L.Current(), err)
 	}
-	for _, dir := range []string{h.L.Releases(), h.L.Shared(), h.L.Manifests()} {
-		if err := h.T.MkdirAll(ctx, dir, 0o755); err != nil {
-			return fmt.Errorf("create %s: %w", dir, err)
-		}
+	// Independent requests go out together: each is a round trip on a
+	// remote host, and waiting for them one by one adds up.
+	if err := h.T.MkdirAll(ctx, h.L.Meta(), 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", h.L.Meta(), err)
 	}
-	// The tar probe runs while the lock is taken: one round trip saved.
-	tarProbe := make(chan bool, 1)
-	go func() { tarProbe <- !h.S.NoTar && probeGNUTar(ctx, h.T) }()
-	lock, err := acquire(ctx, h.T, h.L, Owner{Actor: h.S.Actor, RunURL: h.S.RunURL, Host: h.S.Runner, StartedAt: time.Now().UTC()}, h.S.Lock)
-	h.gnuTar = <-tarProbe
+	err := parallel(ctx,
+		func(ctx context.Context) error { return h.T.MkdirAll(ctx, h.L.Releases(), 0o755) },
+		func(ctx context.Context) error { return h.T.MkdirAll(ctx, h.L.Shared(), 0o755) },
+		func(ctx context.Context) error { return h.T.MkdirAll(ctx, h.L.Manifests(), 0o755) },
+		func(ctx context.Context) error {
+			lock, err := acquire(ctx, h.T, h.L, Owner{Actor: h.S.Actor, RunURL: h.S.RunURL, Host: h.S.Runner, StartedAt: time.Now().UTC()}, h.S.Lock)
+			if err != nil {
+				return err
+			}
+			h.lock = lock
+			return nil
+		},
+		func(ctx context.Context) error { h.gnuTar = !h.S.NoTar && probeGNUTar(ctx, h.T); return nil },
+	)
 	if err != nil {
+		h.unlock(context.WithoutCancel(ctx))
 		return err
 	}
-	h.lock = lock
-	if err := h.readState(ctx); err != nil {
-		h.unlock(ctx)
+	err = parallel(ctx, h.readState, func(ctx context.Context) error { h.removeTempLinks(ctx); return nil })
+	if err != nil {
+		h.unlock(context.WithoutCancel(ctx))
 		return err
 	}
-	h.removeTempLinks(ctx)
 	return nil
 }
 
-func (h *Host) readState(ctx context.Context) error {
-	rl, err := readReleaseLog(ctx, h.T, h.L)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", h.L.Log(), err)
+// parallel runs fns at once and returns the first error.
+func parallel(ctx context.Context, fns ...func(context.Context) error) error {
+	g, ctx := errgroup.WithContext(ctx)
+	for _, fn := range fns {
+		g.Go(func() error { return fn(ctx) })
 	}
-	h.rlog = rl
-	target, err := h.T.Readlink(ctx, h.L.Current())
+	return g.Wait()
+}
+
+func (h *Host) readState(ctx context.Context) error {
+	var target string
+	var linkErr error
+	var entries []fs.FileInfo
+	err := parallel(ctx,
+		func(ctx context.Context) error {
+			rl, err := readReleaseLog(ctx, h.T, h.L)
+			if err != nil {
+				return fmt.Errorf("read %s: %w", h.L.Log(), err)
+			}
+			h.rlog = rl
+			return nil
+		},
+		func(ctx context.Context) error {
+			target, linkErr = h.T.Readlink(ctx, h.L.Current())
+			return nil
+		},
+		func(ctx context.Context) error {
+			var err error
+			if entries, err = h.T.ReadDir(ctx, h.L.Releases()); err != nil {
+				return fmt.Errorf("list %s: %w", h.L.Releases(), err)
+			}
+			return nil
+		},
+	)
+	if err != nil {
+		return err
+	}
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(linkErr, fs.ErrNotExist):
 		h.CurrentID = ""
-	case err != nil:
-		return fmt.Errorf("read %s: %w", h.L.Current(), err)
+	case linkErr != nil:
+		return fmt.Errorf("read %s: %w", h.L.Current(), linkErr)
 	default:
 		id, ok := h.L.releaseIDFromTarget(target)
 		if !ok {
 			return fmt.Errorf("%s points to %s, outside %s; point it at a release or remove it", h.L.Current(), target, h.L.Releases())
 		}
 		h.CurrentID = id
-	}
-	entries, err := h.T.ReadDir(ctx, h.L.Releases())
-	if err != nil {
-		return fmt.Errorf("list %s: %w", h.L.Releases(), err)
 	}
 	h.existing = h.existing[:0]
 	for _, e := range entries {
@@ -177,13 +216,34 @@ func (h *Host) appendLog(ctx context.Context, r Record) error {
 func (h *Host) Prepare(ctx context.Context, m *release.Manifest, id string) error {
 	h.ReleaseID = id
 	dir := h.L.Release(id)
-	if _, err := h.T.Lstat(ctx, dir); err == nil {
+	if slices.Contains(h.existing, id) {
 		return fmt.Errorf("release %s already exists on %s; a release id is used once (choose another release-id or let it default to the time)", id, h.Name)
 	}
-	// Logged before the directory exists, so a crash at any later point
-	// leaves a release the next deploy knows to be unfinished and prunes.
-	if err := h.appendLog(ctx, Record{ID: id, Status: StatusStarted, Revision: h.S.Revision, Actor: h.S.Actor, RunURL: h.S.RunURL, StartedAt: time.Now().UTC()}); err != nil {
-		return fmt.Errorf("write %s: %w", h.L.Log(), err)
+	// What the plan needs is read while the log is written.
+	var (
+		unseeded []string
+		prev     *release.Manifest
+		prevScan []transport.Stat
+	)
+	err := parallel(ctx,
+		func(ctx context.Context) error {
+			// Logged before the directory exists, so a crash at any later
+			// point leaves a release the next deploy knows to be unfinished.
+			if err := h.appendLog(ctx, Record{ID: id, Status: StatusStarted, Revision: h.S.Revision, Actor: h.S.Actor, RunURL: h.S.RunURL, StartedAt: time.Now().UTC()}); err != nil {
+				return fmt.Errorf("write %s: %w", h.L.Log(), err)
+			}
+			return nil
+		},
+		func(ctx context.Context) error {
+			var err error
+			m, unseeded, err = h.withoutSeededShared(ctx, m)
+			return err
+		},
+		func(ctx context.Context) error { prev = h.previousManifest(ctx); return nil },
+		func(ctx context.Context) error { prevScan = h.previousScan(ctx); return nil },
+	)
+	if err != nil {
+		return err
 	}
 	if err := h.T.Mkdir(ctx, dir, 0o755); err != nil {
 		if errors.Is(err, fs.ErrExist) {
@@ -192,14 +252,8 @@ func (h *Host) Prepare(ctx context.Context, m *release.Manifest, id string) erro
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
 	h.created = true
-
-	m, unseeded, err := h.withoutSeededShared(ctx, m)
-	if err != nil {
-		return err
-	}
 	h.manifest = m
-	prevScan := h.previousScan(ctx)
-	plan := MakePlan(m, h.previousManifest(ctx), prevScan)
+	plan := MakePlan(m, prev, prevScan)
 	plan.uploadOnly(unseeded)
 	mtimes, err := h.upload(ctx, plan, dir, prevScan)
 	if err != nil {
@@ -461,6 +515,9 @@ func (h *Host) recordState(ctx context.Context, mtimes map[string]time.Time) err
 			}
 		}
 	}
+	// The manifest may be shared with other hosts: this host's mtimes are
+	// kept beside it, never written into it.
+	recorded := make([]int64, len(h.manifest.Entries))
 	for i := range h.manifest.Entries {
 		e := &h.manifest.Entries[i]
 		if under(e.Path, h.S.SharedDirs) || under(e.Path, h.S.SharedFiles) {
@@ -468,7 +525,7 @@ func (h *Host) recordState(ctx context.Context, mtimes map[string]time.Time) err
 		}
 		if mtimes != nil {
 			if e.Type == release.TypeFile {
-				e.MTime = mtimes[e.Path].UnixNano()
+				recorded[i] = mtimes[e.Path].UnixNano()
 			}
 			continue
 		}
@@ -478,7 +535,7 @@ func (h *Host) recordState(ctx context.Context, mtimes map[string]time.Time) err
 			if !ok || !s.Mode.IsRegular() || s.Size != e.Size {
 				return fmt.Errorf("verify %s: %s is missing or incomplete on the server (disk full?)", dir, e.Path)
 			}
-			e.MTime = s.ModTime.UnixNano()
+			recorded[i] = s.ModTime.UnixNano()
 		case release.TypeDir:
 			if !ok || !s.Mode.IsDir() {
 				return fmt.Errorf("verify %s: directory %s is missing", dir, e.Path)
@@ -489,10 +546,11 @@ func (h *Host) recordState(ctx context.Context, mtimes map[string]time.Time) err
 			}
 		}
 	}
-	data, err := h.manifest.Bytes()
-	if err != nil {
+	var buf bytes.Buffer
+	if err := h.manifest.EncodeMTimes(&buf, recorded); err != nil {
 		return err
 	}
+	data := buf.Bytes()
 	if err := h.T.WriteFile(ctx, h.L.Manifest(h.ReleaseID), data, 0o644); err != nil {
 		return fmt.Errorf("store manifest: %w", err)
 	}
@@ -814,11 +872,18 @@ func (h *Host) Abort(ctx context.Context, reason string) error {
 
 // Finish records success, prunes old releases and releases the lock.
 func (h *Host) Finish(ctx context.Context) error {
-	if err := h.appendLog(ctx, Record{ID: h.ReleaseID, Status: StatusSuccess, FinishedAt: time.Now().UTC()}); err != nil {
-		h.Log.Warnf("%s: could not write the releases log: %v", h.Name, err)
-	}
 	h.CurrentID, h.switched = h.ReleaseID, false
-	h.prune(ctx)
+	// Decided before the log changes; deleting and logging then go together.
+	old := h.pruneCandidates()
+	parallel(ctx,
+		func(ctx context.Context) error {
+			if err := h.appendLog(ctx, Record{ID: h.ReleaseID, Status: StatusSuccess, FinishedAt: time.Now().UTC()}); err != nil {
+				h.Log.Warnf("%s: could not write the releases log: %v", h.Name, err)
+			}
+			return nil
+		},
+		func(ctx context.Context) error { h.prune(ctx, old); return nil },
+	)
 	return h.unlock(ctx)
 }
 
@@ -834,15 +899,18 @@ func (h *Host) unlock(ctx context.Context) error {
 	return err
 }
 
-// prune deletes releases beyond keep-releases. Kept: the newest successful
-// releases, the live one and the one a rollback would go to. Failed,
-// rolled-back and abandoned releases never count. Trouble deleting is a
-// warning: the new release is live by now.
-func (h *Host) prune(ctx context.Context) {
-	list, err := listReleases(ctx, h.T, h.L, h.rlog, h.CurrentID)
-	if err != nil {
-		h.Log.Warnf("%s: prune: %v", h.Name, err)
-		return
+// pruneCandidates lists the releases beyond keep-releases. Kept: the
+// newest successful releases (the one just deployed among them), the live
+// one and the one a rollback would go to. Failed, rolled-back and
+// abandoned releases never count. The lock is held, so the directories
+// found by Open plus the new release are all there is.
+func (h *Host) pruneCandidates() []string {
+	names := append(slices.Clone(h.existing), h.ReleaseID)
+	list := releasesFromNames(names, h.rlog, h.CurrentID)
+	for i := range list {
+		if list[i].ID == h.ReleaseID {
+			list[i].Status = StatusSuccess
+		}
 	}
 	keep := map[string]bool{h.CurrentID: true}
 	if t := rollbackTarget(list, h.CurrentID); t != "" {
@@ -855,16 +923,26 @@ func (h *Host) prune(ctx context.Context) {
 			kept++
 		}
 	}
+	var old []string
 	for _, r := range list {
-		if keep[r.ID] {
-			continue
+		if !keep[r.ID] {
+			old = append(old, r.ID)
 		}
-		if err := h.T.RemoveAll(ctx, h.L.Release(r.ID)); err != nil {
-			h.Log.Warnf("%s: could not remove old release %s: %v", h.Name, r.ID, err)
-			continue
-		}
-		h.T.Remove(ctx, h.L.Manifest(r.ID))
 	}
+	return old
+}
+
+// prune deletes old releases. Trouble deleting is a warning: the new
+// release is live by now.
+func (h *Host) prune(ctx context.Context, ids []string) {
+	forEach(ctx, 4, ids, func(ctx context.Context, id string) error {
+		if err := h.T.RemoveAll(ctx, h.L.Release(id)); err != nil {
+			h.Log.Warnf("%s: could not remove old release %s: %v", h.Name, id, err)
+			return nil
+		}
+		h.T.Remove(ctx, h.L.Manifest(id))
+		return nil
+	})
 }
 
 // rollbackTarget is the newest successful release older than current.

@@ -126,13 +126,21 @@ func listReleases(ctx context.Context, t transport.Transport, l Layout, rl *rele
 	if err != nil {
 		return nil, err
 	}
-	latest := rl.latest()
-	var out []ReleaseInfo
+	var names []string
 	for _, e := range entries {
-		if !e.IsDir() {
-			continue
+		if e.IsDir() {
+			names = append(names, e.Name())
 		}
-		id := e.Name()
+	}
+	return releasesFromNames(names, rl, currentID), nil
+}
+
+// releasesFromNames joins release ids with their log records, oldest first.
+// Ids with no record were made by another tool and count as successful.
+func releasesFromNames(names []string, rl *releaseLog, currentID string) []ReleaseInfo {
+	latest := rl.latest()
+	out := make([]ReleaseInfo, 0, len(names))
+	for _, id := range names {
 		r, ok := latest[id]
 		if !ok {
 			r = Record{ID: id, Status: StatusSuccess}
@@ -140,5 +148,5 @@ func listReleases(ctx context.Context, t transport.Transport, l Layout, rl *rele
 		out = append(out, ReleaseInfo{Record: r, Current: id == currentID})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
+	return out
 }

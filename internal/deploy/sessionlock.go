@@ -29,11 +29,18 @@ type locker interface {
 func acquire(ctx context.Context, t transport.Transport, l Layout, owner Owner, opts LockOptions) (locker, error) {
 	if t.CanExec() {
 		sl, err := acquireSessionLock(ctx, t, l, owner, opts)
+		if err == nil {
+			return sl, nil
+		}
 		if !errors.Is(err, errNoFlock) {
-			return sl, err
+			return nil, err
 		}
 	}
-	return AcquireLock(ctx, t, l.Lock(), owner, opts)
+	lease, err := AcquireLock(ctx, t, l.Lock(), owner, opts)
+	if err != nil {
+		return nil, err // not a typed nil inside the interface
+	}
+	return lease, nil
 }
 
 var errNoFlock = errors.New("flock(1) is not available on the server")

@@ -78,13 +78,25 @@ func (m *Manifest) Index() map[string]*Entry {
 const manifestHeader = `{"atomic-deploy-manifest":1}`
 
 // Encode writes the manifest as gzip-compressed JSON lines.
-func (m *Manifest) Encode(w io.Writer) error {
+func (m *Manifest) Encode(w io.Writer) error { return m.EncodeMTimes(w, nil) }
+
+// EncodeMTimes is Encode with each entry's MTime taken from mtimes (same
+// order as Entries) when it is not nil: the manifest of a fleet is shared
+// by all hosts, while every host has its own modification times.
+func (m *Manifest) EncodeMTimes(w io.Writer, mtimes []int64) error {
+	if mtimes != nil && len(mtimes) != len(m.Entries) {
+		return fmt.Errorf("manifest: %d mtimes for %d entries", len(mtimes), len(m.Entries))
+	}
 	zw := gzip.NewWriter(w)
 	bw := bufio.NewWriter(zw)
 	bw.WriteString(manifestHeader + "\n")
 	enc := json.NewEncoder(bw)
 	for i := range m.Entries {
-		if err := enc.Encode(&m.Entries[i]); err != nil {
+		e := m.Entries[i]
+		if mtimes != nil {
+			e.MTime = mtimes[i]
+		}
+		if err := enc.Encode(&e); err != nil {
 			return err
 		}
 	}
