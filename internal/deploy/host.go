@@ -792,8 +792,12 @@ func (h *Host) liveID(ctx context.Context) (string, error) {
 // one step, so every request sees the old release or the new one, never a
 // missing link (ln -sfn unlinks first on many systems).
 func (h *Host) switchTo(ctx context.Context, id string) error {
-	if info, err := h.T.Lstat(ctx, h.L.Release(id)); err != nil || !info.IsDir() {
+	info, err := h.T.Lstat(ctx, h.L.Release(id))
+	switch {
+	case errors.Is(err, fs.ErrNotExist), err == nil && !info.IsDir():
 		return fmt.Errorf("release %s is not on %s", id, h.Name)
+	case err != nil: // a lost connection is not a missing release
+		return fmt.Errorf("switch to %s: %w", id, err)
 	}
 	tmp := path.Join(h.L.Root, tempLinkPrefix+randomToken())
 	if err := h.T.Symlink(ctx, currentTarget(id), tmp); err != nil {

@@ -81,10 +81,6 @@ func TestConnectionDroppedMidHook(t *testing.T) {
 	for _, hook := range []string{"before", "after"} {
 		t.Run(hook+"-activate", func(t *testing.T) {
 			t.Parallel()
-			knownBug(t, "hook-orphan")
-			if hook == "after" {
-				knownBug(t, "rollback-msg")
-			}
 			inject(t, "connection dropped mid-"+hook+"-activate")
 			e := newEnv(t, envOptions{proxy: true})
 			first := e.mustGoDeploy()
