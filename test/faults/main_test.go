@@ -87,10 +87,9 @@ type faultResult struct {
 // knownBugs are faults that a bug in the deploy does not survive yet, by
 // key; their tests skip until the fix lands (and removes the key).
 var knownBugs = map[string]string{
-	"disk-full-msg": "a full disk over SFTP is reported as SSH_FX_FAILURE",
-	"prune-half":    "a release that cannot be fully removed is left half deleted",
-	"adopt-advice":  "the advice for a real current directory fails without releases/",
-	"hook-orphan":   "a hook outlives its deploy's SSH session",
+	"prune-half":   "a release that cannot be fully removed is left half deleted",
+	"adopt-advice": "the advice for a real current directory fails without releases/",
+	"hook-orphan":  "a hook outlives its deploy's SSH session",
 }
 
 // knownBug skips t while the bug named key is not fixed.

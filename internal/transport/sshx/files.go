@@ -64,7 +64,7 @@ func (t *Transport) existsErr(p string, err error) error {
 func (t *Transport) Mkdir(ctx context.Context, p string, perm fs.FileMode) error {
 	err := t.do(ctx, func() error {
 		if err := t.sftp.Mkdir(p); err != nil {
-			return t.existsErr(p, err)
+			return t.noSpace(p, t.existsErr(p, err))
 		}
 		return t.sftp.Chmod(p, perm)
 	})
@@ -128,24 +128,66 @@ func (t *Transport) Create(ctx context.Context, p string, perm fs.FileMode) (io.
 		return nil
 	})
 	if err != nil {
-		return nil, opErr("create", p, err)
+		return nil, opErr("create", p, t.noSpace(p, err))
 	}
+	w := &file{File: f, t: t, path: p}
 	if perm&(fs.ModeSetuid|fs.ModeSetgid|0o6000) != 0 {
-		return &setIDFile{File: f, perm: perm}, nil
+		return &setIDFile{file: w, perm: perm}, nil
 	}
-	return f, nil
+	return w, nil
+}
+
+// file is a file being written; it says when a write failed for a full disk.
+type file struct {
+	*sftp.File
+	t    *Transport
+	path string
+}
+
+func (f *file) Write(b []byte) (int, error) {
+	n, err := f.File.Write(b)
+	return n, f.t.noSpace(f.path, err)
+}
+
+// ReadFrom keeps pkg/sftp's concurrent writes for io.Copy.
+func (f *file) ReadFrom(r io.Reader) (int64, error) {
+	n, err := f.File.ReadFrom(r)
+	return n, f.t.noSpace(f.path, err)
+}
+
+func (f *file) Close() error { return f.t.noSpace(f.path, f.File.Close()) }
+
+// noSpace explains the generic SSH_FX_FAILURE that OpenSSH's sftp-server
+// answers for ENOSPC and EDQUOT (SFTP v3 has no code for a full disk): when
+// the filesystem of p has less than 1 MiB or no inode left for this user,
+// the error wraps syscall.ENOSPC and says how much is free.
+func (t *Transport) noSpace(p string, err error) error {
+	var se *sftp.StatusError
+	if err == nil || !errors.As(err, &se) || se.FxCode() != sftp.ErrSSHFxFailure {
+		return err
+	}
+	vfs, verr := t.sftp.StatVFS(path.Dir(p))
+	if verr != nil {
+		return err
+	}
+	free := vfs.Frsize * vfs.Bavail
+	if free >= 1<<20 && (vfs.Files == 0 || vfs.Favail > 0) {
+		return err
+	}
+	return fmt.Errorf("%w: the server's disk is full (%d KiB and %d inodes free for this user; SFTP said %v)",
+		syscall.ENOSPC, free/1024, vfs.Favail, err)
 }
 
 // setIDFile applies perm again on Close: a write by a non-root user clears
 // the setuid and setgid bits that Create set.
 type setIDFile struct {
-	*sftp.File
+	*file
 	perm fs.FileMode
 }
 
 func (f *setIDFile) Close() error {
 	err := f.File.Chmod(f.perm)
-	if cerr := f.File.Close(); err == nil {
+	if cerr := f.file.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
@@ -198,7 +240,7 @@ func (t *Transport) ReadFile(ctx context.Context, p string) ([]byte, error) {
 func (t *Transport) Symlink(ctx context.Context, target, p string) error {
 	err := t.do(ctx, func() error {
 		if err := t.sftp.Symlink(target, p); err != nil {
-			return t.existsErr(p, err)
+			return t.noSpace(p, t.existsErr(p, err))
 		}
 		return nil
 	})
