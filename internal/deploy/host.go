@@ -254,8 +254,9 @@ func (h *Host) Prepare(ctx context.Context, m *release.Manifest, id string) erro
 	h.created = true
 	h.manifest = m
 	plan := MakePlan(m, prev, prevScan)
+	prev, prevScan = nil, nil // large on big releases; the plan has what it needs
 	plan.uploadOnly(unseeded)
-	mtimes, err := h.upload(ctx, plan, dir, prevScan)
+	mtimes, err := h.upload(ctx, plan, dir)
 	if err != nil {
 		return err
 	}
@@ -382,8 +383,9 @@ func (h *Host) previousScan(ctx context.Context) []transport.Stat {
 }
 
 // upload writes the plan into dir, as one tar stream where the server has
-// GNU tar (returning the mtime each file got) or over pipelined SFTP.
-func (h *Host) upload(ctx context.Context, plan *Plan, dir string, prevScan []transport.Stat) (map[string]time.Time, error) {
+// GNU tar (returning the mtime each file got, by entry) or over pipelined
+// SFTP (returning nil: a scan finds the mtimes).
+func (h *Host) upload(ctx context.Context, plan *Plan, dir string) (map[*release.Entry]int64, error) {
 	var st uploadStats
 	start := time.Now()
 	stop := make(chan struct{})
@@ -414,10 +416,18 @@ func (h *Host) upload(ctx context.Context, plan *Plan, dir string, prevScan []tr
 	if parallel < 1 {
 		parallel = 64
 	}
-	var mtimes map[string]time.Time
+	var mtimes map[*release.Entry]int64
 	var err error
 	if h.gnuTar {
-		mtimes, err = plan.executeTar(ctx, h.T, dir, prevDir, prevScan, &st)
+		var now time.Time
+		now, err = plan.executeTar(ctx, h.T, dir, prevDir, &st)
+		mtimes = make(map[*release.Entry]int64, len(plan.Upload)+len(plan.Reuse))
+		for _, e := range plan.Upload {
+			mtimes[e] = now.UnixNano()
+		}
+		for _, r := range plan.Reuse {
+			mtimes[r.Entry] = r.FromMTime
+		}
 	} else {
 		err = plan.execute(ctx, h.T, dir, prevDir, parallel, &st)
 	}
@@ -495,7 +505,7 @@ func (h *Host) linkShared(ctx context.Context, m *release.Manifest) error {
 // when something will run in the release that could write into them. When
 // the upload could not report mtimes (SFTP), one scan provides them and
 // also checks that every file arrived whole.
-func (h *Host) recordState(ctx context.Context, mtimes map[string]time.Time) error {
+func (h *Host) recordState(ctx context.Context, mtimes map[*release.Entry]int64) error {
 	dir := h.L.Release(h.ReleaseID)
 	h.linked = map[string]transport.Stat{}
 	var byPath map[string]transport.Stat
@@ -525,7 +535,7 @@ func (h *Host) recordState(ctx context.Context, mtimes map[string]time.Time) err
 		}
 		if mtimes != nil {
 			if e.Type == release.TypeFile {
-				recorded[i] = mtimes[e.Path].UnixNano()
+				recorded[i] = mtimes[e]
 			}
 			continue
 		}

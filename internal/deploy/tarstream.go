@@ -45,20 +45,14 @@ func tarExtractCommand(dir string) string {
 }
 
 // executeTar sends the plan as one tar stream. It returns the modification
-// time each file got (new files: the header's; reused files: the previous
-// release's, from prevScan), so the manifest needs no scan afterwards.
-func (p *Plan) executeTar(ctx context.Context, t transport.Transport, dir, prevDir string, prevScan []transport.Stat, st *uploadStats) (map[string]time.Time, error) {
-	prevMTime := make(map[string]time.Time, len(p.Reuse))
-	for _, s := range prevScan {
-		prevMTime[s.Path] = s.ModTime
-	}
-	mtimes := make(map[string]time.Time, len(p.Upload)+len(p.Reuse))
+// time every new file got; reused files keep their Reuse.FromMTime, so the
+// manifest needs no scan afterwards.
+func (p *Plan) executeTar(ctx context.Context, t transport.Transport, dir, prevDir string, st *uploadStats) (time.Time, error) {
 	now := time.Now().Truncate(time.Microsecond)
-
 	pr, pw := io.Pipe()
 	writeErr := make(chan error, 1)
 	go func() {
-		err := p.writeTar(pw, prevDir, now, prevMTime, mtimes, st)
+		err := p.writeTar(pw, prevDir, now, st)
 		pw.CloseWithError(err)
 		writeErr <- err
 	}()
@@ -68,19 +62,19 @@ func (p *Plan) executeTar(ctx context.Context, t transport.Transport, dir, prevD
 	werr := <-writeErr
 	if err != nil {
 		if msg := strings.TrimSpace(stderr.String()); msg != "" {
-			return nil, fmt.Errorf("extract into %s: %v: %s", dir, err, msg)
+			return now, fmt.Errorf("extract into %s: %v: %s", dir, err, msg)
 		}
-		return nil, fmt.Errorf("extract into %s: %w", dir, err)
+		return now, fmt.Errorf("extract into %s: %w", dir, err)
 	}
 	if werr != nil {
-		return nil, fmt.Errorf("upload to %s: %w", dir, werr)
+		return now, fmt.Errorf("upload to %s: %w", dir, werr)
 	}
-	return mtimes, nil
+	return now, nil
 }
 
 // writeTar writes directories first (in manifest order, parents before
 // children), then symlinks, hard links and files.
-func (p *Plan) writeTar(w io.Writer, prevDir string, now time.Time, prevMTime, mtimes map[string]time.Time, st *uploadStats) error {
+func (p *Plan) writeTar(w io.Writer, prevDir string, now time.Time, st *uploadStats) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
 	zw, _ := gzip.NewWriterLevel(bw, gzip.BestSpeed)
 	tw := tar.NewWriter(zw)
@@ -103,7 +97,6 @@ func (p *Plan) writeTar(w io.Writer, prevDir string, now time.Time, prevMTime, m
 		if err := hdr(&tar.Header{Typeflag: tar.TypeLink, Name: r.Entry.Path, Linkname: path.Join(prevDir, r.From), Mode: int64(r.Entry.Mode), ModTime: now}); err != nil {
 			return err
 		}
-		mtimes[r.Entry.Path] = prevMTime[r.From]
 		st.reused.Add(1)
 		st.reusedBytes.Add(r.Entry.Size)
 	}
@@ -111,7 +104,6 @@ func (p *Plan) writeTar(w io.Writer, prevDir string, now time.Time, prevMTime, m
 		if err := writeTarFile(tw, e, now, &st.bytes); err != nil {
 			return err
 		}
-		mtimes[e.Path] = now
 		st.files.Add(1)
 	}
 	if err := tw.Close(); err != nil {

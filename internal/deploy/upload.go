@@ -30,8 +30,9 @@ type Plan struct {
 
 // Reuse links an existing server file into the new release.
 type Reuse struct {
-	Entry *release.Entry
-	From  string // path relative to the previous release
+	Entry     *release.Entry
+	From      string // path relative to the previous release
+	FromMTime int64  // its modification time (unix ns), which a hard link keeps
 }
 
 // MakePlan compares the new manifest with the previous release's manifest
@@ -45,27 +46,63 @@ type Reuse struct {
 // new release share an inode with each other.
 func MakePlan(m *release.Manifest, prev *release.Manifest, prevScan []transport.Stat) *Plan {
 	p := &Plan{}
-	type candidate struct {
-		path string
-		used bool
+	// Reusable files of the previous release, chained by content. Indexes
+	// instead of pointers and maps of structs keep a 100,000-file plan small.
+	type content struct {
+		hash string
+		mode uint32
 	}
-	byHash := map[string][]*candidate{}
+	type candidate struct {
+		path  string
+		mtime int64
+		next  int32 // next candidate with the same content, or -1
+		used  bool
+	}
+	var cands []candidate
+	first := map[content]int32{}
 	if prev != nil {
-		now := make(map[string]transport.Stat, len(prevScan))
-		for _, s := range prevScan {
-			now[s.Path] = s
-		}
+		sort.Slice(prevScan, func(i, j int) bool { return prevScan[i].Path < prevScan[j].Path })
 		for i := range prev.Entries {
 			e := &prev.Entries[i]
 			if e.Type != release.TypeFile || e.MTime == 0 {
 				continue
 			}
-			s, ok := now[e.Path]
-			if !ok || !s.Mode.IsRegular() || s.Size != e.Size || !sameTime(s, e.MTime) || uint32(s.Mode.Perm()) != e.Mode&0o777 {
+			j, ok := sort.Find(len(prevScan), func(j int) int { return strings.Compare(e.Path, prevScan[j].Path) })
+			if !ok {
 				continue
 			}
-			byHash[e.Hash+modeKey(e.Mode)] = append(byHash[e.Hash+modeKey(e.Mode)], &candidate{path: e.Path})
+			s := &prevScan[j]
+			if !s.Mode.IsRegular() || s.Size != e.Size || !sameTime(*s, e.MTime) || uint32(s.Mode.Perm()) != e.Mode&0o777 {
+				continue
+			}
+			k := content{e.Hash, e.Mode}
+			next, ok := first[k]
+			if !ok {
+				next = -1
+			}
+			cands = append(cands, candidate{path: e.Path, mtime: s.ModTime.UnixNano(), next: next})
+			first[k] = int32(len(cands) - 1)
 		}
+	}
+	pick := func(e *release.Entry) *candidate {
+		head, ok := first[content{e.Hash, e.Mode}]
+		if !ok {
+			return nil
+		}
+		var any *candidate
+		for i := head; i >= 0; i = cands[i].next {
+			c := &cands[i]
+			if c.used {
+				continue
+			}
+			if c.path == e.Path {
+				return c // the same path first: the likeliest to stay untouched
+			}
+			if any == nil {
+				any = c
+			}
+		}
+		return any
 	}
 	for i := range m.Entries {
 		e := &m.Entries[i]
@@ -75,25 +112,9 @@ func MakePlan(m *release.Manifest, prev *release.Manifest, prevScan []transport.
 		case release.TypeSymlink:
 			p.Symlinks = append(p.Symlinks, e)
 		case release.TypeFile:
-			cands := byHash[e.Hash+modeKey(e.Mode)]
-			var pick *candidate
-			for _, c := range cands {
-				if !c.used && c.path == e.Path {
-					pick = c
-					break
-				}
-			}
-			if pick == nil {
-				for _, c := range cands {
-					if !c.used {
-						pick = c
-						break
-					}
-				}
-			}
-			if pick != nil && e.Size > 0 {
-				pick.used = true
-				p.Reuse = append(p.Reuse, Reuse{Entry: e, From: pick.path})
+			if c := pick(e); c != nil && e.Size > 0 {
+				c.used = true
+				p.Reuse = append(p.Reuse, Reuse{Entry: e, From: c.path, FromMTime: c.mtime})
 				p.ReuseBytes += e.Size
 			} else {
 				p.Upload = append(p.Upload, e)
@@ -104,14 +125,11 @@ func MakePlan(m *release.Manifest, prev *release.Manifest, prevScan []transport.
 	return p
 }
 
-func modeKey(m uint32) string { return fmt.Sprintf(":%o", m) }
-
 // sameTime compares a scanned mtime with a recorded one at the precision
 // both sides have.
 func sameTime(s transport.Stat, recorded int64) bool {
-	rec := time.Unix(0, recorded)
 	if !s.Precise {
-		return s.ModTime.Unix() == rec.Unix()
+		return s.ModTime.Unix() == time.Unix(0, recorded).Unix()
 	}
 	return s.ModTime.UnixNano() == recorded
 }

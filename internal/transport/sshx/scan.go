@@ -1,10 +1,13 @@
 package sshx
 
 import (
+	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"path"
 	"sort"
@@ -47,52 +50,128 @@ const findFormat = `%P\0%y\0%m\0%s\0%T@\0%i\0%n\0%C@\0`
 
 const findFields = 8
 
-func (t *Transport) scanFind(ctx context.Context, root string) ([]transport.Stat, error) {
-	out, err := t.run(ctx, shell.Command("find", "-H", root, "-mindepth", "1", "-printf", findFormat))
-	if err != nil {
-		return nil, err
-	}
-	return parseFind(out)
+// scanScript runs find and sends its output gzip-compressed when the server
+// has gzip (a 5,000-file listing is ~600 kB raw, ~100 kB compressed). The
+// first byte says which; a trailer record carries find's exit status,
+// because sh has no pipefail.
+func scanScript(root string) string {
+	find := shell.Command("find", "-H", root, "-mindepth", "1", "-printf", findFormat)
+	body := "{ " + find + "; printf '\\0%s\\0' \"$?\"; }"
+	return "if command -v gzip >/dev/null 2>&1; then printf z; " + body + " | gzip -1; else printf p; " + body + "; fi\n"
 }
 
-func parseFind(out []byte) ([]transport.Stat, error) {
-	fields := bytes.Split(out, []byte{0})
-	if len(fields)%findFields != 1 || len(fields[len(fields)-1]) != 0 {
-		return nil, fmt.Errorf("find output is not NUL-separated records of %d fields", findFields)
+func (t *Transport) scanFind(ctx context.Context, root string) ([]transport.Stat, error) {
+	pr, pw := io.Pipe()
+	type result struct {
+		stats []transport.Stat
+		err   error
 	}
-	stats := make([]transport.Stat, 0, len(fields)/findFields)
-	for i := 0; i+findFields < len(fields); i += findFields {
-		rec := fields[i : i+findFields]
-		perm, err := strconv.ParseUint(string(rec[2]), 8, 32)
-		if err != nil {
-			return nil, fmt.Errorf("find: bad mode %q for %q", rec[2], rec[0])
+	done := make(chan result, 1)
+	go func() {
+		stats, err := parseFindStream(pr)
+		pr.CloseWithError(err) // unblock the session if parsing stopped early
+		io.Copy(io.Discard, pr)
+		done <- result{stats, err}
+	}()
+	var errOut bytes.Buffer
+	err := t.exec(ctx, scanScript(root), nil, pw, &limitWriter{w: &errOut, n: 2048})
+	pw.CloseWithError(io.EOF)
+	res := <-done
+	if err != nil {
+		if msg := strings.TrimSpace(errOut.String()); msg != "" {
+			err = fmt.Errorf("%w: %s", err, msg)
 		}
-		size, err := strconv.ParseInt(string(rec[3]), 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("find: bad size %q for %q", rec[3], rec[0])
-		}
-		mtime, err := parseUnixTime(string(rec[4]))
-		if err != nil {
-			return nil, fmt.Errorf("find: %w for %q", err, rec[0])
-		}
-		inode, err1 := strconv.ParseUint(string(rec[5]), 10, 64)
-		links, err2 := strconv.ParseUint(string(rec[6]), 10, 64)
-		ctime, err3 := parseUnixTime(string(rec[7]))
-		if err := errors.Join(err1, err2, err3); err != nil {
-			return nil, fmt.Errorf("find: %w for %q", err, rec[0])
-		}
-		stats = append(stats, transport.Stat{
-			Path:       string(rec[0]),
-			Mode:       findMode(string(rec[1]), uint32(perm)),
-			Size:       size,
-			ModTime:    mtime,
-			Precise:    true,
-			Inode:      inode,
-			Links:      links,
-			ChangeTime: ctime,
-		})
+		return nil, err
 	}
-	return stats, nil
+	return res.stats, res.err
+}
+
+// parseFindStream reads what scanScript prints, one record at a time, so a
+// listing of 100,000 files is never held as one buffer.
+func parseFindStream(r io.Reader) ([]transport.Stat, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	mode, err := br.ReadByte()
+	if err != nil {
+		return nil, errors.New("find printed nothing")
+	}
+	src := br
+	if mode == 'z' {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("find output: %w", err)
+		}
+		defer zr.Close()
+		src = bufio.NewReaderSize(zr, 64<<10)
+	}
+	return parseFind(src)
+}
+
+// parseFind reads NUL-terminated records of findFields fields, ended by a
+// trailer of an empty field (no entry has an empty path) and find's status.
+func parseFind(r *bufio.Reader) ([]transport.Stat, error) {
+	var stats []transport.Stat
+	var rec [findFields]string
+	for {
+		first, err := r.ReadString(0)
+		if err != nil {
+			return nil, errors.New("find output ended early (connection lost?)")
+		}
+		first = first[:len(first)-1]
+		if first == "" {
+			code, err := r.ReadString(0)
+			if err != nil {
+				return nil, errors.New("find output ended early (connection lost?)")
+			}
+			if code = code[:len(code)-1]; code != "0" {
+				return nil, fmt.Errorf("find exited with status %s", code)
+			}
+			return stats, nil
+		}
+		rec[0] = first
+		for i := 1; i < findFields; i++ {
+			f, err := r.ReadString(0)
+			if err != nil {
+				return nil, errors.New("find output ended inside a record")
+			}
+			rec[i] = f[:len(f)-1]
+		}
+		st, err := parseFindRecord(rec)
+		if err != nil {
+			return nil, err
+		}
+		stats = append(stats, st)
+	}
+}
+
+func parseFindRecord(rec [findFields]string) (transport.Stat, error) {
+	perm, err := strconv.ParseUint(rec[2], 8, 32)
+	if err != nil {
+		return transport.Stat{}, fmt.Errorf("find: bad mode %q for %q", rec[2], rec[0])
+	}
+	size, err := strconv.ParseInt(rec[3], 10, 64)
+	if err != nil {
+		return transport.Stat{}, fmt.Errorf("find: bad size %q for %q", rec[3], rec[0])
+	}
+	mtime, err := parseUnixTime(rec[4])
+	if err != nil {
+		return transport.Stat{}, fmt.Errorf("find: %w for %q", err, rec[0])
+	}
+	inode, err1 := strconv.ParseUint(rec[5], 10, 64)
+	links, err2 := strconv.ParseUint(rec[6], 10, 64)
+	ctime, err3 := parseUnixTime(rec[7])
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return transport.Stat{}, fmt.Errorf("find: %w for %q", err, rec[0])
+	}
+	return transport.Stat{
+		Path:       rec[0],
+		Mode:       findMode(rec[1], uint32(perm)),
+		Size:       size,
+		ModTime:    mtime,
+		Precise:    true,
+		Inode:      inode,
+		Links:      links,
+		ChangeTime: ctime,
+	}, nil
 }
 
 // findMode builds an fs.FileMode from find's %y type letter and %m octal
