@@ -948,13 +948,42 @@ func (h *Host) pruneCandidates() []string {
 
 // prune deletes old releases. Trouble deleting is a warning: the new
 // release is live by now.
+//
+// A release is first renamed out of releases/ into .atomic-deploy/trash,
+// so it is either whole and listed or gone: one that cannot be deleted
+// completely (a read-only directory, another user's files) never stays
+// half deleted where a rollback could switch to it. One that cannot be
+// moved stays as it is, with a warning; what the trash keeps is deleted
+// again by the next prune.
 func (h *Host) prune(ctx context.Context, ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	trash := h.L.Trash()
+	if err := h.T.MkdirAll(ctx, trash, 0o755); err != nil {
+		h.Log.Warnf("%s: could not remove old releases %s: %v", h.Name, strings.Join(ids, ", "), err)
+		return
+	}
+	var leftovers []string
+	if entries, err := h.T.ReadDir(ctx, trash); err == nil {
+		for _, e := range entries {
+			leftovers = append(leftovers, path.Join(trash, e.Name()))
+		}
+	}
+	forEach(ctx, 4, leftovers, func(ctx context.Context, p string) error {
+		h.T.RemoveAll(ctx, p) // reported when it was put there
+		return nil
+	})
 	forEach(ctx, 4, ids, func(ctx context.Context, id string) error {
-		if err := h.T.RemoveAll(ctx, h.L.Release(id)); err != nil {
-			h.Log.Warnf("%s: could not remove old release %s: %v", h.Name, id, err)
+		aside := path.Join(trash, id+"-"+randomToken())
+		if err := h.T.Rename(ctx, h.L.Release(id), aside); err != nil {
+			h.Log.Warnf("%s: could not remove old release %s; it stays as it is: %v", h.Name, id, err)
 			return nil
 		}
 		h.T.Remove(ctx, h.L.Manifest(id))
+		if err := h.T.RemoveAll(ctx, aside); err != nil {
+			h.Log.Warnf("%s: old release %s is out of releases/, but %s could not be deleted completely (the next deploy tries again): %v", h.Name, id, aside, err)
+		}
 		return nil
 	})
 }

@@ -20,6 +20,7 @@ func (l Layout) Log() string               { return path.Join(l.Meta(), "release
 func (l Layout) Lock() string              { return path.Join(l.Meta(), "lock") }
 func (l Layout) Manifests() string         { return path.Join(l.Meta(), "manifests") }
 func (l Layout) Manifest(id string) string { return path.Join(l.Manifests(), id+".json.gz") }
+func (l Layout) Trash() string             { return path.Join(l.Meta(), "trash") } // releases being pruned
 
 // currentTarget is what `current` holds for a release: relative, so the
 // deploy root can be moved or mounted elsewhere (a container, a chroot).

@@ -87,7 +87,6 @@ type faultResult struct {
 // knownBugs are faults that a bug in the deploy does not survive yet, by
 // key; their tests skip until the fix lands (and removes the key).
 var knownBugs = map[string]string{
-	"prune-half":   "a release that cannot be fully removed is left half deleted",
 	"adopt-advice": "the advice for a real current directory fails without releases/",
 	"hook-orphan":  "a hook outlives its deploy's SSH session",
 }

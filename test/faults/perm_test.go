@@ -126,3 +126,46 @@ func TestPruneCannotRemoveAnOldRelease(t *testing.T) {
 		})
 	}
 }
+
+// TestPruneCannotDeleteInsideAnOldRelease makes a subdirectory of the
+// oldest release read-only: the release can be taken out of releases/ but
+// not deleted completely. It must not stay listed half deleted; what is
+// left is deleted by a later prune.
+func TestPruneCannotDeleteInsideAnOldRelease(t *testing.T) {
+	t.Parallel()
+	for _, k := range serverKinds {
+		t.Run(k.name, func(t *testing.T) {
+			t.Parallel()
+			inject(t, "permission denied inside an old release while pruning ("+k.name+")")
+			e := newEnv(t, envOptions{sftpOnly: k.sftp})
+			e.set.KeepReleases = 1
+			old := e.mustGoDeploy()
+			e.write(map[string]string{"index.html": "v2"})
+			e.mustGoDeploy()
+			deep := filepath.Join(e.localRoot(), "releases", old, "app", "deep")
+			if err := os.Chmod(deep, 0o555); err != nil {
+				t.Fatal(err)
+			}
+			e.write(map[string]string{"index.html": "v3"})
+			if _, err := e.goDeploy(context.Background(), nil); err != nil {
+				t.Fatalf("deploy failed because pruning failed: %v", err)
+			}
+			assertCompleteRelease(t, e.localRoot())
+			if exists(filepath.Join(e.localRoot(), "releases", old)) {
+				assertReleaseComplete(t, e.localRoot(), old) // kept: then whole
+			}
+			mentions(t, "the deploy's warnings", e.log.String(), "warn:", old)
+			// Put the permission back wherever the directory is now.
+			trash, _ := filepath.Glob(filepath.Join(e.localRoot(), ".atomic-deploy", "trash", old+"-*", "app", "deep"))
+			for _, d := range append(trash, deep) {
+				os.Chmod(d, 0o755)
+			}
+			e.write(map[string]string{"index.html": "v4"})
+			e.mustGoDeploy()
+			left, _ := filepath.Glob(filepath.Join(e.localRoot(), ".atomic-deploy", "trash", "*"))
+			if exists(filepath.Join(e.localRoot(), "releases", old)) || len(left) > 0 {
+				t.Errorf("old release %s not deleted by the next prune: releases %v, trash %v", old, e.releases(), left)
+			}
+		})
+	}
+}
