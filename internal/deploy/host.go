@@ -95,8 +95,9 @@ func (h *Host) Open(ctx context.Context, needHooks bool) error {
 		return errHooksNeedShell
 	}
 	if info, err := h.T.Lstat(ctx, h.L.Current()); err == nil && info.Mode()&fs.ModeSymlink == 0 {
-		return fmt.Errorf("%s exists and is not a symlink (a site deployed another way?). atomic-deploy will not touch it: move it aside, e.g. `mv %s %s` then `ln -s %s %s` keeps it live as the first release, and deploy again",
-			h.L.Current(), shell.Quote(h.L.Current()), shell.Quote(h.L.Release("00000000000000")), shell.Quote(currentTarget("00000000000000")), shell.Quote(h.L.Current()))
+		// releases/ may not exist yet: nothing is created before this check.
+		return fmt.Errorf("%s exists and is not a symlink (a site deployed another way?). atomic-deploy will not touch it: move it aside, e.g. `mkdir -p %s && mv %s %s && ln -s %s %s` keeps it live as the first release, and deploy again",
+			h.L.Current(), shell.Quote(h.L.Releases()), shell.Quote(h.L.Current()), shell.Quote(h.L.Release("00000000000000")), shell.Quote(currentTarget("00000000000000")), shell.Quote(h.L.Current()))
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("inspect %s: %w", h.L.Current(), err)
 	}

@@ -87,8 +87,7 @@ type faultResult struct {
 // knownBugs are faults that a bug in the deploy does not survive yet, by
 // key; their tests skip until the fix lands (and removes the key).
 var knownBugs = map[string]string{
-	"adopt-advice": "the advice for a real current directory fails without releases/",
-	"hook-orphan":  "a hook outlives its deploy's SSH session",
+	"hook-orphan": "a hook outlives its deploy's SSH session",
 }
 
 // knownBug skips t while the bug named key is not fixed.
