@@ -15,7 +15,12 @@
 #   3. switching: the same wrk for ZDT_FLIP seconds while `atomic-deploy
 #                 rollback --release-id` flips current between the last two
 #                 releases back to back: the switch alone, without the CPU
-#                 the hooks of a deploy take from the web server.
+#                 the hooks of a deploy take from the web server;
+#   4. renaming:  the same wrk for ZDT_RENAME seconds while a shell loop (as
+#                 the deploy user, no SSH) renames a new symlink over
+#                 current 10 times a second, alternating between the same
+#                 two releases: the cost of rename(2) switching itself,
+#                 without the CPU the tool and sshd use on this machine.
 # wrk's Lua (bench/zdt/count.lua) counts every response by status and by the
 # release id in its body. Prints requests, non-2xx, socket errors, deploys,
 # releases seen and p50/p99 latency for both phases; exits 1 if any request
@@ -25,7 +30,7 @@
 #
 # Needs root (a deploy user, sshd) and: openssh-server nginx php-fpm php-cli
 # php-sqlite3 php-laravel-framework wrk, and Go. Environment:
-#   ZDT_IDLE=10 ZDT_SWITCH=30 ZDT_FLIP=10   phase lengths in seconds
+#   ZDT_IDLE=10 ZDT_SWITCH=30 ZDT_FLIP=10 ZDT_RENAME=10   phase lengths (s)
 #   ZDT_THREADS=2 ZDT_CONNS=16  wrk -t / -c
 #   ZDT_TIMEOUT=10s             wrk --timeout: slower answers count as errors
 #   ZDT_USER=atomic-zdt         deploy user (created if missing)
@@ -41,6 +46,7 @@ REPO_DIR=$(cd "$BENCH_DIR/.." && pwd)
 IDLE=${ZDT_IDLE:-10}
 SWITCH=${ZDT_SWITCH:-30}
 FLIP=${ZDT_FLIP:-10}
+RENAME=${ZDT_RENAME:-10}
 THREADS=${ZDT_THREADS:-2}
 CONNS=${ZDT_CONNS:-16}
 TIMEOUT=${ZDT_TIMEOUT:-10s}
@@ -166,6 +172,30 @@ while kill -0 "$wrk_pid" 2>/dev/null; do
 done
 wait "$wrk_pid"
 
+zdt_log "phase 4: ${RENAME}s of load, renaming current 10 times a second (no SSH)"
+wrk -t"$THREADS" -c"$CONNS" -d"${RENAME}s" --timeout "$TIMEOUT" --latency -s "$BENCH_DIR/zdt/count.lua" "$URL" >"$ZDT_DIR/rename.txt" &
+wrk_pid=$!
+sleep 0.5
+# shellcheck disable=SC2016 # expanded by the inner shell
+RENAMES=$(runuser -u "$USER_NAME" -- bash -c '
+	cd "$1" || exit 1
+	n=0
+	end=$((SECONDS + $2))
+	while ((SECONDS < end)); do
+		if ((n % 2)); then id=$3; else id=$4; fi
+		ln -s "releases/$id" .current.bench && mv -T .current.bench current || exit 1
+		n=$((n + 1))
+		sleep 0.1
+	done
+	echo "$n"
+' rename "$SITE" "$((RENAME - 1))" "$flip_a" "$flip_b") || zdt_log "the rename loop failed"
+wait "$wrk_pid"
+RENAMES=${RENAMES:-0}
+# Leave current where the tool's log says it is.
+"$BIN" rollback --host "$USER_NAME@127.0.0.1:$SSHD_PORT" --path "$SITE" \
+	--private-key "$(cat "$CLIENT_KEY")" --known-hosts "$(cat "$KNOWN_HOSTS")" \
+	--release-id "$flip_b" >/dev/null 2>&1 || true
+
 # val FILE KEY: a "zdt KEY VALUE" line printed by count.lua.
 val() { awk -v k="$2" '$1 == "zdt" && $2 == k { print $3; exit }' "$1"; }
 ms() { awk -v us="$1" 'BEGIN { printf "%.1f ms", us / 1000 }'; }
@@ -175,7 +205,7 @@ seen() { awk '$1 == "zdt" && $2 == "release" { n++ } END { print n + 0 }' "$1"; 
 unknown=0
 while read -r id; do
 	[[ " ${DEPLOYED[*]} " == *" $id "* ]] || unknown=$((unknown + 1))
-done < <(awk '$1 == "zdt" && $2 == "release" { print $3 }' "$ZDT_DIR/idle.txt" "$ZDT_DIR/switch.txt" "$ZDT_DIR/flip.txt")
+done < <(awk '$1 == "zdt" && $2 == "release" { print $3 }' "$ZDT_DIR/idle.txt" "$ZDT_DIR/switch.txt" "$ZDT_DIR/flip.txt" "$ZDT_DIR/rename.txt")
 
 median_ms=$(printf '%s\n' "${DEPLOY_MS[@]:first_switch}" | sort -n | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)]; else print 0 }')
 
@@ -188,15 +218,15 @@ rps() { rate "$(val "$1" requests)" "$(val "$1" duration_us)"; }
 lat() { ms "$(val "$1" "$2")"; }
 
 report() {
-	local i=$ZDT_DIR/idle.txt s=$ZDT_DIR/switch.txt f=$ZDT_DIR/flip.txt
-	row() { printf '  %-30s %12s %14s %14s\n' "$@"; }
-	each() { row "$1" "$("$2" "$i" "${@:3}")" "$("$2" "$s" "${@:3}")" "$("$2" "$f" "${@:3}")"; }
+	local i=$ZDT_DIR/idle.txt s=$ZDT_DIR/switch.txt f=$ZDT_DIR/flip.txt r=$ZDT_DIR/rename.txt
+	row() { printf '  %-30s %10s %11s %11s %11s\n' "$@"; }
+	each() { row "$1" "$("$2" "$i" "${@:3}")" "$("$2" "$s" "${@:3}")" "$("$2" "$f" "${@:3}")" "$("$2" "$r" "${@:3}")"; }
 	echo "Zero-downtime bench: examples/laravel, --preset laravel, deployed over SSH to 127.0.0.1"
 	echo "  $(nproc) cores (load average before the run: $LOADAVG_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg))"
 	echo "  $(nginx -v 2>&1 | sed 's/.*: //'); PHP $(php -r 'echo PHP_VERSION;') php-fpm static ${ZDT_FPM_WORKERS:-4} workers, opcache on, \$realpath_root; wrk -t$THREADS -c$CONNS on GET /"
 	echo
-	row "" "idle" "deploying" "switching"
-	row "duration" "${IDLE} s" "${SWITCH} s" "${FLIP} s"
+	row "" "idle" "deploying" "switching" "renaming"
+	row "duration" "${IDLE} s" "${SWITCH} s" "${FLIP} s" "${RENAME} s"
 	each "requests" get requests
 	each "requests/s" rps
 	each "non-2xx responses" get non2xx
@@ -206,12 +236,13 @@ report() {
 	each "latency p99" lat p99_us
 	each "latency max" lat max_us
 	each "releases that answered" seen
-	row "deploys / switches (failed)" "-" "${#switch_ids[@]} ($FAILED)" "$FLIPS ($FLIP_FAILED)"
-	row "deploy wall time, median" "-" "$(awk -v m="$median_ms" 'BEGIN { printf "%.2f s", m / 1000 }')" "-"
+	row "deploys / switches (failed)" "-" "${#switch_ids[@]} ($FAILED)" "$FLIPS ($FLIP_FAILED)" "$RENAMES"
+	row "deploy wall time, median" "-" "$(awk -v m="$median_ms" 'BEGIN { printf "%.2f s", m / 1000 }')" "-" "-"
 	echo
 	echo "  answers from a release that was never deployed: $unknown"
 	echo "  deploying = full deploys (upload, 4 artisan commands before and 1 after the switch,"
-	echo "  prune); switching = rollback --release-id between two releases (the switch alone)."
+	echo "  prune); switching = rollback --release-id between two releases over SSH (the switch"
+	echo "  alone, plus the tool's and sshd's CPU); renaming = ln -s + mv -T on the server, no tool."
 }
 
 mkdir -p "$OUT_DIR"
@@ -225,14 +256,16 @@ report | tee "$out"
 	grep -v '^zdt ' "$ZDT_DIR/switch.txt"
 	echo "--- wrk, switching"
 	grep -v '^zdt ' "$ZDT_DIR/flip.txt"
+	echo "--- wrk, renaming"
+	grep -v '^zdt ' "$ZDT_DIR/rename.txt"
 } >>"$out"
 zdt_log "report: $out"
 
 bad=$((unknown + FAILED + FLIP_FAILED))
-for f in idle switch flip; do
+for f in idle switch flip rename; do
 	bad=$((bad + $(val "$ZDT_DIR/$f.txt" non2xx) + $(val "$ZDT_DIR/$f.txt" socket_errors) + $(val "$ZDT_DIR/$f.txt" unparsed)))
 done
-if ((bad > 0 || ${#switch_ids[@]} == 0 || FLIPS == 0)); then
+if ((bad > 0 || ${#switch_ids[@]} == 0 || FLIPS == 0 || RENAMES == 0)); then
 	zdt_log "FAILED: $bad bad answers or failed deploys"
 	exit 1
 fi
