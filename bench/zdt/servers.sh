@@ -193,8 +193,8 @@ zdt_stop_all() {
 		pid=${ZDT_PIDS[i]}
 		kill -QUIT "$pid" 2>/dev/null || continue
 		for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$pid" 2>/dev/null
-		wait "$pid" 2>/dev/null
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
 	done
 	ZDT_PIDS=()
 }
