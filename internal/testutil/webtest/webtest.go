@@ -206,8 +206,10 @@ func (s *Server) start(name string, path string, args ...string) (*proc, error) 
 	p.cmd = exec.Command(path, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.Dir = s.Dir
-	// Its own process group: a ^C to the test does not hit it first.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group: a ^C to the test does not hit it first. If the
+	// test binary dies without cleaning up (a go test timeout), the master
+	// still gets SIGQUIT and takes its workers down with it.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGQUIT}
 	p.cmd.WaitDelay = 5 * time.Second
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
