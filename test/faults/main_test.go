@@ -86,9 +86,7 @@ type faultResult struct {
 
 // knownBugs are faults that a bug in the deploy does not survive yet, by
 // key; their tests skip until the fix lands (and removes the key).
-var knownBugs = map[string]string{
-	"hook-orphan": "a hook outlives its deploy's SSH session",
-}
+var knownBugs = map[string]string{}
 
 // knownBug skips t while the bug named key is not fixed.
 func knownBug(t *testing.T, keys ...string) {
