@@ -520,7 +520,8 @@ func TestParseValid(t *testing.T) {
 			want: func(c *config.Config) {
 				c.Path, c.Preset = "/srv/a", "laravel"
 				c.SharedDirs, c.SharedFiles, c.WritableDirs = []string{"storage"}, []string{".env"}, []string{"bootstrap/cache", "storage"}
-				c.BeforeActivate = "php artisan migrate --force\nphp artisan config:cache\nphp artisan route:cache\nphp artisan view:cache"
+				c.BeforeActivate = "php artisan config:cache\nphp artisan route:cache\nphp artisan view:cache"
+				c.BeforeActivateOnce = "php artisan migrate --force"
 				c.AfterActivate = "php artisan queue:restart"
 			},
 		},
@@ -541,7 +542,8 @@ func TestParseValid(t *testing.T) {
 			want: func(c *config.Config) {
 				c.Path, c.Preset = "/srv/a", "laravel"
 				c.SharedDirs, c.SharedFiles, c.WritableDirs = []string{"storage"}, []string{".env", "auth.json"}, []string{"bootstrap/cache", "storage"}
-				c.BeforeActivate = "php artisan migrate --force\nphp artisan config:cache\nphp artisan route:cache\nphp artisan view:cache"
+				c.BeforeActivate = "php artisan config:cache\nphp artisan route:cache\nphp artisan view:cache"
+				c.BeforeActivateOnce = "php artisan migrate --force"
 				c.AfterActivate = "php artisan queue:restart"
 			},
 		},

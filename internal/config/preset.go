@@ -10,10 +10,15 @@ package config
 //     production .env goes, instead of creating an empty one.
 //   - writable-dirs `bootstrap/cache` (per release: the config, route and
 //     view caches built below) and `storage`.
-//   - before-activate runs in the new release while the old one still
-//     serves: additive migrations, then the caches, so the first request
-//     to the new release is already fast. The caches hold the release's
-//     own paths, never `current`.
+//   - before-activate runs in the new release on every host while the old
+//     one still serves: the caches, so the first request to the new release
+//     is already fast. The caches hold the release's own paths, never
+//     `current`.
+//   - before-activate-once runs the (additive) migrations once, on the
+//     first host, after every host is ready: a fleet sharing one database
+//     migrates once, and never for a release that cannot go live
+//     everywhere. When before-activate is given explicitly, the preset
+//     leaves migrations to it.
 //   - after-activate tells long-running queue workers (which keep the code
 //     they started with) to exit after their current job; their supervisor
 //     starts them again from the new release. The restart signal is kept in
@@ -23,10 +28,10 @@ package config
 // examples/laravel is an application deployed with these defaults in the
 // integration tests (test/laravel).
 const (
-	laravelBeforeActivate = `php artisan migrate --force
-php artisan config:cache
+	laravelBeforeActivate = `php artisan config:cache
 php artisan route:cache
 php artisan view:cache`
+	laravelBeforeActivateOnce = `php artisan migrate --force`
 	laravelAfterActivate = `php artisan queue:restart`
 )
 
@@ -47,6 +52,9 @@ func applyLaravel(c *Config, lookup Lookup) {
 	}
 	if !given("before-activate") {
 		c.BeforeActivate = laravelBeforeActivate
+		if !given("before-activate-once") {
+			c.BeforeActivateOnce = laravelBeforeActivateOnce
+		}
 	}
 	if !given("after-activate") {
 		c.AfterActivate = laravelAfterActivate
