@@ -247,10 +247,11 @@ func TestSSHDRestartedDuringDeploy(t *testing.T) {
 		t.Run(w.name, func(t *testing.T) {
 			t.Parallel()
 			inject(t, "sshd restarted during "+w.name)
-			e := newEnv(t, envOptions{sftpOnly: w.sftp})
+			e := newEnv(t, envOptions{sftpOnly: w.sftp, proxy: true})
 			first := e.mustGoDeploy()
 			if w.big {
 				e.writeBig("assets", 300, 64*1024)
+				e.px.limit(8 << 20) // about 2 s: the restart lands mid-upload
 			}
 			e.write(map[string]string{"index.html": "v2"})
 			t.Cleanup(e.killHookOrphans)
@@ -272,6 +273,7 @@ func TestSSHDRestartedDuringDeploy(t *testing.T) {
 			if err := e.srv.Restart(); err != nil {
 				t.Fatal(err)
 			}
+			e.px.limit(0)
 			var err error
 			select {
 			case err = <-errc:

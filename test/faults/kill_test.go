@@ -62,10 +62,11 @@ func TestSIGKILLAtEachPhase(t *testing.T) {
 		t.Run(ph.name, func(t *testing.T) {
 			t.Parallel()
 			inject(t, "SIGKILL during "+ph.name)
-			e := newEnv(t, envOptions{})
+			e := newEnv(t, envOptions{proxy: ph.big})
 			first := e.mustAppDeploy()
 			if ph.big {
 				e.writeBig("assets", 400, 64*1024)
+				e.px.limit(8 << 20) // 25 MiB: about 3 s, so the kill lands mid-upload
 			}
 			e.write(map[string]string{"index.html": "v2"})
 			ph = phases(e)[indexOf(phases(e), ph.name)]
@@ -75,6 +76,9 @@ func TestSIGKILLAtEachPhase(t *testing.T) {
 			ph.reached(e, p, before)
 			p.kill()
 			t.Logf("killed during %s", ph.name)
+			if e.px != nil {
+				e.px.limit(0)
+			}
 
 			live := assertCompleteRelease(t, e.localRoot())
 			switch ph.name {
@@ -193,10 +197,11 @@ func TestSIGTERMAtEachPhase(t *testing.T) {
 		t.Run(ph.name, func(t *testing.T) {
 			t.Parallel()
 			inject(t, "SIGTERM during "+ph.name)
-			e := newEnv(t, envOptions{})
+			e := newEnv(t, envOptions{proxy: ph.big})
 			first := e.mustAppDeploy()
 			if ph.big {
 				e.writeBig("assets", 400, 64*1024)
+				e.px.limit(8 << 20) // 25 MiB: about 3 s, so the kill lands mid-upload
 			}
 			e.write(map[string]string{"index.html": "v2"})
 			ph = phases(e)[indexOf(phases(e), ph.name)]
@@ -206,6 +211,9 @@ func TestSIGTERMAtEachPhase(t *testing.T) {
 			ph.reached(e, p, before)
 			p.signal(syscall.SIGTERM)
 			code := p.wait(30 * time.Second)
+			if e.px != nil {
+				e.px.limit(0)
+			}
 			out := p.output()
 			if code == 0 {
 				t.Fatalf("cancelled deploy exited 0:\n%s", out)
@@ -240,4 +248,38 @@ func TestSIGTERMAtEachPhase(t *testing.T) {
 			e.assertNoLeftovers(next)
 		})
 	}
+}
+
+// TestSIGKILLWhileWaitingForTheLock kills a deploy that is waiting for
+// another deploy's lock. Its wait on the server must die with it: the
+// holder finishes, and the next deploy gets the lock at once.
+func TestSIGKILLWhileWaitingForTheLock(t *testing.T) {
+	t.Parallel()
+	inject(t, "SIGKILL while waiting for the lock")
+	e := newEnv(t, envOptions{})
+	e.mustAppDeploy()
+	gate := e.marks + "/go"
+	t.Cleanup(e.killHookOrphans)
+	holder := e.startBinaryAs("holder", "--before-activate",
+		fmt.Sprintf(`echo $$ > %s/holder.pid; i=0; while [ ! -e %s ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done`, e.marks, gate))
+	waitMarker(e, "holder")
+	waiter := e.startBinaryAs("waiter", "--lock-timeout", "1m")
+	waitFor(t, 30*time.Second, "the waiter to connect", func() bool { return strings.Contains(waiter.output(), "Connect and lock") })
+	time.Sleep(1500 * time.Millisecond) // waiting in flock on the server by now
+	if strings.Contains(waiter.output(), "connected, locked") {
+		t.Fatalf("the waiter got the lock while the holder had it:\n%s", waiter.output())
+	}
+	waiter.kill()
+	if err := os.WriteFile(e.local(gate), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code := holder.wait(time.Minute); code != 0 {
+		t.Fatalf("the holder failed (exit %d):\n%s", code, holder.output())
+	}
+	start := time.Now()
+	next := e.mustAppDeploy("--lock-timeout", "30s")
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("next deploy took %s: the killed waiter held the lock", d)
+	}
+	e.assertNoLeftovers(next)
 }

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/skeema/knownhosts"
 
@@ -27,7 +28,12 @@ type proxy struct {
 	dropAt    atomic.Int64 // drop when upBytes reaches this; 0: never
 	dropCount atomic.Int64 // connections cut so far
 	dropped   chan struct{}
+	rate      atomic.Int64 // client-to-server bytes per second per connection; 0: unlimited
 }
+
+// limit slows uploads to bytesPerSec on each connection, so a test can
+// count on catching a deploy mid-upload however fast the machine is.
+func (p *proxy) limit(bytesPerSec int64) { p.rate.Store(bytesPerSec) }
 
 func startProxy(t *testing.T, target string) *proxy {
 	t.Helper()
@@ -95,6 +101,9 @@ func (p *proxy) pipe(dst, src net.Conn, up bool) {
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				break
+			}
+			if r := p.rate.Load(); up && r > 0 {
+				time.Sleep(time.Duration(int64(n) * int64(time.Second) / r))
 			}
 		}
 		if err != nil {

@@ -19,9 +19,10 @@ import (
 func TestSFTPOnlyKilledDeployLeaseExpires(t *testing.T) {
 	t.Parallel()
 	inject(t, "SIGKILL mid-upload, sftp-only: the lease expires")
-	e := newEnv(t, envOptions{sftpOnly: true})
+	e := newEnv(t, envOptions{sftpOnly: true, proxy: true})
 	first := e.mustGoDeploy()
 	e.writeBig("assets", 400, 64*1024)
+	e.px.limit(8 << 20)
 	cfg, _ := json.Marshal(helperConfig{SSH: e.sshConfig(), Root: e.root, Source: e.src, TTL: 2 * time.Second, Parallel: 4})
 	self, err := os.Executable()
 	if err != nil {
@@ -41,6 +42,7 @@ func TestSFTPOnlyKilledDeployLeaseExpires(t *testing.T) {
 	e.newRelease(before, 30*time.Second)
 	cmd.Process.Signal(syscall.SIGKILL)
 	<-done
+	e.px.limit(0)
 	if !exists(filepath.Join(e.localRoot(), ".atomic-deploy", "lock", "owner.json")) {
 		t.Fatalf("no lease left by the killed deploy (did it finish?):\n%s", out)
 	}
