@@ -1,0 +1,255 @@
+# shellcheck shell=bash disable=SC2034 # variables here are used by the scripts that source this
+# Shared set-up for bench/run.sh and bench/rss.sh; source it, don't run it.
+#
+# bench_setup builds the tools and brings up, all of it torn down by
+# bench_cleanup (installed as an EXIT trap):
+#   - a work dir on the VM disk ($W, the ext4 destination lives there) and a
+#     tmpfs mounted at $W/tmpfs (sources, and the tmpfs destination);
+#   - two network namespaces joined by a veth pair with link-local addresses,
+#     tbf 100mbit on both ends; sshd (throwaway keys, internal-sftp) in the
+#     server namespace;
+#   - one delay proxy per RTT in the client namespace on 127.0.0.1:(22000+RTT)
+#     forwarding to sshd, with its byte counters on 127.0.0.1:(23000+RTT);
+#   - RTT "cpu": a second, unshaped veth pair and a proxy without delay on
+#     127.0.0.1:21999 (counters :22999), for the CPU-bound comparison.
+# Every command that talks to the server runs in the client namespace (inns).
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(cd "$BENCH_DIR/.." && pwd)
+OUT_DIR=${BENCH_OUT:-$BENCH_DIR/out}
+TAG=adb$$                       # names of namespaces and links, unique per run
+NSC=$TAG-c                      # client namespace
+NSS=$TAG-s                      # server namespace
+VETH_C=${TAG}c                  # veth end in the client namespace
+VETH_S=${TAG}s                  # veth end in the server namespace
+VETH_UC=${TAG}u                 # unshaped pair (RTT "cpu")
+VETH_US=${TAG}v
+ADDR_C=169.254.77.1             # link-local, only inside the namespaces
+ADDR_S=169.254.77.2
+ADDR_UC=169.254.78.1
+ADDR_US=169.254.78.2
+W=""                            # work dir, set by bench_setup
+PIDS=()                         # processes we started (sshd, proxies)
+CMD_TIMEOUT=${BENCH_CMD_TIMEOUT:-300}
+PROXY_LIFETIME=${BENCH_LIFETIME:-3600s}
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+inns() { ip netns exec "$NSC" "$@"; }
+
+bench_require() {
+	[[ $(id -u) == 0 ]] || die "needs root (network namespaces, tc, a tmpfs mount, sshd)"
+	# The machine may be shared with tests running niced: run (and start sshd
+	# and the proxies) at a higher priority so they disturb the timings less.
+	renice -n "${BENCH_NICE:--10}" -p $$ >/dev/null || true
+	local missing=()
+	command -v /usr/sbin/sshd >/dev/null || missing+=(openssh-server)
+	command -v ssh >/dev/null || missing+=(openssh-client)
+	command -v rsync >/dev/null || missing+=(rsync)
+	command -v tc >/dev/null || missing+=(iproute2)
+	[[ -x /usr/bin/time ]] || missing+=(time)
+	if ((${#missing[@]})); then
+		log "installing ${missing[*]}"
+		apt-get -o DPkg::Lock::Timeout=600 install -y "${missing[@]}" >/dev/null ||
+			{ apt-get update >/dev/null && apt-get -o DPkg::Lock::Timeout=600 install -y "${missing[@]}" >/dev/null; } ||
+			die "could not install ${missing[*]}"
+	fi
+	command -v go >/dev/null || die "go is not on PATH"
+}
+
+bench_cleanup() {
+	local rc=$?
+	set +e
+	# What we started, and anything still running inside our namespaces.
+	local ns
+	for ns in "$NSC" "$NSS"; do
+		if [[ -e /run/netns/$ns ]]; then
+			local more=()
+			mapfile -t more < <(ip netns pids "$ns" 2>/dev/null)
+			PIDS+=("${more[@]}")
+		fi
+	done
+	for pid in "${PIDS[@]}"; do
+		kill "$pid" 2>/dev/null
+	done
+	for pid in "${PIDS[@]}"; do
+		for _ in 1 2 3 4 5 6 7 8 9 10; do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.2
+		done
+		kill -9 "$pid" 2>/dev/null
+	done
+	ip netns del "$NSC" 2>/dev/null
+	ip netns del "$NSS" 2>/dev/null
+	if [[ -n $W ]]; then
+		mountpoint -q "$W/t" && umount "$W/t"
+		[[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$W"
+	fi
+	return $rc
+}
+
+# bench_build puts atomic-deploy, delayproxy and benchtool into $W/bin.
+# AD_OK=1 when atomic-deploy built.
+bench_build() {
+	mkdir -p "$W/bin"
+	(cd "$REPO_DIR" && go build -o "$W/bin/delayproxy" ./bench/delayproxy && go build -o "$W/bin/benchtool" ./bench/benchtool) ||
+		die "building the bench tools failed"
+	AD_OK=0
+	if (cd "$REPO_DIR" && go build -o "$W/bin/atomic-deploy" . 2>"$W/build.log"); then
+		AD_OK=1
+	else
+		log "atomic-deploy does not build yet; its rows will be empty:"
+		sed 's/^/    /' "$W/build.log" >&2
+	fi
+	AD_REV=$(cd "$REPO_DIR" && git describe --always --dirty 2>/dev/null || echo unknown)
+}
+
+# bench_setup RTT... (round trips in ms; each gets a proxy with RTT/2 delay)
+bench_setup() {
+	trap bench_cleanup EXIT
+	trap 'exit 130' INT TERM
+	# Short paths: they are repeated in every SFTP request.
+	W=$(mktemp -d /var/tmp/adb.XXXXXX)
+	mkdir -p "$W/t" "$W/e" "$W/keys" "$OUT_DIR"
+	mount -t tmpfs -o size=6g,mode=0755 "bench-$TAG" "$W/t"
+	bench_build
+
+	log "network: namespaces $NSC/$NSS, veth + tbf 100mbit"
+	ip netns add "$NSC"
+	ip netns add "$NSS"
+	ip link add "$VETH_C" type veth peer name "$VETH_S"
+	ip link set "$VETH_C" netns "$NSC"
+	ip link set "$VETH_S" netns "$NSS"
+	ip -n "$NSC" addr add "$ADDR_C/30" dev "$VETH_C"
+	ip -n "$NSS" addr add "$ADDR_S/30" dev "$VETH_S"
+	for ns in "$NSC" "$NSS"; do ip -n "$ns" link set lo up; done
+	ip -n "$NSC" link set "$VETH_C" up
+	ip -n "$NSS" link set "$VETH_S" up
+	ip netns exec "$NSC" tc qdisc add dev "$VETH_C" root tbf rate 100mbit burst 64kb latency 50ms
+	ip netns exec "$NSS" tc qdisc add dev "$VETH_S" root tbf rate 100mbit burst 64kb latency 50ms
+	ip link add "$VETH_UC" type veth peer name "$VETH_US"
+	ip link set "$VETH_UC" netns "$NSC"
+	ip link set "$VETH_US" netns "$NSS"
+	ip -n "$NSC" addr add "$ADDR_UC/30" dev "$VETH_UC"
+	ip -n "$NSS" addr add "$ADDR_US/30" dev "$VETH_US"
+	ip -n "$NSC" link set "$VETH_UC" up
+	ip -n "$NSS" link set "$VETH_US" up
+
+	local k=$W/keys
+	ssh-keygen -q -t ed25519 -N '' -C bench-host -f "$k/host_ed25519_key"
+	ssh-keygen -q -t ed25519 -N '' -C bench-client -f "$k/id_ed25519"
+	install -m 0600 "$k/id_ed25519.pub" "$k/authorized_keys.root"
+	mkdir -p /run/sshd
+	cat >"$k/sshd_config" <<EOF
+Port 22
+ListenAddress $ADDR_S
+ListenAddress $ADDR_US
+HostKey $k/host_ed25519_key
+PidFile $k/sshd.pid
+AuthorizedKeysFile $k/authorized_keys.%u
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+PermitRootLogin prohibit-password
+UsePAM no
+StrictModes no
+MaxStartups 100:30:200
+MaxSessions 32
+Subsystem sftp internal-sftp
+LogLevel ERROR
+EOF
+	ip netns exec "$NSS" /usr/sbin/sshd -D -e -f "$k/sshd_config" 2>>"$W/sshd.log" &
+	PIDS+=($!)
+
+	local hostkey rtt
+	hostkey=$(cut -d' ' -f1,2 "$k/host_ed25519_key.pub")
+	: >"$k/known_hosts"
+	: >"$k/ssh_config"
+	for rtt in "$@"; do
+		local target=$ADDR_S:22 delay=$((${rtt/cpu/0} * 500))us
+		[[ $rtt == cpu ]] && target=$ADDR_US:22
+		ip netns exec "$NSC" "$W/bin/delayproxy" -listen "127.0.0.1:$(proxy_port "$rtt")" -target "$target" \
+			-delay "$delay" -stats "127.0.0.1:$(($(proxy_port "$rtt") + 1000))" -lifetime "$PROXY_LIFETIME" 2>>"$W/proxy.log" &
+		PIDS+=($!)
+		echo "[127.0.0.1]:$(proxy_port "$rtt") $hostkey" >>"$k/known_hosts"
+		cat >>"$k/ssh_config" <<EOF
+Host r$rtt
+  Port $(proxy_port "$rtt")
+EOF
+	done
+	cat >>"$k/ssh_config" <<EOF
+Host *
+  HostName 127.0.0.1
+  User root
+  IdentityFile $k/id_ed25519
+  IdentitiesOnly yes
+  UserKnownHostsFile $k/known_hosts
+  StrictHostKeyChecking yes
+  BatchMode yes
+  ControlMaster no
+  ControlPath none
+  LogLevel ERROR
+EOF
+	SSHCFG=$k/ssh_config
+	KEYTEXT=$(cat "$k/id_ed25519")
+	KHTEXT=$(cat "$k/known_hosts")
+
+	# Wait (bounded) until every proxy reaches sshd.
+	for rtt in "$@"; do
+		local ok=0
+		for _ in $(seq 1 50); do
+			if inns timeout 10 ssh -F "$SSHCFG" "r$rtt" true 2>/dev/null; then ok=1; break; fi
+			sleep 0.2
+		done
+		((ok)) || { cat "$W/sshd.log" "$W/proxy.log" >&2; die "sshd not reachable through the proxy for RTT $rtt"; }
+	done
+	log "sshd up in $NSS, proxies for RTT $* ms ready"
+}
+
+# proxy_port RTT: where the proxy for that RTT ("cpu": unshaped) listens.
+proxy_port() {
+	if [[ $1 == cpu ]]; then echo 21999; else echo $((22000 + $1)); fi
+}
+
+# proxy_bytes RTT prints "UP DOWN" of that proxy's counters.
+proxy_bytes() {
+	inns "$W/bin/delayproxy" -query "127.0.0.1:$(($(proxy_port "$1") + 1000))" |
+		sed -n 's/^up=\([0-9]*\) down=\([0-9]*\).*/\1 \2/p'
+}
+
+# ad_args RTT sets AD_ARGS: how atomic-deploy reaches the proxy for RTT.
+ad_args() {
+	local rtt=$1
+	AD_ARGS=(--host "root@127.0.0.1:$(proxy_port "$rtt")" --private-key "$KEYTEXT" --known-hosts "$KHTEXT")
+}
+
+# cpu_busy prints "BUSY NICED": percentages of CPU time (all cores) over
+# 0.3 s spent at normal priority and at lowered priority (niced work, which
+# our raised priority mostly pre-empts).
+cpu_busy() {
+	local a b
+	a=$(head -1 /proc/stat)
+	sleep 0.3
+	b=$(head -1 /proc/stat)
+	awk -v a="$a" -v b="$b" 'BEGIN {
+		n = split(a, x, " "); split(b, y, " ")
+		for (i = 2; i <= n; i++) { t += y[i] - x[i] }
+		idle = (y[5] - x[5]) + (y[6] - x[6]); nice = y[3] - x[3]
+		if (t <= 0) t = 1
+		printf "%d %d\n", 100 * (t - idle - nice) / t, 100 * nice / t }'
+}
+
+# wait_quiet: the machine may be shared; wait (at most BENCH_QUIET_WAIT s per
+# call, BENCH_QUIET_BUDGET s in all) until other work leaves the CPUs mostly
+# idle at normal priority. Sets BUSY and NICED to the last reading.
+QUIET_SPENT=0
+wait_quiet() {
+	local limit=${BENCH_QUIET_WAIT:-4} budget=${BENCH_QUIET_BUDGET:-60} start=$SECONDS
+	read -r BUSY NICED < <(cpu_busy)
+	while ((BUSY > ${BENCH_QUIET_PCT:-25} && SECONDS - start < limit && QUIET_SPENT + SECONDS - start < budget)); do
+		sleep 0.5
+		read -r BUSY NICED < <(cpu_busy)
+	done
+	QUIET_SPENT=$((QUIET_SPENT + SECONDS - start))
+}
