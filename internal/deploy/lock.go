@@ -192,24 +192,38 @@ func (l *Lock) renew(every time.Duration) {
 	data, _ := json.Marshal(l.owner)
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	lastOK := time.Now()
 	for {
 		select {
 		case <-l.stop:
 			return
 		case <-tick.C:
-			ctx, cancel := context.WithTimeout(context.Background(), every)
+			// A renewal that waits behind a large upload on a slow link is
+			// late, not lost; the lease is lost when it was taken over or
+			// removed, or when no renewal got through for most of the TTL
+			// (4 × every), before anyone may break it as stale.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*every)
 			err := l.check(ctx)
 			if err == nil {
 				err = l.t.WriteFile(ctx, ownerFile(l.dir), data, 0o644)
 			}
 			cancel()
-			if err != nil {
-				l.mu.Lock()
-				if l.lostErr == nil {
-					l.lostErr = err
-				}
-				l.mu.Unlock()
+			since := time.Since(lastOK)
+			switch {
+			case err == nil:
+				lastOK = time.Now()
+				continue
+			case errors.Is(err, errTakenOver), errors.Is(err, fs.ErrNotExist):
+			case since >= 3*every:
+				err = fmt.Errorf("lock %s not renewed for %s (TTL %s): %w", l.dir, since.Round(time.Millisecond), 4*every, err)
+			default:
+				continue
 			}
+			l.mu.Lock()
+			if l.lostErr == nil {
+				l.lostErr = err
+			}
+			l.mu.Unlock()
 		}
 	}
 }
@@ -223,10 +237,12 @@ func (l *Lock) check(ctx context.Context) error {
 	var o Owner
 	json.Unmarshal(data, &o)
 	if o.Token != l.owner.Token {
-		return fmt.Errorf("lock %s was taken over (%s)", l.dir, o)
+		return fmt.Errorf("lock %s was taken over (%s): %w", l.dir, o, errTakenOver)
 	}
 	return nil
 }
+
+var errTakenOver = errors.New("another deploy holds it now")
 
 // Held returns an error if the lease was lost; call it before the switch.
 func (l *Lock) Held(ctx context.Context) error {

@@ -187,10 +187,13 @@ func (sl *sessionLock) renew(hb []byte, every time.Duration) {
 			sl.lose(fmt.Errorf("lock holder ended early: %v", err))
 			return
 		case <-tick.C:
-			ctx, cancel := context.WithTimeout(context.Background(), every)
-			if err := sl.t.WriteFile(ctx, sl.file, hb, 0o644); err != nil {
-				sl.lose(err)
-			}
+			// The flock is ours while the holder lives; the heartbeat only
+			// tells waiters the runner is alive. A write that is late (it
+			// waits behind a large upload on a slow link) or fails does not
+			// lose the lock: a waiter that finds the heartbeat older than
+			// the TTL ends the holder, and that shows on done.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*every)
+			sl.t.WriteFile(ctx, sl.file, hb, 0o644)
 			cancel()
 		}
 	}

@@ -290,3 +290,30 @@ func TestSSHDRestartedDuringDeploy(t *testing.T) {
 		})
 	}
 }
+
+// TestSlowLinkKeepsTheLock deploys 25 MiB over a link slowed to 4 MiB/s
+// with a 2 s lock TTL (renewed every 0.5 s): the lock's heartbeat writes
+// wait behind the upload, and one that is late must not cost the deploy its
+// lock (waiters only take a lock whose heartbeat is older than the TTL).
+func TestSlowLinkKeepsTheLock(t *testing.T) {
+	t.Parallel()
+	for _, k := range serverKinds {
+		t.Run(k.name, func(t *testing.T) {
+			t.Parallel()
+			inject(t, "slow link: heartbeats late behind a large upload ("+k.name+")")
+			e := newEnv(t, envOptions{sftpOnly: k.sftp, proxy: true})
+			first := e.mustGoDeploy()
+			e.writeBig("assets", 400, 64*1024)
+			e.px.limit(4 << 20)
+			res, err := e.goDeploy(context.Background(), nil)
+			if err != nil {
+				t.Fatalf("deploy over a slow link failed: %v", err)
+			}
+			if live := assertCompleteRelease(t, e.localRoot()); live != res.ReleaseID || live == first {
+				t.Errorf("current = %s, want %s", live, res.ReleaseID)
+			}
+			e.px.limit(0)
+			e.afterFault(res.ReleaseID)
+		})
+	}
+}
