@@ -102,8 +102,9 @@ func TestConcurrentDeployGivesUpNamingTheHolder(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	e.mustAppDeploy()
 	procs := []*proc{
-		e.startBinaryAs("alice", append(journalHooks(e, "4"), "--lock-timeout", "1s")...),
-		e.startBinaryAs("bob", append(journalHooks(e, "4"), "--lock-timeout", "1s")...),
+		// The winner holds the lock 6 s: the loser reaches it well before.
+		e.startBinaryAs("alice", append(journalHooks(e, "6"), "--lock-timeout", "1s")...),
+		e.startBinaryAs("bob", append(journalHooks(e, "6"), "--lock-timeout", "1s")...),
 	}
 	codes := []int{procs[0].wait(time.Minute), procs[1].wait(time.Minute)}
 	if (codes[0] == 0) == (codes[1] == 0) {

@@ -292,7 +292,7 @@ func TestSSHDRestartedDuringDeploy(t *testing.T) {
 }
 
 // TestSlowLinkKeepsTheLock deploys 25 MiB over a link slowed to 4 MiB/s
-// with a 2 s lock TTL (renewed every 0.5 s): the lock's heartbeat writes
+// with a 4 s lock TTL (renewed every second): the lock's heartbeat writes
 // wait behind the upload, and one that is late must not cost the deploy its
 // lock (waiters only take a lock whose heartbeat is older than the TTL).
 func TestSlowLinkKeepsTheLock(t *testing.T) {
@@ -302,6 +302,8 @@ func TestSlowLinkKeepsTheLock(t *testing.T) {
 			t.Parallel()
 			inject(t, "slow link: heartbeats late behind a large upload ("+k.name+")")
 			e := newEnv(t, envOptions{sftpOnly: k.sftp, proxy: true})
+			// Renewed every second; the old code gave each write that long.
+			e.set.Lock.TTL = 4 * time.Second
 			first := e.mustGoDeploy()
 			e.writeBig("assets", 400, 64*1024)
 			e.px.limit(4 << 20)
