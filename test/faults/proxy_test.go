@@ -26,8 +26,7 @@ type proxy struct {
 
 	upBytes   atomic.Int64 // client-to-server bytes since arm
 	dropAt    atomic.Int64 // drop when upBytes reaches this; 0: never
-	dropCount atomic.Int64 // connections cut so far
-	dropped   chan struct{}
+	dropCount atomic.Int64 // times connections were cut
 	rate      atomic.Int64 // client-to-server bytes per second per connection; 0: unlimited
 }
 
@@ -41,7 +40,7 @@ func startProxy(t *testing.T, target string) *proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{ln: ln, target: target, conns: map[net.Conn]bool{}, dropped: make(chan struct{}, 1)}
+	p := &proxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
 	p.wg.Add(1)
 	go p.serve()
 	t.Cleanup(func() {
@@ -122,23 +121,18 @@ func (p *proxy) pipe(dst, src net.Conn, up bool) {
 // drop cuts every connection now.
 func (p *proxy) drop() {
 	p.mu.Lock()
-	n := 0
+	defer p.mu.Unlock()
+	if len(p.conns) > 0 {
+		// Counted before the cut: the client may see it at once.
+		p.dropCount.Add(1)
+	}
 	for c := range p.conns {
 		if tc, ok := c.(*net.TCPConn); ok {
 			tc.SetLinger(0) // RST, like a dead NAT entry
 		}
 		c.Close()
-		n++
 	}
 	p.conns = map[net.Conn]bool{}
-	p.mu.Unlock()
-	if n > 0 {
-		p.dropCount.Add(1)
-		select {
-		case p.dropped <- struct{}{}:
-		default:
-		}
-	}
 }
 
 // dropAfterUpload cuts every connection once n more bytes went from the
