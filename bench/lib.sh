@@ -61,6 +61,7 @@ bench_require() {
 bench_cleanup() {
 	local rc=$?
 	set +e
+	trap - ERR
 	# What we started, and anything still running inside our namespaces.
 	local ns
 	for ns in "$NSC" "$NSS"; do
@@ -107,6 +108,14 @@ bench_build() {
 
 # bench_setup RTT... (round trips in ms; each gets a proxy with RTT/2 delay)
 bench_setup() {
+	# One benchmark at a time: two at once would time each other, and share
+	# bench/out.
+	mkdir -p "$OUT_DIR"
+	exec 8>"$OUT_DIR/.lock"
+	if ! flock -n 8; then
+		log "another benchmark holds $OUT_DIR/.lock; waiting (at most ${BENCH_LOCK_WAIT:-1800} s)"
+		flock -w "${BENCH_LOCK_WAIT:-1800}" 8 || die "another benchmark is still running"
+	fi
 	trap bench_cleanup EXIT
 	trap 'exit 130' INT TERM
 	# Short paths: they are repeated in every SFTP request.

@@ -221,5 +221,8 @@ fi
 
 echo "load_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT_DIR/meta.env"
 "$W/bin/benchtool" report -in "$RESULTS" -meta "$OUT_DIR/meta.env" | tee "$OUT_DIR/report.md"
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+cp "$OUT_DIR/report.md" "$OUT_DIR/report-$stamp.md"
+cp "$RESULTS" "$OUT_DIR/results-$stamp.tsv"
 ((VERIFY_FAILS == 0)) || log "$VERIFY_FAILS verification(s) failed: see $LOGF"
 log "done in $((SECONDS - START)) s; results in $OUT_DIR"
