@@ -221,7 +221,18 @@ func (a *run) targets() ([]deploy.Target, error) {
 			errs = append(errs, fmt.Errorf("%s: %w", h, err))
 			continue
 		}
-		targets = append(targets, deploy.Target{Name: h.String(), Dial: func(ctx context.Context) (transport.Transport, error) { return sshx.Dial(ctx, sc) }})
+		targets = append(targets, deploy.Target{Name: h.String(), Dial: func(ctx context.Context) (transport.Transport, error) {
+			start := time.Now()
+			t, err := sshx.Dial(ctx, sc)
+			switch {
+			case err != nil:
+				return nil, err
+			case a.env["ATOMIC_DEPLOY_TRACE"] == "":
+				return t, nil
+			}
+			a.log.Infof("trace %s: connected in %s", h, time.Since(start).Round(time.Millisecond))
+			return transport.Trace(t, a.log.Writer("trace")), nil
+		}})
 	}
 	return targets, errors.Join(errs...)
 }

@@ -278,12 +278,15 @@ func (h *Host) Prepare(ctx context.Context, m *release.Manifest, id string) erro
 	if err := h.protectOlderReleases(ctx); err != nil {
 		return err
 	}
-	// The new link is made now, so the switch itself is one rename: across
-	// a fleet every host flips within about one round trip.
-	h.nextLink = path.Join(h.L.Root, tempLinkPrefix+randomToken())
-	if err := h.T.Symlink(ctx, currentTarget(id), h.nextLink); err != nil {
-		h.nextLink = ""
-		return fmt.Errorf("prepare the switch to %s: %w", id, err)
+	// The new link is made now (the tar stream brought it already), so the
+	// switch itself is one rename: across a fleet every host flips within
+	// about one round trip.
+	if h.nextLink == "" {
+		next := path.Join(h.L.Root, tempLinkPrefix+randomToken())
+		if err := h.T.Symlink(ctx, currentTarget(id), next); err != nil {
+			return fmt.Errorf("prepare the switch to %s: %w", id, err)
+		}
+		h.nextLink = next
 	}
 	return nil
 }
@@ -420,14 +423,23 @@ func (h *Host) upload(ctx context.Context, plan *Plan, dir string) (map[*release
 	var mtimes map[*release.Entry]int64
 	var err error
 	if h.gnuTar {
-		var now time.Time
-		now, err = plan.executeTar(ctx, h.T, dir, prevDir, &st)
+		// Every mtime is known before anything is sent, so the manifest and
+		// the link for the switch travel in the same stream.
+		now := time.Now().Truncate(time.Microsecond)
 		mtimes = make(map[*release.Entry]int64, len(plan.Upload)+len(plan.Reuse))
 		for _, e := range plan.Upload {
 			mtimes[e] = now.UnixNano()
 		}
 		for _, r := range plan.Reuse {
 			mtimes[r.Entry] = r.FromMTime
+		}
+		var manifest []byte
+		if manifest, err = h.encodeManifest(func(e *release.Entry) int64 { return mtimes[e] }); err == nil {
+			h.nextLink = path.Join(h.L.Root, tempLinkPrefix+randomToken())
+			err = plan.executeTar(ctx, h.T, dir, prevDir, now, []tarExtra{
+				{Name: h.L.Manifest(h.ReleaseID), Data: manifest},
+				{Name: h.nextLink, Target: currentTarget(h.ReleaseID)},
+			}, &st)
 		}
 	} else {
 		err = plan.execute(ctx, h.T, dir, prevDir, parallel, &st)
@@ -509,35 +521,29 @@ func (h *Host) linkShared(ctx context.Context, m *release.Manifest) error {
 func (h *Host) recordState(ctx context.Context, mtimes map[*release.Entry]int64) error {
 	dir := h.L.Release(h.ReleaseID)
 	h.linked = map[string]transport.Stat{}
-	var byPath map[string]transport.Stat
-	if mtimes == nil || h.runsInRelease() {
-		scan, err := h.T.Scan(ctx, dir)
-		if err != nil {
-			return fmt.Errorf("verify %s: %w", dir, err)
-		}
-		if err := waitPastMTimes(ctx, h.T, scan); err != nil {
-			return err
-		}
-		byPath = make(map[string]transport.Stat, len(scan))
-		for _, s := range scan {
-			byPath[s.Path] = s
-			if s.Links > 1 && s.Inode != 0 && s.Mode.IsRegular() {
-				h.linked[s.Path] = s
-			}
+	if mtimes != nil && !h.runsInRelease() {
+		return nil // the tar stream stored the manifest already
+	}
+	scan, err := h.T.Scan(ctx, dir)
+	if err != nil {
+		return fmt.Errorf("verify %s: %w", dir, err)
+	}
+	byPath := make(map[string]transport.Stat, len(scan))
+	for _, s := range scan {
+		byPath[s.Path] = s
+		if s.Links > 1 && s.Inode != 0 && s.Mode.IsRegular() {
+			h.linked[s.Path] = s
 		}
 	}
-	// The manifest may be shared with other hosts: this host's mtimes are
-	// kept beside it, never written into it.
-	recorded := make([]int64, len(h.manifest.Entries))
+	if mtimes != nil {
+		return nil
+	}
+	if err := waitPastMTimes(ctx, h.T, scan); err != nil {
+		return err
+	}
 	for i := range h.manifest.Entries {
 		e := &h.manifest.Entries[i]
 		if under(e.Path, h.S.SharedDirs) || under(e.Path, h.S.SharedFiles) {
-			continue
-		}
-		if mtimes != nil {
-			if e.Type == release.TypeFile {
-				recorded[i] = mtimes[e]
-			}
 			continue
 		}
 		s, ok := byPath[e.Path]
@@ -546,7 +552,6 @@ func (h *Host) recordState(ctx context.Context, mtimes map[*release.Entry]int64)
 			if !ok || !s.Mode.IsRegular() || s.Size != e.Size {
 				return fmt.Errorf("verify %s: %s is missing or incomplete on the server (disk full?)", dir, e.Path)
 			}
-			recorded[i] = s.ModTime.UnixNano()
 		case release.TypeDir:
 			if !ok || !s.Mode.IsDir() {
 				return fmt.Errorf("verify %s: directory %s is missing", dir, e.Path)
@@ -557,15 +562,31 @@ func (h *Host) recordState(ctx context.Context, mtimes map[*release.Entry]int64)
 			}
 		}
 	}
-	var buf bytes.Buffer
-	if err := h.manifest.EncodeMTimes(&buf, recorded); err != nil {
+	data, err := h.encodeManifest(func(e *release.Entry) int64 { return byPath[e.Path].ModTime.UnixNano() })
+	if err != nil {
 		return err
 	}
-	data := buf.Bytes()
 	if err := h.T.WriteFile(ctx, h.L.Manifest(h.ReleaseID), data, 0o644); err != nil {
 		return fmt.Errorf("store manifest: %w", err)
 	}
 	return nil
+}
+
+// encodeManifest encodes this host's manifest with each file's server
+// mtime from mtime. The manifest may be shared with other hosts, so the
+// mtimes are kept beside it, never written into it. Paths moved into
+// shared/ get none: they are never reused from a release.
+func (h *Host) encodeManifest(mtime func(e *release.Entry) int64) ([]byte, error) {
+	recorded := make([]int64, len(h.manifest.Entries))
+	for i := range h.manifest.Entries {
+		e := &h.manifest.Entries[i]
+		if e.Type == release.TypeFile && !under(e.Path, h.S.SharedDirs) && !under(e.Path, h.S.SharedFiles) {
+			recorded[i] = mtime(e)
+		}
+	}
+	var buf bytes.Buffer
+	err := h.manifest.EncodeMTimes(&buf, recorded)
+	return buf.Bytes(), err
 }
 
 // runsInRelease reports whether anything will run inside the new release

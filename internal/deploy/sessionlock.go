@@ -74,17 +74,24 @@ type sessionLock struct {
 func (l Layout) flockFile() string  { return path.Join(l.Meta(), "lock.flock") }
 func (l Layout) flockOwner() string { return path.Join(l.Meta(), "lock.owner.json") }
 
-// holderScript takes the flock (waiting up to `wait` seconds), reports its
+// holderScript takes the flock (waiting up to `wait` seconds), writes the
+// holder's identity with its pid (no extra round trip for it), reports the
 // pid, then blocks on stdin; exec keeps the pid and the descriptor. Every
 // way out prints one line first, so the client never waits on a session
 // whose stdin it still holds open.
-func holderScript(l Layout, waitSeconds int) string {
+func holderScript(l Layout, waitSeconds int, owner Owner) string {
+	// {"token":...,"pid":<pid>}: the JSON of owner, then the pid from $$.
+	prefix, _ := json.Marshal(owner)
+	prefix = append(prefix[:len(prefix)-1], []byte(`,"pid":`)...)
+	tmp := l.flockOwner() + ".tmp"
 	return fmt.Sprintf(`command -v flock >/dev/null 2>&1 || { echo noflock; exit %d; }
 exec 9>>%s || { echo error; exit 1; }
 flock -w %d 9 || { echo busy; exit %d; }
+printf '%%s%%s}' %s "$$" > %s && mv -f %s %s
 echo "locked $$"
 exec cat >/dev/null
-`, exitNoFlock, shell.Quote(l.flockFile()), waitSeconds, exitBusy)
+`, exitNoFlock, shell.Quote(l.flockFile()), waitSeconds, exitBusy,
+		shell.Quote(string(prefix)), shell.Quote(tmp), shell.Quote(tmp), shell.Quote(l.flockOwner()))
 }
 
 func acquireSessionLock(ctx context.Context, t transport.Transport, l Layout, owner Owner, opts LockOptions) (*sessionLock, error) {
@@ -130,7 +137,7 @@ func trySessionLock(ctx context.Context, t transport.Transport, l Layout, owner 
 	var stderr strings.Builder
 	// The session must outlive the ctx of Open: it is ended by Release.
 	go func() {
-		err := t.Exec(context.WithoutCancel(ctx), holderScript(l, int(wait.Seconds()+0.5)), stdinR, outW, &limitedWriter{w: &stderr, n: 4096})
+		err := t.Exec(context.WithoutCancel(ctx), holderScript(l, int(wait.Seconds()+0.5), owner), stdinR, outW, &limitedWriter{w: &stderr, n: 4096})
 		outW.CloseWithError(io.EOF)
 		sl.done <- err
 	}()
@@ -165,10 +172,6 @@ func trySessionLock(ctx context.Context, t transport.Transport, l Layout, owner 
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "locked ")))
 	hb, _ := json.Marshal(heartbeat{Owner: owner, PID: pid})
-	if err := t.WriteFile(ctx, sl.file, hb, 0o644); err != nil {
-		sl.Release(context.WithoutCancel(ctx))
-		return nil, fmt.Errorf("lock %s: %w", sl.file, err)
-	}
 	sl.wg.Add(1)
 	go sl.renew(hb, time.Duration(owner.TTL)/4)
 	return sl, nil

@@ -44,15 +44,14 @@ func tarExtractCommand(dir string) string {
 	return shell.Command("tar", "-x", "-z", "-p", "-P", "--no-same-owner", "-C", dir, "-f", "-")
 }
 
-// executeTar sends the plan as one tar stream. It returns the modification
-// time every new file got; reused files keep their Reuse.FromMTime, so the
-// manifest needs no scan afterwards.
-func (p *Plan) executeTar(ctx context.Context, t transport.Transport, dir, prevDir string, st *uploadStats) (time.Time, error) {
-	now := time.Now().Truncate(time.Microsecond)
+// executeTar sends the plan as one tar stream. New files get the
+// modification time now and reused files keep their Reuse.FromMTime, so the
+// caller knows every mtime without a scan.
+func (p *Plan) executeTar(ctx context.Context, t transport.Transport, dir, prevDir string, now time.Time, extras []tarExtra, st *uploadStats) error {
 	pr, pw := io.Pipe()
 	writeErr := make(chan error, 1)
 	go func() {
-		err := p.writeTar(pw, prevDir, now, st)
+		err := p.writeTar(pw, prevDir, now, extras, st)
 		pw.CloseWithError(err)
 		writeErr <- err
 	}()
@@ -62,19 +61,28 @@ func (p *Plan) executeTar(ctx context.Context, t transport.Transport, dir, prevD
 	werr := <-writeErr
 	if err != nil {
 		if msg := strings.TrimSpace(stderr.String()); msg != "" {
-			return now, fmt.Errorf("extract into %s: %v: %s", dir, err, msg)
+			return fmt.Errorf("extract into %s: %v: %s", dir, err, msg)
 		}
-		return now, fmt.Errorf("extract into %s: %w", dir, err)
+		return fmt.Errorf("extract into %s: %w", dir, err)
 	}
 	if werr != nil {
-		return now, fmt.Errorf("upload to %s: %w", dir, werr)
+		return fmt.Errorf("upload to %s: %w", dir, werr)
 	}
-	return now, nil
+	return nil
+}
+
+// tarExtra is a file or symlink outside the release that rides along at
+// the end of the stream (absolute name, -P): the release's manifest and the
+// link the switch will rename, which saves their round trips.
+type tarExtra struct {
+	Name   string // absolute path
+	Data   []byte // a regular file's content, when Target is empty
+	Target string // a symlink's target
 }
 
 // writeTar writes directories first (in manifest order, parents before
 // children), then symlinks, hard links and files.
-func (p *Plan) writeTar(w io.Writer, prevDir string, now time.Time, st *uploadStats) error {
+func (p *Plan) writeTar(w io.Writer, prevDir string, now time.Time, extras []tarExtra, st *uploadStats) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
 	zw, _ := gzip.NewWriterLevel(bw, gzip.BestSpeed)
 	tw := tar.NewWriter(zw)
@@ -105,6 +113,18 @@ func (p *Plan) writeTar(w io.Writer, prevDir string, now time.Time, st *uploadSt
 			return err
 		}
 		st.files.Add(1)
+	}
+	for _, x := range extras {
+		h := &tar.Header{Typeflag: tar.TypeReg, Name: x.Name, Size: int64(len(x.Data)), Mode: 0o644, ModTime: now}
+		if x.Target != "" {
+			h = &tar.Header{Typeflag: tar.TypeSymlink, Name: x.Name, Linkname: x.Target, Mode: 0o777, ModTime: now}
+		}
+		if err := hdr(h); err != nil {
+			return err
+		}
+		if _, err := tw.Write(x.Data); err != nil {
+			return err
+		}
 	}
 	if err := tw.Close(); err != nil {
 		return err

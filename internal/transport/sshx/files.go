@@ -1,7 +1,6 @@
 package sshx
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -14,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -199,40 +199,73 @@ func (f *setIDFile) Close() error {
 // WriteFile writes a temporary file next to p and renames it over p.
 func (t *Transport) WriteFile(ctx context.Context, p string, data []byte, perm fs.FileMode) error {
 	tmp := path.Join(path.Dir(p), "."+path.Base(p)+".tmp-"+randomSuffix())
-	w, err := t.Create(ctx, tmp, perm)
+	// Three round trips: open; the content and the mode together; the
+	// rename. The handle is closed afterwards without waiting: the server
+	// wrote the data when it answered, and the file is already in place.
+	var f *sftp.File
+	err := t.do(ctx, func() error {
+		var err error
+		f, err = t.sftp.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+		return t.existsErr(tmp, err)
+	})
 	if err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
+		return opErr("write", p, t.noSpace(tmp, err))
 	}
-	_, err = w.Write(data)
-	if cerr := w.Close(); err == nil {
-		err = cerr
-	}
+	var writeErr, chmodErr error
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		_, writeErr = f.Write(data)
+	}()
+	go func() {
+		defer wg.Done()
+		chmodErr = t.do(ctx, func() error { return t.sftp.Chmod(tmp, perm) })
+	}()
+	wg.Wait()
+	err = errors.Join(writeErr, chmodErr)
 	if err == nil {
 		err = t.Rename(ctx, tmp, p)
 	}
 	if err != nil {
+		f.Close()
 		t.sftp.Remove(tmp) // best effort; the error below is what matters
-		return opErr("write", p, err)
+		return opErr("write", p, t.noSpace(tmp, err))
 	}
+	go f.Close()
 	return nil
 }
 
-// ReadFile reads a whole (small) file.
+// readFileChunk is read in one go: pkg/sftp splits it into concurrent
+// requests, so a small file costs one round trip after the open.
+const readFileChunk = 1 << 20
+
+// ReadFile reads a whole (small) file: open, concurrent reads, and a close
+// that is not waited for.
 func (t *Transport) ReadFile(ctx context.Context, p string) ([]byte, error) {
-	var buf bytes.Buffer
+	var out []byte
 	err := t.do(ctx, func() error {
 		f, err := t.sftp.Open(p)
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		_, err = f.WriteTo(&buf)
-		return err
+		defer func() { go f.Close() }()
+		buf := make([]byte, readFileChunk)
+		for {
+			n, err := f.ReadAt(buf, int64(len(out)))
+			out = append(out, buf[:n]...)
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		}
 	})
 	if err != nil {
 		return nil, opErr("read", p, err)
 	}
-	return buf.Bytes(), nil
+	return out, nil
 }
 
 // Symlink creates p holding target verbatim. pkg/sftp already swaps the
