@@ -246,11 +246,15 @@ func (h *Host) Prepare(ctx context.Context, m *release.Manifest, id string) erro
 	if err != nil {
 		return err
 	}
-	if err := h.T.Mkdir(ctx, dir, 0o755); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("release %s already exists on %s; a release id is used once (choose another release-id or let it default to the time)", id, h.Name)
+	// The tar stream creates the directory itself (one round trip less);
+	// the lock guarantees nobody else made it since Open listed releases/.
+	if !h.gnuTar {
+		if err := h.T.Mkdir(ctx, dir, 0o755); err != nil {
+			if errors.Is(err, fs.ErrExist) {
+				return fmt.Errorf("release %s already exists on %s; a release id is used once (choose another release-id or let it default to the time)", id, h.Name)
+			}
+			return fmt.Errorf("create %s: %w", dir, err)
 		}
-		return fmt.Errorf("create %s: %w", dir, err)
 	}
 	h.created = true
 	h.manifest = m

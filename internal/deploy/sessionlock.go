@@ -76,9 +76,11 @@ func (l Layout) flockOwner() string { return path.Join(l.Meta(), "lock.owner.jso
 
 // holderScript takes the flock (waiting up to `wait` seconds), writes the
 // holder's identity with its pid (no extra round trip for it), reports the
-// pid, then blocks on stdin; exec keeps the pid and the descriptor. Every
-// way out prints one line first, so the client never waits on a session
-// whose stdin it still holds open.
+// pid, then waits for stdin to end and removes the identity file before
+// the shell exits and the kernel drops the lock. Only the shell (the pid a
+// waiter may end) holds the lock descriptor; cat does not get it. Every way
+// out prints one line first, so the client never waits on a session whose
+// stdin it still holds open.
 func holderScript(l Layout, waitSeconds int, owner Owner) string {
 	// {"token":...,"pid":<pid>}: the JSON of owner, then the pid from $$.
 	prefix, _ := json.Marshal(owner)
@@ -89,9 +91,10 @@ exec 9>>%s || { echo error; exit 1; }
 flock -w %d 9 || { echo busy; exit %d; }
 printf '%%s%%s}' %s "$$" > %s && mv -f %s %s
 echo "locked $$"
-exec cat >/dev/null
+cat >/dev/null 9>&-
+rm -f %s
 `, exitNoFlock, shell.Quote(l.flockFile()), waitSeconds, exitBusy,
-		shell.Quote(string(prefix)), shell.Quote(tmp), shell.Quote(tmp), shell.Quote(l.flockOwner()))
+		shell.Quote(string(prefix)), shell.Quote(tmp), shell.Quote(tmp), shell.Quote(l.flockOwner()), shell.Quote(l.flockOwner()))
 }
 
 func acquireSessionLock(ctx context.Context, t transport.Transport, l Layout, owner Owner, opts LockOptions) (*sessionLock, error) {
@@ -216,11 +219,11 @@ func (sl *sessionLock) Held(context.Context) error {
 	return sl.lostErr
 }
 
-// Release ends the holder process, which frees the flock.
+// Release ends the holder process, which removes its identity file and
+// frees the flock.
 func (sl *sessionLock) Release(ctx context.Context) error {
 	close(sl.stop)
 	sl.wg.Wait()
-	sl.t.Remove(ctx, sl.file)
 	sl.stdin.Close()
 	select {
 	case <-sl.done:

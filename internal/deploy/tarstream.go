@@ -44,19 +44,20 @@ func tarExtractCommand(dir string) string {
 	return shell.Command("tar", "-x", "-z", "-p", "-P", "--no-same-owner", "-C", dir, "-f", "-")
 }
 
-// executeTar sends the plan as one tar stream. New files get the
+// executeTar sends the plan as one tar stream, extracted in dir's parent
+// so that the stream also creates dir. New files get the
 // modification time now and reused files keep their Reuse.FromMTime, so the
 // caller knows every mtime without a scan.
 func (p *Plan) executeTar(ctx context.Context, t transport.Transport, dir, prevDir string, now time.Time, extras []tarExtra, st *uploadStats) error {
 	pr, pw := io.Pipe()
 	writeErr := make(chan error, 1)
 	go func() {
-		err := p.writeTar(pw, prevDir, now, extras, st)
+		err := p.writeTar(pw, path.Base(dir), prevDir, now, extras, st)
 		pw.CloseWithError(err)
 		writeErr <- err
 	}()
 	var stderr strings.Builder
-	err := t.Exec(ctx, tarExtractCommand(dir), pr, io.Discard, &limitedWriter{w: &stderr, n: 4096})
+	err := t.Exec(ctx, tarExtractCommand(path.Dir(dir)), pr, io.Discard, &limitedWriter{w: &stderr, n: 4096})
 	pr.CloseWithError(errors.New("tar ended"))
 	werr := <-writeErr
 	if err != nil {
@@ -82,7 +83,7 @@ type tarExtra struct {
 
 // writeTar writes directories first (in manifest order, parents before
 // children), then symlinks, hard links and files.
-func (p *Plan) writeTar(w io.Writer, prevDir string, now time.Time, extras []tarExtra, st *uploadStats) error {
+func (p *Plan) writeTar(w io.Writer, top, prevDir string, now time.Time, extras []tarExtra, st *uploadStats) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
 	zw, _ := gzip.NewWriterLevel(bw, gzip.BestSpeed)
 	tw := tar.NewWriter(zw)
@@ -91,25 +92,29 @@ func (p *Plan) writeTar(w io.Writer, prevDir string, now time.Time, extras []tar
 		h.Uname, h.Gname = "", ""
 		return tw.WriteHeader(h)
 	}
+	// The release directory itself is the first entry: the stream creates it.
+	if err := hdr(&tar.Header{Typeflag: tar.TypeDir, Name: top + "/", Mode: 0o755, ModTime: now}); err != nil {
+		return err
+	}
 	for _, d := range p.Dirs {
-		if err := hdr(&tar.Header{Typeflag: tar.TypeDir, Name: d.Path + "/", Mode: int64(d.Mode), ModTime: now}); err != nil {
+		if err := hdr(&tar.Header{Typeflag: tar.TypeDir, Name: top + "/" + d.Path + "/", Mode: int64(d.Mode), ModTime: now}); err != nil {
 			return err
 		}
 	}
 	for _, s := range p.Symlinks {
-		if err := hdr(&tar.Header{Typeflag: tar.TypeSymlink, Name: s.Path, Linkname: s.Target, Mode: 0o777, ModTime: now}); err != nil {
+		if err := hdr(&tar.Header{Typeflag: tar.TypeSymlink, Name: top + "/" + s.Path, Linkname: s.Target, Mode: 0o777, ModTime: now}); err != nil {
 			return err
 		}
 	}
 	for _, r := range p.Reuse {
-		if err := hdr(&tar.Header{Typeflag: tar.TypeLink, Name: r.Entry.Path, Linkname: path.Join(prevDir, r.From), Mode: int64(r.Entry.Mode), ModTime: now}); err != nil {
+		if err := hdr(&tar.Header{Typeflag: tar.TypeLink, Name: top + "/" + r.Entry.Path, Linkname: path.Join(prevDir, r.From), Mode: int64(r.Entry.Mode), ModTime: now}); err != nil {
 			return err
 		}
 		st.reused.Add(1)
 		st.reusedBytes.Add(r.Entry.Size)
 	}
 	for _, e := range p.Upload {
-		if err := writeTarFile(tw, e, now, &st.bytes); err != nil {
+		if err := writeTarFile(tw, top+"/"+e.Path, e, now, &st.bytes); err != nil {
 			return err
 		}
 		st.files.Add(1)
@@ -135,13 +140,13 @@ func (p *Plan) writeTar(w io.Writer, prevDir string, now time.Time, extras []tar
 	return bw.Flush()
 }
 
-func writeTarFile(tw *tar.Writer, e *release.Entry, mtime time.Time, counter *atomic.Int64) error {
+func writeTarFile(tw *tar.Writer, name string, e *release.Entry, mtime time.Time, counter *atomic.Int64) error {
 	r, err := e.Open()
 	if err != nil {
 		return fmt.Errorf("read %s: %w", e.Path, err)
 	}
 	defer r.Close()
-	h := &tar.Header{Typeflag: tar.TypeReg, Name: e.Path, Size: e.Size, Mode: int64(e.Mode), ModTime: mtime, Format: tar.FormatPAX}
+	h := &tar.Header{Typeflag: tar.TypeReg, Name: name, Size: e.Size, Mode: int64(e.Mode), ModTime: mtime, Format: tar.FormatPAX}
 	if err := tw.WriteHeader(h); err != nil {
 		return err
 	}

@@ -121,12 +121,22 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 
 // start opens SFTP and probes for a shell.
 func (t *Transport) start(ctx context.Context, target hop) error {
+	// The shell probe goes out while SFTP starts: two independent round
+	// trips on the same connection.
+	// A ForceCommand (internal-sftp, a restricted shell) runs instead of the
+	// probe, so only a shell that really ran it prints "ok".
+	probe := "echo ok\n" + shell.Command("find", "/", "-maxdepth", "0", "-printf", `gnu-find\n`) + " 2>/dev/null\nexit 0\n"
+	var out bytes.Buffer
+	probed := make(chan error, 1)
+	go func() { probed <- t.exec(ctx, probe, nil, &limitWriter{w: &out, n: 4096}, nil) }()
+
 	stop := context.AfterFunc(ctx, func() { t.client.Close() })
 	c, err := sftp.NewClient(t.client,
 		sftp.MaxConcurrentRequestsPerFile(64),
 		sftp.UseConcurrentWrites(true),
 	)
 	stop()
+	probeErr := <-probed
 	if err != nil {
 		if ctx.Err() != nil {
 			err = ctx.Err()
@@ -137,15 +147,10 @@ func (t *Transport) start(ctx context.Context, target hop) error {
 	_, t.posixRename = c.HasExtension("posix-rename@openssh.com")
 	_, t.hardLink = c.HasExtension("hardlink@openssh.com")
 
-	// A ForceCommand (internal-sftp, a restricted shell) runs instead of the
-	// probe, so only a shell that really ran it prints "ok".
-	probe := "echo ok\n" + shell.Command("find", "/", "-maxdepth", "0", "-printf", `gnu-find\n`) + " 2>/dev/null\nexit 0\n"
-	var out bytes.Buffer
-	err = t.exec(ctx, probe, nil, &limitWriter{w: &out, n: 4096}, nil)
 	if ctx.Err() != nil {
 		return target.connectErr(ctx, fmt.Errorf("check for a shell: %w", ctx.Err()))
 	}
-	if err == nil {
+	if probeErr == nil {
 		for _, line := range strings.Split(out.String(), "\n") {
 			switch strings.TrimSpace(line) {
 			case "ok":
