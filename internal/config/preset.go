@@ -32,7 +32,7 @@ const (
 php artisan route:cache
 php artisan view:cache`
 	laravelBeforeActivateOnce = `php artisan migrate --force`
-	laravelAfterActivate = `php artisan queue:restart`
+	laravelAfterActivate      = `php artisan queue:restart`
 )
 
 // applyLaravel fills the inputs the user left empty with the preset's values.
