@@ -4,7 +4,8 @@
 #   1. installs the Debian packages the integration tests use (only when one
 #      is missing: a prepared machine never touches apt);
 #   2. go vet ./...;
-#   3. go test ./... with ATOMIC_DEPLOY_REQUIRE_SSHD=1, so a missing sshd
+#   3. every fuzz target for a few seconds (scripts/fuzz.sh, FUZZTIME);
+#   4. go test ./... with ATOMIC_DEPLOY_REQUIRE_SSHD=1, so a missing sshd
 #      fails the run instead of skipping the SSH tests. The tests start their
 #      own servers (sshd, nginx, php-fpm) on 127.0.0.1 and stop them.
 #
@@ -58,6 +59,9 @@ as_root mkdir -p /run/sshd # sshd refuses to start without its privilege separat
 
 say "go vet ./..."
 go vet ./...
+
+say "fuzz targets, ${FUZZTIME:-5s} each (scripts/fuzz.sh)"
+FUZZTIME=${FUZZTIME:-5s} scripts/fuzz.sh
 
 say "go test ./... (integration tests start their own servers on 127.0.0.1)"
 # The report tool is built before the tests start so its compile output
