@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -85,5 +86,29 @@ func TestSecretsFromEnvironmentAndFiles(t *testing.T) {
 	// The key is read (and refused for its content), so no "required" error.
 	if code == 0 || strings.Contains(out, "is required") || !strings.Contains(strings.ToLower(out), "key") {
 		t.Fatalf("exit %d\n%s", code, out)
+	}
+}
+
+func TestReleasesAndPlanCommands(t *testing.T) {
+	ws := t.TempDir()
+	os.WriteFile(filepath.Join(ws, "a.txt"), []byte("1"), 0o644)
+	root := filepath.Join(t.TempDir(), "site")
+	if code, out := runCLI(t, nil, "plan", "--source", ws, "--path", root); code != 0 || !strings.Contains(out, "upload 2 files") {
+		t.Fatalf("plan before any deploy: exit %d\n%s", code, out)
+	}
+	if _, err := os.Stat(root); err == nil {
+		t.Fatalf("plan created the deploy root")
+	}
+	if code, out := runCLI(t, nil, "deploy", "--source", ws, "--path", root); code != 0 {
+		t.Fatalf("deploy: exit %d\n%s", code, out)
+	}
+	os.WriteFile(filepath.Join(ws, "b.txt"), []byte("2"), 0o644)
+	code, out := runCLI(t, nil, "plan", "--source", ws, "--path", root)
+	if code != 0 || !strings.Contains(out, "upload 1 files") || !strings.Contains(out, "reuse 2 files") || !strings.Contains(out, `+ "b.txt"`) {
+		t.Fatalf("plan: exit %d\n%s", code, out)
+	}
+	code, out = runCLI(t, nil, "releases", "--path", root)
+	if code != 0 || !regexp.MustCompile(`\*\s+\d{14}\s+success`).MatchString(out) {
+		t.Fatalf("releases: exit %d\n%s", code, out)
 	}
 }

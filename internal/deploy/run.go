@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"sort"
 	"strings"
 	"sync"
@@ -441,21 +442,37 @@ func Unlock(ctx context.Context, o Options) (*Result, error) {
 	return r.result("unlock", "", start), err
 }
 
+// look connects to target i and reads its state without taking the lock
+// or changing anything (a deploy root that does not exist yet is empty).
+// The caller closes h.T.
+func (r *runner) look(ctx context.Context, i int) (*Host, error) {
+	t, err := r.o.Targets[i].Dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	h := &Host{Name: r.o.Targets[i].Name, T: t, L: Layout{Root: r.o.Root}, S: r.o.Settings, Log: r.o.Log}
+	if _, err := t.Lstat(ctx, h.L.Releases()); errors.Is(err, fs.ErrNotExist) {
+		h.rlog = &releaseLog{}
+		return h, nil
+	}
+	if err := h.readState(ctx); err != nil {
+		t.Close()
+		return nil, err
+	}
+	return h, nil
+}
+
 // ListReleases opens every host read-only (no lock) and lists its releases.
 func ListReleases(ctx context.Context, o Options) (map[string][]ReleaseInfo, error) {
 	var mu sync.Mutex
 	out := map[string][]ReleaseInfo{}
 	r := newRunner(o)
 	err := r.each(ctx, o.Concurrency, func(ctx context.Context, i int) error {
-		t, err := o.Targets[i].Dial(ctx)
+		h, err := r.look(ctx, i)
 		if err != nil {
 			return err
 		}
-		defer t.Close()
-		h := &Host{Name: o.Targets[i].Name, T: t, L: Layout{Root: o.Root}, S: o.Settings, Log: o.Log}
-		if err := h.readState(ctx); err != nil {
-			return err
-		}
+		defer h.T.Close()
 		list, err := h.Releases(ctx)
 		mu.Lock()
 		out[h.Name] = list
@@ -506,17 +523,11 @@ func PlanAll(ctx context.Context, o Options, m *release.Manifest) ([]HostPlan, e
 	plans := make([]HostPlan, len(o.Targets))
 	r := newRunner(o)
 	err := r.each(ctx, o.Concurrency, func(ctx context.Context, i int) error {
-		t, err := o.Targets[i].Dial(ctx)
+		h, err := r.look(ctx, i)
 		if err != nil {
 			return err
 		}
-		defer t.Close()
-		h := &Host{Name: o.Targets[i].Name, T: t, L: Layout{Root: o.Root}, S: o.Settings, Log: o.Log}
-		if _, err := t.Lstat(ctx, h.L.Releases()); err == nil {
-			if err := h.readState(ctx); err != nil {
-				return err
-			}
-		}
+		defer h.T.Close()
 		prev := h.previousManifest(ctx)
 		hp := HostPlan{Host: h.Name, CurrentID: h.CurrentID, Plan: MakePlan(m, prev, h.previousScan(ctx))}
 		if prev != nil {
