@@ -74,16 +74,20 @@ type Host struct {
 	Stats      Stats
 	SwitchedAt time.Time // when Activate's rename returned
 
-	lock     locker
-	gnuTar   bool // upload as one tar stream (see tarstream.go)
-	rlog     *releaseLog
-	existing []string
-	created  bool // releases/<ReleaseID> was made by this run
-	switched bool
-	nextLink string // temp symlink to the new release, renamed over current by Activate
-	manifest *release.Manifest
-	linked   map[string]transport.Stat // files sharing an inode with an older release
-	mu       sync.Mutex                // guards rlog writes from concurrent phases
+	lock   locker
+	gnuTar bool // upload as one tar stream (see tarstream.go)
+
+	wantPlan       bool // Open also scans the live release (for a deploy)
+	prefetchedScan []transport.Stat
+	prefetchErr    error
+	rlog           *releaseLog
+	existing       []string
+	created        bool // releases/<ReleaseID> was made by this run
+	switched       bool
+	nextLink       string // temp symlink to the new release, renamed over current by Activate
+	manifest       *release.Manifest
+	linked         map[string]transport.Stat // files sharing an inode with an older release
+	mu             sync.Mutex                // guards rlog writes from concurrent phases
 }
 
 // errHooksNeedShell is returned when hooks are set but the server only speaks SFTP.
@@ -124,7 +128,16 @@ func (h *Host) Open(ctx context.Context, needHooks bool) error {
 		h.unlock(context.WithoutCancel(ctx))
 		return err
 	}
-	err = parallel(ctx, h.readState, func(ctx context.Context) error { h.removeTempLinks(ctx); return nil })
+	err = parallel(ctx, h.readState,
+		func(ctx context.Context) error { h.removeTempLinks(ctx); return nil },
+		func(ctx context.Context) error {
+			// A deploy plans against the live release: its scan (the longest
+			// read) starts now, through `current`, which the lock keeps still.
+			if h.wantPlan {
+				h.prefetchedScan, h.prefetchErr = h.T.Scan(ctx, h.L.Current())
+			}
+			return nil
+		})
 	if err != nil {
 		h.unlock(context.WithoutCancel(ctx))
 		return err
@@ -259,7 +272,7 @@ func (h *Host) Prepare(ctx context.Context, m *release.Manifest, id string) erro
 	h.created = true
 	h.manifest = m
 	plan := MakePlan(m, prev, prevScan)
-	prev, prevScan = nil, nil // large on big releases; the plan has what it needs
+	prev, prevScan, h.prefetchedScan = nil, nil, nil // large on big releases; the plan has what it needs
 	plan.uploadOnly(unseeded)
 	mtimes, err := h.upload(ctx, plan, dir)
 	if err != nil {
@@ -382,7 +395,10 @@ func (h *Host) previousScan(ctx context.Context) []transport.Stat {
 	if h.CurrentID == "" {
 		return nil
 	}
-	s, err := h.T.Scan(ctx, h.L.Release(h.CurrentID))
+	s, err := h.prefetchedScan, h.prefetchErr
+	if !h.wantPlan {
+		s, err = h.T.Scan(ctx, h.L.Release(h.CurrentID))
+	}
 	if err != nil {
 		h.Log.Warnf("%s: cannot scan release %s, uploading everything: %v", h.Name, h.CurrentID, err)
 		return nil

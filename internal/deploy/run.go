@@ -153,7 +153,7 @@ func hostErrors(es []error) string {
 
 // open dials and opens every host; on any failure every opened host is
 // closed again and nothing has changed.
-func (r *runner) open(ctx context.Context, needHooks bool) error {
+func (r *runner) open(ctx context.Context, needHooks, forDeploy bool) error {
 	end := r.o.Groups(fmt.Sprintf("Connect and lock (%d host%s)", len(r.o.Targets), plural(len(r.o.Targets))))
 	defer end()
 	err := r.each(ctx, r.o.Concurrency, func(ctx context.Context, i int) error {
@@ -162,7 +162,7 @@ func (r *runner) open(ctx context.Context, needHooks bool) error {
 		if err != nil {
 			return err
 		}
-		h := &Host{Name: r.o.Targets[i].Name, T: t, L: Layout{Root: r.o.Root}, S: r.o.Settings, Log: r.o.Log}
+		h := &Host{Name: r.o.Targets[i].Name, T: t, L: Layout{Root: r.o.Root}, S: r.o.Settings, Log: r.o.Log, wantPlan: forDeploy}
 		if err := h.Open(ctx, needHooks); err != nil {
 			t.Close()
 			return err
@@ -233,7 +233,7 @@ func Deploy(ctx context.Context, o Options, m *release.Manifest) (*Result, error
 	r := newRunner(o)
 	o = r.o
 	needHooks := o.Settings.BeforeActivate != "" || o.Settings.BeforeActivateOnce != "" || o.Settings.AfterActivate != ""
-	if err := r.open(ctx, needHooks); err != nil {
+	if err := r.open(ctx, needHooks, true); err != nil {
 		return r.result("deploy", "", start), err
 	}
 	// Cleanup must run even when ctx is cancelled (the job was cancelled).
@@ -368,7 +368,7 @@ func Rollback(ctx context.Context, o Options, id string) (*Result, error) {
 	start := time.Now()
 	r := newRunner(o)
 	o = r.o
-	if err := r.open(ctx, false); err != nil {
+	if err := r.open(ctx, false, false); err != nil {
 		return r.result("rollback", id, start), err
 	}
 	cleanup := context.WithoutCancel(ctx)

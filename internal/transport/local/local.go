@@ -116,6 +116,10 @@ func (*Transport) Chmod(_ context.Context, p string, mode fs.FileMode) error {
 }
 
 func (*Transport) Scan(ctx context.Context, root string) ([]transport.Stat, error) {
+	// A symbolic link as root (such as current) is followed, like find -H.
+	if resolved, err := filepath.EvalSymlinks(root); err == nil {
+		root = resolved
+	}
 	var out []transport.Stat
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
