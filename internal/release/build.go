@@ -123,7 +123,7 @@ func Walk(ctx context.Context, root string, exclude []string) (*Manifest, error)
 		case d.IsDir():
 			e.Type = TypeDir
 		case info.Mode().IsRegular():
-			e.Type, e.Size, e.local = TypeFile, info.Size(), p
+			e.Type, e.Size, e.src = TypeFile, info.Size(), &source{local: p}
 		case info.Mode()&fs.ModeSymlink != 0:
 			target, err := os.Readlink(p)
 			if err != nil {
@@ -260,7 +260,7 @@ func hashFiles(ctx context.Context, m *Manifest) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			h, n, err := hashFile(e.local)
+			h, n, err := hashFile(e.src.local)
 			if err != nil {
 				return fmt.Errorf("hash %s: %w", e.Path, err)
 			}
@@ -288,7 +288,7 @@ func hashFile(p string) (string, int64, error) {
 // setGenerated adds or replaces a top-level file whose content is in memory.
 func (m *Manifest) setGenerated(name string, data []byte) error {
 	sum := sha256.Sum256(data)
-	e := Entry{Path: name, Type: TypeFile, Mode: 0o644, Size: int64(len(data)), Hash: hex.EncodeToString(sum[:]), data: data}
+	e := Entry{Path: name, Type: TypeFile, Mode: 0o644, Size: int64(len(data)), Hash: hex.EncodeToString(sum[:]), src: &source{data: data}}
 	for i := range m.Entries {
 		if m.Entries[i].Path == name {
 			if m.Entries[i].Type != TypeFile {

@@ -37,16 +37,26 @@ type Entry struct {
 	// detect files edited after the deploy, which must not be reused.
 	MTime int64 `json:"mt,omitempty"`
 
-	local string // where the content is on the runner
+	src *source // where a new release's file content comes from; nil when decoded
+}
+
+// source is kept behind a pointer: decoded manifests (one per host and
+// deploy, 100,000 entries for a large app) do not carry its fields.
+type source struct {
+	local string // the file on the runner
 	data  []byte // content held in memory (generated files such as REVISION)
 }
 
 // Open returns the content of a file entry from the runner.
 func (e *Entry) Open() (io.ReadCloser, error) {
-	if e.data != nil || e.local == "" {
-		return io.NopCloser(bytes.NewReader(e.data)), nil
+	if e.src == nil || e.src.data != nil || e.src.local == "" {
+		var data []byte
+		if e.src != nil {
+			data = e.src.data
+		}
+		return io.NopCloser(bytes.NewReader(data)), nil
 	}
-	return openFile(e.local)
+	return openFile(e.src.local)
 }
 
 // Manifest is a release's entries, sorted so that every directory comes
