@@ -3,6 +3,7 @@ package deploy
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -106,10 +107,8 @@ func (h *Host) Open(ctx context.Context, needHooks bool) error {
 		return fmt.Errorf("inspect %s: %w", h.L.Current(), err)
 	}
 	// Independent requests go out together: each is a round trip on a
-	// remote host, and waiting for them one by one adds up.
-	if err := h.T.MkdirAll(ctx, h.L.Meta(), 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", h.L.Meta(), err)
-	}
+	// remote host, and waiting for them one by one adds up. (The lock makes
+	// .atomic-deploy/ itself.)
 	err := parallel(ctx,
 		func(ctx context.Context) error { return h.T.MkdirAll(ctx, h.L.Releases(), 0o755) },
 		func(ctx context.Context) error { return h.T.MkdirAll(ctx, h.L.Shared(), 0o755) },
@@ -956,9 +955,22 @@ func (h *Host) Finish(ctx context.Context) error {
 	h.CurrentID, h.switched = h.ReleaseID, false
 	// Decided before the log changes; deleting and logging then go together.
 	old := h.pruneCandidates()
+	done := Record{ID: h.ReleaseID, Status: StatusSuccess, FinishedAt: time.Now().UTC()}
+	if sl, ok := h.lock.(*sessionLock); ok {
+		// The lock holder appends the record as it lets go: no separate
+		// write, and the record is in the log before the next deploy can
+		// take the lock.
+		h.prune(ctx, old)
+		h.lock = nil
+		line, _ := json.Marshal(done)
+		if err := sl.releaseWithLog(ctx, line); err != nil {
+			h.Log.Warnf("%s: could not write the releases log: %v", h.Name, err)
+		}
+		return nil
+	}
 	parallel(ctx,
 		func(ctx context.Context) error {
-			if err := h.appendLog(ctx, Record{ID: h.ReleaseID, Status: StatusSuccess, FinishedAt: time.Now().UTC()}); err != nil {
+			if err := h.appendLog(ctx, done); err != nil {
 				h.Log.Warnf("%s: could not write the releases log: %v", h.Name, err)
 			}
 			return nil

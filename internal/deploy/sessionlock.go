@@ -36,6 +36,9 @@ func acquire(ctx context.Context, t transport.Transport, l Layout, owner Owner, 
 			return nil, err
 		}
 	}
+	if err := t.MkdirAll(ctx, l.Meta(), 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", l.Meta(), err)
+	}
 	lease, err := AcquireLock(ctx, t, l.Lock(), owner, opts)
 	if err != nil {
 		return nil, err // not a typed nil inside the interface
@@ -74,10 +77,16 @@ type sessionLock struct {
 func (l Layout) flockFile() string  { return path.Join(l.Meta(), "lock.flock") }
 func (l Layout) flockOwner() string { return path.Join(l.Meta(), "lock.owner.json") }
 
+// logTailEnd ends what the client sends the holder on release; a tail
+// without it (a connection lost mid-write) is dropped, never half-appended.
+const logTailEnd = "--end--"
+
 // holderScript takes the flock (waiting up to `wait` seconds), writes the
 // holder's identity with its pid (no extra round trip for it), reports the
-// pid, then waits for stdin to end and removes the identity file before
-// the shell exits and the kernel drops the lock. Only the shell (the pid a
+// pid, then waits for stdin to end: what arrived there (complete records for
+// the releases log, see releaseWithLog) is appended to the log, and the
+// identity file removed, before the shell exits and the kernel drops the
+// lock. Only the shell (the pid a
 // waiter may end) holds the lock descriptor; cat does not get it. Every way
 // out prints one line first, so the client never waits on a session whose
 // stdin it still holds open.
@@ -86,15 +95,20 @@ func holderScript(l Layout, waitSeconds int, owner Owner) string {
 	prefix, _ := json.Marshal(owner)
 	prefix = append(prefix[:len(prefix)-1], []byte(`,"pid":`)...)
 	tmp := l.flockOwner() + ".tmp"
+	tail := l.flockOwner() + ".tail"
 	return fmt.Sprintf(`command -v flock >/dev/null 2>&1 || { echo noflock; exit %d; }
+mkdir -p %s || { echo error; exit 1; }
 exec 9>>%s || { echo error; exit 1; }
 flock -w %d 9 || { echo busy; exit %d; }
 printf '%%s%%s}' %s "$$" > %s && mv -f %s %s
 echo "locked $$"
-cat >/dev/null 9>&-
-rm -f %s
-`, exitNoFlock, shell.Quote(l.flockFile()), waitSeconds, exitBusy,
-		shell.Quote(string(prefix)), shell.Quote(tmp), shell.Quote(tmp), shell.Quote(l.flockOwner()), shell.Quote(l.flockOwner()))
+cat > %s 9>&-
+if [ "$(tail -n 1 %s)" = %s ]; then sed '$d' %s >> %s || { rm -f %s; exit 3; }; fi
+rm -f %s %s
+`, exitNoFlock, shell.Quote(l.Meta()), shell.Quote(l.flockFile()), waitSeconds, exitBusy,
+		shell.Quote(string(prefix)), shell.Quote(tmp), shell.Quote(tmp), shell.Quote(l.flockOwner()),
+		shell.Quote(tail), shell.Quote(tail), shell.Quote(logTailEnd), shell.Quote(tail), shell.Quote(l.Log()), shell.Quote(tail),
+		shell.Quote(tail), shell.Quote(l.flockOwner()))
 }
 
 func acquireSessionLock(ctx context.Context, t transport.Transport, l Layout, owner Owner, opts LockOptions) (*sessionLock, error) {
@@ -221,14 +235,27 @@ func (sl *sessionLock) Held(context.Context) error {
 
 // Release ends the holder process, which removes its identity file and
 // frees the flock.
-func (sl *sessionLock) Release(ctx context.Context) error {
+func (sl *sessionLock) Release(ctx context.Context) error { return sl.releaseWithLog(ctx, nil) }
+
+// releaseWithLog releases the lock after the holder appended line (one JSON
+// record) to the releases log. It fails if the holder could not confirm it.
+func (sl *sessionLock) releaseWithLog(ctx context.Context, line []byte) error {
 	close(sl.stop)
 	sl.wg.Wait()
+	if line != nil {
+		sl.stdin.Write(append(append(line, '\n'), logTailEnd+"\n"...))
+	}
 	sl.stdin.Close()
+	var err error
 	select {
-	case <-sl.done:
+	case err = <-sl.done:
 	case <-ctx.Done():
+		err = ctx.Err()
 	case <-time.After(10 * time.Second):
+		err = errors.New("the lock holder did not end within 10 s")
+	}
+	if line != nil && err != nil {
+		return fmt.Errorf("append to the releases log: %v", err)
 	}
 	return nil
 }

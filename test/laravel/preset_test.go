@@ -77,6 +77,7 @@ func TestLaravelPreset(t *testing.T) {
 		t.Fatalf("job queued by %s was handled by %q, want %s (worker: %s)", idA, handled, idA, outA)
 	}
 
+	nextSecond()
 	second := s.mustDeploy(ctx)
 	idB := second.ReleaseID()
 	if idB <= idA {
@@ -115,6 +116,7 @@ func TestLaravelPreset(t *testing.T) {
 	if err := tr.Rename(ctx, envPath+".off", envPath); err != nil {
 		t.Fatal(err)
 	}
+	nextSecond()
 	third := s.mustDeploy(ctx)
 	checkRelease(t, s, web, third.ReleaseID())
 	select {
@@ -233,4 +235,12 @@ func (s *syncBuf) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// nextSecond waits for the next whole second. Laravel's restart signal is a
+// timestamp in seconds: a queue:restart in the same second as the one a
+// worker started after looks like no restart at all (real deploys are
+// seconds apart).
+func nextSecond() {
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(1100 * time.Millisecond)))
 }
