@@ -30,6 +30,7 @@ import (
 	"github.com/skeema/knownhosts"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport/sshx"
 )
 
@@ -95,7 +96,7 @@ type Server struct {
 	uid, gid  int
 	clientKey crypto.PrivateKey
 	opts      Options
-	log       *syncBuffer
+	log       *testutil.SyncBuffer
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -149,7 +150,7 @@ func requireSSHD(t testing.TB) {
 // start does the work of Start without t.Fatal, so it can run in any
 // goroutine; t is only used for Cleanup and Logf.
 func start(t testing.TB, opts Options) (*Server, error) {
-	s := &Server{Host: "127.0.0.1", opts: opts, log: &syncBuffer{}}
+	s := &Server{Host: "127.0.0.1", opts: opts, log: &testutil.SyncBuffer{}}
 	if err := s.setUser(opts.User); err != nil {
 		return nil, err
 	}
@@ -174,7 +175,7 @@ func start(t testing.TB, opts Options) (*Server, error) {
 	// The port is found free and then bound by sshd; another test may take
 	// it in between, so retry with a new port.
 	for attempt := 0; ; attempt++ {
-		port, err := freePort()
+		port, err := testutil.FreePort()
 		if err == nil {
 			err = s.launch(opts, port)
 		}
@@ -429,15 +430,6 @@ func matchIndex(cfg string) int {
 	return -1
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // waitReady waits until addr answers with an SSH banner.
 func waitReady(addr string, exited <-chan struct{}) error {
 	deadline := time.Now().Add(15 * time.Second)
@@ -652,28 +644,4 @@ func descendants(root int) []int {
 		}
 	}
 	return out
-}
-
-// syncBuffer collects sshd's output from its writer goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) Reset() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.b.Reset()
 }

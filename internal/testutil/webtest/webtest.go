@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil"
 )
 
 // Binaries used; Debian 12 packages nginx and php8.2-fpm.
@@ -71,7 +73,7 @@ type Server struct {
 type proc struct {
 	name   string
 	cmd    *exec.Cmd
-	out    *syncBuffer
+	out    *testutil.SyncBuffer
 	exited chan struct{}
 	stop   sync.Once
 }
@@ -172,7 +174,7 @@ func Start(t testing.TB, o Options) *Server {
 }
 
 func (s *Server) startNginx(o Options, sock, runAs, group string) error {
-	port, err := freePort()
+	port, err := testutil.FreePort()
 	if err != nil {
 		return err
 	}
@@ -202,7 +204,7 @@ func (s *Server) startNginx(o Options, sock, runAs, group string) error {
 }
 
 func (s *Server) start(name string, path string, args ...string) (*proc, error) {
-	p := &proc{name: name, out: &syncBuffer{}, exited: make(chan struct{})}
+	p := &proc{name: name, out: &testutil.SyncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(path, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.Dir = s.Dir
@@ -413,35 +415,9 @@ func waitFor(p *proc, timeout time.Duration, ready func() bool) error {
 	return fmt.Errorf("%s not ready after %s", p.name, timeout)
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func tail(b []byte, n int) []byte {
 	if len(b) > n {
 		return b[len(b)-n:]
 	}
 	return b
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
