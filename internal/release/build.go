@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/bmatcuk/doublestar/v4"
 	"golang.org/x/sync/errgroup"
@@ -271,14 +272,20 @@ func hashFiles(ctx context.Context, m *Manifest) error {
 	return g.Wait()
 }
 
+// copyBuffers are reused across files: a release of 100,000 files would
+// otherwise allocate a buffer per file and keep the collector busy.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
 func hashFile(p string) (string, int64, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return "", 0, err
 	}
 	defer f.Close()
+	buf := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(buf)
 	h := sha256.New()
-	n, err := io.Copy(h, f)
+	n, err := io.CopyBuffer(h, struct{ io.Reader }{f}, *buf)
 	if err != nil {
 		return "", 0, err
 	}
