@@ -444,7 +444,7 @@ func (h *Host) upload(ctx context.Context, plan *Plan, dir string) (map[*release
 	if h.gnuTar {
 		// Every mtime is known before anything is sent, so the manifest and
 		// the link for the switch travel in the same stream.
-		now := time.Now().Truncate(time.Microsecond)
+		now := time.Now().Truncate(time.Second) // what a tar header carries exactly
 		mtimes = make(map[*release.Entry]int64, len(plan.Upload)+len(plan.Reuse))
 		for _, e := range plan.Upload {
 			mtimes[e] = now.UnixNano()

@@ -25,8 +25,9 @@ import (
 // every file operation happens inside one server process, instead of a few
 // SFTP requests per file. SFTP-only servers use Plan.execute.
 
-// probeGNUTar reports whether the target's tar is GNU tar (its -P hard
-// links to absolute paths and PAX headers are what the stream relies on).
+// probeGNUTar reports whether the target's tar is GNU tar (its -P for the
+// absolute extras, hard links relative to -C and PAX headers are what the
+// stream relies on).
 func probeGNUTar(ctx context.Context, t transport.Transport) bool {
 	if !t.CanExec() {
 		return false
@@ -37,9 +38,9 @@ func probeGNUTar(ctx context.Context, t transport.Transport) bool {
 }
 
 // tarExtractCommand extracts a gzip-compressed stream from stdin into dir:
-// -p keeps modes exactly (no umask), -P keeps the absolute hard-link
-// targets, --no-same-owner leaves files owned by the deploy user even when
-// that user is root.
+// -p keeps modes exactly (no umask), -P keeps the absolute names of the
+// entries outside the release (manifest, switch link), --no-same-owner
+// leaves files owned by the deploy user even when that user is root.
 func tarExtractCommand(dir string) string {
 	return shell.Command("tar", "-x", "-z", "-p", "-P", "--no-same-owner", "-C", dir, "-f", "-")
 }
@@ -87,8 +88,10 @@ func (p *Plan) writeTar(w io.Writer, top, prevDir string, now time.Time, extras 
 	bw := bufio.NewWriterSize(w, 256<<10)
 	zw, _ := gzip.NewWriterLevel(bw, gzip.BestSpeed)
 	tw := tar.NewWriter(zw)
+	// No format is forced: plain USTAR headers wherever a name fits (PAX
+	// only for long or non-ASCII names), which is most of a stream of
+	// hard-link entries. Modification times are whole seconds for that.
 	hdr := func(h *tar.Header) error {
-		h.Format = tar.FormatPAX
 		h.Uname, h.Gname = "", ""
 		return tw.WriteHeader(h)
 	}
@@ -107,7 +110,9 @@ func (p *Plan) writeTar(w io.Writer, top, prevDir string, now time.Time, extras 
 		}
 	}
 	for _, r := range p.Reuse {
-		if err := hdr(&tar.Header{Typeflag: tar.TypeLink, Name: top + "/" + r.Entry.Path, Linkname: path.Join(prevDir, r.From), Mode: int64(r.Entry.Mode), ModTime: now}); err != nil {
+		// Relative to the extraction directory (releases/): short names.
+		link := path.Join(path.Base(prevDir), r.From)
+		if err := hdr(&tar.Header{Typeflag: tar.TypeLink, Name: top + "/" + r.Entry.Path, Linkname: link, Mode: int64(r.Entry.Mode), ModTime: now}); err != nil {
 			return err
 		}
 		st.reused.Add(1)
@@ -146,7 +151,7 @@ func writeTarFile(tw *tar.Writer, name string, e *release.Entry, mtime time.Time
 		return fmt.Errorf("read %s: %w", e.Path, err)
 	}
 	defer r.Close()
-	h := &tar.Header{Typeflag: tar.TypeReg, Name: name, Size: e.Size, Mode: int64(e.Mode), ModTime: mtime, Format: tar.FormatPAX}
+	h := &tar.Header{Typeflag: tar.TypeReg, Name: name, Size: e.Size, Mode: int64(e.Mode), ModTime: mtime}
 	if err := tw.WriteHeader(h); err != nil {
 		return err
 	}
