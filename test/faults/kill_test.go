@@ -62,18 +62,7 @@ func TestSIGKILLAtEachPhase(t *testing.T) {
 		t.Run(ph.name, func(t *testing.T) {
 			t.Parallel()
 			inject(t, "SIGKILL during "+ph.name)
-			e := newEnv(t, envOptions{proxy: ph.big})
-			first := e.mustAppDeploy()
-			if ph.big {
-				e.writeBig("assets", 400, 64*1024)
-				e.px.limit(8 << 20) // 25 MiB: about 3 s, so the kill lands mid-upload
-			}
-			e.write(map[string]string{"index.html": "v2"})
-			ph = phases(e)[indexOf(phases(e), ph.name)]
-			before := e.releases()
-			p := e.startBinary(ph.extra...)
-			t.Cleanup(e.killHookOrphans)
-			ph.reached(e, p, before)
+			e, first, _, p := startAtPhase(t, ph)
 			p.kill()
 			t.Logf("killed during %s", ph.name)
 			if e.px != nil {
@@ -197,18 +186,7 @@ func TestSIGTERMAtEachPhase(t *testing.T) {
 		t.Run(ph.name, func(t *testing.T) {
 			t.Parallel()
 			inject(t, "SIGTERM during "+ph.name)
-			e := newEnv(t, envOptions{proxy: ph.big})
-			first := e.mustAppDeploy()
-			if ph.big {
-				e.writeBig("assets", 400, 64*1024)
-				e.px.limit(8 << 20) // 25 MiB: about 3 s, so the kill lands mid-upload
-			}
-			e.write(map[string]string{"index.html": "v2"})
-			ph = phases(e)[indexOf(phases(e), ph.name)]
-			before := e.releases()
-			p := e.startBinary(ph.extra...)
-			t.Cleanup(e.killHookOrphans)
-			ph.reached(e, p, before)
+			e, first, before, p := startAtPhase(t, ph)
 			p.signal(syscall.SIGTERM)
 			code := p.wait(30 * time.Second)
 			if e.px != nil {
@@ -282,4 +260,24 @@ func TestSIGKILLWhileWaitingForTheLock(t *testing.T) {
 		t.Errorf("next deploy took %s: the killed waiter held the lock", d)
 	}
 	e.assertNoLeftovers(next)
+}
+
+// startAtPhase deploys a first release, then starts the binary on a second
+// one and returns once it has reached phase ph (large uploads slowed down
+// so that "upload" lands mid-transfer).
+func startAtPhase(t *testing.T, ph phase) (e *env, first string, before []string, p *proc) {
+	t.Helper()
+	e = newEnv(t, envOptions{proxy: ph.big})
+	first = e.mustAppDeploy()
+	if ph.big {
+		e.writeBig("assets", 400, 64*1024)
+		e.px.limit(8 << 20) // 25 MiB: about 3 s, so the kill lands mid-upload
+	}
+	e.write(map[string]string{"index.html": "v2"})
+	ph = phases(e)[indexOf(phases(e), ph.name)]
+	before = e.releases()
+	p = e.startBinary(ph.extra...)
+	t.Cleanup(e.killHookOrphans)
+	ph.reached(e, p, before)
+	return e, first, before, p
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/atomic-deploy/atomic-deploy/internal/app"
 	"github.com/atomic-deploy/atomic-deploy/internal/deploy"
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil"
 	"github.com/atomic-deploy/atomic-deploy/internal/testutil/sshtest"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport/sshx"
@@ -481,7 +482,7 @@ func (e *env) assertNoLeftovers(live string, failedOK ...string) {
 type proc struct {
 	t      *testing.T
 	cmd    *exec.Cmd
-	out    *syncBuf
+	out    *testutil.SyncBuffer
 	done   chan struct{}
 	code   int
 	killed bool
@@ -500,7 +501,7 @@ func (e *env) startBinaryAs(actor string, extra ...string) *proc {
 	}
 	cmd := exec.Command(binPath, e.cliArgs(extra...)...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + e.t.TempDir(), "USER=" + actor, "GITHUB_SHA=rev-" + actor}
-	p := &proc{t: e.t, cmd: cmd, out: &syncBuf{}, done: make(chan struct{})}
+	p := &proc{t: e.t, cmd: cmd, out: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = 5 * time.Second
@@ -631,30 +632,13 @@ func lastLines(s string, n int) string {
 
 // ---- small helpers ------------------------------------------------------------
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // testLog is a deploy.Logger that keeps everything.
-type testLog struct{ syncBuf }
+type testLog struct{ testutil.SyncBuffer }
 
-func (l *testLog) Infof(f string, a ...any) { fmt.Fprintf(&l.syncBuf, "info: "+f+"\n", a...) }
-func (l *testLog) Warnf(f string, a ...any) { fmt.Fprintf(&l.syncBuf, "warn: "+f+"\n", a...) }
+func (l *testLog) Infof(f string, a ...any) { fmt.Fprintf(&l.SyncBuffer, "info: "+f+"\n", a...) }
+func (l *testLog) Warnf(f string, a ...any) { fmt.Fprintf(&l.SyncBuffer, "warn: "+f+"\n", a...) }
 func (l *testLog) Writer(host string) io.Writer {
-	return writerFunc(func(p []byte) { fmt.Fprintf(&l.syncBuf, "[%s] %s", host, p) })
+	return writerFunc(func(p []byte) { fmt.Fprintf(&l.SyncBuffer, "[%s] %s", host, p) })
 }
 func (l *testLog) Progress(deploy.Progress) {}
 

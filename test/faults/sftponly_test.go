@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil"
 )
 
 // TestSFTPOnlyKilledDeployLeaseExpires SIGKILLs a deploy process on an
@@ -30,7 +32,7 @@ func TestSFTPOnlyKilledDeployLeaseExpires(t *testing.T) {
 	}
 	cmd := exec.Command(self, "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"="+string(cfg))
-	out := &syncBuf{}
+	out := &testutil.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	before := e.releases()
 	if err := cmd.Start(); err != nil {

@@ -7,11 +7,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/shell"
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil"
 	"github.com/atomic-deploy/atomic-deploy/internal/testutil/webtest"
 )
 
@@ -63,8 +63,8 @@ func TestLaravelPreset(t *testing.T) {
 	// code of the release that was live when it started; queue:restart
 	// (the preset's after-activate) makes it exit on the next deploy.
 	tr := s.ssh(ctx)
-	worker := func() (done <-chan error, out *syncBuf) {
-		out = &syncBuf{}
+	worker := func() (done <-chan error, out *testutil.SyncBuffer) {
+		out = &testutil.SyncBuffer{}
 		ch := make(chan error, 1)
 		script := "cd " + shell.Quote(s.root+"/current") + " && exec php artisan queue:work --sleep=1 --tries=1 --max-time=150"
 		go func() { ch <- tr.Exec(ctx, script, nil, out, out) }()
@@ -219,23 +219,6 @@ func lastLines(s string, n int) string {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // nextSecond waits for the next whole second. Laravel's restart signal is a
 // timestamp in seconds: a queue:restart in the same second as the one a
