@@ -78,7 +78,9 @@ type Host struct {
 	lock   locker
 	gnuTar bool // upload as one tar stream (see tarstream.go)
 
-	wantPlan       bool // Open also scans the live release (for a deploy)
+	wantPlan       bool      // Open also scans the live release (for a deploy)
+	snap           *snapshot // what the lock holder printed, until Prepare has planned
+	prefetched     bool      // prefetchedScan/prefetchErr hold the live release's listing
 	prefetchedScan []transport.Stat
 	prefetchErr    error
 	rlog           *releaseLog
@@ -99,49 +101,101 @@ func (h *Host) Open(ctx context.Context, needHooks bool) error {
 	if needHooks && !h.T.CanExec() {
 		return errHooksNeedShell
 	}
+	if err := h.open(ctx); err != nil {
+		h.unlock(context.WithoutCancel(ctx))
+		return err
+	}
+	return nil
+}
+
+func (h *Host) open(ctx context.Context) error {
+	owner := Owner{Actor: h.S.Actor, RunURL: h.S.RunURL, Host: h.S.Runner, StartedAt: time.Now().UTC()}
+	if h.T.CanExec() {
+		// One command checks `current`, creates the layout, takes the lock
+		// and prints the state (snapshot.go).
+		sl, err := acquireSessionLock(ctx, h.T, h.L, owner, h.S.Lock, h.wantPlan)
+		switch {
+		case err == nil:
+			h.lock = sl
+			var res snapshotResult
+			select {
+			case res = <-sl.snap:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if res.err == nil {
+				return h.applySnapshot(res.s)
+			}
+			h.Log.Infof("%s: reading the state request by request (%v)", h.Name, res.err)
+			return h.readAll(ctx)
+		case errors.Is(err, errNotSymlink):
+			return h.notSymlinkError()
+		case !errors.Is(err, errNoFlock):
+			return err
+		}
+	}
 	if info, err := h.T.Lstat(ctx, h.L.Current()); err == nil && info.Mode()&fs.ModeSymlink == 0 {
 		// releases/ may not exist yet: nothing is created before this check.
-		return fmt.Errorf("%s exists and is not a symlink (a site deployed another way?). atomic-deploy will not touch it: move it aside, e.g. `mkdir -p %s && mv %s %s && ln -s %s %s` keeps it live as the first release, and deploy again",
-			h.L.Current(), shell.Quote(h.L.Releases()), shell.Quote(h.L.Current()), shell.Quote(h.L.Release("00000000000000")), shell.Quote(currentTarget("00000000000000")), shell.Quote(h.L.Current()))
+		return h.notSymlinkError()
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("inspect %s: %w", h.L.Current(), err)
 	}
 	// Independent requests go out together: each is a round trip on a
-	// remote host, and waiting for them one by one adds up. (The lock makes
-	// .atomic-deploy/ itself.)
+	// remote host, and waiting for them one by one adds up.
 	err := parallel(ctx,
 		func(ctx context.Context) error { return h.T.MkdirAll(ctx, h.L.Releases(), 0o755) },
 		func(ctx context.Context) error { return h.T.MkdirAll(ctx, h.L.Shared(), 0o755) },
 		func(ctx context.Context) error { return h.T.MkdirAll(ctx, h.L.Manifests(), 0o755) },
 		func(ctx context.Context) error {
-			lock, err := acquire(ctx, h.T, h.L, Owner{Actor: h.S.Actor, RunURL: h.S.RunURL, Host: h.S.Runner, StartedAt: time.Now().UTC()}, h.S.Lock)
+			lease, err := acquireLease(ctx, h.T, h.L, owner, h.S.Lock)
 			if err != nil {
 				return err
 			}
-			h.lock = lock
+			h.lock = lease
 			return nil
 		},
-		func(ctx context.Context) error { h.gnuTar = !h.S.NoTar && probeGNUTar(ctx, h.T); return nil },
 	)
 	if err != nil {
-		h.unlock(context.WithoutCancel(ctx))
 		return err
 	}
-	err = parallel(ctx, h.readState,
+	return h.readAll(ctx)
+}
+
+func (h *Host) notSymlinkError() error {
+	return fmt.Errorf("%s exists and is not a symlink (a site deployed another way?). atomic-deploy will not touch it: move it aside, e.g. `mkdir -p %s && mv %s %s && ln -s %s %s` keeps it live as the first release, and deploy again",
+		h.L.Current(), shell.Quote(h.L.Releases()), shell.Quote(h.L.Current()), shell.Quote(h.L.Release("00000000000000")), shell.Quote(currentTarget("00000000000000")), shell.Quote(h.L.Current()))
+}
+
+// applySnapshot takes the state from what the lock holder printed.
+func (h *Host) applySnapshot(s *snapshot) error {
+	h.gnuTar = !h.S.NoTar && strings.Contains(s.tarVersion, "GNU tar")
+	if err := h.setCurrent(s.current, nil); err != nil {
+		return err
+	}
+	h.existing = s.releases
+	h.rlog = s.log
+	if h.wantPlan && h.CurrentID != "" {
+		h.snap = s
+		h.prefetched = s.scan != nil
+		h.prefetchedScan = s.scan
+	}
+	return nil
+}
+
+// readAll reads the state request by request (the lock is held).
+func (h *Host) readAll(ctx context.Context) error {
+	return parallel(ctx, h.readState,
+		func(ctx context.Context) error { h.gnuTar = !h.S.NoTar && probeGNUTar(ctx, h.T); return nil },
 		func(ctx context.Context) error { h.removeTempLinks(ctx); return nil },
 		func(ctx context.Context) error {
 			// A deploy plans against the live release: its scan (the longest
 			// read) starts now, through `current`, which the lock keeps still.
 			if h.wantPlan {
 				h.prefetchedScan, h.prefetchErr = h.T.Scan(ctx, h.L.Current())
+				h.prefetched = true
 			}
 			return nil
 		})
-	if err != nil {
-		h.unlock(context.WithoutCancel(ctx))
-		return err
-	}
-	return nil
 }
 
 // parallel runs fns at once and returns the first error.
@@ -181,8 +235,23 @@ func (h *Host) readState(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := h.setCurrent(target, linkErr); err != nil {
+		return err
+	}
+	h.existing = h.existing[:0]
+	for _, e := range entries {
+		if e.IsDir() {
+			h.existing = append(h.existing, e.Name())
+		}
+	}
+	return nil
+}
+
+// setCurrent sets CurrentID from the target of `current` ("" or
+// fs.ErrNotExist when there is none).
+func (h *Host) setCurrent(target string, linkErr error) error {
 	switch {
-	case errors.Is(linkErr, fs.ErrNotExist):
+	case errors.Is(linkErr, fs.ErrNotExist), linkErr == nil && target == "":
 		h.CurrentID = ""
 	case linkErr != nil:
 		return fmt.Errorf("read %s: %w", h.L.Current(), linkErr)
@@ -192,12 +261,6 @@ func (h *Host) readState(ctx context.Context) error {
 			return fmt.Errorf("%s points to %s, outside %s; point it at a release or remove it", h.L.Current(), target, h.L.Releases())
 		}
 		h.CurrentID = id
-	}
-	h.existing = h.existing[:0]
-	for _, e := range entries {
-		if e.IsDir() {
-			h.existing = append(h.existing, e.Name())
-		}
 	}
 	return nil
 }
@@ -271,7 +334,7 @@ func (h *Host) Prepare(ctx context.Context, m *release.Manifest, id string) erro
 	h.created = true
 	h.manifest = m
 	plan := MakePlan(m, prev, prevScan)
-	prev, prevScan, h.prefetchedScan = nil, nil, nil // large on big releases; the plan has what it needs
+	prev, prevScan, h.prefetchedScan, h.snap = nil, nil, nil, nil // large on big releases; the plan has what it needs
 	plan.uploadOnly(unseeded)
 	mtimes, err := h.upload(ctx, plan, dir)
 	if err != nil {
@@ -375,6 +438,12 @@ func (h *Host) previousManifest(ctx context.Context) *release.Manifest {
 	if h.CurrentID == "" {
 		return nil
 	}
+	if h.snap != nil {
+		if h.snap.manifestErr != nil {
+			h.Log.Warnf("%s: cannot read the manifest of release %s, uploading everything: %v", h.Name, h.CurrentID, h.snap.manifestErr)
+		}
+		return h.snap.manifest
+	}
 	data, err := h.T.ReadFile(ctx, h.L.Manifest(h.CurrentID))
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
@@ -395,7 +464,7 @@ func (h *Host) previousScan(ctx context.Context) []transport.Stat {
 		return nil
 	}
 	s, err := h.prefetchedScan, h.prefetchErr
-	if !h.wantPlan {
+	if !h.prefetched {
 		s, err = h.T.Scan(ctx, h.L.Release(h.CurrentID))
 	}
 	if err != nil {

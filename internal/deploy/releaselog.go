@@ -46,6 +46,12 @@ func readReleaseLog(ctx context.Context, t transport.Transport, l Layout) (*rele
 	if err != nil {
 		return nil, err
 	}
+	return parseReleaseLog(data), nil
+}
+
+// parseReleaseLog reads the log's JSON lines; lines it cannot read (a
+// record from a newer version, a torn write) are skipped.
+func parseReleaseLog(data []byte) *releaseLog {
 	rl := &releaseLog{}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64*1024), 1<<20)
@@ -55,7 +61,7 @@ func readReleaseLog(ctx context.Context, t transport.Transport, l Layout) (*rele
 			rl.records = append(rl.records, r)
 		}
 	}
-	return rl, nil
+	return rl
 }
 
 // latest returns the newest record for every id.

@@ -24,18 +24,9 @@ type locker interface {
 	Release(ctx context.Context) error
 }
 
-// acquire takes the deploy lock: tied to the SSH session where the server
-// has a shell and flock(1), a renewed lease otherwise (SFTP-only servers).
-func acquire(ctx context.Context, t transport.Transport, l Layout, owner Owner, opts LockOptions) (locker, error) {
-	if t.CanExec() {
-		sl, err := acquireSessionLock(ctx, t, l, owner, opts)
-		if err == nil {
-			return sl, nil
-		}
-		if !errors.Is(err, errNoFlock) {
-			return nil, err
-		}
-	}
+// acquireLease takes the deploy lock as a renewed lease: the fallback for
+// servers without a shell or flock(1) (SFTP-only servers).
+func acquireLease(ctx context.Context, t transport.Transport, l Layout, owner Owner, opts LockOptions) (locker, error) {
 	if err := t.MkdirAll(ctx, l.Meta(), 0o755); err != nil {
 		return nil, fmt.Errorf("create %s: %w", l.Meta(), err)
 	}
@@ -46,7 +37,10 @@ func acquire(ctx context.Context, t transport.Transport, l Layout, owner Owner, 
 	return lease, nil
 }
 
-var errNoFlock = errors.New("flock(1) is not available on the server")
+var (
+	errNoFlock    = errors.New("flock(1) is not available on the server")
+	errNotSymlink = errors.New("current is not a symlink")
+)
 
 // Exit codes of the holder script.
 const (
@@ -69,6 +63,8 @@ type sessionLock struct {
 	done  chan error
 	stop  chan struct{}
 	wg    sync.WaitGroup
+	snap  chan snapshotResult // the state the holder printed once it had the lock
+
 
 	mu      sync.Mutex
 	lostErr error
@@ -81,42 +77,48 @@ func (l Layout) flockOwner() string { return path.Join(l.Meta(), "lock.owner.jso
 // without it (a connection lost mid-write) is dropped, never half-appended.
 const logTailEnd = "--end--"
 
-// holderScript takes the flock (waiting up to `wait` seconds), writes the
-// holder's identity with its pid (no extra round trip for it), reports the
-// pid, then waits for stdin to end: what arrived there (complete records for
+type snapshotResult struct {
+	s   *snapshot
+	err error
+}
+
+// holderScript checks `current` and creates the layout (snapshotPrelude),
+// takes the flock (waiting up to `wait` seconds), writes the holder's
+// identity with its pid (no extra round trip for it), reports the pid,
+// prints the snapshot of the deploy root, then waits for stdin to end: what arrived there (complete records for
 // the releases log, see releaseWithLog) is appended to the log, and the
 // identity file removed, before the shell exits and the kernel drops the
 // lock. Only the shell (the pid a
 // waiter may end) holds the lock descriptor; cat does not get it. Every way
 // out prints one line first, so the client never waits on a session whose
 // stdin it still holds open.
-func holderScript(l Layout, waitSeconds int, owner Owner) string {
+func holderScript(l Layout, waitSeconds int, owner Owner, plan bool) string {
 	// {"token":...,"pid":<pid>}: the JSON of owner, then the pid from $$.
 	prefix, _ := json.Marshal(owner)
 	prefix = append(prefix[:len(prefix)-1], []byte(`,"pid":`)...)
 	tmp := l.flockOwner() + ".tmp"
 	tail := l.flockOwner() + ".tail"
 	return fmt.Sprintf(`command -v flock >/dev/null 2>&1 || { echo noflock; exit %d; }
-mkdir -p %s || { echo error; exit 1; }
+%smkdir -p %s || { echo error; exit 1; }
 exec 9>>%s || { echo error; exit 1; }
 flock -w %d 9 || { echo busy; exit %d; }
 printf '%%s%%s}' %s "$$" > %s && mv -f %s %s
 echo "locked $$"
-cat > %s 9>&-
+%scat > %s 9>&-
 if [ "$(tail -n 1 %s)" = %s ]; then sed '$d' %s >> %s || { rm -f %s; exit 3; }; fi
 rm -f %s %s
-`, exitNoFlock, shell.Quote(l.Meta()), shell.Quote(l.flockFile()), waitSeconds, exitBusy,
+`, exitNoFlock, snapshotPrelude(l), shell.Quote(l.Meta()), shell.Quote(l.flockFile()), waitSeconds, exitBusy,
 		shell.Quote(string(prefix)), shell.Quote(tmp), shell.Quote(tmp), shell.Quote(l.flockOwner()),
-		shell.Quote(tail), shell.Quote(tail), shell.Quote(logTailEnd), shell.Quote(tail), shell.Quote(l.Log()), shell.Quote(tail),
+		snapshotScript(l, plan), shell.Quote(tail), shell.Quote(tail), shell.Quote(logTailEnd), shell.Quote(tail), shell.Quote(l.Log()), shell.Quote(tail),
 		shell.Quote(tail), shell.Quote(l.flockOwner()))
 }
 
-func acquireSessionLock(ctx context.Context, t transport.Transport, l Layout, owner Owner, opts LockOptions) (*sessionLock, error) {
+func acquireSessionLock(ctx context.Context, t transport.Transport, l Layout, owner Owner, opts LockOptions, plan bool) (*sessionLock, error) {
 	owner.Token = randomToken()
 	owner.TTL = Duration(opts.TTL)
 	deadline := time.Now().Add(opts.Wait)
 	for {
-		sl, err := trySessionLock(ctx, t, l, owner, min(5*time.Second, max(time.Until(deadline), time.Second)))
+		sl, err := trySessionLock(ctx, t, l, owner, min(5*time.Second, max(time.Until(deadline), time.Second)), plan)
 		if err == nil || !errors.Is(err, errBusy) {
 			return sl, err
 		}
@@ -147,22 +149,27 @@ type heartbeat struct {
 	PID int `json:"pid"`
 }
 
-func trySessionLock(ctx context.Context, t transport.Transport, l Layout, owner Owner, wait time.Duration) (*sessionLock, error) {
+func trySessionLock(ctx context.Context, t transport.Transport, l Layout, owner Owner, wait time.Duration, plan bool) (*sessionLock, error) {
 	stdinR, stdinW := io.Pipe()
 	outR, outW := io.Pipe()
-	sl := &sessionLock{t: t, owner: owner, file: l.flockOwner(), stdin: stdinW, done: make(chan error, 1), stop: make(chan struct{})}
+	sl := &sessionLock{t: t, owner: owner, file: l.flockOwner(), stdin: stdinW, done: make(chan error, 1), stop: make(chan struct{}), snap: make(chan snapshotResult, 1)}
 	var stderr strings.Builder
 	// The session must outlive the ctx of Open: it is ended by Release.
 	go func() {
-		err := t.Exec(context.WithoutCancel(ctx), holderScript(l, int(wait.Seconds()+0.5), owner), stdinR, outW, &limitedWriter{w: &stderr, n: 4096})
+		err := t.Exec(context.WithoutCancel(ctx), holderScript(l, int(wait.Seconds()+0.5), owner, plan), stdinR, outW, &limitedWriter{w: &stderr, n: 4096})
 		outW.CloseWithError(io.EOF)
 		sl.done <- err
 	}()
 	lines := make(chan string, 1)
 	go func() {
-		line, _ := bufio.NewReader(outR).ReadString('\n')
+		br := bufio.NewReaderSize(outR, 64<<10)
+		line, _ := br.ReadString('\n')
 		lines <- line
-		io.Copy(io.Discard, outR)
+		if strings.HasPrefix(line, "locked ") {
+			s, err := parseSnapshot(br, plan)
+			sl.snap <- snapshotResult{s, err}
+		}
+		io.Copy(io.Discard, br)
 	}()
 	var line string
 	select {
@@ -180,6 +187,8 @@ func trySessionLock(ctx context.Context, t transport.Transport, l Layout, owner 
 				return nil, errNoFlock
 			case exitBusy:
 				return nil, errBusy
+			case exitNotSymlink:
+				return nil, errNotSymlink
 			}
 		}
 		if err := ctx.Err(); err != nil {

@@ -135,7 +135,12 @@ func DecodeManifest(r io.Reader) (*Manifest, error) {
 		return nil, fmt.Errorf("manifest: %w", err)
 	}
 	defer zr.Close()
-	sc := bufio.NewScanner(zr)
+	return DecodeManifestJSON(zr)
+}
+
+// DecodeManifestJSON reads a manifest already decompressed.
+func DecodeManifestJSON(r io.Reader) (*Manifest, error) {
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1<<20)
 	if !sc.Scan() || sc.Text() != manifestHeader {
 		return nil, errors.New("manifest: missing or unknown header")

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -398,7 +397,7 @@ func (t *Transport) Now(ctx context.Context) (time.Time, error) {
 		if err != nil {
 			return time.Time{}, fmt.Errorf("read clock of %s: %w", t.name, err)
 		}
-		now, err := parseUnixTime(strings.TrimSpace(string(out)))
+		now, err := transport.ParseUnixTime(strings.TrimSpace(string(out)))
 		if err != nil {
 			return time.Time{}, fmt.Errorf("read clock of %s: %w", t.name, err)
 		}
@@ -424,22 +423,6 @@ func (t *Transport) Now(ctx context.Context) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("read clock of %s: %w", t.name, err)
 	}
 	return fi.ModTime(), nil
-}
-
-// parseUnixTime parses "seconds[.fraction]" as printed by date +%s.%N and
-// find %T@ (a date without %N support prints a literal "N": ignored).
-func parseUnixTime(s string) (time.Time, error) {
-	secStr, frac, _ := strings.Cut(s, ".")
-	sec, err := strconv.ParseInt(secStr, 10, 64)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("bad timestamp %q", s)
-	}
-	var nsec int64
-	if frac != "" && strings.Trim(frac, "0123456789") == "" {
-		frac = (frac + "000000000")[:9]
-		nsec, _ = strconv.ParseInt(frac, 10, 64)
-	}
-	return time.Unix(sec, nsec), nil
 }
 
 func randomSuffix() string {

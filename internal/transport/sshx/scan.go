@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"path"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -43,20 +42,11 @@ func (t *Transport) Scan(ctx context.Context, root string) ([]transport.Stat, er
 	return stats, nil
 }
 
-// findFormat prints eight NUL-terminated fields per entry (names may
-// contain any byte but NUL, newlines included): path, type, mode, size,
-// mtime, inode, link count, ctime.
-const findFormat = `%P\0%y\0%m\0%s\0%T@\0%i\0%n\0%C@\0`
-
-const findFields = 8
-
 // scanScript runs find and sends its output gzip-compressed when the server
 // has gzip (a 5,000-file listing is ~600 kB raw, ~100 kB compressed). The
-// first byte says which; a trailer record carries find's exit status,
-// because sh has no pipefail.
+// first byte says which.
 func scanScript(root string) string {
-	find := shell.Command("find", "-H", root, "-mindepth", "1", "-printf", findFormat)
-	body := "{ " + find + "; printf '\\0%s\\0' \"$?\"; }"
+	body := transport.FindCommand(root)
 	return "if command -v gzip >/dev/null 2>&1; then printf z; " + body + " | gzip -1; else printf p; " + body + "; fi\n"
 }
 
@@ -103,108 +93,7 @@ func parseFindStream(r io.Reader) ([]transport.Stat, error) {
 		defer zr.Close()
 		src = bufio.NewReaderSize(zr, 64<<10)
 	}
-	return parseFind(src)
-}
-
-// parseFind reads NUL-terminated records of findFields fields, ended by a
-// trailer of an empty field (no entry has an empty path) and find's status.
-func parseFind(r *bufio.Reader) ([]transport.Stat, error) {
-	var stats []transport.Stat
-	var rec [findFields]string
-	for {
-		first, err := r.ReadString(0)
-		if err != nil {
-			return nil, errors.New("find output ended early (connection lost?)")
-		}
-		first = first[:len(first)-1]
-		if first == "" {
-			code, err := r.ReadString(0)
-			if err != nil {
-				return nil, errors.New("find output ended early (connection lost?)")
-			}
-			if code = code[:len(code)-1]; code != "0" {
-				return nil, fmt.Errorf("find exited with status %s", code)
-			}
-			return stats, nil
-		}
-		rec[0] = first
-		for i := 1; i < findFields; i++ {
-			f, err := r.ReadString(0)
-			if err != nil {
-				return nil, errors.New("find output ended inside a record")
-			}
-			rec[i] = f[:len(f)-1]
-		}
-		st, err := parseFindRecord(rec)
-		if err != nil {
-			return nil, err
-		}
-		stats = append(stats, st)
-	}
-}
-
-func parseFindRecord(rec [findFields]string) (transport.Stat, error) {
-	perm, err := strconv.ParseUint(rec[2], 8, 32)
-	if err != nil {
-		return transport.Stat{}, fmt.Errorf("find: bad mode %q for %q", rec[2], rec[0])
-	}
-	size, err := strconv.ParseInt(rec[3], 10, 64)
-	if err != nil {
-		return transport.Stat{}, fmt.Errorf("find: bad size %q for %q", rec[3], rec[0])
-	}
-	mtime, err := parseUnixTime(rec[4])
-	if err != nil {
-		return transport.Stat{}, fmt.Errorf("find: %w for %q", err, rec[0])
-	}
-	inode, err1 := strconv.ParseUint(rec[5], 10, 64)
-	links, err2 := strconv.ParseUint(rec[6], 10, 64)
-	ctime, err3 := parseUnixTime(rec[7])
-	if err := errors.Join(err1, err2, err3); err != nil {
-		return transport.Stat{}, fmt.Errorf("find: %w for %q", err, rec[0])
-	}
-	return transport.Stat{
-		Path:       rec[0],
-		Mode:       findMode(rec[1], uint32(perm)),
-		Size:       size,
-		ModTime:    mtime,
-		Precise:    true,
-		Inode:      inode,
-		Links:      links,
-		ChangeTime: ctime,
-	}, nil
-}
-
-// findMode builds an fs.FileMode from find's %y type letter and %m octal
-// permissions, the way pkg/sftp does from st_mode.
-func findMode(typ string, perm uint32) fs.FileMode {
-	m := fs.FileMode(perm & 0o777)
-	if perm&0o4000 != 0 {
-		m |= fs.ModeSetuid
-	}
-	if perm&0o2000 != 0 {
-		m |= fs.ModeSetgid
-	}
-	if perm&0o1000 != 0 {
-		m |= fs.ModeSticky
-	}
-	switch typ {
-	case "f":
-	case "d":
-		m |= fs.ModeDir
-	case "l":
-		m |= fs.ModeSymlink
-	case "p":
-		m |= fs.ModeNamedPipe
-	case "s":
-		m |= fs.ModeSocket
-	case "c":
-		m |= fs.ModeDevice | fs.ModeCharDevice
-	case "b":
-		m |= fs.ModeDevice
-	default:
-		m |= fs.ModeIrregular
-	}
-	return m
+	return transport.ParseFind(src)
 }
 
 func (t *Transport) scanSFTP(ctx context.Context, root string) ([]transport.Stat, error) {

@@ -1,0 +1,218 @@
+package deploy
+
+import (
+	"bufio"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/release"
+	"github.com/atomic-deploy/atomic-deploy/internal/shell"
+	"github.com/atomic-deploy/atomic-deploy/internal/transport"
+)
+
+// The lock holder prints the state of the deploy root as soon as it holds
+// the lock: where `current` points, GNU tar or not, the release
+// directories, the releases log and, for a deploy, the live release's
+// manifest and a listing of its files. That is one command instead of a
+// dozen requests, most of them one after another; each costs a round trip,
+// and a command several (see ../../README.md, Performance).
+//
+// The snapshot is an optimisation only: when anything about it is off, Open
+// reads the same state request by request, with the lock already held.
+
+// snapshot is the deploy root as the lock holder saw it.
+type snapshot struct {
+	current    string // target of `current`; "" when it does not exist
+	tarVersion string // first line of tar --version, if any
+	releases   []string
+	log        *releaseLog
+	// For a deploy: the live release's stored manifest (nil when there is
+	// none; manifestErr when it could not be read) and its files.
+	manifest    *release.Manifest
+	manifestErr error
+	scan        []transport.Stat // nil when not listed (then Scan lists it)
+}
+
+// Exit status of the holder when `current` exists but is not a symlink.
+const exitNotSymlink = 65
+
+// snapshotPrelude checks `current` and creates the layout before the lock
+// is taken: nothing is created when `current` is something else.
+func snapshotPrelude(l Layout) string {
+	c := shell.Quote(l.Current())
+	return fmt.Sprintf(`if [ -e %s ] && [ ! -L %s ]; then echo notlink; exit %d; fi
+mkdir -p %s %s %s || { echo error; exit 1; }
+`, c, c, exitNotSymlink, shell.Quote(l.Releases()), shell.Quote(l.Shared()), shell.Quote(l.Manifests()))
+}
+
+// snapshotScript prints the snapshot (see parseSnapshot for the format).
+// Binary sections are first written to files next to the lock, so their
+// size is known before they are sent. It also removes temporary `current`
+// links a crashed switch left.
+func snapshotScript(l Layout, plan bool) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "C=%s R=%s L=%s M=%s S=%s\n", shell.Quote(l.Current()), shell.Quote(l.Releases()),
+		shell.Quote(l.Log()), shell.Quote(l.Manifests()), shell.Quote(path.Join(l.Meta(), ".snapshot-"))+"$$")
+	b.WriteString(`emit() { if [ -f "$2" ] && n=$(wc -c < "$2"); then printf '%s %s\n' "$1" "$n"; cat "$2"; else printf '%s %s\n' "$1" "$3"; fi; }
+if ! command -v gzip >/dev/null 2>&1; then printf 'P\n'; else
+printf S
+if [ -L "$C" ]; then printf 'L%s\0' "$(readlink "$C")"; else printf 'N\0'; fi
+printf '%s\0' "$(tar --version 2>/dev/null | head -n 1)"
+for d in "$R"/*; do if [ -d "$d" ] && [ ! -L "$d" ]; then printf '%s\0' "${d##*/}"; fi; done
+printf '\0'
+`)
+	fmt.Fprintf(&b, "for f in %s*; do if [ -L \"$f\" ]; then rm -f \"$f\"; fi; done\n", shell.Quote(path.Join(l.Root, tempLinkPrefix)))
+	b.WriteString(`if [ ! -e "$L" ]; then printf 'log -\n'; elif gzip -1 < "$L" > "$S.log"; then emit log "$S.log" '!'; else printf 'log !\n'; fi
+`)
+	if plan {
+		b.WriteString(`id=; t=$(readlink "$C"); case $t in releases/*/*) ;; releases/?*) id=${t#releases/} ;; esac
+if [ -z "$id" ] || [ ! -e "$M/$id.json.gz" ]; then printf 'manifest -\n'; elif cp "$M/$id.json.gz" "$S.man"; then emit manifest "$S.man" '!'; else printf 'manifest !\n'; fi
+if [ -n "$id" ] && [ -d "$C/" ] && ` + transport.FindCommand(l.Current()) + ` | gzip -1 > "$S.scan"; then emit scan "$S.scan" -; else printf 'scan -\n'; fi
+`)
+	}
+	b.WriteString(`rm -f "$S.log" "$S.man" "$S.scan"
+printf 'E\n'
+fi
+`)
+	return b.String()
+}
+
+var errNoSnapshot = errors.New("the server printed no snapshot (no gzip?)")
+
+// maxSection bounds what one snapshot section may claim to be.
+const maxSection = 1 << 30
+
+// parseSnapshot reads what snapshotScript printed:
+//
+//	S  L<target>\0 | N\0   <tar --version line>\0   <release>\0 ... \0
+//	   log <size>|-|!\n <gzip>   [manifest <size>|-|!\n <gzip>   scan <size>|-\n <gzip>]
+//	   E\n
+//
+// "-" is absent, "!" is unreadable. P\n instead of all that: no snapshot.
+func parseSnapshot(br *bufio.Reader, plan bool) (*snapshot, error) {
+	kind, err := br.ReadByte()
+	if err != nil {
+		return nil, err
+	}
+	if kind != 'S' {
+		return nil, errNoSnapshot
+	}
+	field := func() (string, error) {
+		s, err := br.ReadString(0)
+		if err != nil {
+			return "", fmt.Errorf("snapshot ended early: %w", err)
+		}
+		return s[:len(s)-1], nil
+	}
+	s := &snapshot{}
+	link, err := field()
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case strings.HasPrefix(link, "L"):
+		s.current = link[1:]
+	case link != "N":
+		return nil, fmt.Errorf("snapshot: bad current field %q", link)
+	}
+	if s.tarVersion, err = field(); err != nil {
+		return nil, err
+	}
+	for {
+		name, err := field()
+		if err != nil {
+			return nil, err
+		}
+		if name == "" {
+			break
+		}
+		s.releases = append(s.releases, name)
+	}
+	logData, err := section(br, "log", func(r io.Reader) ([]byte, error) { return io.ReadAll(r) })
+	switch {
+	case errors.Is(err, errSectionAbsent):
+		s.log = &releaseLog{}
+	case err != nil:
+		return nil, err
+	default:
+		s.log = parseReleaseLog(logData)
+	}
+	if plan {
+		s.manifest, err = section(br, "manifest", release.DecodeManifestJSON)
+		switch {
+		case errors.Is(err, errSectionAbsent):
+		case errors.Is(err, errSectionUnreadable), errors.As(err, new(*sectionDataError)):
+			s.manifestErr = err
+		case err != nil:
+			return nil, err
+		}
+		s.scan, err = section(br, "scan", func(r io.Reader) ([]transport.Stat, error) {
+			return transport.ParseFind(bufio.NewReaderSize(r, 64<<10))
+		})
+		switch {
+		case errors.Is(err, errSectionAbsent), errors.As(err, new(*sectionDataError)):
+			s.scan = nil // listed again by Scan, which says what is wrong
+		case err != nil:
+			return nil, err
+		}
+	}
+	if end, err := br.ReadString('\n'); err != nil || end != "E\n" {
+		return nil, fmt.Errorf("snapshot: no end marker (%q, %v)", end, err)
+	}
+	return s, nil
+}
+
+var (
+	errSectionAbsent     = errors.New("absent")
+	errSectionUnreadable = errors.New("could not be read on the server")
+)
+
+// sectionDataError is a section that arrived whole but whose content is
+// damaged; the stream itself is still in step.
+type sectionDataError struct{ err error }
+
+func (e *sectionDataError) Error() string { return e.err.Error() }
+func (e *sectionDataError) Unwrap() error { return e.err }
+
+// section reads one "<name> <size>\n<size bytes of gzip>" section and
+// decodes the decompressed content with decode.
+func section[T any](br *bufio.Reader, name string, decode func(io.Reader) (T, error)) (T, error) {
+	var zero T
+	head, err := br.ReadString('\n')
+	if err != nil {
+		return zero, fmt.Errorf("snapshot ended before %s: %w", name, err)
+	}
+	got, size, ok := strings.Cut(strings.TrimSuffix(head, "\n"), " ")
+	if !ok || got != name {
+		return zero, fmt.Errorf("snapshot: expected %s, got %q", name, head)
+	}
+	switch size {
+	case "-":
+		return zero, errSectionAbsent
+	case "!":
+		return zero, fmt.Errorf("%s %w", name, errSectionUnreadable)
+	}
+	n, err := strconv.ParseInt(size, 10, 64)
+	if err != nil || n < 0 || n > maxSection {
+		return zero, fmt.Errorf("snapshot: bad size of %s: %q", name, size)
+	}
+	body := io.LimitReader(br, n)
+	// Whatever happens below, the rest of the section is skipped, so the
+	// stream stays in step.
+	defer io.Copy(io.Discard, body)
+	zr, err := gzip.NewReader(body)
+	if err != nil {
+		return zero, &sectionDataError{fmt.Errorf("%s: %w", name, err)}
+	}
+	defer zr.Close()
+	v, err := decode(zr)
+	if err != nil {
+		return zero, &sectionDataError{fmt.Errorf("%s: %w", name, err)}
+	}
+	return v, nil
+}

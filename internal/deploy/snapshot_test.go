@@ -1,0 +1,113 @@
+package deploy
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/release"
+)
+
+// runSnapshot runs the holder's snapshot script with /bin/sh on root and
+// returns what it printed.
+func runSnapshot(t *testing.T, l Layout, plan bool) []byte {
+	t.Helper()
+	out, err := exec.Command("/bin/sh", "-c", snapshotScript(l, plan)).Output()
+	if err != nil {
+		t.Fatalf("snapshot script: %v", err)
+	}
+	return out
+}
+
+func TestSnapshotScriptAndParse(t *testing.T) {
+	root := t.TempDir()
+	l := Layout{Root: root}
+	for _, d := range []string{"releases/20260101000000/app", "releases/20260102000000", "shared", ".atomic-deploy/manifests"} {
+		os.MkdirAll(filepath.Join(root, d), 0o755)
+	}
+	os.WriteFile(filepath.Join(root, "releases/20260101000000/app/a.php"), []byte("<?php"), 0o644)
+	os.Symlink("releases/20260101000000", filepath.Join(root, "current"))
+	os.Symlink("releases/20260102000000", filepath.Join(root, tempLinkPrefix+"stale"))
+	os.WriteFile(filepath.Join(root, "releases/not-a-dir"), nil, 0o644)
+	os.WriteFile(l.Log(), []byte(`{"id":"20260101000000","status":"success"}`+"\n"), 0o644)
+
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "a.php"), []byte("<?php"), 0o644)
+	m, err := release.Build(t.Context(), release.Options{Source: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mbuf bytes.Buffer
+	m.Encode(&mbuf)
+	os.WriteFile(l.Manifest("20260101000000"), mbuf.Bytes(), 0o644)
+
+	out := runSnapshot(t, l, true)
+	s, err := parseSnapshot(bufio.NewReader(bytes.NewReader(out)), true)
+	if err != nil {
+		t.Fatalf("parse: %v\n%q", err, out)
+	}
+	slices.Sort(s.releases)
+	if s.current != "releases/20260101000000" || !slices.Equal(s.releases, []string{"20260101000000", "20260102000000"}) {
+		t.Errorf("current %q releases %q", s.current, s.releases)
+	}
+	if s.log.status("20260101000000") != StatusSuccess || len(s.log.records) != 1 {
+		t.Errorf("log %+v", s.log.records)
+	}
+	if s.manifest == nil || len(s.manifest.Entries) != len(m.Entries) || s.manifestErr != nil {
+		t.Errorf("manifest %+v (%v)", s.manifest, s.manifestErr)
+	}
+	var paths []string
+	for _, st := range s.scan {
+		paths = append(paths, st.Path)
+	}
+	if !slices.Equal(paths, []string{"app", "app/a.php"}) {
+		t.Errorf("scan %q", paths)
+	}
+	if _, err := os.Lstat(filepath.Join(root, tempLinkPrefix+"stale")); err == nil {
+		t.Error("the stale switch link was not removed")
+	}
+	if left, _ := filepath.Glob(filepath.Join(l.Meta(), ".snapshot-*")); len(left) > 0 {
+		t.Errorf("left behind: %q", left)
+	}
+
+	// A damaged manifest is reported and the rest still read.
+	os.WriteFile(l.Manifest("20260101000000"), []byte("\x1f\x8bnot really"), 0o644)
+	s, err = parseSnapshot(bufio.NewReader(bytes.NewReader(runSnapshot(t, l, true))), true)
+	if err != nil || s.manifestErr == nil || s.manifest != nil || len(s.scan) != 2 {
+		t.Errorf("damaged manifest: err %v, manifestErr %v, %d scanned", err, s.manifestErr, len(s.scan))
+	}
+
+	// Without a plan: no manifest, no listing.
+	s, err = parseSnapshot(bufio.NewReader(bytes.NewReader(runSnapshot(t, l, false))), false)
+	if err != nil || s.scan != nil || s.manifest != nil {
+		t.Errorf("no plan: %v %v %v", err, s.scan, s.manifest)
+	}
+
+	// A cut stream is an error, never a partial state.
+	for _, n := range []int{0, 1, len(out) / 2, len(out) - 1} {
+		if _, err := parseSnapshot(bufio.NewReader(bytes.NewReader(out[:n])), true); err == nil {
+			t.Errorf("snapshot cut at %d of %d bytes parsed without error", n, len(out))
+		}
+	}
+}
+
+func TestSnapshotEmptyRoot(t *testing.T) {
+	root := t.TempDir()
+	l := Layout{Root: root}
+	os.MkdirAll(l.Meta(), 0o755)
+	s, err := parseSnapshot(bufio.NewReader(bytes.NewReader(runSnapshot(t, l, true))), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.current != "" || len(s.releases) != 0 || len(s.log.records) != 0 || s.scan != nil || s.manifest != nil {
+		t.Errorf("empty root: %+v", s)
+	}
+	if !strings.Contains(string(runSnapshot(t, l, false)), "log -") {
+		t.Error("a missing log is not reported as absent")
+	}
+}
