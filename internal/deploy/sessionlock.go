@@ -65,7 +65,6 @@ type sessionLock struct {
 	wg    sync.WaitGroup
 	snap  chan snapshotResult // the state the holder printed once it had the lock
 
-
 	mu      sync.Mutex
 	lostErr error
 }
