@@ -116,7 +116,9 @@ func (a *run) main(ctx context.Context) int {
 	case config.ModeDeploy:
 		var m *release.Manifest
 		end := a.log.Group("Prepare release from " + cfg.Source)
-		m, err = release.Build(ctx, release.Options{Source: cfg.Source, Exclude: cfg.Exclude, Build: cfg.Build, Revision: cfg.Revision,
+		// Hashing waits for nothing but the disk: it runs while the hosts
+		// are dialled and locked, and Deploy waits for it before planning.
+		m, err = release.Describe(ctx, release.Options{Source: cfg.Source, Exclude: cfg.Exclude, Build: cfg.Build, Revision: cfg.Revision,
 			Stdout: a.log.Writer("build"), Stderr: a.log.Writer("build")})
 		if err == nil {
 			n, size := m.Files()
@@ -131,6 +133,16 @@ func (a *run) main(ctx context.Context) int {
 			opts.Verify = func(ctx context.Context, id, previousID string) error {
 				a.log.Infof("health check: %s", cfg.HealthcheckURL)
 				return health.Check{URL: cfg.HealthcheckURL, Timeout: cfg.HealthcheckTimeout, Expect: cfg.HealthcheckExpect}.Run(ctx, id, previousID)
+			}
+		}
+		hashed := make(chan error, 1)
+		go func() { hashed <- m.Hash(ctx) }()
+		opts.ManifestReady = func(ctx context.Context) error {
+			select {
+			case err := <-hashed:
+				return err
+			case <-ctx.Done():
+				return ctx.Err()
 			}
 		}
 		res, err = deploy.Deploy(ctx, opts, m)

@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -565,4 +566,29 @@ func TestConcurrentDeploysSerialise(t *testing.T) {
 			t.Errorf("%d releases, want 5", n)
 		}
 	}, onLocal, onSSH)
+}
+
+// The runner hashes the release while it connects; when that fails, the
+// lock is let go and nothing else changes.
+func TestManifestNotReady(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, kind string) {
+		s := newSiteOn(t, kind, map[string]string{"index.html": "v1"})
+		s.mustDeploy()
+		live := s.current()
+		m, err := release.Build(context.Background(), release.Options{Source: s.src, Revision: s.set.Revision})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := s.options()
+		o.ManifestReady = func(context.Context) error { return errors.New("hash index.html: input/output error") }
+		_, err = deploy.Deploy(context.Background(), o, m)
+		if err == nil || !strings.Contains(err.Error(), "nothing deployed: hash index.html") {
+			t.Fatalf("error %v", err)
+		}
+		if got := s.current(); got != live {
+			t.Errorf("current %s, want %s", got, live)
+		}
+		s.write(map[string]string{"index.html": "v2"})
+		s.mustDeploy() // the lock was let go
+	})
 }

@@ -36,6 +36,10 @@ type Options struct {
 	// Verify runs after every host switched and ran after-activate (the
 	// health check). An error rolls every host back when AutoRollback.
 	Verify func(ctx context.Context, releaseID, previousID string) error
+	// ManifestReady, when set, is waited for after every host is connected
+	// and locked and before anything is planned: the runner hashes the
+	// release while it connects (see release.Describe).
+	ManifestReady func(ctx context.Context) error
 }
 
 // Host outcomes in a Result.
@@ -239,6 +243,11 @@ func Deploy(ctx context.Context, o Options, m *release.Manifest) (*Result, error
 	// Cleanup must run even when ctx is cancelled (the job was cancelled).
 	cleanup := context.WithoutCancel(ctx)
 	defer r.closeAll(cleanup)
+	if o.ManifestReady != nil {
+		if err := o.ManifestReady(ctx); err != nil {
+			return r.result("deploy", "", start), fmt.Errorf("release not prepared, nothing deployed: %w", err)
+		}
+	}
 	id := r.chooseID()
 
 	end := o.Groups(fmt.Sprintf("Upload and prepare release %s", id))

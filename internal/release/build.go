@@ -35,8 +35,23 @@ type Options struct {
 	Stderr   io.Writer
 }
 
-// Build runs the build command, then walks Source into a Manifest.
+// Build runs the build command, then walks Source into a Manifest and
+// hashes every file.
 func Build(ctx context.Context, o Options) (*Manifest, error) {
+	m, err := Describe(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Hash(ctx); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Describe is Build without the hashing: every check of the source is done,
+// and Hash fills in the content hashes later (a deploy hashes while it
+// connects).
+func Describe(ctx context.Context, o Options) (*Manifest, error) {
 	info, err := os.Stat(o.Source)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -54,7 +69,7 @@ func Build(ctx context.Context, o Options) (*Manifest, error) {
 			return nil, fmt.Errorf("build command failed in %s: %w", o.Source, err)
 		}
 	}
-	m, err := Walk(ctx, o.Source, o.Exclude)
+	m, err := walk(o.Source, o.Exclude)
 	if err != nil {
 		return nil, err
 	}
@@ -91,6 +106,18 @@ func Excluded(rel string, patterns []string) bool {
 
 // Walk describes the tree at root, hashing files on all cores.
 func Walk(ctx context.Context, root string, exclude []string) (*Manifest, error) {
+	m, err := walk(root, exclude)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Hash(ctx); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// walk describes the tree at root without reading the files.
+func walk(root string, exclude []string) (*Manifest, error) {
 	m := &Manifest{}
 	// WalkDir does not follow a root that is itself a symlink (a source
 	// directory linked elsewhere); walk what it points to.
@@ -144,9 +171,6 @@ func Walk(ctx context.Context, root string, exclude []string) (*Manifest, error)
 		return nil, err
 	}
 	if err := linksStayInside(m); err != nil {
-		return nil, err
-	}
-	if err := hashFiles(ctx, m); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -249,12 +273,13 @@ func resolvesInside(links map[string]string, rel string) bool {
 	return true
 }
 
-func hashFiles(ctx context.Context, m *Manifest) error {
+// Hash computes the content hash of every file not hashed yet, on all cores.
+func (m *Manifest) Hash(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0) * 2)
 	for i := range m.Entries {
 		e := &m.Entries[i]
-		if e.Type != TypeFile {
+		if e.Type != TypeFile || e.Hash != "" {
 			continue
 		}
 		g.Go(func() error {
