@@ -296,6 +296,7 @@ func (h *Host) Prepare(ctx context.Context, m *release.Manifest, id string) erro
 		return fmt.Errorf("release %s already exists on %s; a release id is used once (choose another release-id or let it default to the time)", id, h.Name)
 	}
 	// What the plan needs is read while the log is written.
+	started := Record{ID: id, Status: StatusStarted, Revision: h.S.Revision, Actor: h.S.Actor, RunURL: h.S.RunURL, StartedAt: time.Now().UTC()}
 	var (
 		unseeded []string
 		prev     *release.Manifest
@@ -305,7 +306,14 @@ func (h *Host) Prepare(ctx context.Context, m *release.Manifest, id string) erro
 		func(ctx context.Context) error {
 			// Logged before the directory exists, so a crash at any later
 			// point leaves a release the next deploy knows to be unfinished.
-			if err := h.appendLog(ctx, Record{ID: id, Status: StatusStarted, Revision: h.S.Revision, Actor: h.S.Actor, RunURL: h.S.RunURL, StartedAt: time.Now().UTC()}); err != nil {
+			// The tar command appends it itself (one round trip less).
+			if h.gnuTar {
+				h.mu.Lock()
+				h.rlog.records = append(h.rlog.records, started)
+				h.mu.Unlock()
+				return nil
+			}
+			if err := h.appendLog(ctx, started); err != nil {
 				return fmt.Errorf("write %s: %w", h.L.Log(), err)
 			}
 			return nil
@@ -336,7 +344,7 @@ func (h *Host) Prepare(ctx context.Context, m *release.Manifest, id string) erro
 	plan := MakePlan(m, prev, prevScan)
 	prev, prevScan, h.prefetchedScan, h.snap = nil, nil, nil, nil // large on big releases; the plan has what it needs
 	plan.uploadOnly(unseeded)
-	mtimes, err := h.upload(ctx, plan, dir)
+	mtimes, err := h.upload(ctx, plan, dir, started)
 	if err != nil {
 		return err
 	}
@@ -477,7 +485,7 @@ func (h *Host) previousScan(ctx context.Context) []transport.Stat {
 // upload writes the plan into dir, as one tar stream where the server has
 // GNU tar (returning the mtime each file got, by entry) or over pipelined
 // SFTP (returning nil: a scan finds the mtimes).
-func (h *Host) upload(ctx context.Context, plan *Plan, dir string) (map[*release.Entry]int64, error) {
+func (h *Host) upload(ctx context.Context, plan *Plan, dir string, started Record) (map[*release.Entry]int64, error) {
 	var st uploadStats
 	start := time.Now()
 	stop := make(chan struct{})
@@ -524,7 +532,9 @@ func (h *Host) upload(ctx context.Context, plan *Plan, dir string) (map[*release
 		var manifest []byte
 		if manifest, err = h.encodeManifest(func(e *release.Entry) int64 { return mtimes[e] }); err == nil {
 			h.nextLink = path.Join(h.L.Root, tempLinkPrefix+randomToken())
-			err = plan.executeTar(ctx, h.T, dir, prevDir, now, []tarExtra{
+			line, _ := json.Marshal(started)
+			logFirst := shell.Command("printf", `%s\n`, string(line)) + " >> " + shell.Quote(h.L.Log()) + " || exit 1\n"
+			err = plan.executeTar(ctx, h.T, dir, prevDir, now, logFirst, []tarExtra{
 				{Name: h.L.Manifest(h.ReleaseID), Data: manifest},
 				{Name: h.nextLink, Target: currentTarget(h.ReleaseID)},
 			}, &st)

@@ -48,8 +48,9 @@ func tarExtractCommand(dir string) string {
 // executeTar sends the plan as one tar stream, extracted in dir's parent
 // so that the stream also creates dir. New files get the
 // modification time now and reused files keep their Reuse.FromMTime, so the
-// caller knows every mtime without a scan.
-func (p *Plan) executeTar(ctx context.Context, t transport.Transport, dir, prevDir string, now time.Time, extras []tarExtra, st *uploadStats) error {
+// caller knows every mtime without a scan. before is shell run first
+// (it must exit non-zero on failure).
+func (p *Plan) executeTar(ctx context.Context, t transport.Transport, dir, prevDir string, now time.Time, before string, extras []tarExtra, st *uploadStats) error {
 	pr, pw := io.Pipe()
 	writeErr := make(chan error, 1)
 	go func() {
@@ -58,7 +59,7 @@ func (p *Plan) executeTar(ctx context.Context, t transport.Transport, dir, prevD
 		writeErr <- err
 	}()
 	var stderr strings.Builder
-	err := t.Exec(ctx, tarExtractCommand(path.Dir(dir)), pr, io.Discard, &limitedWriter{w: &stderr, n: 4096})
+	err := t.Exec(ctx, before+tarExtractCommand(path.Dir(dir)), pr, io.Discard, &limitedWriter{w: &stderr, n: 4096})
 	pr.CloseWithError(errors.New("tar ended"))
 	werr := <-writeErr
 	if err != nil {
