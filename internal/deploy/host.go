@@ -76,7 +76,8 @@ type Host struct {
 	SwitchedAt time.Time // when Activate's rename returned
 
 	lock   locker
-	gnuTar bool // upload as one tar stream (see tarstream.go)
+	gnuTar bool        // upload as one tar stream (see tarstream.go)
+	spare  *spareShell // started with the lock, for the tar stream
 
 	wantPlan       bool      // Open also scans the live release (for a deploy)
 	snap           *snapshot // what the lock holder printed, until Prepare has planned
@@ -102,8 +103,11 @@ func (h *Host) Open(ctx context.Context, needHooks bool) error {
 		return errHooksNeedShell
 	}
 	if err := h.open(ctx); err != nil {
-		h.unlock(context.WithoutCancel(ctx))
+		h.Close(context.WithoutCancel(ctx))
 		return err
+	}
+	if !h.gnuTar {
+		h.closeSpare()
 	}
 	return nil
 }
@@ -113,6 +117,9 @@ func (h *Host) open(ctx context.Context) error {
 	if h.T.CanExec() {
 		// One command checks `current`, creates the layout, takes the lock
 		// and prints the state (snapshot.go).
+		if h.wantPlan && !h.S.NoTar {
+			h.spare = startSpareShell(h.T)
+		}
 		sl, err := acquireSessionLock(ctx, h.T, h.L, owner, h.S.Lock, h.wantPlan)
 		switch {
 		case err == nil:
@@ -533,8 +540,12 @@ func (h *Host) upload(ctx context.Context, plan *Plan, dir string, started Recor
 		if manifest, err = h.encodeManifest(func(e *release.Entry) int64 { return mtimes[e] }); err == nil {
 			h.nextLink = path.Join(h.L.Root, tempLinkPrefix+randomToken())
 			line, _ := json.Marshal(started)
-			logFirst := shell.Command("printf", `%s\n`, string(line)) + " >> " + shell.Quote(h.L.Log()) + " || exit 1\n"
-			err = plan.executeTar(ctx, h.T, dir, prevDir, now, logFirst, []tarExtra{
+			logFirst := shell.Command("printf", `%s\n`, string(line)) + " >> " + shell.Quote(h.L.Log()) + " || exit 1;"
+			run := execRun(h.T)
+			if h.spare != nil {
+				run, h.spare = h.spare.run, nil
+			}
+			err = plan.executeTar(ctx, run, dir, prevDir, now, logFirst, []tarExtra{
 				{Name: h.L.Manifest(h.ReleaseID), Data: manifest},
 				{Name: h.nextLink, Target: currentTarget(h.ReleaseID)},
 			}, &st)
@@ -904,7 +915,7 @@ func (h *Host) rewrite(ctx context.Context, p string, e *release.Entry) error {
 }
 
 // Activate switches `current` to the prepared release: one rename of the
-// link made by Prepare, then a read-back.
+// link made by Prepare.
 func (h *Host) Activate(ctx context.Context) error {
 	if err := h.lock.Held(ctx); err != nil {
 		return err
@@ -920,12 +931,10 @@ func (h *Host) Activate(ctx context.Context) error {
 		}
 		return fmt.Errorf("switch to %s: %w", h.ReleaseID, err)
 	}
+	// rename(2) put the prepared link in place whole; no read-back needed.
 	h.nextLink = ""
 	h.switched = true
 	h.SwitchedAt = time.Now()
-	if got, err := h.T.Readlink(ctx, h.L.Current()); err != nil || got != currentTarget(h.ReleaseID) {
-		return fmt.Errorf("switch to %s: %s reads %q afterwards (%v)", h.ReleaseID, h.L.Current(), got, err)
-	}
 	return nil
 }
 
@@ -1060,7 +1069,17 @@ func (h *Host) Finish(ctx context.Context) error {
 }
 
 // Close releases the lock if it is still held (cleanup after any failure).
-func (h *Host) Close(ctx context.Context) error { return h.unlock(ctx) }
+func (h *Host) Close(ctx context.Context) error {
+	h.closeSpare()
+	return h.unlock(ctx)
+}
+
+func (h *Host) closeSpare() {
+	if h.spare != nil {
+		h.spare.close()
+		h.spare = nil
+	}
+}
 
 func (h *Host) unlock(ctx context.Context) error {
 	if h.lock == nil {

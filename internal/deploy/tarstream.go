@@ -48,9 +48,9 @@ func tarExtractCommand(dir string) string {
 // executeTar sends the plan as one tar stream, extracted in dir's parent
 // so that the stream also creates dir. New files get the
 // modification time now and reused files keep their Reuse.FromMTime, so the
-// caller knows every mtime without a scan. before is shell run first
-// (it must exit non-zero on failure).
-func (p *Plan) executeTar(ctx context.Context, t transport.Transport, dir, prevDir string, now time.Time, before string, extras []tarExtra, st *uploadStats) error {
+// caller knows every mtime without a scan. run runs a one-line command
+// with the stream as its input; before is shell (ending in ";") run first.
+func (p *Plan) executeTar(ctx context.Context, run runFunc, dir, prevDir string, now time.Time, before string, extras []tarExtra, st *uploadStats) error {
 	pr, pw := io.Pipe()
 	writeErr := make(chan error, 1)
 	go func() {
@@ -58,12 +58,11 @@ func (p *Plan) executeTar(ctx context.Context, t transport.Transport, dir, prevD
 		pw.CloseWithError(err)
 		writeErr <- err
 	}()
-	var stderr strings.Builder
-	err := t.Exec(ctx, before+tarExtractCommand(path.Dir(dir)), pr, io.Discard, &limitedWriter{w: &stderr, n: 4096})
+	stderr, err := run(ctx, before+" "+tarExtractCommand(path.Dir(dir)), pr)
 	pr.CloseWithError(errors.New("tar ended"))
 	werr := <-writeErr
 	if err != nil {
-		if msg := strings.TrimSpace(stderr.String()); msg != "" {
+		if msg := strings.TrimSpace(stderr); msg != "" {
 			return fmt.Errorf("extract into %s: %v: %s", dir, err, msg)
 		}
 		return fmt.Errorf("extract into %s: %w", dir, err)
@@ -72,6 +71,19 @@ func (p *Plan) executeTar(ctx context.Context, t transport.Transport, dir, prevD
 		return fmt.Errorf("upload to %s: %w", dir, werr)
 	}
 	return nil
+}
+
+// runFunc runs a one-line shell command with stdin as its input and
+// returns what it wrote to stderr.
+type runFunc func(ctx context.Context, command string, stdin io.Reader) (string, error)
+
+// execRun is a runFunc starting a new command on t.
+func execRun(t transport.Transport) runFunc {
+	return func(ctx context.Context, command string, stdin io.Reader) (string, error) {
+		var stderr strings.Builder
+		err := t.Exec(ctx, command, stdin, io.Discard, &limitedWriter{w: &stderr, n: 4096})
+		return stderr.String(), err
+	}
 }
 
 // tarExtra is a file or symlink outside the release that rides along at
