@@ -10,6 +10,14 @@
 //	delayproxy -listen 127.0.0.1:2220 -target 169.254.77.2:22 -delay 10ms -stats 127.0.0.1:2320
 //	delayproxy -query 127.0.0.1:2320    # prints "up=<bytes> down=<bytes> conns=<n>"
 //
+// Several links with the same delay can share one process: each -forward
+// LISTEN=TARGET (repeatable, instead of or besides -listen/-target) adds a
+// listener. Port 0 picks a free port; once every listener is up, the proxy
+// prints one line per -forward on stdout, "forward <listening addr> <target>",
+// in the order given:
+//
+//	delayproxy -delay 10ms -forward 127.0.0.1:0=127.0.0.1:40001 -forward 127.0.0.1:0=127.0.0.1:40002
+//
 // It is meant for network namespaces and loopback only, and exits by itself
 // after -lifetime.
 package main
@@ -22,6 +30,7 @@ import (
 	"log"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +39,9 @@ import (
 type counters struct {
 	up, down, conns atomic.Int64
 }
+
+// forward is one -forward LISTEN=TARGET.
+type forward struct{ listen, target string }
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:2220", "address to accept connections on")
@@ -40,6 +52,15 @@ func main() {
 	maxBuf := flag.Int("max-buffer", 8<<20, "bytes held per direction before reading pauses")
 	maxConns := flag.Int("max-conns", 256, "connections served at once")
 	lifetime := flag.Duration("lifetime", time.Hour, "exit after this long, whatever happens")
+	var forwards []forward
+	flag.Func("forward", "LISTEN=TARGET: one more listener forwarding to its own target (repeatable; port 0 picks one, printed on stdout)", func(v string) error {
+		l, t, ok := strings.Cut(v, "=")
+		if !ok || l == "" || t == "" {
+			return errors.New("want LISTEN=TARGET")
+		}
+		forwards = append(forwards, forward{l, t})
+		return nil
+	})
 	flag.Parse()
 
 	if *query != "" {
@@ -49,16 +70,28 @@ func main() {
 		}
 		return
 	}
-	if *target == "" {
-		fmt.Fprintln(os.Stderr, "delayproxy: -target is required")
+	if *target == "" && len(forwards) == 0 {
+		fmt.Fprintln(os.Stderr, "delayproxy: -target (or -forward) is required")
 		os.Exit(2)
 	}
 	log.SetPrefix("delayproxy: ")
 	log.SetFlags(0)
 
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		log.Fatal(err)
+	var single net.Listener
+	if *target != "" {
+		ln, err := net.Listen("tcp", *listen)
+		if err != nil {
+			log.Fatal(err)
+		}
+		single = ln
+	}
+	extra := make([]net.Listener, len(forwards))
+	for i, fw := range forwards {
+		ln, err := net.Listen("tcp", fw.listen)
+		if err != nil {
+			log.Fatal(err)
+		}
+		extra[i] = ln
 	}
 	var c counters
 	if *stats != "" {
@@ -74,6 +107,19 @@ func main() {
 	})
 
 	slots := make(chan struct{}, *maxConns)
+	for i, ln := range extra {
+		fmt.Printf("forward %s %s\n", ln.Addr(), forwards[i].target)
+		go accept(ln, forwards[i].target, *delay, *maxBuf, slots, &c)
+	}
+	if single != nil {
+		accept(single, *target, *delay, *maxBuf, slots, &c)
+	}
+	select {} // the -forward listeners run until -lifetime or a signal
+}
+
+// accept serves ln until it fails (then the proxy exits), at most
+// cap(slots) connections at once over all listeners.
+func accept(ln net.Listener, target string, delay time.Duration, maxBuf int, slots chan struct{}, c *counters) {
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
@@ -88,7 +134,7 @@ func main() {
 		c.conns.Add(1)
 		go func() {
 			defer func() { <-slots }()
-			serve(conn, *target, *delay, *maxBuf, &c)
+			serve(conn, target, delay, maxBuf, c)
 		}()
 	}
 }
