@@ -120,7 +120,7 @@ func (h *Host) open(ctx context.Context) error {
 		if h.wantPlan && !h.S.NoTar {
 			h.spare = startSpareShell(h.T)
 		}
-		sl, err := acquireSessionLock(ctx, h.T, h.L, owner, h.S.Lock, h.wantPlan)
+		sl, err := acquireSessionLock(ctx, h.T, h.L, owner, h.S.Lock, snapshotWant{plan: h.wantPlan, shared: h.sharedPaths()})
 		switch {
 		case err == nil:
 			h.lock = sl
@@ -181,7 +181,7 @@ func (h *Host) applySnapshot(s *snapshot) error {
 	}
 	h.existing = s.releases
 	h.rlog = s.log
-	if h.wantPlan && h.CurrentID != "" {
+	if h.wantPlan {
 		h.snap = s
 		h.prefetched = s.scan != nil
 		h.prefetchedScan = s.scan
@@ -390,16 +390,29 @@ func (h *Host) RunOnce(ctx context.Context) error {
 	return h.runHook(ctx, "before-activate-once", h.S.BeforeActivateOnce)
 }
 
+// sharedPaths lists shared-dirs, then shared-files.
+func (h *Host) sharedPaths() []string {
+	return append(append([]string{}, h.S.SharedDirs...), h.S.SharedFiles...)
+}
+
 // withoutSeededShared drops manifest entries at or below shared paths whose
 // shared copy already exists: the release links to shared/ there, so
 // uploading them would be wasted. It returns the shared paths still to seed.
 func (h *Host) withoutSeededShared(ctx context.Context, m *release.Manifest) (*release.Manifest, []string, error) {
-	shared := append(append([]string{}, h.S.SharedDirs...), h.S.SharedFiles...)
+	shared := h.sharedPaths()
 	if len(shared) == 0 {
 		return m, nil, nil
 	}
 	var seeded, unseeded []string
-	for _, p := range shared {
+	for i, p := range shared {
+		if h.snap != nil && len(h.snap.sharedExists) == len(shared) {
+			if h.snap.sharedExists[i] {
+				seeded = append(seeded, p)
+			} else {
+				unseeded = append(unseeded, p)
+			}
+			continue
+		}
 		_, err := h.T.Lstat(ctx, path.Join(h.L.Shared(), p))
 		switch {
 		case err == nil:
@@ -536,20 +549,27 @@ func (h *Host) upload(ctx context.Context, plan *Plan, dir string, started Recor
 		for _, r := range plan.Reuse {
 			mtimes[r.Entry] = r.FromMTime
 		}
-		var manifest []byte
-		if manifest, err = h.encodeManifest(func(e *release.Entry) int64 { return mtimes[e] }); err == nil {
-			h.nextLink = path.Join(h.L.Root, tempLinkPrefix+randomToken())
-			line, _ := json.Marshal(started)
-			logFirst := shell.Command("printf", `%s\n`, string(line)) + " >> " + shell.Quote(h.L.Log()) + " || exit 1;"
-			run := execRun(h.T)
-			if h.spare != nil {
-				run, h.spare = h.spare.run, nil
-			}
-			err = plan.executeTar(ctx, run, dir, prevDir, now, logFirst, []tarExtra{
-				{Name: h.L.Manifest(h.ReleaseID), Data: manifest},
-				{Name: h.nextLink, Target: currentTarget(h.ReleaseID)},
-			}, &st)
+		// The manifest goes last; it is encoded while the stream flows.
+		type encoded struct {
+			data []byte
+			err  error
 		}
+		manifest := make(chan encoded, 1)
+		go func() {
+			data, err := h.encodeManifest(func(e *release.Entry) int64 { return mtimes[e] })
+			manifest <- encoded{data, err}
+		}()
+		h.nextLink = path.Join(h.L.Root, tempLinkPrefix+randomToken())
+		line, _ := json.Marshal(started)
+		logFirst := shell.Command("printf", `%s\n`, string(line)) + " >> " + shell.Quote(h.L.Log()) + " || exit 1;"
+		run := execRun(h.T)
+		if h.spare != nil {
+			run, h.spare = h.spare.run, nil
+		}
+		err = plan.executeTar(ctx, run, dir, prevDir, now, logFirst, []tarExtra{
+			{Name: h.L.Manifest(h.ReleaseID), Load: func() ([]byte, error) { m := <-manifest; return m.data, m.err }},
+			{Name: h.nextLink, Target: currentTarget(h.ReleaseID)},
+		}, &st)
 	} else {
 		err = plan.execute(ctx, h.T, dir, prevDir, parallel, &st)
 	}

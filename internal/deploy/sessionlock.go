@@ -91,7 +91,7 @@ type snapshotResult struct {
 // waiter may end) holds the lock descriptor; cat does not get it. Every way
 // out prints one line first, so the client never waits on a session whose
 // stdin it still holds open.
-func holderScript(l Layout, waitSeconds int, owner Owner, plan bool) string {
+func holderScript(l Layout, waitSeconds int, owner Owner, want snapshotWant) string {
 	// {"token":...,"pid":<pid>}: the JSON of owner, then the pid from $$.
 	prefix, _ := json.Marshal(owner)
 	prefix = append(prefix[:len(prefix)-1], []byte(`,"pid":`)...)
@@ -108,16 +108,16 @@ if [ "$(tail -n 1 %s)" = %s ]; then sed '$d' %s >> %s || { rm -f %s; exit 3; }; 
 rm -f %s %s
 `, exitNoFlock, snapshotPrelude(l), shell.Quote(l.Meta()), shell.Quote(l.flockFile()), waitSeconds, exitBusy,
 		shell.Quote(string(prefix)), shell.Quote(tmp), shell.Quote(tmp), shell.Quote(l.flockOwner()),
-		snapshotScript(l, plan), shell.Quote(tail), shell.Quote(tail), shell.Quote(logTailEnd), shell.Quote(tail), shell.Quote(l.Log()), shell.Quote(tail),
+		snapshotScript(l, want), shell.Quote(tail), shell.Quote(tail), shell.Quote(logTailEnd), shell.Quote(tail), shell.Quote(l.Log()), shell.Quote(tail),
 		shell.Quote(tail), shell.Quote(l.flockOwner()))
 }
 
-func acquireSessionLock(ctx context.Context, t transport.Transport, l Layout, owner Owner, opts LockOptions, plan bool) (*sessionLock, error) {
+func acquireSessionLock(ctx context.Context, t transport.Transport, l Layout, owner Owner, opts LockOptions, want snapshotWant) (*sessionLock, error) {
 	owner.Token = randomToken()
 	owner.TTL = Duration(opts.TTL)
 	deadline := time.Now().Add(opts.Wait)
 	for {
-		sl, err := trySessionLock(ctx, t, l, owner, min(5*time.Second, max(time.Until(deadline), time.Second)), plan)
+		sl, err := trySessionLock(ctx, t, l, owner, min(5*time.Second, max(time.Until(deadline), time.Second)), want)
 		if err == nil || !errors.Is(err, errBusy) {
 			return sl, err
 		}
@@ -148,14 +148,14 @@ type heartbeat struct {
 	PID int `json:"pid"`
 }
 
-func trySessionLock(ctx context.Context, t transport.Transport, l Layout, owner Owner, wait time.Duration, plan bool) (*sessionLock, error) {
+func trySessionLock(ctx context.Context, t transport.Transport, l Layout, owner Owner, wait time.Duration, want snapshotWant) (*sessionLock, error) {
 	stdinR, stdinW := io.Pipe()
 	outR, outW := io.Pipe()
 	sl := &sessionLock{t: t, owner: owner, file: l.flockOwner(), stdin: stdinW, done: make(chan error, 1), stop: make(chan struct{}), snap: make(chan snapshotResult, 1)}
 	var stderr strings.Builder
 	// The session must outlive the ctx of Open: it is ended by Release.
 	go func() {
-		err := t.Exec(context.WithoutCancel(ctx), holderScript(l, int(wait.Seconds()+0.5), owner, plan), stdinR, outW, &limitedWriter{w: &stderr, n: 4096})
+		err := t.Exec(context.WithoutCancel(ctx), holderScript(l, int(wait.Seconds()+0.5), owner, want), stdinR, outW, &limitedWriter{w: &stderr, n: 4096})
 		outW.CloseWithError(io.EOF)
 		sl.done <- err
 	}()
@@ -165,7 +165,7 @@ func trySessionLock(ctx context.Context, t transport.Transport, l Layout, owner 
 		line, _ := br.ReadString('\n')
 		lines <- line
 		if strings.HasPrefix(line, "locked ") {
-			s, err := parseSnapshot(br, plan)
+			s, err := parseSnapshot(br, want)
 			sl.snap <- snapshotResult{s, err}
 		}
 		io.Copy(io.Discard, br)

@@ -30,7 +30,10 @@ type snapshot struct {
 	current    string // target of `current`; "" when it does not exist
 	tarVersion string // first line of tar --version, if any
 	releases   []string
-	log        *releaseLog
+	// sharedExists says, for each shared path asked for, whether
+	// shared/<path> exists.
+	sharedExists []bool
+	log          *releaseLog
 	// For a deploy: the live release's stored manifest (nil when there is
 	// none; manifestErr when it could not be read) and its files.
 	manifest    *release.Manifest
@@ -50,11 +53,18 @@ mkdir -p %s %s %s || { echo error; exit 1; }
 `, c, c, exitNotSymlink, shell.Quote(l.Releases()), shell.Quote(l.Shared()), shell.Quote(l.Manifests()))
 }
 
+// snapshotWant says what a snapshot is for: plan asks for what a deploy
+// plans with, shared lists the shared paths whose existence it reports.
+type snapshotWant struct {
+	plan   bool
+	shared []string
+}
+
 // snapshotScript prints the snapshot (see parseSnapshot for the format).
 // Binary sections are first written to files next to the lock, so their
 // size is known before they are sent. It also removes temporary `current`
 // links a crashed switch left.
-func snapshotScript(l Layout, plan bool) string {
+func snapshotScript(l Layout, want snapshotWant) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "C=%s R=%s L=%s M=%s S=%s\n", shell.Quote(l.Current()), shell.Quote(l.Releases()),
 		shell.Quote(l.Log()), shell.Quote(l.Manifests()), shell.Quote(path.Join(l.Meta(), ".snapshot-"))+"$$")
@@ -66,10 +76,15 @@ printf '%s\0' "$(tar --version 2>/dev/null | head -n 1)"
 for d in "$R"/*; do if [ -d "$d" ] && [ ! -L "$d" ]; then printf '%s\0' "${d##*/}"; fi; done
 printf '\0'
 `)
+	for _, p := range want.shared {
+		q := shell.Quote(path.Join(l.Shared(), p))
+		fmt.Fprintf(&b, "if [ -e %s ] || [ -L %s ]; then printf 1; else printf 0; fi\n", q, q)
+	}
+	b.WriteString("printf '\\0'\n")
 	fmt.Fprintf(&b, "for f in %s*; do if [ -L \"$f\" ]; then rm -f \"$f\"; fi; done\n", shell.Quote(path.Join(l.Root, tempLinkPrefix)))
 	b.WriteString(`if [ ! -e "$L" ]; then printf 'log -\n'; elif gzip -1 < "$L" > "$S.log"; then emit log "$S.log" '!'; else printf 'log !\n'; fi
 `)
-	if plan {
+	if want.plan {
 		b.WriteString(`id=; t=$(readlink "$C"); case $t in releases/*/*) ;; releases/?*) id=${t#releases/} ;; esac
 if [ -z "$id" ] || [ ! -e "$M/$id.json.gz" ]; then printf 'manifest -\n'; elif cp "$M/$id.json.gz" "$S.man"; then emit manifest "$S.man" '!'; else printf 'manifest !\n'; fi
 if [ -n "$id" ] && [ -d "$C/" ] && ` + transport.FindCommand(l.Current()) + ` | gzip -1 > "$S.scan"; then emit scan "$S.scan" -; else printf 'scan -\n'; fi
@@ -89,12 +104,12 @@ const maxSection = 1 << 30
 
 // parseSnapshot reads what snapshotScript printed:
 //
-//	S  L<target>\0 | N\0   <tar --version line>\0   <release>\0 ... \0
+//	S  L<target>\0 | N\0   <tar --version line>\0   <release>\0 ... \0   [01]...\0 (shared paths)
 //	   log <size>|-|!\n <gzip>   [manifest <size>|-|!\n <gzip>   scan <size>|-\n <gzip>]
 //	   E\n
 //
 // "-" is absent, "!" is unreadable. P\n instead of all that: no snapshot.
-func parseSnapshot(br *bufio.Reader, plan bool) (*snapshot, error) {
+func parseSnapshot(br *bufio.Reader, want snapshotWant) (*snapshot, error) {
 	kind, err := br.ReadByte()
 	if err != nil {
 		return nil, err
@@ -133,6 +148,16 @@ func parseSnapshot(br *bufio.Reader, plan bool) (*snapshot, error) {
 		}
 		s.releases = append(s.releases, name)
 	}
+	exists, err := field()
+	if err != nil {
+		return nil, err
+	}
+	if len(exists) != len(want.shared) || strings.Trim(exists, "01") != "" {
+		return nil, fmt.Errorf("snapshot: bad shared field %q", exists)
+	}
+	for _, c := range exists {
+		s.sharedExists = append(s.sharedExists, c == '1')
+	}
 	logData, err := section(br, "log", func(r io.Reader) ([]byte, error) { return io.ReadAll(r) })
 	switch {
 	case errors.Is(err, errSectionAbsent):
@@ -142,7 +167,7 @@ func parseSnapshot(br *bufio.Reader, plan bool) (*snapshot, error) {
 	default:
 		s.log = parseReleaseLog(logData)
 	}
-	if plan {
+	if want.plan {
 		s.manifest, err = section(br, "manifest", release.DecodeManifestJSON)
 		switch {
 		case errors.Is(err, errSectionAbsent):

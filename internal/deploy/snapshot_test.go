@@ -15,9 +15,9 @@ import (
 
 // runSnapshot runs the holder's snapshot script with /bin/sh on root and
 // returns what it printed.
-func runSnapshot(t *testing.T, l Layout, plan bool) []byte {
+func runSnapshot(t *testing.T, l Layout, want snapshotWant) []byte {
 	t.Helper()
-	out, err := exec.Command("/bin/sh", "-c", snapshotScript(l, plan)).Output()
+	out, err := exec.Command("/bin/sh", "-c", snapshotScript(l, want)).Output()
 	if err != nil {
 		t.Fatalf("snapshot script: %v", err)
 	}
@@ -46,14 +46,19 @@ func TestSnapshotScriptAndParse(t *testing.T) {
 	m.Encode(&mbuf)
 	os.WriteFile(l.Manifest("20260101000000"), mbuf.Bytes(), 0o644)
 
-	out := runSnapshot(t, l, true)
-	s, err := parseSnapshot(bufio.NewReader(bytes.NewReader(out)), true)
+	os.MkdirAll(filepath.Join(root, "shared/storage"), 0o755)
+	full := snapshotWant{plan: true, shared: []string{"storage", ".env"}}
+	out := runSnapshot(t, l, full)
+	s, err := parseSnapshot(bufio.NewReader(bytes.NewReader(out)), full)
 	if err != nil {
 		t.Fatalf("parse: %v\n%q", err, out)
 	}
 	slices.Sort(s.releases)
 	if s.current != "releases/20260101000000" || !slices.Equal(s.releases, []string{"20260101000000", "20260102000000"}) {
 		t.Errorf("current %q releases %q", s.current, s.releases)
+	}
+	if !slices.Equal(s.sharedExists, []bool{true, false}) {
+		t.Errorf("shared exists %v", s.sharedExists)
 	}
 	if s.log.status("20260101000000") != StatusSuccess || len(s.log.records) != 1 {
 		t.Errorf("log %+v", s.log.records)
@@ -77,37 +82,38 @@ func TestSnapshotScriptAndParse(t *testing.T) {
 
 	// A damaged manifest is reported and the rest still read.
 	os.WriteFile(l.Manifest("20260101000000"), []byte("\x1f\x8bnot really"), 0o644)
-	s, err = parseSnapshot(bufio.NewReader(bytes.NewReader(runSnapshot(t, l, true))), true)
+	s, err = parseSnapshot(bufio.NewReader(bytes.NewReader(runSnapshot(t, l, full))), full)
 	if err != nil || s.manifestErr == nil || s.manifest != nil || len(s.scan) != 2 {
 		t.Errorf("damaged manifest: err %v, manifestErr %v, %d scanned", err, s.manifestErr, len(s.scan))
 	}
 
 	// Without a plan: no manifest, no listing.
-	s, err = parseSnapshot(bufio.NewReader(bytes.NewReader(runSnapshot(t, l, false))), false)
+	s, err = parseSnapshot(bufio.NewReader(bytes.NewReader(runSnapshot(t, l, snapshotWant{}))), snapshotWant{})
 	if err != nil || s.scan != nil || s.manifest != nil {
 		t.Errorf("no plan: %v %v %v", err, s.scan, s.manifest)
 	}
 
 	// A cut stream is an error, never a partial state.
 	for _, n := range []int{0, 1, len(out) / 2, len(out) - 1} {
-		if _, err := parseSnapshot(bufio.NewReader(bytes.NewReader(out[:n])), true); err == nil {
+		if _, err := parseSnapshot(bufio.NewReader(bytes.NewReader(out[:n])), full); err == nil {
 			t.Errorf("snapshot cut at %d of %d bytes parsed without error", n, len(out))
 		}
 	}
 }
 
 func TestSnapshotEmptyRoot(t *testing.T) {
+	full := snapshotWant{plan: true}
 	root := t.TempDir()
 	l := Layout{Root: root}
 	os.MkdirAll(l.Meta(), 0o755)
-	s, err := parseSnapshot(bufio.NewReader(bytes.NewReader(runSnapshot(t, l, true))), true)
+	s, err := parseSnapshot(bufio.NewReader(bytes.NewReader(runSnapshot(t, l, full))), full)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if s.current != "" || len(s.releases) != 0 || len(s.log.records) != 0 || s.scan != nil || s.manifest != nil {
 		t.Errorf("empty root: %+v", s)
 	}
-	if !strings.Contains(string(runSnapshot(t, l, false)), "log -") {
+	if !strings.Contains(string(runSnapshot(t, l, snapshotWant{})), "log -") {
 		t.Error("a missing log is not reported as absent")
 	}
 }

@@ -90,9 +90,9 @@ func execRun(t transport.Transport) runFunc {
 // the end of the stream (absolute name, -P): the release's manifest and the
 // link the switch will rename, which saves their round trips.
 type tarExtra struct {
-	Name   string // absolute path
-	Data   []byte // a regular file's content, when Target is empty
-	Target string // a symlink's target
+	Name   string                 // absolute path
+	Load   func() ([]byte, error) // a regular file's content, when Target is empty
+	Target string                 // a symlink's target
 }
 
 // writeTar writes directories first (in manifest order, parents before
@@ -138,14 +138,20 @@ func (p *Plan) writeTar(w io.Writer, top, prevDir string, now time.Time, extras 
 		st.files.Add(1)
 	}
 	for _, x := range extras {
-		h := &tar.Header{Typeflag: tar.TypeReg, Name: x.Name, Size: int64(len(x.Data)), Mode: 0o644, ModTime: now}
 		if x.Target != "" {
-			h = &tar.Header{Typeflag: tar.TypeSymlink, Name: x.Name, Linkname: x.Target, Mode: 0o777, ModTime: now}
+			if err := hdr(&tar.Header{Typeflag: tar.TypeSymlink, Name: x.Name, Linkname: x.Target, Mode: 0o777, ModTime: now}); err != nil {
+				return err
+			}
+			continue
 		}
-		if err := hdr(h); err != nil {
+		data, err := x.Load()
+		if err != nil {
 			return err
 		}
-		if _, err := tw.Write(x.Data); err != nil {
+		if err := hdr(&tar.Header{Typeflag: tar.TypeReg, Name: x.Name, Size: int64(len(data)), Mode: 0o644, ModTime: now}); err != nil {
+			return err
+		}
+		if _, err := tw.Write(data); err != nil {
 			return err
 		}
 	}
