@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"bufio"
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,7 @@ import (
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
 	"github.com/atomic-deploy/atomic-deploy/internal/shell"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
+	"github.com/klauspost/compress/gzip"
 )
 
 // The lock holder prints the state of the deploy root as soon as it holds

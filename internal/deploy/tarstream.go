@@ -3,7 +3,6 @@ package deploy
 import (
 	"archive/tar"
 	"bufio"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
 	"github.com/atomic-deploy/atomic-deploy/internal/shell"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
+	"github.com/klauspost/compress/gzip"
 )
 
 // Where the server has a shell and GNU tar, the whole release goes out as

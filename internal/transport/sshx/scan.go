@@ -3,7 +3,6 @@ package sshx
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/atomic-deploy/atomic-deploy/internal/shell"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
+	"github.com/klauspost/compress/gzip"
 )
 
 // Scan lists everything below root (a symbolic link as root is followed).
