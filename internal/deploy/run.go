@@ -182,21 +182,28 @@ func (r *runner) open(ctx context.Context, needHooks, forDeploy bool) error {
 	return err
 }
 
-// closeAll unlocks and disconnects every open host.
+// closeAll unlocks and disconnects every open host, all at once: each
+// waits for its server's answers.
 func (r *runner) closeAll(ctx context.Context) {
+	var wg sync.WaitGroup
 	for i, h := range r.hosts {
 		if h == nil {
 			continue
 		}
-		if err := h.Close(ctx); err != nil {
-			r.o.Log.Warnf("%s: %v", h.Name, err)
-		}
-		h.T.Close()
-		r.hosts[i] = nil
-		if !r.started[i].IsZero() {
-			r.results[i].Duration = time.Since(r.started[i])
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := h.Close(ctx); err != nil {
+				r.o.Log.Warnf("%s: %v", h.Name, err)
+			}
+			h.T.Close()
+			if !r.started[i].IsZero() {
+				r.results[i].Duration = time.Since(r.started[i])
+			}
+		}()
 	}
+	wg.Wait()
+	clear(r.hosts)
 }
 
 func (r *runner) result(mode, id string, start time.Time) *Result {
