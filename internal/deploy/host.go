@@ -1065,14 +1065,28 @@ func (h *Host) Finish(ctx context.Context) error {
 	old := h.pruneCandidates()
 	done := Record{ID: h.ReleaseID, Status: StatusSuccess, FinishedAt: time.Now().UTC()}
 	if sl, ok := h.lock.(*sessionLock); ok {
-		// The lock holder appends the record as it lets go: no separate
-		// write, and the record is in the log before the next deploy can
-		// take the lock.
-		h.prune(ctx, old)
+		// The lock holder appends the record and deletes the old releases
+		// as it lets go: no round trips for them, and both are done before
+		// the next deploy can take the lock.
+		var byHolder, byRequests []string
+		for _, id := range old {
+			if safePathElement(id) {
+				byHolder = append(byHolder, id)
+			} else {
+				byRequests = append(byRequests, id)
+			}
+		}
+		h.prune(ctx, byRequests)
 		h.lock = nil
 		line, _ := json.Marshal(done)
-		if err := sl.releaseWithLog(ctx, line); err != nil {
+		said, err := sl.releaseWithLog(ctx, line, byHolder)
+		if err != nil {
 			h.Log.Warnf("%s: could not write the releases log: %v", h.Name, err)
+		}
+		for _, msg := range strings.Split(said, "\n") {
+			if msg != "" {
+				h.Log.Warnf("%s: %s", h.Name, msg)
+			}
 		}
 		return nil
 	}
@@ -1183,6 +1197,12 @@ func (h *Host) prune(ctx context.Context, ids []string) {
 		}
 		return nil
 	})
+}
+
+// safePathElement reports whether name can be handed to the lock holder's
+// shell as one line and used as one path element.
+func safePathElement(name string) bool {
+	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\n\x00")
 }
 
 // rollbackTarget is the newest successful release older than current.

@@ -56,14 +56,15 @@ const (
 // closing TCP, the holder also renews a heartbeat file; a waiter that finds
 // the heartbeat older than the TTL ends the orphaned holder process.
 type sessionLock struct {
-	t     transport.Transport
-	owner Owner
-	file  string // owner/heartbeat JSON
-	stdin io.WriteCloser
-	done  chan error
-	stop  chan struct{}
-	wg    sync.WaitGroup
-	snap  chan snapshotResult // the state the holder printed once it had the lock
+	t      transport.Transport
+	owner  Owner
+	file   string // owner/heartbeat JSON
+	stdin  io.WriteCloser
+	done   chan error
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	snap   chan snapshotResult // the state the holder printed once it had the lock
+	stderr *strings.Builder    // what the holder reported; read once it ended
 
 	mu      sync.Mutex
 	lostErr error
@@ -72,9 +73,14 @@ type sessionLock struct {
 func (l Layout) flockFile() string  { return path.Join(l.Meta(), "lock.flock") }
 func (l Layout) flockOwner() string { return path.Join(l.Meta(), "lock.owner.json") }
 
-// logTailEnd ends what the client sends the holder on release; a tail
-// without it (a connection lost mid-write) is dropped, never half-appended.
-const logTailEnd = "--end--"
+// What the client sends the holder on release: records for the log, then
+// logTailPrune, old release ids to delete, one per line, then logTailEnd.
+// A tail without the end (a connection lost mid-write) is dropped, never
+// half-acted on.
+const (
+	logTailPrune = "--prune--"
+	logTailEnd   = "--end--"
+)
 
 type snapshotResult struct {
 	s   *snapshot
@@ -84,10 +90,10 @@ type snapshotResult struct {
 // holderScript checks `current` and creates the layout (snapshotPrelude),
 // takes the flock (waiting up to `wait` seconds), writes the holder's
 // identity with its pid (no extra round trip for it), reports the pid,
-// prints the snapshot of the deploy root, then waits for stdin to end: what arrived there (complete records for
-// the releases log, see releaseWithLog) is appended to the log, and the
-// identity file removed, before the shell exits and the kernel drops the
-// lock. Only the shell (the pid a
+// prints the snapshot of the deploy root, then waits for stdin to end. What
+// arrived there (see releaseWithLog: records for the releases log, then
+// old releases to delete) is acted on, and the identity file removed,
+// before the shell exits and the kernel drops the lock. Only the shell (the pid a
 // waiter may end) holds the lock descriptor; cat does not get it. Every way
 // out prints one line first, so the client never waits on a session whose
 // stdin it still holds open.
@@ -97,6 +103,14 @@ func holderScript(l Layout, waitSeconds int, owner Owner, want snapshotWant) str
 	prefix = append(prefix[:len(prefix)-1], []byte(`,"pid":`)...)
 	tmp := l.flockOwner() + ".tmp"
 	tail := l.flockOwner() + ".tail"
+	trash := shell.Quote(l.Trash())
+	prune := fmt.Sprintf(`sed '1,/^%[1]s$/d;$d' %[2]s | while IFS= read -r id; do
+  if [ -z "$cleaned" ]; then cleaned=1; mkdir -p %[3]s; for x in %[3]s/*; do if [ -e "$x" ]; then rm -rf "$x"; fi; done; fi
+  a=%[3]s/"$id"-$$
+  if mv %[4]s/"$id" "$a"; then rm -f %[5]s/"$id".json.gz; rm -rf "$a" || echo "old release $id is out of releases/, but $a could not be deleted completely (the next deploy tries again)" >&2
+  else echo "could not remove old release $id; it stays as it is" >&2; fi
+done
+`, logTailPrune, shell.Quote(tail), trash, shell.Quote(l.Releases()), shell.Quote(l.Manifests()))
 	return fmt.Sprintf(`command -v flock >/dev/null 2>&1 || { echo noflock; exit %d; }
 %smkdir -p %s || { echo error; exit 1; }
 exec 9>>%s || { echo error; exit 1; }
@@ -104,11 +118,14 @@ flock -w %d 9 || { echo busy; exit %d; }
 printf '%%s%%s}' %s "$$" > %s && mv -f %s %s
 echo "locked $$"
 %scat > %s 9>&-
-if [ "$(tail -n 1 %s)" = %s ]; then sed '$d' %s >> %s || { rm -f %s; exit 3; }; fi
+if [ "$(tail -n 1 %s)" = %s ]; then
+sed -n '/^%s$/q;$q;p' %s >> %s || { rm -f %s; exit 3; }
+%sfi
 rm -f %s %s
 `, exitNoFlock, snapshotPrelude(l), shell.Quote(l.Meta()), shell.Quote(l.flockFile()), waitSeconds, exitBusy,
 		shell.Quote(string(prefix)), shell.Quote(tmp), shell.Quote(tmp), shell.Quote(l.flockOwner()),
-		snapshotScript(l, want), shell.Quote(tail), shell.Quote(tail), shell.Quote(logTailEnd), shell.Quote(tail), shell.Quote(l.Log()), shell.Quote(tail),
+		snapshotScript(l, want), shell.Quote(tail), shell.Quote(tail), shell.Quote(logTailEnd),
+		logTailPrune, shell.Quote(tail), shell.Quote(l.Log()), shell.Quote(tail), prune,
 		shell.Quote(tail), shell.Quote(l.flockOwner()))
 }
 
@@ -152,10 +169,11 @@ func trySessionLock(ctx context.Context, t transport.Transport, l Layout, owner 
 	stdinR, stdinW := io.Pipe()
 	outR, outW := io.Pipe()
 	sl := &sessionLock{t: t, owner: owner, file: l.flockOwner(), stdin: stdinW, done: make(chan error, 1), stop: make(chan struct{}), snap: make(chan snapshotResult, 1)}
-	var stderr strings.Builder
+	stderr := &strings.Builder{}
+	sl.stderr = stderr
 	// The session must outlive the ctx of Open: it is ended by Release.
 	go func() {
-		err := t.Exec(context.WithoutCancel(ctx), holderScript(l, int(wait.Seconds()+0.5), owner, want), stdinR, outW, &limitedWriter{w: &stderr, n: 4096})
+		err := t.Exec(context.WithoutCancel(ctx), holderScript(l, int(wait.Seconds()+0.5), owner, want), stdinR, outW, &limitedWriter{w: stderr, n: 4096})
 		outW.CloseWithError(io.EOF)
 		sl.done <- err
 	}()
@@ -243,29 +261,49 @@ func (sl *sessionLock) Held(context.Context) error {
 
 // Release ends the holder process, which removes its identity file and
 // frees the flock.
-func (sl *sessionLock) Release(ctx context.Context) error { return sl.releaseWithLog(ctx, nil) }
+func (sl *sessionLock) Release(ctx context.Context) error {
+	_, err := sl.releaseWithLog(ctx, nil, nil)
+	return err
+}
 
 // releaseWithLog releases the lock after the holder appended line (one JSON
-// record) to the releases log. It fails if the holder could not confirm it.
-func (sl *sessionLock) releaseWithLog(ctx context.Context, line []byte) error {
+// record) to the releases log and deleted the old releases in prune (ids
+// safe as one path element, see holderScript). It fails if the holder
+// could not confirm the record, and returns what it said about the
+// releases it could not delete.
+func (sl *sessionLock) releaseWithLog(ctx context.Context, line []byte, prune []string) (string, error) {
 	close(sl.stop)
 	sl.wg.Wait()
 	if line != nil {
-		sl.stdin.Write(append(append(line, '\n'), logTailEnd+"\n"...))
+		var b strings.Builder
+		b.Write(line)
+		b.WriteString("\n" + logTailPrune + "\n")
+		for _, id := range prune {
+			b.WriteString(id + "\n")
+		}
+		b.WriteString(logTailEnd + "\n")
+		io.WriteString(sl.stdin, b.String())
 	}
 	sl.stdin.Close()
+	limit := 10 * time.Second
+	if len(prune) > 0 {
+		limit = 5 * time.Minute // deleting a large release takes a while
+	}
 	var err error
 	select {
 	case err = <-sl.done:
 	case <-ctx.Done():
 		err = ctx.Err()
-	case <-time.After(10 * time.Second):
-		err = errors.New("the lock holder did not end within 10 s")
+	case <-time.After(limit):
+		err = fmt.Errorf("the lock holder did not end within %v", limit)
 	}
 	if line != nil && err != nil {
-		return fmt.Errorf("append to the releases log: %v", err)
+		return "", fmt.Errorf("append to the releases log: %v", err)
 	}
-	return nil
+	if err != nil {
+		return "", nil
+	}
+	return strings.TrimSpace(sl.stderr.String()), nil
 }
 
 // readHeartbeat reads the flock holder's identity and whether its
