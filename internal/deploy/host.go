@@ -79,9 +79,10 @@ type Host struct {
 	gnuTar bool        // upload as one tar stream (see tarstream.go)
 	spare  *spareShell // started with the lock, for the tar stream
 
-	wantPlan       bool      // Open also scans the live release (for a deploy)
-	snap           *snapshot // what the lock holder printed, until Prepare has planned
-	prefetched     bool      // prefetchedScan/prefetchErr hold the live release's listing
+	wantPlan       bool         // Open also scans the live release (for a deploy)
+	snap           *snapshot    // what the lock holder printed, until Prepare has planned
+	prevLines      []lineDigest // the live release's stored manifest, line by line (manifestdelta.go)
+	prefetched     bool         // prefetchedScan/prefetchErr hold the live release's listing
 	prefetchedScan []transport.Stat
 	prefetchErr    error
 	rlog           *releaseLog
@@ -349,6 +350,9 @@ func (h *Host) Prepare(ctx context.Context, m *release.Manifest, id string) erro
 	h.created = true
 	h.manifest = m
 	plan := MakePlan(m, prev, prevScan)
+	if h.snap != nil && h.snap.deltaTools && h.snap.manifest != nil {
+		h.prevLines = h.snap.manifestLines
+	}
 	prev, prevScan, h.prefetchedScan, h.snap = nil, nil, nil, nil // large on big releases; the plan has what it needs
 	plan.uploadOnly(unseeded)
 	mtimes, err := h.upload(ctx, plan, dir, started)
@@ -549,27 +553,53 @@ func (h *Host) upload(ctx context.Context, plan *Plan, dir string, started Recor
 		for _, r := range plan.Reuse {
 			mtimes[r.Entry] = r.FromMTime
 		}
-		// The manifest goes last; it is encoded while the stream flows.
+		// The manifest goes last; it is encoded while the stream flows. With
+		// a previous manifest on the server, only a delta against it goes.
 		type encoded struct {
-			data []byte
-			err  error
+			data, delta []byte
+			err         error
 		}
+		useDelta := h.prevLines != nil
 		manifest := make(chan encoded, 1)
 		go func() {
-			data, err := h.encodeManifest(func(e *release.Entry) int64 { return mtimes[e] })
-			manifest <- encoded{data, err}
+			var enc encoded
+			enc.data, enc.err = h.encodeManifest(func(e *release.Entry) int64 { return mtimes[e] })
+			if enc.err == nil && useDelta {
+				var d *manifestDelta
+				if d, enc.err = makeManifestDelta(enc.data, h.prevLines); enc.err == nil {
+					enc.delta = d.file()
+				}
+			}
+			manifest <- enc
 		}()
 		h.nextLink = path.Join(h.L.Root, tempLinkPrefix+randomToken())
 		line, _ := json.Marshal(started)
 		logFirst := shell.Command("printf", `%s\n`, string(line)) + " >> " + shell.Quote(h.L.Log()) + " || exit 1;"
+		manifestExtra := tarExtra{Name: h.L.Manifest(h.ReleaseID), Load: func() ([]byte, error) { m := <-manifest; manifest <- m; return m.data, m.err }}
+		after := ""
+		if useDelta {
+			delta := path.Join(h.L.Manifests(), h.ReleaseID+".delta")
+			manifestExtra = tarExtra{Name: delta, Load: func() ([]byte, error) { m := <-manifest; manifest <- m; return m.delta, m.err }}
+			after = applyDeltaCommand(h.L.Manifest(h.CurrentID), delta, h.L.Manifest(h.ReleaseID))
+		}
 		run := execRun(h.T)
 		if h.spare != nil {
 			run, h.spare = h.spare.run, nil
 		}
-		err = plan.executeTar(ctx, run, dir, prevDir, now, logFirst, []tarExtra{
-			{Name: h.L.Manifest(h.ReleaseID), Load: func() ([]byte, error) { m := <-manifest; return m.data, m.err }},
+		err = plan.executeTar(ctx, run, dir, prevDir, now, logFirst, after, []tarExtra{
+			manifestExtra,
 			{Name: h.nextLink, Target: currentTarget(h.ReleaseID)},
 		}, &st)
+		if exit := (*transport.ExitError)(nil); errors.As(err, &exit) && exit.Status == exitManifestDelta {
+			// Rebuilding the manifest from the delta went wrong (another
+			// awk?): store it whole instead.
+			m := <-manifest
+			if err = h.T.WriteFile(ctx, h.L.Manifest(h.ReleaseID), m.data, 0o644); err != nil {
+				err = fmt.Errorf("store manifest: %w", err)
+			} else {
+				h.Log.Infof("%s: stored the manifest whole (rebuilding it from the previous one on the server failed)", h.Name)
+			}
+		}
 	} else {
 		err = plan.execute(ctx, h.T, dir, prevDir, parallel, &st)
 	}

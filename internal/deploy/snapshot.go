@@ -29,6 +29,7 @@ import (
 type snapshot struct {
 	current    string // target of `current`; "" when it does not exist
 	tarVersion string // first line of tar --version, if any
+	deltaTools bool   // awk and sha256sum, to rebuild a manifest from a delta
 	releases   []string
 	// sharedExists says, for each shared path asked for, whether
 	// shared/<path> exists.
@@ -36,8 +37,9 @@ type snapshot struct {
 	log          *releaseLog
 	// For a deploy: the live release's stored manifest (nil when there is
 	// none; manifestErr when it could not be read) and its files.
-	manifest    *release.Manifest
-	manifestErr error
+	manifest      *release.Manifest
+	manifestLines []lineDigest // of the stored manifest's lines, header first
+	manifestErr   error
 	scan        []transport.Stat // nil when not listed (then Scan lists it)
 }
 
@@ -73,6 +75,7 @@ if ! command -v gzip >/dev/null 2>&1; then printf 'P\n'; else
 printf S
 if [ -L "$C" ]; then printf 'L%s\0' "$(readlink "$C")"; else printf 'N\0'; fi
 printf '%s\0' "$(tar --version 2>/dev/null | head -n 1)"
+if command -v awk >/dev/null 2>&1 && command -v sha256sum >/dev/null 2>&1; then printf '1\0'; else printf '0\0'; fi
 for d in "$R"/*; do if [ -d "$d" ] && [ ! -L "$d" ]; then printf '%s\0' "${d##*/}"; fi; done
 printf '\0'
 `)
@@ -104,7 +107,7 @@ const maxSection = 1 << 30
 
 // parseSnapshot reads what snapshotScript printed:
 //
-//	S  L<target>\0 | N\0   <tar --version line>\0   <release>\0 ... \0   [01]...\0 (shared paths)
+//	S  L<target>\0 | N\0   <tar --version line>\0   [01]\0 (delta tools)   <release>\0 ... \0   [01]...\0 (shared paths)
 //	   log <size>|-|!\n <gzip>   [manifest <size>|-|!\n <gzip>   scan <size>|-\n <gzip>]
 //	   E\n
 //
@@ -138,6 +141,11 @@ func parseSnapshot(br *bufio.Reader, want snapshotWant) (*snapshot, error) {
 	if s.tarVersion, err = field(); err != nil {
 		return nil, err
 	}
+	tools, err := field()
+	if err != nil {
+		return nil, err
+	}
+	s.deltaTools = tools == "1"
 	for {
 		name, err := field()
 		if err != nil {
@@ -168,7 +176,17 @@ func parseSnapshot(br *bufio.Reader, want snapshotWant) (*snapshot, error) {
 		s.log = parseReleaseLog(logData)
 	}
 	if want.plan {
-		s.manifest, err = section(br, "manifest", release.DecodeManifestJSON)
+		s.manifest, err = section(br, "manifest", func(r io.Reader) (*release.Manifest, error) {
+			lines := &lineDigester{r: r}
+			m, err := release.DecodeManifestJSON(lines)
+			if err == nil {
+				io.Copy(io.Discard, lines)
+				if len(lines.partial) == 0 && len(lines.lines) == len(m.Entries)+1 {
+					s.manifestLines = lines.lines
+				}
+			}
+			return m, err
+		})
 		switch {
 		case errors.Is(err, errSectionAbsent):
 		case errors.Is(err, errSectionUnreadable), errors.As(err, new(*sectionDataError)):

@@ -49,8 +49,9 @@ func tarExtractCommand(dir string) string {
 // so that the stream also creates dir. New files get the
 // modification time now and reused files keep their Reuse.FromMTime, so the
 // caller knows every mtime without a scan. run runs a one-line command
-// with the stream as its input; before is shell (ending in ";") run first.
-func (p *Plan) executeTar(ctx context.Context, run runFunc, dir, prevDir string, now time.Time, before string, extras []tarExtra, st *uploadStats) error {
+// with the stream as its input; before is shell (ending in ";") run first,
+// after runs when tar succeeded.
+func (p *Plan) executeTar(ctx context.Context, run runFunc, dir, prevDir string, now time.Time, before, after string, extras []tarExtra, st *uploadStats) error {
 	pr, pw := io.Pipe()
 	writeErr := make(chan error, 1)
 	go func() {
@@ -58,12 +59,16 @@ func (p *Plan) executeTar(ctx context.Context, run runFunc, dir, prevDir string,
 		pw.CloseWithError(err)
 		writeErr <- err
 	}()
-	stderr, err := run(ctx, before+" "+tarExtractCommand(path.Dir(dir)), pr)
+	command := before + " " + tarExtractCommand(path.Dir(dir))
+	if after != "" {
+		command += " || exit $?; " + after
+	}
+	stderr, err := run(ctx, command, pr)
 	pr.CloseWithError(errors.New("tar ended"))
 	werr := <-writeErr
 	if err != nil {
 		if msg := strings.TrimSpace(stderr); msg != "" {
-			return fmt.Errorf("extract into %s: %v: %s", dir, err, msg)
+			return fmt.Errorf("extract into %s: %w: %s", dir, err, msg)
 		}
 		return fmt.Errorf("extract into %s: %w", dir, err)
 	}
