@@ -205,11 +205,14 @@ func pump(src, dst net.Conn, delay time.Duration, maxBuf int, n *atomic.Int64) {
 			q.release(len(ch.data))
 		}
 	}()
+	// One read buffer; each chunk keeps a copy of just what was read (a
+	// fresh 64 KiB buffer per small read cost the proxy more CPU than the
+	// network it stands in for).
+	buf := make([]byte, 64<<10)
 	for {
-		buf := make([]byte, 64<<10)
 		k, err := src.Read(buf)
 		if k > 0 {
-			if !q.push(chunk{data: buf[:k], due: time.Now().Add(delay)}) {
+			if !q.push(chunk{data: append([]byte(nil), buf[:k]...), due: time.Now().Add(delay)}) {
 				break
 			}
 		}
