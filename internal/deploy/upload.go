@@ -49,7 +49,7 @@ func MakePlan(m *release.Manifest, prev *release.Manifest, prevScan []transport.
 	// Reusable files of the previous release, chained by content. Indexes
 	// instead of pointers and maps of structs keep a 100,000-file plan small.
 	type content struct {
-		hash string
+		hash release.Digest
 		mode uint32
 	}
 	type candidate struct {

@@ -3,7 +3,6 @@ package release
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -76,6 +75,7 @@ func Describe(ctx context.Context, o Options) (*Manifest, error) {
 	if err := m.setGenerated(RevisionFile, []byte(o.Revision+"\n")); err != nil {
 		return nil, err
 	}
+	m.trim()
 	if n, _ := m.Files(); n == 1 {
 		return nil, fmt.Errorf("source %s has no files to release (after excludes %q)", o.Source, o.Exclude)
 	}
@@ -110,6 +110,7 @@ func Walk(ctx context.Context, root string, exclude []string) (*Manifest, error)
 	if err != nil {
 		return nil, err
 	}
+	m.trim()
 	if err := m.Hash(ctx); err != nil {
 		return nil, err
 	}
@@ -124,6 +125,8 @@ func walk(root string, exclude []string) (*Manifest, error) {
 	if real, err := filepath.EvalSymlinks(root); err == nil {
 		root = real
 	}
+	// Every file's content is read from root joined with its Path.
+	files := &source{root: root}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return fmt.Errorf("read source: %w", err)
@@ -135,7 +138,8 @@ func walk(root string, exclude []string) (*Manifest, error) {
 		if err != nil {
 			return err
 		}
-		rel = filepath.ToSlash(rel)
+		// Its own copy: rel shares the memory of p, the full local path.
+		rel = strings.Clone(filepath.ToSlash(rel))
 		if Excluded(rel, exclude) {
 			if d.IsDir() {
 				return filepath.SkipDir
@@ -151,7 +155,7 @@ func walk(root string, exclude []string) (*Manifest, error) {
 		case d.IsDir():
 			e.Type = TypeDir
 		case info.Mode().IsRegular():
-			e.Type, e.Size, e.src = TypeFile, info.Size(), &source{local: p}
+			e.Type, e.Size, e.src = TypeFile, info.Size(), files
 		case info.Mode()&fs.ModeSymlink != 0:
 			target, err := os.Readlink(p)
 			if err != nil {
@@ -279,14 +283,14 @@ func (m *Manifest) Hash(ctx context.Context) error {
 	g.SetLimit(runtime.GOMAXPROCS(0) * 2)
 	for i := range m.Entries {
 		e := &m.Entries[i]
-		if e.Type != TypeFile || e.Hash != "" {
+		if e.Type != TypeFile || !e.Hash.IsZero() {
 			continue
 		}
 		g.Go(func() error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			h, n, err := hashFile(e.src.local)
+			h, n, err := hashFile(e.local())
 			if err != nil {
 				return fmt.Errorf("hash %s: %w", e.Path, err)
 			}
@@ -301,10 +305,11 @@ func (m *Manifest) Hash(ctx context.Context) error {
 // otherwise allocate a buffer per file and keep the collector busy.
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
-func hashFile(p string) (string, int64, error) {
+func hashFile(p string) (Digest, int64, error) {
+	var d Digest
 	f, err := os.Open(p)
 	if err != nil {
-		return "", 0, err
+		return d, 0, err
 	}
 	defer f.Close()
 	buf := copyBuffers.Get().(*[]byte)
@@ -312,15 +317,15 @@ func hashFile(p string) (string, int64, error) {
 	h := sha256.New()
 	n, err := io.CopyBuffer(h, struct{ io.Reader }{f}, *buf)
 	if err != nil {
-		return "", 0, err
+		return d, 0, err
 	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
+	h.Sum(d[:0])
+	return d, n, nil
 }
 
 // setGenerated adds or replaces a top-level file whose content is in memory.
 func (m *Manifest) setGenerated(name string, data []byte) error {
-	sum := sha256.Sum256(data)
-	e := Entry{Path: name, Type: TypeFile, Mode: 0o644, Size: int64(len(data)), Hash: hex.EncodeToString(sum[:]), src: &source{data: data}}
+	e := Entry{Path: name, Type: TypeFile, Mode: 0o644, Size: int64(len(data)), Hash: sha256.Sum256(data), src: &source{data: data}}
 	for i := range m.Entries {
 		if m.Entries[i].Path == name {
 			if m.Entries[i].Type != TypeFile {

@@ -13,26 +13,60 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/klauspost/compress/gzip"
 )
 
+// EntryType says what an entry is: one byte in memory, its letter in JSON.
+type EntryType byte
+
 // Entry types.
 const (
-	TypeDir     = "d"
-	TypeFile    = "f"
-	TypeSymlink = "l"
+	TypeDir     EntryType = 'd'
+	TypeFile    EntryType = 'f'
+	TypeSymlink EntryType = 'l'
 )
+
+// String is the letter, "" for the zero EntryType.
+func (t EntryType) String() string {
+	if t == 0 {
+		return ""
+	}
+	return string([]byte{byte(t)})
+}
+
+// MarshalText writes the letter.
+func (t EntryType) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
+
+// UnmarshalText reads a letter; empty text is the zero EntryType, which
+// no entry may have.
+func (t *EntryType) UnmarshalText(text []byte) error {
+	switch v := EntryType(0); {
+	case len(text) == 0:
+		*t = 0
+	case len(text) == 1:
+		v = EntryType(text[0])
+		if v != TypeDir && v != TypeFile && v != TypeSymlink {
+			return fmt.Errorf("unknown type %q", text)
+		}
+		*t = v
+	default:
+		return fmt.Errorf("unknown type %q", text)
+	}
+	return nil
+}
 
 // Entry describes one path of a release.
 type Entry struct {
-	Path   string `json:"p"`           // slash-separated, relative to the release root
-	Type   string `json:"t"`           // TypeDir, TypeFile or TypeSymlink
-	Mode   uint32 `json:"m,omitempty"` // permission bits (files and dirs)
-	Size   int64  `json:"s,omitempty"`
-	Hash   string `json:"h,omitempty"` // hex SHA-256 of a file's content
-	Target string `json:"l,omitempty"` // a symlink's target, verbatim
+	Path   string    `json:"p"`           // slash-separated, relative to the release root
+	Type   EntryType `json:"t"`           // TypeDir, TypeFile or TypeSymlink
+	Mode   uint32    `json:"m,omitempty"` // permission bits (files and dirs)
+	Size   int64     `json:"s,omitempty"`
+	Hash   Digest    `json:"h,omitzero"`  // SHA-256 of a file's content, hex in JSON
+	Target string    `json:"l,omitempty"` // a symlink's target, verbatim
 	// MTime is the file's modification time on the server (unix ns) as seen
 	// right after the release was written; the next deploy compares it to
 	// detect files edited after the deploy, which must not be reused.
@@ -42,22 +76,90 @@ type Entry struct {
 }
 
 // source is kept behind a pointer: decoded manifests (one per host and
-// deploy, 100,000 entries for a large app) do not carry its fields.
+// deploy, 100,000 entries for a large app) do not carry its fields, and
+// the files of a walked tree all share one (the root), so no entry holds
+// its full local path.
 type source struct {
-	local string // the file on the runner
-	data  []byte // content held in memory (generated files such as REVISION)
+	root string // the directory the file's Path is relative to on the runner
+	data []byte // content held in memory (generated files such as REVISION)
+}
+
+// local is the file's path on the runner, "" when its content is in memory.
+func (e *Entry) local() string {
+	if e.src == nil || e.src.root == "" {
+		return ""
+	}
+	return filepath.Join(e.src.root, filepath.FromSlash(e.Path))
 }
 
 // Open returns the content of a file entry from the runner.
 func (e *Entry) Open() (io.ReadCloser, error) {
-	if e.src == nil || e.src.data != nil || e.src.local == "" {
-		var data []byte
-		if e.src != nil {
-			data = e.src.data
-		}
-		return io.NopCloser(bytes.NewReader(data)), nil
+	if p := e.local(); p != "" {
+		return openFile(p)
 	}
-	return openFile(e.src.local)
+	var data []byte
+	if e.src != nil {
+		data = e.src.data
+	}
+	return io.NopCloser(bytes.NewReader(data)), nil
+}
+
+// Digest is a SHA-256 content hash. It is held as 32 bytes (a manifest of
+// 100,000 files holds 100,000 of them) and written in JSON as 64 lowercase
+// hex digits; the zero Digest means none and is left out.
+type Digest [32]byte
+
+// IsZero reports whether d is no hash at all.
+func (d Digest) IsZero() bool { return d == Digest{} }
+
+// String is the hex form, "" for the zero Digest.
+func (d Digest) String() string {
+	if d.IsZero() {
+		return ""
+	}
+	return hex.EncodeToString(d[:])
+}
+
+// MarshalText writes the hex form (nothing for the zero Digest, which
+// omitzero leaves out of a manifest anyway).
+func (d Digest) MarshalText() ([]byte, error) {
+	if d.IsZero() {
+		return []byte{}, nil
+	}
+	b := make([]byte, hex.EncodedLen(len(d)))
+	hex.Encode(b, d[:])
+	return b, nil
+}
+
+var errBadHash = errors.New("bad hash")
+
+// UnmarshalText reads 64 hex digits; empty text is the zero Digest.
+func (d *Digest) UnmarshalText(text []byte) error {
+	if len(text) == 0 {
+		*d = Digest{}
+		return nil
+	}
+	var v Digest
+	if len(text) != hex.EncodedLen(len(v)) {
+		return errBadHash
+	}
+	if _, err := hex.Decode(v[:], text); err != nil {
+		return errBadHash
+	}
+	*d = v
+	return nil
+}
+
+// ParseDigest reads the hex form of a SHA-256 hash.
+func ParseDigest(s string) (Digest, error) {
+	var d Digest
+	if s == "" {
+		return d, errBadHash
+	}
+	if err := d.UnmarshalText([]byte(s)); err != nil {
+		return Digest{}, err
+	}
+	return d, nil
 }
 
 // Manifest is a release's entries, sorted so that every directory comes
@@ -75,6 +177,15 @@ func (m *Manifest) Files() (n int, size int64) {
 		}
 	}
 	return n, size
+}
+
+// trim drops the room that appending one entry at a time left at the end of
+// Entries: up to a quarter more than a large manifest holds, kept for as
+// long as the manifest is.
+func (m *Manifest) trim() {
+	if cap(m.Entries)-len(m.Entries) > len(m.Entries)/64 {
+		m.Entries = slices.Clone(m.Entries)
+	}
 }
 
 // Index maps paths to entries.
@@ -147,7 +258,7 @@ func DecodeManifestJSON(r io.Reader) (*Manifest, error) {
 		return nil, errors.New("manifest: missing or unknown header")
 	}
 	m := &Manifest{}
-	seen := map[string]string{}
+	seen := map[string]EntryType{}
 	for sc.Scan() {
 		var e Entry
 		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
@@ -173,6 +284,7 @@ func DecodeManifestJSON(r io.Reader) (*Manifest, error) {
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
 	}
+	m.trim()
 	return m, nil
 }
 
@@ -182,15 +294,15 @@ func (e *Entry) validate() error {
 	}
 	switch e.Type {
 	case TypeDir:
-		if e.Size != 0 || e.Hash != "" || e.Target != "" {
+		if e.Size != 0 || !e.Hash.IsZero() || e.Target != "" {
 			return fmt.Errorf("%q: directory with file fields", e.Path)
 		}
 	case TypeFile:
 		if e.Size < 0 {
 			return fmt.Errorf("%q: negative size", e.Path)
 		}
-		if b, err := hex.DecodeString(e.Hash); err != nil || len(b) != 32 {
-			return fmt.Errorf("%q: bad hash", e.Path)
+		if e.Hash.IsZero() {
+			return fmt.Errorf("%q: %w", e.Path, errBadHash)
 		}
 	case TypeSymlink:
 		if e.Target == "" || strings.ContainsRune(e.Target, 0) {

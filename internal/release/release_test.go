@@ -198,7 +198,7 @@ func TestWalkSymlinks(t *testing.T) {
 		for p, target := range map[string]string{"current.css": "css/site.css", "css/up.html": "../index.html", "assets": "css",
 			"dangling": "storage/app/public", "deep/a/b/to-root.txt": "../../../index.html", "self": "."} {
 			e := entry(t, m, p)
-			if e.Type != release.TypeSymlink || e.Target != target || e.Mode != 0 || e.Size != 0 || e.Hash != "" {
+			if e.Type != release.TypeSymlink || e.Target != target || e.Mode != 0 || e.Size != 0 || !e.Hash.IsZero() {
 				t.Errorf("%s = %+v, want a symlink to %s", p, *e, target)
 			}
 		}
@@ -282,7 +282,7 @@ func TestWalkNastyNames(t *testing.T) {
 	}
 	for i, n := range names {
 		e := entry(t, m, n)
-		if e.Type != release.TypeFile || e.Size != int64(i) || e.Hash != sha(strings.Repeat("x", i)) {
+		if e.Type != release.TypeFile || e.Size != int64(i) || e.Hash.String() != sha(strings.Repeat("x", i)) {
 			t.Errorf("%q = %+v", n, *e)
 		}
 		r, err := e.Open()
@@ -338,7 +338,7 @@ func TestWalkModes(t *testing.T) {
 	if e := entry(t, m, "shared"); e.Type != release.TypeDir {
 		t.Errorf("shared = %+v", *e)
 	}
-	if e := entry(t, m, "empty-file"); e.Size != 0 || e.Hash != sha("") {
+	if e := entry(t, m, "empty-file"); e.Size != 0 || e.Hash.String() != sha("") {
 		t.Errorf("empty-file = %+v", *e)
 	}
 	for _, p := range []uint32{0, 0o644, 0o755, 0o2775, 0o1777, 0o4755, 0o7777} {
@@ -404,7 +404,7 @@ func TestBuildRevision(t *testing.T) {
 			t.Fatalf("%d REVISION entries", n)
 		}
 		e := entry(t, m, release.RevisionFile)
-		if e.Type != release.TypeFile || e.Mode != 0o644 || e.Size != 8 || e.Hash != sha("0123abc\n") {
+		if e.Type != release.TypeFile || e.Mode != 0o644 || e.Size != 8 || e.Hash.String() != sha("0123abc\n") {
 			t.Errorf("REVISION = %+v", *e)
 		}
 		r, err := e.Open()
@@ -431,7 +431,7 @@ func TestBuildCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := entry(t, m, "dist/out.txt"); e.Hash != sha("built") {
+	if e := entry(t, m, "dist/out.txt"); e.Hash.String() != sha("built") {
 		t.Errorf("dist/out.txt = %+v", *e)
 	}
 	if !strings.Contains(out.String(), "built in "+filepath.Base(root)) {
@@ -448,16 +448,25 @@ func TestBuildFollowsASymlinkedSource(t *testing.T) {
 	if got, want := paths(m), []string{"REVISION", "index.html"}; !slices.Equal(got, want) {
 		t.Errorf("paths = %q, want %q", got, want)
 	}
+	// Content is read through the link too (from the root and the path).
+	r, err := entry(t, m, "index.html").Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if data, _ := io.ReadAll(r); string(data) != "hi" {
+		t.Errorf("index.html reads %q", data)
+	}
 }
 
 func sampleManifest() *release.Manifest {
 	return &release.Manifest{Entries: []release.Entry{
 		{Path: "app", Type: release.TypeDir, Mode: 0o2775},
-		{Path: "app/index.php", Type: release.TypeFile, Mode: 0o644, Size: 5, Hash: sha("<?php"), MTime: 1764112722123456789},
-		{Path: "app/empty", Type: release.TypeFile, Mode: 0o600, Hash: sha("")},
+		{Path: "app/index.php", Type: release.TypeFile, Mode: 0o644, Size: 5, Hash: sha256.Sum256([]byte("<?php")), MTime: 1764112722123456789},
+		{Path: "app/empty", Type: release.TypeFile, Mode: 0o600, Hash: sha256.Sum256([]byte(""))},
 		{Path: "app/link", Type: release.TypeSymlink, Target: "../REVISION"},
-		{Path: "name with\nnewline 'and' \"quotes\" ünï -x", Type: release.TypeFile, Mode: 0o755, Size: 1, Hash: sha("x")},
-		{Path: "REVISION", Type: release.TypeFile, Mode: 0o644, Size: 4, Hash: sha("abc\n")},
+		{Path: "name with\nnewline 'and' \"quotes\" ünï -x", Type: release.TypeFile, Mode: 0o755, Size: 1, Hash: sha256.Sum256([]byte("x"))},
+		{Path: "REVISION", Type: release.TypeFile, Mode: 0o644, Size: 4, Hash: sha256.Sum256([]byte("abc\n"))},
 	}}
 }
 
@@ -578,4 +587,63 @@ func FuzzDecodeManifest(f *testing.F) {
 			t.Fatalf("round trip changed entries:\n%+v\n%+v", back.Entries, m.Entries)
 		}
 	})
+}
+
+// TestManifestLinesUnchanged pins the stored form byte for byte: servers
+// hold manifests in it, and an unchanged entry must give the same line in
+// every deploy (the manifest travels as a delta against the previous one).
+func TestManifestLinesUnchanged(t *testing.T) {
+	m := sampleManifest()
+	m.Entries = append(m.Entries, release.Entry{Path: "<&>\u2028\x7f\x01\t\xff", Type: release.TypeSymlink, Target: "a<b>&c\u2029\b\f"})
+	var b bytes.Buffer
+	if err := m.EncodeMTimes(&b, []int64{0, 1764112722123456789, 7, 0, -1, 1764112723000000000, 0}); err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(zr)
+	// Written by the release before hashes were held as bytes.
+	want := "{\"atomic-deploy-manifest\":1}\n{\"p\":\"app\",\"t\":\"d\",\"m\":1533}\n{\"p\":\"app/index.php\",\"t\":\"f\",\"m\":420,\"s\":5,\"h\":\"fe5bcb54c56e0b9f456a060364dd28b2248f3a0e21c168d4ce9d009b73e83e3c\",\"mt\":1764112722123456789}\n{\"p\":\"app/empty\",\"t\":\"f\",\"m\":384,\"h\":\"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\",\"mt\":7}\n{\"p\":\"app/link\",\"t\":\"l\",\"l\":\"../REVISION\"}\n{\"p\":\"name with\\nnewline 'and' \\\"quotes\\\" ünï -x\",\"t\":\"f\",\"m\":493,\"s\":1,\"h\":\"2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881\",\"mt\":-1}\n{\"p\":\"REVISION\",\"t\":\"f\",\"m\":420,\"s\":4,\"h\":\"edeaaff3f1774ad2888673770c6d64097e391bc362d7d6fb34982ddf0efd18cb\",\"mt\":1764112723000000000}\n{\"p\":\"\\u003c\\u0026\\u003e\\u2028\x7f\\u0001\\t\\ufffd\",\"t\":\"l\",\"l\":\"a\\u003cb\\u003e\\u0026c\\u2029\\b\\f\"}\n"
+	if string(got) != want {
+		t.Errorf("encoded\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestDigestAndTypeText(t *testing.T) {
+	// Upper-case hex was accepted before and still is; it is written back
+	// in lower case.
+	h := sha("x")
+	m, err := release.DecodeManifest(bytes.NewReader(gz(header + `{"p":"a","t":"f","s":1,"h":"` + strings.ToUpper(h) + `"}` + "\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Entries[0].Hash.String(); got != h {
+		t.Errorf("hash %s, want %s", got, h)
+	}
+	if d, err := release.ParseDigest(h); err != nil || d != sha256.Sum256([]byte("x")) {
+		t.Errorf("ParseDigest(%s) = %v, %v", h, d, err)
+	}
+	for _, bad := range []string{"", "zz", h[:62], h + "00", strings.Replace(h, "2", "g", 1)} {
+		if _, err := release.ParseDigest(bad); err == nil {
+			t.Errorf("ParseDigest(%q) accepted", bad)
+		}
+	}
+	if s := (release.Digest{}).String(); s != "" {
+		t.Errorf("zero digest reads %q", s)
+	}
+	if release.TypeDir.String() != "d" || release.TypeFile.String() != "f" || release.TypeSymlink.String() != "l" || release.EntryType(0).String() != "" {
+		t.Error("entry type letters changed")
+	}
+	for _, tt := range []struct{ line, phrase string }{
+		{`{"p":"a","t":"dir"}`, "unknown type"},
+		{`{"p":"a","t":""}`, "unknown type"},
+		{`{"p":"a"}`, "unknown type"},
+		{`{"p":"a","t":"l","l":"b","h":"zz"}`, "bad hash"},
+	} {
+		if _, err := release.DecodeManifest(bytes.NewReader(gz(header + tt.line + "\n"))); err == nil || !strings.Contains(err.Error(), tt.phrase) {
+			t.Errorf("%s: error %v, want %q", tt.line, err, tt.phrase)
+		}
+	}
 }
