@@ -47,7 +47,8 @@ func digestsOf(t *testing.T, stored []byte) []lineDigest {
 }
 
 func file(p, hash string, mtime int64) release.Entry {
-	return release.Entry{Path: p, Type: release.TypeFile, Mode: 0o644, Size: 3, Hash: strings.Repeat(hash, 64), MTime: mtime}
+	h, _ := release.ParseDigest(strings.Repeat(hash, 64))
+	return release.Entry{Path: p, Type: release.TypeFile, Mode: 0o644, Size: 3, Hash: h, MTime: mtime}
 }
 
 func dir(p string) release.Entry { return release.Entry{Path: p, Type: release.TypeDir, Mode: 0o755} }

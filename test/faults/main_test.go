@@ -183,7 +183,7 @@ func assertReleaseComplete(t testing.TB, root, id string) {
 				problem = "not a regular file: " + info.Mode().String()
 			case info.Size() != e.Size:
 				problem = fmt.Sprintf("size %d, manifest says %d", info.Size(), e.Size)
-			case e.Hash != "" && fileHash(p) != e.Hash:
+			case !e.Hash.IsZero() && fileHash(p) != e.Hash.String():
 				problem = "content differs from the manifest"
 			}
 		case release.TypeDir:
