@@ -1,10 +1,14 @@
 package deploy
 
 import (
+	"bytes"
+	"cmp"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -46,24 +50,25 @@ type Reuse struct {
 // new release share an inode with each other.
 func MakePlan(m *release.Manifest, prev *release.Manifest, prevScan []transport.Stat) *Plan {
 	p := &Plan{}
-	// Reusable files of the previous release, chained by content. Indexes
-	// instead of pointers and maps of structs keep a 100,000-file plan small.
-	type content struct {
-		hash release.Digest
-		mode uint32
-	}
-	type candidate struct {
-		path  string
-		mtime int64
-		next  int32 // next candidate with the same content, or -1
-		used  bool
-	}
+	// Reusable files of the previous release, sorted by content so that the
+	// files with one content are neighbours. A slice and binary search
+	// instead of a map keyed by content keep a 100,000-file plan small.
 	var cands []candidate
-	first := map[content]int32{}
+	var prevEntries []release.Entry
 	if prev != nil {
-		sort.Slice(prevScan, func(i, j int) bool { return prevScan[i].Path < prevScan[j].Path })
-		for i := range prev.Entries {
-			e := &prev.Entries[i]
+		prevEntries = prev.Entries
+		if !slices.IsSortedFunc(prevScan, byStatPath) {
+			slices.SortFunc(prevScan, byStatPath)
+		}
+		n := 0
+		for i := range prevEntries {
+			if prevEntries[i].Type == release.TypeFile && prevEntries[i].MTime != 0 {
+				n++
+			}
+		}
+		cands = make([]candidate, 0, n)
+		for i := range prevEntries {
+			e := &prevEntries[i]
 			if e.Type != release.TypeFile || e.MTime == 0 {
 				continue
 			}
@@ -75,35 +80,72 @@ func MakePlan(m *release.Manifest, prev *release.Manifest, prevScan []transport.
 			if !s.Mode.IsRegular() || s.Size != e.Size || !sameTime(*s, e.MTime) || uint32(s.Mode.Perm()) != e.Mode&0o777 {
 				continue
 			}
-			k := content{e.Hash, e.Mode}
-			next, ok := first[k]
-			if !ok {
-				next = -1
-			}
-			cands = append(cands, candidate{path: e.Path, mtime: s.ModTime.UnixNano(), next: next})
-			first[k] = int32(len(cands) - 1)
+			cands = append(cands, candidate{h0: hashPrefix(e.Hash), prev: int32(i), scan: int32(j)})
 		}
 	}
-	pick := func(e *release.Entry) *candidate {
-		head, ok := first[content{e.Hash, e.Mode}]
-		if !ok {
-			return nil
+	// byContent orders candidates by hash, then permission bits; the
+	// prefix kept in the candidate decides almost every comparison.
+	byContent := func(c candidate, hash *release.Digest, h0 uint64, mode uint32) int {
+		if c.h0 != h0 {
+			return cmp.Compare(c.h0, h0)
 		}
-		var any *candidate
-		for i := head; i >= 0; i = cands[i].next {
-			c := &cands[i]
-			if c.used {
+		e := &prevEntries[c.prev]
+		if c := bytes.Compare(e.Hash[:], hash[:]); c != 0 {
+			return c
+		}
+		return cmp.Compare(e.Mode, mode)
+	}
+	// Within one content the one listed last comes first.
+	slices.SortFunc(cands, func(a, b candidate) int {
+		e := &prevEntries[b.prev]
+		if c := byContent(a, &e.Hash, b.h0, e.Mode); c != 0 {
+			return c
+		}
+		return cmp.Compare(b.prev, a.prev)
+	})
+	used := make([]bool, len(cands))
+	pick := func(e *release.Entry) int {
+		h0 := hashPrefix(e.Hash)
+		i, _ := slices.BinarySearchFunc(cands, e, func(c candidate, e *release.Entry) int { return byContent(c, &e.Hash, h0, e.Mode) })
+		found := -1
+		for ; i < len(cands) && byContent(cands[i], &e.Hash, h0, e.Mode) == 0; i++ {
+			if used[i] {
 				continue
 			}
-			if c.path == e.Path {
-				return c // the same path first: the likeliest to stay untouched
+			if prevEntries[cands[i].prev].Path == e.Path {
+				return i // the same path first: the likeliest to stay untouched
 			}
-			if any == nil {
-				any = c
+			if found < 0 {
+				found = i
 			}
 		}
-		return any
+		return found
 	}
+	// Each file's choice first, so that every list is made at its final size.
+	var dirs, symlinks, reuse, upload int
+	picks := make([]int32, len(m.Entries))
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		picks[i] = -1
+		switch e.Type {
+		case release.TypeDir:
+			dirs++
+		case release.TypeSymlink:
+			symlinks++
+		case release.TypeFile:
+			if c := pick(e); c >= 0 && e.Size > 0 {
+				used[c] = true
+				picks[i] = int32(c)
+				reuse++
+			} else {
+				upload++
+			}
+		}
+	}
+	p.Dirs = make([]*release.Entry, 0, dirs)
+	p.Symlinks = make([]*release.Entry, 0, symlinks)
+	p.Reuse = make([]Reuse, 0, reuse)
+	p.Upload = make([]*release.Entry, 0, upload)
 	for i := range m.Entries {
 		e := &m.Entries[i]
 		switch e.Type {
@@ -112,18 +154,36 @@ func MakePlan(m *release.Manifest, prev *release.Manifest, prevScan []transport.
 		case release.TypeSymlink:
 			p.Symlinks = append(p.Symlinks, e)
 		case release.TypeFile:
-			if c := pick(e); c != nil && e.Size > 0 {
-				c.used = true
-				p.Reuse = append(p.Reuse, Reuse{Entry: e, From: c.path, FromMTime: c.mtime})
-				p.ReuseBytes += e.Size
-			} else {
+			if picks[i] < 0 {
 				p.Upload = append(p.Upload, e)
 				p.UploadBytes += e.Size
+				continue
 			}
+			c := &cands[picks[i]]
+			// The new manifest's copy of the path when it is the same, so
+			// the plan does not keep the previous manifest's strings alive.
+			from := prevEntries[c.prev].Path
+			if from == e.Path {
+				from = e.Path
+			}
+			p.Reuse = append(p.Reuse, Reuse{Entry: e, From: from, FromMTime: prevScan[c.scan].ModTime.UnixNano()})
+			p.ReuseBytes += e.Size
 		}
 	}
 	return p
 }
+
+// candidate is a file of the previous release that may be reused.
+type candidate struct {
+	h0   uint64 // hashPrefix of its content
+	prev int32  // index in the previous manifest
+	scan int32  // index in the scan of the previous release
+}
+
+// hashPrefix is the first 8 bytes of a hash, in the order of the bytes.
+func hashPrefix(d release.Digest) uint64 { return binary.BigEndian.Uint64(d[:8]) }
+
+func byStatPath(a, b transport.Stat) int { return strings.Compare(a.Path, b.Path) }
 
 // sameTime compares a scanned mtime with a recorded one at the precision
 // both sides have.
