@@ -76,6 +76,7 @@ func Describe(ctx context.Context, o Options) (*Manifest, error) {
 		return nil, err
 	}
 	m.trim()
+	remember(m)
 	if n, _ := m.Files(); n == 1 {
 		return nil, fmt.Errorf("source %s has no files to release (after excludes %q)", o.Source, o.Exclude)
 	}
@@ -111,6 +112,7 @@ func Walk(ctx context.Context, root string, exclude []string) (*Manifest, error)
 		return nil, err
 	}
 	m.trim()
+	remember(m)
 	if err := m.Hash(ctx); err != nil {
 		return nil, err
 	}

@@ -259,6 +259,7 @@ func DecodeManifestJSON(r io.Reader) (*Manifest, error) {
 	}
 	m := &Manifest{}
 	seen := map[string]EntryType{}
+	paths := newPathSharer()
 	for sc.Scan() {
 		var e Entry
 		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
@@ -275,6 +276,7 @@ func DecodeManifestJSON(r io.Reader) (*Manifest, error) {
 		if dir := path.Dir(e.Path); dir != "." && seen[dir] != TypeDir {
 			return nil, fmt.Errorf("manifest entry %d: %q comes before its directory", len(m.Entries)+1, e.Path)
 		}
+		e.Path = paths.share(e.Path)
 		seen[e.Path] = e.Type
 		m.Entries = append(m.Entries, e)
 		if len(m.Entries) > maxManifestEntries {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"unsafe"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
 )
@@ -645,5 +647,71 @@ func TestDigestAndTypeText(t *testing.T) {
 		if _, err := release.DecodeManifest(bytes.NewReader(gz(header + tt.line + "\n"))); err == nil || !strings.Contains(err.Error(), tt.phrase) {
 			t.Errorf("%s: error %v, want %q", tt.line, err, tt.phrase)
 		}
+	}
+}
+
+// TestDecodeSharesDescribedPaths: a decoded manifest takes the paths of
+// the manifest described last, so a deploy holds each path once.
+func TestDecodeSharesDescribedPaths(t *testing.T) {
+	nodes := map[string]node{}
+	for _, n := range []string{"a", "a-b", "a.b", "a0", "a/x", "a/x-y/z", "a/x/y", "b/c d", "ü/ñ", "Z"} {
+		nodes[n+"/f"] = node{content: n}
+	}
+	root := tree(t, nodes)
+	built, err := release.Build(context.Background(), release.Options{Source: root, Revision: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := built.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The previous release had other paths too, before and among these.
+	var plain bytes.Buffer
+	plain.WriteString(header)
+	for i := range 40 {
+		fmt.Fprintf(&plain, `{"p":"0old%02d","t":"d","m":493}`+"\n", i)
+	}
+	zr, _ := gzip.NewReader(bytes.NewReader(stored))
+	lines, _ := io.ReadAll(zr)
+	dropped := 0
+	for i, line := range strings.SplitAfter(string(lines), "\n")[1:] {
+		if strings.HasPrefix(line, `{"p":"a/x`) {
+			dropped++ // added since: a run of paths the previous manifest lacks
+			continue
+		}
+		plain.WriteString(line)
+		if i == 3 {
+			plain.WriteString(`{"p":"a/gone","t":"d"}` + "\n")
+		}
+	}
+	m, err := release.Describe(context.Background(), release.Options{Source: root, Revision: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.IsSortedFunc(m.Entries[:len(m.Entries)-1], func(a, b release.Entry) int { return release.WalkOrder(a.Path, b.Path) }) {
+		t.Errorf("a walk is not in walk order: %q", paths(m))
+	}
+	hashed := make(chan error, 1)
+	go func() { hashed <- m.Hash(context.Background()) }() // as a deploy does, while it decodes
+	prev, err := release.DecodeManifest(bytes.NewReader(gz(plain.String())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-hashed; err != nil {
+		t.Fatal(err)
+	}
+	idx := m.Index()
+	shared := 0
+	for _, e := range prev.Entries {
+		if n := idx[e.Path]; n != nil {
+			if unsafe.StringData(n.Path) != unsafe.StringData(e.Path) {
+				t.Errorf("%q is a copy", e.Path)
+			}
+			shared++
+		}
+	}
+	if dropped == 0 || shared != len(m.Entries)-dropped {
+		t.Errorf("%d paths shared, want %d", shared, len(m.Entries)-dropped)
 	}
 }

@@ -1,0 +1,4 @@
+package release
+
+// WalkOrder is walkOrder, for tests.
+var WalkOrder = walkOrder
