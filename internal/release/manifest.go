@@ -15,7 +15,9 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/klauspost/compress/gzip"
 )
@@ -212,13 +214,15 @@ func (m *Manifest) EncodeMTimes(w io.Writer, mtimes []int64) error {
 	zw := gzip.NewWriter(w)
 	bw := bufio.NewWriter(zw)
 	bw.WriteString(manifestHeader + "\n")
-	enc := json.NewEncoder(bw)
+	var line []byte
 	for i := range m.Entries {
-		e := m.Entries[i]
+		e := &m.Entries[i]
+		mtime := e.MTime
 		if mtimes != nil {
-			e.MTime = mtimes[i]
+			mtime = mtimes[i]
 		}
-		if err := enc.Encode(&e); err != nil {
+		line = appendLine(line[:0], e, mtime)
+		if _, err := bw.Write(line); err != nil {
 			return err
 		}
 	}
@@ -226,6 +230,93 @@ func (m *Manifest) EncodeMTimes(w io.Writer, mtimes []int64) error {
 		return err
 	}
 	return zw.Close()
+}
+
+// appendLine appends e's line of a stored manifest, with mtime for its
+// MTime: the bytes encoding/json writes for the Entry (the form servers
+// hold, and an unchanged entry must give the same line in every deploy;
+// TestManifestLinesUnchanged and FuzzAppendLine pin both), without its
+// reflection and allocations.
+func appendLine(b []byte, e *Entry, mtime int64) []byte {
+	b = append(b, `{"p":`...)
+	b = appendJSONString(b, e.Path)
+	b = append(b, `,"t":`...)
+	b = appendJSONString(b, e.Type.String())
+	if e.Mode != 0 {
+		b = append(b, `,"m":`...)
+		b = strconv.AppendUint(b, uint64(e.Mode), 10)
+	}
+	if e.Size != 0 {
+		b = append(b, `,"s":`...)
+		b = strconv.AppendInt(b, e.Size, 10)
+	}
+	if !e.Hash.IsZero() {
+		b = append(b, `,"h":"`...)
+		b = hex.AppendEncode(b, e.Hash[:])
+		b = append(b, '"')
+	}
+	if e.Target != "" {
+		b = append(b, `,"l":`...)
+		b = appendJSONString(b, e.Target)
+	}
+	if mtime != 0 {
+		b = append(b, `,"mt":`...)
+		b = strconv.AppendInt(b, mtime, 10)
+	}
+	return append(b, "}\n"...)
+}
+
+// appendJSONString quotes s as encoding/json does by default: \", \\, the
+// short escapes, \u00XX for other control bytes and for <, > and &, \ufffd
+// for each byte that is not UTF-8, and \u2028 and \u2029 escaped.
+func appendJSONString(b []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // Bytes encodes the manifest into memory.

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -714,4 +715,46 @@ func TestDecodeSharesDescribedPaths(t *testing.T) {
 	if dropped == 0 || shared != len(m.Entries)-dropped {
 		t.Errorf("%d paths shared, want %d", shared, len(m.Entries)-dropped)
 	}
+}
+
+// storedEntry is Entry as it was declared when manifests were first
+// stored: encoding/json writing it is the reference for every line.
+type storedEntry struct {
+	Path   string `json:"p"`
+	Type   string `json:"t"`
+	Mode   uint32 `json:"m,omitempty"`
+	Size   int64  `json:"s,omitempty"`
+	Hash   string `json:"h,omitempty"`
+	Target string `json:"l,omitempty"`
+	MTime  int64  `json:"mt,omitempty"`
+}
+
+// FuzzAppendLine: the manifest's own encoder writes exactly what
+// encoding/json writes for the entry as first declared.
+func FuzzAppendLine(f *testing.F) {
+	f.Add("app/index.php", "", byte('f'), uint32(0o644), int64(5), []byte("x"), int64(1764112722123456789))
+	f.Add("<&>\u2028\u2029\x7f\x01\t\xff\b\f\r\n\"\\/é日本", "a<b>&c\u2029", byte('l'), uint32(0), int64(0), []byte{}, int64(0))
+	f.Add("d", "t", byte('d'), uint32(0o7777), int64(-1), []byte{}, int64(-7))
+	f.Add("\xed\xa0\x80\xf4\x90\x80\x80\xc0\xaf", "\xe2\x80", byte(0), uint32(1<<31), int64(1<<62), []byte{0}, int64(-1<<63))
+	f.Fuzz(func(t *testing.T, p, target string, typ byte, mode uint32, size int64, content []byte, mtime int64) {
+		e := release.Entry{Path: p, Type: release.EntryType(typ), Mode: mode, Size: size, Target: target}
+		if len(content) > 0 {
+			e.Hash = sha256.Sum256(content)
+		}
+		var b bytes.Buffer
+		if err := (&release.Manifest{Entries: []release.Entry{e}}).EncodeMTimes(&b, []int64{mtime}); err != nil {
+			t.Fatal(err)
+		}
+		zr, err := gzip.NewReader(&b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(zr)
+		var want bytes.Buffer
+		want.WriteString(header)
+		json.NewEncoder(&want).Encode(storedEntry{Path: p, Type: e.Type.String(), Mode: mode, Size: size, Hash: e.Hash.String(), Target: target, MTime: mtime})
+		if !bytes.Equal(got, want.Bytes()) {
+			t.Fatalf("encoded\n%q\nencoding/json\n%q", got, want.Bytes())
+		}
+	})
 }
