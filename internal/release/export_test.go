@@ -1,4 +1,12 @@
 package release
 
 // WalkOrder is walkOrder, for tests.
-var WalkOrder = walkOrder
+var WalkOrder = walkOrder[string]
+
+// ParseLine is parseLine, for tests.
+func ParseLine(line []byte) (Entry, bool) {
+	var e Entry
+	p, ok := parseLine(line, &e)
+	e.Path = string(p)
+	return e, ok
+}

@@ -348,37 +348,75 @@ func DecodeManifestJSON(r io.Reader) (*Manifest, error) {
 	if !sc.Scan() || sc.Text() != manifestHeader {
 		return nil, errors.New("manifest: missing or unknown header")
 	}
-	m := &Manifest{}
+	var entries chunkedEntries
 	seen := map[string]EntryType{}
 	paths := newPathSharer()
 	for sc.Scan() {
+		n := entries.n + 1
 		var e Entry
-		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&e); err != nil {
-			return nil, fmt.Errorf("manifest entry %d: %w", len(m.Entries)+1, err)
+		if p, ok := parseLine(sc.Bytes(), &e); ok {
+			e.Path = paths.shareBytes(p)
+		} else {
+			var je Entry // on the heap only here
+			dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&je); err != nil {
+				return nil, fmt.Errorf("manifest entry %d: %w", n, err)
+			}
+			e = je
+			e.Path = paths.share(e.Path)
 		}
 		if err := e.validate(); err != nil {
-			return nil, fmt.Errorf("manifest entry %d: %w", len(m.Entries)+1, err)
+			return nil, fmt.Errorf("manifest entry %d: %w", n, err)
 		}
 		if _, dup := seen[e.Path]; dup {
-			return nil, fmt.Errorf("manifest entry %d: %q listed twice", len(m.Entries)+1, e.Path)
+			return nil, fmt.Errorf("manifest entry %d: %q listed twice", n, e.Path)
 		}
 		if dir := path.Dir(e.Path); dir != "." && seen[dir] != TypeDir {
-			return nil, fmt.Errorf("manifest entry %d: %q comes before its directory", len(m.Entries)+1, e.Path)
+			return nil, fmt.Errorf("manifest entry %d: %q comes before its directory", n, e.Path)
 		}
-		e.Path = paths.share(e.Path)
 		seen[e.Path] = e.Type
-		m.Entries = append(m.Entries, e)
-		if len(m.Entries) > maxManifestEntries {
+		entries.add(e)
+		if entries.n > maxManifestEntries {
 			return nil, errors.New("manifest: too many entries")
 		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
 	}
-	m.trim()
-	return m, nil
+	return &Manifest{Entries: entries.all()}, nil
+}
+
+// chunkedEntries collects entries of a number not known in advance in
+// chunks, then into one slice of the right size: for 100,000 entries that
+// allocates 2 times what they take, where appending to one slice (growing
+// by a quarter when large) allocated 5 times.
+type chunkedEntries struct {
+	full [][]Entry
+	cur  []Entry
+	n    int
+}
+
+func (c *chunkedEntries) add(e Entry) {
+	if len(c.cur) == cap(c.cur) {
+		if c.cur != nil {
+			c.full = append(c.full, c.cur)
+		}
+		c.cur = make([]Entry, 0, min(max(2*cap(c.cur), 64), 8192))
+	}
+	c.cur = append(c.cur, e)
+	c.n++
+}
+
+func (c *chunkedEntries) all() []Entry {
+	if len(c.full) == 0 {
+		return slices.Clip(c.cur)
+	}
+	out := make([]Entry, 0, c.n)
+	for _, ch := range c.full {
+		out = append(out, ch...)
+	}
+	return append(out, c.cur...)
 }
 
 func (e *Entry) validate() error {
@@ -415,7 +453,7 @@ func validEntryPath(p string) error {
 	if p == "" || strings.HasPrefix(p, "/") || strings.ContainsRune(p, 0) || path.Clean(p) != p {
 		return fmt.Errorf("bad path %q", p)
 	}
-	for _, part := range strings.Split(p, "/") {
+	for part := range strings.SplitSeq(p, "/") {
 		if part == "." || part == ".." {
 			return fmt.Errorf("bad path %q", p)
 		}

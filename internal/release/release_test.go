@@ -758,3 +758,41 @@ func FuzzAppendLine(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseLine: the manifest's own parser reads a line only when
+// encoding/json reads it into the same entry.
+func FuzzParseLine(f *testing.F) {
+	if b, err := sampleManifest().Bytes(); err == nil {
+		zr, _ := gzip.NewReader(bytes.NewReader(b))
+		plain, _ := io.ReadAll(zr)
+		for _, line := range bytes.Split(plain, []byte("\n")) {
+			f.Add(line)
+		}
+	}
+	h := sha("x")
+	for _, line := range []string{
+		`{"p":"a","t":"f","m":420,"s":1,"h":"` + h + `","mt":1764112722123456789}`,
+		`{"p":"a","t":"f","m":420,"s":1,"h":"` + strings.ToUpper(h) + `"}`,
+		`{"p":"a","t":"f","m":0420}`, `{"p":"a","t":"f","s":-0}`, `{"p":"a","t":"f","s":-9223372036854775808}`,
+		`{"p":"a","t":"f","s":9223372036854775808}`, `{"p":"a","t":"d","m":4294967296}`, `{"p":"a","t":"d","m":4294967295}`,
+		`{"p":"a","t":"l","l":"b"} `, `{"p":"a","t":"l","l":"b"}x`, `{"p":"a\u0062","t":"d"}`, `{"p":"a","t":"x"}`,
+		`{"p":"a","t":"f","mt":1,"s":2}`, `{"p":"a","t":"f","s":1.5}`, `{"p":"a","t":"f","s":1e3}`, `{"p":"~","t":"d"}`,
+	} {
+		f.Add([]byte(line))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		got, ok := release.ParseLine(line)
+		if !ok {
+			return
+		}
+		var want release.Entry
+		dec := json.NewDecoder(bytes.NewReader(line))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&want); err != nil {
+			t.Fatalf("parsed %q, which encoding/json refuses: %v", line, err)
+		}
+		if got != want {
+			t.Fatalf("%q: parsed %+v, encoding/json reads %+v", line, got, want)
+		}
+	})
+}

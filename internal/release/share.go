@@ -52,33 +52,50 @@ func newPathSharer() pathSharer {
 
 // share returns the described manifest's string equal to p, or p.
 func (s *pathSharer) share(p string) string {
+	if k := find(s, p); k >= 0 {
+		return s.like[k].Path
+	}
+	return p
+}
+
+// shareBytes is share for a path still in bytes: a new string is made only
+// when the described manifest has none.
+func (s *pathSharer) shareBytes(p []byte) string {
+	if k := find(s, p); k >= 0 {
+		return s.like[k].Path
+	}
+	return string(p)
+}
+
+// find returns the index of p in the described manifest, or -1.
+func find[P string | []byte](s *pathSharer, p P) int {
 	if len(s.like) == 0 {
-		return p
+		return -1
 	}
 	// The manifests list most paths in the same order: look just ahead.
 	for k := s.next; k < len(s.like) && k < s.next+4; k++ {
-		if s.like[k].Path == p {
+		if s.like[k].Path == string(p) {
 			s.next = k + 1
-			return s.like[k].Path
+			return k
 		}
 	}
 	// Else look it up (after many added or removed paths). Only the paths
 	// are read: Hash may be filling in other fields meanwhile.
 	k, ok := sort.Find(s.sorted, func(k int) int { return walkOrder(p, s.like[k].Path) })
-	if !ok && s.sorted < len(s.like) && s.like[len(s.like)-1].Path == p {
+	if !ok && s.sorted < len(s.like) && s.like[len(s.like)-1].Path == string(p) {
 		k, ok = len(s.like)-1, true
 	}
 	if !ok {
-		return p
+		return -1
 	}
 	s.next = k + 1
-	return s.like[k].Path
+	return k
 }
 
 // walkOrder compares paths the way filepath.WalkDir lists them: component
 // by component, each by its bytes, so a directory comes right before what
 // it contains.
-func walkOrder(a, b string) int {
+func walkOrder[P string | []byte](a P, b string) int {
 	for i := 0; i < len(a) && i < len(b); i++ {
 		if a[i] == b[i] {
 			continue
