@@ -40,7 +40,7 @@ type snapshot struct {
 	manifest      *release.Manifest
 	manifestLines []lineDigest // of the stored manifest's lines, header first
 	manifestErr   error
-	scan        []transport.Stat // nil when not listed (then Scan lists it)
+	scan          []transport.Stat // nil when not listed (then Scan lists it)
 }
 
 // Exit status of the holder when `current` exists but is not a symlink.
