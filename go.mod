@@ -6,6 +6,7 @@ require (
 	github.com/bmatcuk/doublestar/v4 v4.10.4
 	github.com/hashicorp/go-multierror v1.1.1
 	github.com/klauspost/compress v1.20.4
+	github.com/klauspost/pgzip v1.3.0
 	github.com/pkg/sftp v1.13.12
 	github.com/sethvargo/go-githubactions v1.3.0
 	github.com/skeema/knownhosts v1.3.3
