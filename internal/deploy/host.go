@@ -81,6 +81,7 @@ type Host struct {
 
 	wantPlan       bool         // Open also scans the live release (for a deploy)
 	snap           *snapshot    // what the lock holder printed, until Prepare has planned
+	snapManifest   bool         // snap holds the live release's manifest (or its absence)
 	prevLines      []lineDigest // the live release's stored manifest, line by line (manifestdelta.go)
 	prefetched     bool         // prefetchedScan/prefetchErr hold the live release's listing
 	prefetchedScan []transport.Stat
@@ -184,6 +185,15 @@ func (h *Host) applySnapshot(s *snapshot) error {
 	h.rlog = s.log
 	if h.wantPlan {
 		h.snap = s
+		// The holder reads the live release's manifest and files only
+		// where `current` is written the way a deploy writes it
+		// (releases/<id>); otherwise they are read request by request.
+		if id, ok := strings.CutPrefix(s.current, "releases/"); !ok || id != h.CurrentID || strings.Contains(id, "/") {
+			s.manifest, s.manifestLines, s.manifestErr, s.scan = nil, nil, nil, nil
+			h.snapManifest = false
+		} else {
+			h.snapManifest = true
+		}
 		h.prefetched = s.scan != nil
 		h.prefetchedScan = s.scan
 	}
@@ -470,7 +480,7 @@ func (h *Host) previousManifest(ctx context.Context) *release.Manifest {
 	if h.CurrentID == "" {
 		return nil
 	}
-	if h.snap != nil {
+	if h.snap != nil && h.snapManifest {
 		if h.snap.manifestErr != nil {
 			h.Log.Warnf("%s: cannot read the manifest of release %s, uploading everything: %v", h.Name, h.CurrentID, h.snap.manifestErr)
 		}
@@ -583,7 +593,7 @@ func (h *Host) upload(ctx context.Context, plan *Plan, dir string, started Recor
 			after = applyDeltaCommand(h.L.Manifest(h.CurrentID), delta, h.L.Manifest(h.ReleaseID))
 		}
 		run := execRun(h.T)
-		if h.spare != nil {
+		if h.spare != nil && h.spare.alive() {
 			run, h.spare = h.spare.run, nil
 		}
 		err = plan.executeTar(ctx, run, dir, prevDir, now, logFirst, after, []tarExtra{
@@ -1075,7 +1085,9 @@ func (h *Host) Abort(ctx context.Context, reason string) error {
 		if err := h.T.RemoveAll(ctx, h.L.Release(h.ReleaseID)); err != nil {
 			errs = append(errs, fmt.Errorf("remove unfinished release %s: %w", h.ReleaseID, err))
 		}
-		h.T.Remove(ctx, h.L.Manifest(h.ReleaseID))
+		for _, p := range []string{h.L.Manifest(h.ReleaseID), path.Join(h.L.Manifests(), h.ReleaseID+".delta")} {
+			h.T.Remove(ctx, p)
+		}
 		if h.rlog != nil {
 			if err := h.appendLog(ctx, Record{ID: h.ReleaseID, Status: StatusFailed, FinishedAt: time.Now().UTC(), Message: reason}); err != nil {
 				errs = append(errs, err)

@@ -97,7 +97,8 @@ func (rl *releaseLog) status(id string) string {
 	return StatusSuccess
 }
 
-// maxLogRecords keeps the log from growing without end.
+// maxLogRecords keeps the log from growing without end: a rewrite keeps the
+// newest this many, and so does the lock holder after it appends.
 const maxLogRecords = 1000
 
 // append adds r and writes the log back atomically (temp file + rename).

@@ -57,7 +57,6 @@ const (
 // the heartbeat older than the TTL ends the orphaned holder process.
 type sessionLock struct {
 	t      transport.Transport
-	owner  Owner
 	file   string // owner/heartbeat JSON
 	stdin  io.WriteCloser
 	done   chan error
@@ -93,10 +92,15 @@ type snapshotResult struct {
 // prints the snapshot of the deploy root, then waits for stdin to end. What
 // arrived there (see releaseWithLog: records for the releases log, then
 // old releases to delete) is acted on, and the identity file removed,
-// before the shell exits and the kernel drops the lock. Only the shell (the pid a
-// waiter may end) holds the lock descriptor; cat does not get it. Every way
-// out prints one line first, so the client never waits on a session whose
-// stdin it still holds open.
+// before the shell exits and the kernel drops the lock. The commands it
+// runs inherit the lock descriptor (cat does not get it), so a waiter that
+// ends the shell as orphaned may wait for them to finish; while deleting
+// old releases the holder keeps its heartbeat fresh itself, as the runner
+// no longer does. A tail that arrived without its end is not acted on and
+// makes the shell exit 4. Every way out before the lock prints one line
+// first, so the client never waits on a session whose stdin it still
+// holds open; after the snapshot stdout is closed, so a client that lost
+// step in it sees the end rather than waiting.
 func holderScript(l Layout, waitSeconds int, owner Owner, want snapshotWant) string {
 	// {"token":...,"pid":<pid>}: the JSON of owner, then the pid from $$.
 	prefix, _ := json.Marshal(owner)
@@ -104,29 +108,40 @@ func holderScript(l Layout, waitSeconds int, owner Owner, want snapshotWant) str
 	tmp := l.flockOwner() + ".tmp"
 	tail := l.flockOwner() + ".tail"
 	trash := shell.Quote(l.Trash())
+	ownerFile := shell.Quote(l.flockOwner())
 	prune := fmt.Sprintf(`sed '1,/^%[1]s$/d;$d' %[2]s | while IFS= read -r id; do
+  touch %[6]s
   if [ -z "$cleaned" ]; then cleaned=1; mkdir -p %[3]s; for x in %[3]s/*; do if [ -e "$x" ]; then rm -rf "$x"; fi; done; fi
   a=%[3]s/"$id"-$$
-  if mv %[4]s/"$id" "$a"; then rm -f %[5]s/"$id".json.gz; rm -rf "$a" || echo "old release $id is out of releases/, but $a could not be deleted completely (the next deploy tries again)" >&2
+  if mv %[4]s/"$id" "$a"; then rm -f %[5]s/"$id".json.gz %[5]s/"$id".delta %[5]s/"$id".json.gz.tmp %[5]s/"$id".json.gz.plain.tmp; rm -rf "$a" || echo "old release $id is out of releases/, but $a could not be deleted completely (the next deploy tries again)" >&2
   else echo "could not remove old release $id; it stays as it is" >&2; fi
 done
-`, logTailPrune, shell.Quote(tail), trash, shell.Quote(l.Releases()), shell.Quote(l.Manifests()))
+`, logTailPrune, shell.Quote(tail), trash, shell.Quote(l.Releases()), shell.Quote(l.Manifests()), ownerFile)
+	// The tar command and this shell append to the log without rewriting
+	// it; this keeps it to its last maxLogRecords lines.
+	trim := fmt.Sprintf(`if [ "$(wc -l < %[1]s)" -gt %[2]d ]; then tail -n %[2]d %[1]s > %[1]s.tmp && mv -f %[1]s.tmp %[1]s; fi
+`, shell.Quote(l.Log()), maxLogRecords)
 	return fmt.Sprintf(`command -v flock >/dev/null 2>&1 || { echo noflock; exit %d; }
 %smkdir -p %s || { echo error; exit 1; }
 exec 9>>%s || { echo error; exit 1; }
 flock -w %d 9 || { echo busy; exit %d; }
 printf '%%s%%s}' %s "$$" > %s && mv -f %s %s
 echo "locked $$"
-%scat > %s 9>&-
+{
+%s} 2>/dev/null
+exec >/dev/null
+cat > %s 9>&-
+status=0
 if [ "$(tail -n 1 %s)" = %s ]; then
-sed -n '/^%s$/q;$q;p' %s >> %s || { rm -f %s; exit 3; }
-%sfi
+if sed -n '/^%s$/q;$q;p' %s >> %s; then %s%selse status=3; fi
+elif [ -s %s ]; then status=4; fi
 rm -f %s %s
+exit $status
 `, exitNoFlock, snapshotPrelude(l), shell.Quote(l.Meta()), shell.Quote(l.flockFile()), waitSeconds, exitBusy,
 		shell.Quote(string(prefix)), shell.Quote(tmp), shell.Quote(tmp), shell.Quote(l.flockOwner()),
 		snapshotScript(l, want), shell.Quote(tail), shell.Quote(tail), shell.Quote(logTailEnd),
-		logTailPrune, shell.Quote(tail), shell.Quote(l.Log()), shell.Quote(tail), prune,
-		shell.Quote(tail), shell.Quote(l.flockOwner()))
+		logTailPrune, shell.Quote(tail), shell.Quote(l.Log()), trim, prune,
+		shell.Quote(tail), shell.Quote(tail), ownerFile)
 }
 
 func acquireSessionLock(ctx context.Context, t transport.Transport, l Layout, owner Owner, opts LockOptions, want snapshotWant) (*sessionLock, error) {
@@ -168,7 +183,7 @@ type heartbeat struct {
 func trySessionLock(ctx context.Context, t transport.Transport, l Layout, owner Owner, wait time.Duration, want snapshotWant) (*sessionLock, error) {
 	stdinR, stdinW := io.Pipe()
 	outR, outW := io.Pipe()
-	sl := &sessionLock{t: t, owner: owner, file: l.flockOwner(), stdin: stdinW, done: make(chan error, 1), stop: make(chan struct{}), snap: make(chan snapshotResult, 1)}
+	sl := &sessionLock{t: t, file: l.flockOwner(), stdin: stdinW, done: make(chan error, 1), stop: make(chan struct{}), snap: make(chan snapshotResult, 1)}
 	stderr := &strings.Builder{}
 	sl.stderr = stderr
 	// The session must outlive the ctx of Open: it is ended by Release.

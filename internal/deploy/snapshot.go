@@ -70,6 +70,8 @@ func snapshotScript(l Layout, want snapshotWant) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "C=%s R=%s L=%s M=%s S=%s\n", shell.Quote(l.Current()), shell.Quote(l.Releases()),
 		shell.Quote(l.Log()), shell.Quote(l.Manifests()), shell.Quote(path.Join(l.Meta(), ".snapshot-"))+"$$")
+	// Files of a holder killed mid-snapshot (the lock says none is running).
+	fmt.Fprintf(&b, "rm -f %s*\n", shell.Quote(path.Join(l.Meta(), ".snapshot-")))
 	b.WriteString(`emit() { if [ -f "$2" ] && n=$(wc -c < "$2"); then printf '%s %s\n' "$1" "$n"; cat "$2"; else printf '%s %s\n' "$1" "$3"; fi; }
 if ! command -v gzip >/dev/null 2>&1; then printf 'P\n'; else
 printf S

@@ -64,6 +64,18 @@ func (s *spareShell) run(ctx context.Context, command string, stdin io.Reader) (
 	return s.stderr.String(), err
 }
 
+// alive reports whether the shell is still waiting for its line (its
+// session may have been refused or lost since it was started).
+func (s *spareShell) alive() bool {
+	select {
+	case err := <-s.done:
+		s.done <- err
+		return false
+	default:
+		return true
+	}
+}
+
 // close ends an unused shell.
 func (s *spareShell) close() {
 	s.stdin.Close()

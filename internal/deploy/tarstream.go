@@ -65,8 +65,13 @@ func (p *Plan) executeTar(ctx context.Context, run runFunc, dir, prevDir string,
 		command += " || exit $?; " + after
 	}
 	stderr, err := run(ctx, command, pr)
-	pr.CloseWithError(errors.New("tar ended"))
+	pr.CloseWithError(errTarEnded)
 	werr := <-writeErr
+	if werr != nil && !errors.Is(werr, errTarEnded) && err != nil {
+		// tar failed because the stream broke off (a file changed or
+		// could not be read on the runner): that is the cause.
+		return fmt.Errorf("upload to %s: %w", dir, werr)
+	}
 	if err != nil {
 		if msg := strings.TrimSpace(stderr); msg != "" {
 			return fmt.Errorf("extract into %s: %w: %s", dir, err, msg)
@@ -78,6 +83,10 @@ func (p *Plan) executeTar(ctx context.Context, run runFunc, dir, prevDir string,
 	}
 	return nil
 }
+
+// errTarEnded is what the stream's writer sees when the command stopped
+// reading first.
+var errTarEnded = errors.New("tar ended")
 
 // runFunc runs a one-line shell command with stdin as its input and
 // returns what it wrote to stderr.
@@ -93,8 +102,8 @@ func execRun(t transport.Transport) runFunc {
 }
 
 // tarExtra is a file or symlink outside the release that rides along at
-// the end of the stream (absolute name, -P): the release's manifest and the
-// link the switch will rename, which saves their round trips.
+// the end of the stream (absolute name, -P): the release's manifest (or its
+// delta) and the link the switch will rename, which saves their round trips.
 type tarExtra struct {
 	Name   string                 // absolute path
 	Load   func() ([]byte, error) // a regular file's content, when Target is empty
