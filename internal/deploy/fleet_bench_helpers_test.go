@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,39 +29,6 @@ import (
 // clockTick is USER_HZ, the unit of /proc/stat and /proc/<pid>/stat times
 // (100 on every Linux architecture Go runs on).
 const clockTick = 10 * time.Millisecond
-
-// newBenchFleet is newFleetTB, keeping the servers: the benchmark needs
-// their ports and host keys to put a proxy in front, and their pids for
-// their CPU time.
-func newBenchFleet(b *testing.B, n int) (*fleet, []*sshtest.Server) {
-	b.Helper()
-	helper := sshtest.Start(b, sshtest.Options{})
-	f := &fleet{t: b, src: b.TempDir(), log: &testLog{}, path: filepath.Join(helper.MkdirUserTemp(b), "app"),
-		set: deploy.Settings{KeepReleases: 3, Revision: "r1", Parallel: 64, Lock: deploy.LockOptions{TTL: 10 * time.Second, Wait: 10 * time.Second}}}
-	if err := os.Mkdir(f.path, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	opts := make([]sshtest.Options, n)
-	for i := range opts {
-		dir := helper.MkdirUserTemp(b)
-		f.dirs = append(f.dirs, dir)
-		opts[i].PrivateMounts = map[string]string{f.path: dir}
-	}
-	servers := sshtest.StartMany(b, opts...)
-	helper.Kill() // only needed for the directories
-	f.targets = directTargets(servers)
-	f.write("v1")
-	return f, servers
-}
-
-func directTargets(servers []*sshtest.Server) []deploy.Target {
-	var ts []deploy.Target
-	for i, srv := range servers {
-		cfg := srv.Config()
-		ts = append(ts, deploy.Target{Name: fmt.Sprintf("host%d", i), Dial: func(ctx context.Context) (transport.Transport, error) { return sshx.Dial(ctx, cfg) }})
-	}
-	return ts
-}
 
 // startDelayProxy starts one bench/delayproxy process that listens on a
 // free 127.0.0.1 port per server and forwards it with rtt/2 added in each

@@ -39,7 +39,7 @@ func BenchmarkFleet(b *testing.B) {
 		}
 	}
 
-	f, servers := newBenchFleet(b, hosts)
+	f, servers := newFleetServers(b, hosts)
 	for i := range 500 {
 		p := filepath.Join(f.src, fmt.Sprintf("vendor/p%02d/f%03d.php", i%20, i))
 		os.MkdirAll(filepath.Dir(p), 0o755)
@@ -145,16 +145,7 @@ func (c *fleetCell) run(b *testing.B, n int) deployRun {
 	if other := cpu.other(); other > 50*time.Millisecond+cpu.machine/10 {
 		quiet = false
 	}
-	var lo, hi time.Time
-	for _, h := range res.Hosts {
-		if lo.IsZero() || h.SwitchedAt.Before(lo) {
-			lo = h.SwitchedAt
-		}
-		if h.SwitchedAt.After(hi) {
-			hi = h.SwitchedAt
-		}
-	}
-	return deployRun{wall: wall, spread: hi.Sub(lo), closing: closing.span(), cpu: cpu, during: end - before.machine, noisy: !quiet}
+	return deployRun{wall: wall, spread: switchSpread(res), closing: closing.span(), cpu: cpu, during: end - before.machine, noisy: !quiet}
 }
 
 // fleetStats collects the runs of one cell.

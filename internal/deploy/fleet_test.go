@@ -34,6 +34,13 @@ type fleet struct {
 func newFleet(t *testing.T, n int) *fleet { return newFleetTB(t, n) }
 
 func newFleetTB(t testing.TB, n int) *fleet {
+	f, _ := newFleetServers(t, n)
+	return f
+}
+
+// newFleetServers is newFleetTB keeping the servers (the fleet benchmark
+// needs their ports, host keys and pids).
+func newFleetServers(t testing.TB, n int) (*fleet, []*sshtest.Server) {
 	t.Helper()
 	helper := sshtest.Start(t, sshtest.Options{})
 	f := &fleet{t: t, src: t.TempDir(), log: &testLog{}, path: filepath.Join(helper.MkdirUserTemp(t), "app"),
@@ -47,12 +54,34 @@ func newFleetTB(t testing.TB, n int) *fleet {
 		f.dirs = append(f.dirs, dir)
 		opts[i].PrivateMounts = map[string]string{f.path: dir}
 	}
-	for i, srv := range sshtest.StartMany(t, opts...) {
-		cfg := srv.Config()
-		f.targets = append(f.targets, deploy.Target{Name: fmt.Sprintf("host%d", i), Dial: func(ctx context.Context) (transport.Transport, error) { return sshx.Dial(ctx, cfg) }})
-	}
+	servers := sshtest.StartMany(t, opts...)
+	f.targets = directTargets(servers)
 	f.write("v1")
-	return f
+	return f, servers
+}
+
+// directTargets dials each server itself, named host0, host1, ...
+func directTargets(servers []*sshtest.Server) []deploy.Target {
+	var ts []deploy.Target
+	for i, srv := range servers {
+		cfg := srv.Config()
+		ts = append(ts, deploy.Target{Name: fmt.Sprintf("host%d", i), Dial: func(ctx context.Context) (transport.Transport, error) { return sshx.Dial(ctx, cfg) }})
+	}
+	return ts
+}
+
+// switchSpread is how far apart in time the hosts switched.
+func switchSpread(res *deploy.Result) time.Duration {
+	var lo, hi time.Time
+	for _, h := range res.Hosts {
+		if lo.IsZero() || h.SwitchedAt.Before(lo) {
+			lo = h.SwitchedAt
+		}
+		if h.SwitchedAt.After(hi) {
+			hi = h.SwitchedAt
+		}
+	}
+	return hi.Sub(lo)
 }
 
 func (f *fleet) write(version string) {
@@ -183,18 +212,10 @@ func TestFleetSwitchesTogether(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var lo, hi time.Time
-	for _, h := range res.Hosts {
-		if lo.IsZero() || h.SwitchedAt.Before(lo) {
-			lo = h.SwitchedAt
-		}
-		if h.SwitchedAt.After(hi) {
-			hi = h.SwitchedAt
-		}
-	}
-	t.Logf("switch spread across %d hosts: %s", len(res.Hosts), hi.Sub(lo))
-	if hi.Sub(lo) > 500*time.Millisecond {
-		t.Errorf("switch spread %s; hosts should flip within about one round trip", hi.Sub(lo))
+	spread := switchSpread(res)
+	t.Logf("switch spread across %d hosts: %s", len(res.Hosts), spread)
+	if spread > 500*time.Millisecond {
+		t.Errorf("switch spread %s; hosts should flip within about one round trip", spread)
 	}
 }
 
