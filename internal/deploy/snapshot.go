@@ -78,7 +78,7 @@ printf S
 if [ -L "$C" ]; then printf 'L%s\0' "$(readlink "$C")"; else printf 'N\0'; fi
 printf '%s\0' "$(tar --version 2>/dev/null | head -n 1)"
 if command -v awk >/dev/null 2>&1 && command -v sha256sum >/dev/null 2>&1; then printf '1\0'; else printf '0\0'; fi
-for d in "$R"/*; do if [ -d "$d" ] && [ ! -L "$d" ]; then printf '%s\0' "${d##*/}"; fi; done
+for d in "$R"/* "$R"/.[!.]* "$R"/..?*; do if [ -d "$d" ] && [ ! -L "$d" ]; then printf '%s\0' "${d##*/}"; fi; done
 printf '\0'
 `)
 	for _, p := range want.shared {

@@ -27,7 +27,7 @@ func runSnapshot(t *testing.T, l Layout, want snapshotWant) []byte {
 func TestSnapshotScriptAndParse(t *testing.T) {
 	root := t.TempDir()
 	l := Layout{Root: root}
-	for _, d := range []string{"releases/20260101000000/app", "releases/20260102000000", "shared", ".atomic-deploy/manifests"} {
+	for _, d := range []string{"releases/20260101000000/app", "releases/20260102000000", "releases/.hidden", "shared", ".atomic-deploy/manifests"} {
 		os.MkdirAll(filepath.Join(root, d), 0o755)
 	}
 	os.WriteFile(filepath.Join(root, "releases/20260101000000/app/a.php"), []byte("<?php"), 0o644)
@@ -54,7 +54,7 @@ func TestSnapshotScriptAndParse(t *testing.T) {
 		t.Fatalf("parse: %v\n%q", err, out)
 	}
 	slices.Sort(s.releases)
-	if s.current != "releases/20260101000000" || !slices.Equal(s.releases, []string{"20260101000000", "20260102000000"}) {
+	if s.current != "releases/20260101000000" || !slices.Equal(s.releases, []string{".hidden", "20260101000000", "20260102000000"}) {
 		t.Errorf("current %q releases %q", s.current, s.releases)
 	}
 	if !slices.Equal(s.sharedExists, []bool{true, false}) {
