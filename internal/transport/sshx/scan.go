@@ -31,14 +31,14 @@ func (t *Transport) Scan(ctx context.Context, root string) ([]transport.Stat, er
 	}
 	var stats []transport.Stat
 	if t.canExec && t.gnuFind {
-		stats, err = t.scanFind(ctx, root)
+		stats, err = t.scanFind(ctx, root) // sorted by transport.ParseFind
 	} else {
 		stats, err = t.scanSFTP(ctx, root)
+		sort.Slice(stats, func(i, j int) bool { return stats[i].Path < stats[j].Path })
 	}
 	if err != nil {
 		return nil, opErr("scan", root, err)
 	}
-	sort.Slice(stats, func(i, j int) bool { return stats[i].Path < stats[j].Path })
 	return stats, nil
 }
 
