@@ -101,10 +101,7 @@ var errHooksNeedShell = errors.New("before-activate/after-activate need a shell 
 
 // Open checks the deploy root, takes the lock and reads the state.
 func (h *Host) Open(ctx context.Context, needHooks bool) error {
-	if needHooks && !h.T.CanExec() {
-		return errHooksNeedShell
-	}
-	if err := h.open(ctx); err != nil {
+	if err := h.open(ctx, needHooks); err != nil {
 		h.Close(context.WithoutCancel(ctx))
 		return err
 	}
@@ -114,34 +111,17 @@ func (h *Host) Open(ctx context.Context, needHooks bool) error {
 	return nil
 }
 
-func (h *Host) open(ctx context.Context) error {
+func (h *Host) open(ctx context.Context, needHooks bool) error {
 	owner := Owner{Actor: h.S.Actor, RunURL: h.S.RunURL, Host: h.S.Runner, StartedAt: time.Now().UTC()}
-	if h.T.CanExec() {
-		// One command checks `current`, creates the layout, takes the lock
-		// and prints the state (snapshot.go).
-		if h.wantPlan && !h.S.NoTar {
-			h.spare = startSpareShell(h.T)
+	locked, err := h.lockWithShell(ctx, owner)
+	if locked || err != nil {
+		if err == nil {
+			err = h.T.Ready(ctx)
 		}
-		sl, err := acquireSessionLock(ctx, h.T, h.L, owner, h.S.Lock, snapshotWant{plan: h.wantPlan, shared: h.sharedPaths()})
-		switch {
-		case err == nil:
-			h.lock = sl
-			var res snapshotResult
-			select {
-			case res = <-sl.snap:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			if res.err == nil {
-				return h.applySnapshot(res.s)
-			}
-			h.Log.Infof("%s: reading the state request by request (%v)", h.Name, res.err)
-			return h.readAll(ctx)
-		case errors.Is(err, errNotSymlink):
-			return h.notSymlinkError()
-		case !errors.Is(err, errNoFlock):
-			return err
-		}
+		return err
+	}
+	if needHooks && !h.T.CanExec() {
+		return errHooksNeedShell
 	}
 	if info, err := h.T.Lstat(ctx, h.L.Current()); err == nil && info.Mode()&fs.ModeSymlink == 0 {
 		// releases/ may not exist yet: nothing is created before this check.
@@ -151,7 +131,7 @@ func (h *Host) open(ctx context.Context) error {
 	}
 	// Independent requests go out together: each is a round trip on a
 	// remote host, and waiting for them one by one adds up.
-	err := parallel(ctx,
+	err = parallel(ctx,
 		func(ctx context.Context) error { return h.T.MkdirAll(ctx, h.L.Releases(), 0o755) },
 		func(ctx context.Context) error { return h.T.MkdirAll(ctx, h.L.Shared(), 0o755) },
 		func(ctx context.Context) error { return h.T.MkdirAll(ctx, h.L.Manifests(), 0o755) },
@@ -168,6 +148,51 @@ func (h *Host) open(ctx context.Context) error {
 		return err
 	}
 	return h.readAll(ctx)
+}
+
+// lockWithShell has one command check `current`, create the layout, take
+// the lock and print the state (snapshot.go). It goes out before the
+// transport knows whether the server runs commands at all (that probe
+// costs round trips of its own, in parallel): when it does not, the
+// command is ended and locked is false, as it is when the server lacks
+// flock; the caller then locks and reads over SFTP.
+func (h *Host) lockWithShell(ctx context.Context, owner Owner) (locked bool, err error) {
+	lockCtx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	go func() {
+		if !h.T.CanExec() {
+			stop(transport.ErrNoShell)
+		}
+	}()
+	if h.wantPlan && !h.S.NoTar {
+		h.spare = startSpareShell(h.T)
+	}
+	sl, err := acquireSessionLock(lockCtx, h.T, h.L, owner, h.S.Lock, snapshotWant{plan: h.wantPlan, shared: h.sharedPaths()})
+	switch {
+	case err == nil:
+		h.lock = sl
+		var res snapshotResult
+		select {
+		case res = <-sl.snap:
+		case <-ctx.Done():
+			return true, ctx.Err()
+		}
+		if res.err == nil {
+			return true, h.applySnapshot(res.s)
+		}
+		h.Log.Infof("%s: reading the state request by request (%v)", h.Name, res.err)
+		return true, h.readAll(ctx)
+	case errors.Is(err, errNotSymlink):
+		return false, h.notSymlinkError()
+	case errors.Is(err, errNoFlock):
+	case ctx.Err() != nil:
+		return false, ctx.Err()
+	case h.T.CanExec():
+		return false, err
+	}
+	// No shell (its forced command got ours) or no flock.
+	h.closeSpare()
+	return false, nil
 }
 
 func (h *Host) notSymlinkError() error {

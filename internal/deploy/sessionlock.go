@@ -187,8 +187,10 @@ func trySessionLock(ctx context.Context, t transport.Transport, l Layout, owner 
 	stderr := &strings.Builder{}
 	sl.stderr = stderr
 	// The session must outlive the ctx of Open: it is ended by Release.
+	execCtx, endExec := context.WithCancel(context.WithoutCancel(ctx))
 	go func() {
-		err := t.Exec(context.WithoutCancel(ctx), holderScript(l, int(wait.Seconds()+0.5), owner, want), stdinR, outW, &limitedWriter{w: stderr, n: 4096})
+		defer endExec()
+		err := t.Exec(execCtx, holderScript(l, int(wait.Seconds()+0.5), owner, want), stdinR, outW, &limitedWriter{w: stderr, n: 4096})
 		outW.CloseWithError(io.EOF)
 		sl.done <- err
 	}()
@@ -210,8 +212,16 @@ func trySessionLock(ctx context.Context, t transport.Transport, l Layout, owner 
 	case <-time.After(wait + 30*time.Second):
 	}
 	if !strings.HasPrefix(line, "locked ") {
+		// Our script ends on EOF, and so does internal-sftp running in its
+		// place on a server without a shell; anything else is ended.
 		stdinW.Close()
-		exitErr := <-sl.done
+		var exitErr error
+		select {
+		case exitErr = <-sl.done:
+		case <-time.After(5 * time.Second):
+			endExec()
+			exitErr = <-sl.done
+		}
 		var ee *transport.ExitError
 		if errors.As(exitErr, &ee) {
 			switch ee.Status {
@@ -226,7 +236,13 @@ func trySessionLock(ctx context.Context, t transport.Transport, l Layout, owner 
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		return nil, fmt.Errorf("lock %s: %v %s", l.flockFile(), exitErr, strings.TrimSpace(stderr.String()))
+		if exitErr == nil {
+			exitErr = errors.New("the lock command ended without the lock")
+		}
+		if msg := strings.TrimSpace(stderr.String()); msg != "" {
+			return nil, fmt.Errorf("lock %s: %w: %s", l.flockFile(), exitErr, msg)
+		}
+		return nil, fmt.Errorf("lock %s: %w", l.flockFile(), exitErr)
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "locked ")))
 	hb, _ := json.Marshal(heartbeat{Owner: owner, PID: pid})

@@ -101,6 +101,10 @@ func (x *traced) Now(ctx context.Context) (t time.Time, err error) {
 	defer x.log("now", "", time.Now(), &err)
 	return x.t.Now(ctx)
 }
+func (x *traced) Ready(ctx context.Context) (err error) {
+	defer x.log("ready", "", time.Now(), &err)
+	return x.t.Ready(ctx)
+}
 func (x *traced) CanExec() bool { return x.t.CanExec() }
 func (x *traced) Exec(ctx context.Context, script string, stdin io.Reader, stdout, stderr io.Writer) (err error) {
 	short := script

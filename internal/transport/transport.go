@@ -67,12 +67,21 @@ type Transport interface {
 	// Now is the target's clock, used for lock expiry so runner clocks don't matter.
 	Now(ctx context.Context) (time.Time, error)
 
+	// Ready waits until the connection is fully set up and returns what
+	// went wrong. A transport may hand itself out before then (an SSH one
+	// returns after the handshake, while SFTP starts and the shell probe
+	// runs); every other method waits by itself, except Exec.
+	Ready(ctx context.Context) error
 	// CanExec reports whether Exec can run commands on the target.
 	CanExec() bool
 	// Exec runs script with /bin/sh on the target. The script must already be
 	// quoted (see package shell); transports never build command strings.
 	// It returns ErrNoShell when CanExec is false, and an *ExitError when the
-	// script ran and exited non-zero.
+	// script ran and exited non-zero. Called before the transport knows
+	// whether there is a shell, it sends the command at once: on a server
+	// without one, whatever the server runs instead (internal-sftp waiting
+	// for its input, say) gets it, so such a caller must check CanExec
+	// before trusting the outcome, and end the command when it is false.
 	Exec(ctx context.Context, script string, stdin io.Reader, stdout, stderr io.Writer) error
 
 	Close() error

@@ -152,6 +152,8 @@ func (*Transport) Scan(ctx context.Context, root string) ([]transport.Stat, erro
 
 func (*Transport) Now(context.Context) (time.Time, error) { return time.Now(), nil }
 
+func (*Transport) Ready(context.Context) error { return nil }
+
 func (*Transport) CanExec() bool { return true }
 
 func (*Transport) Exec(ctx context.Context, script string, stdin io.Reader, stdout, stderr io.Writer) error {

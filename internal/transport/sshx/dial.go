@@ -47,6 +47,10 @@ type Transport struct {
 	sem      chan struct{} // SFTP requests in flight
 	sessions chan struct{} // exec sessions open
 
+	// Set by start, in the background after the handshake; read only
+	// after ready is closed (Ready, CanExec, do).
+	ready       chan struct{}
+	startErr    error
 	canExec     bool
 	gnuFind     bool // find -printf works, so Scan can use one command
 	posixRename bool
@@ -59,8 +63,11 @@ type Transport struct {
 
 var _ transport.Transport = (*Transport)(nil)
 
-// Dial connects, authenticates, checks the host key, opens SFTP and probes
-// whether the server runs shell commands. ConnectTimeout bounds all of it.
+// Dial connects, authenticates and checks the host key. It returns once
+// the SSH connection is up; SFTP starts and the shell probe runs in the
+// background (their round trips overlap whatever the caller does first,
+// typically an Exec), every method that needs them waits, and Ready reports
+// how they went. ConnectTimeout bounds all of it.
 func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 	signers, err := cfg.validate()
 	if err != nil {
@@ -71,7 +78,12 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.connectTimeout())
-	defer cancel()
+	started := false
+	defer func() {
+		if !started {
+			cancel()
+		}
+	}()
 
 	a := auth{signers: signers, password: cfg.Password}
 	target := hop{addr: cfg.addr(), user: cfg.User}
@@ -109,14 +121,28 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 		jump:     jump,
 		sem:      make(chan struct{}, cfg.concurrency()),
 		sessions: make(chan struct{}, maxSessions),
+		ready:    make(chan struct{}),
 		done:     make(chan struct{}),
 	}
-	if err := t.start(ctx, target); err != nil {
-		t.Close()
-		return nil, err
-	}
+	started = true
+	go func() {
+		defer cancel()
+		t.startErr = t.start(ctx, target)
+		close(t.ready)
+	}()
 	go t.keepalive(keepaliveInterval, keepaliveTimeout)
 	return t, nil
+}
+
+// Ready waits until SFTP has started and the shell probe has answered, and
+// returns what stopped them (the errors Dial would have returned).
+func (t *Transport) Ready(ctx context.Context) error {
+	select {
+	case <-t.ready:
+		return t.startErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // start opens SFTP and probes for a shell.
@@ -194,18 +220,32 @@ func (t *Transport) keepalive(interval, timeout time.Duration) {
 // String is "user@host:port".
 func (t *Transport) String() string { return t.name }
 
-// CanExec reports whether the server ran the shell probe at Dial.
-func (t *Transport) CanExec() bool { return t.canExec }
+// CanExec reports whether the server ran the shell probe; it waits for
+// the probe (ConnectTimeout bounds it).
+func (t *Transport) CanExec() bool {
+	<-t.ready
+	return t.startErr == nil && t.canExec
+}
 
 // Close ends SFTP and the SSH connection(s).
 func (t *Transport) Close() error {
 	t.closeOnce.Do(func() {
 		close(t.done)
 		var errs []error
-		if t.sftp != nil {
-			errs = append(errs, ignoreClosed(t.sftp.Close()))
+		select {
+		case <-t.ready:
+			if t.sftp != nil {
+				errs = append(errs, ignoreClosed(t.sftp.Close()))
+			}
+			errs = append(errs, ignoreClosed(t.client.Close()))
+		default:
+			// Closing the connection ends the start in progress.
+			errs = append(errs, ignoreClosed(t.client.Close()))
+			<-t.ready
+			if t.sftp != nil {
+				t.sftp.Close()
+			}
 		}
-		errs = append(errs, ignoreClosed(t.client.Close()))
 		if t.jump != nil {
 			errs = append(errs, ignoreClosed(t.jump.Close()))
 		}

@@ -20,9 +20,19 @@ import (
 // When ctx ends first, the remote process gets SIGTERM, the session is
 // closed and ctx.Err() is returned; stdout and stderr are not written to
 // after Exec returns.
+//
+// Before the shell probe has answered, Exec does not wait for it: the
+// command goes out at once (see transport.Transport.Exec).
 func (t *Transport) Exec(ctx context.Context, script string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if !t.canExec {
-		return transport.ErrNoShell
+	select {
+	case <-t.ready:
+		if t.startErr != nil {
+			return t.startErr
+		}
+		if !t.canExec {
+			return transport.ErrNoShell
+		}
+	default:
 	}
 	return t.exec(ctx, script, stdin, stdout, stderr)
 }

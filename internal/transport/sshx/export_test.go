@@ -23,6 +23,7 @@ func RemoveAllSFTP(t *Transport, ctx context.Context, p string) error {
 
 // DisableExtensions makes Rename and Link use their exec fallbacks.
 func DisableExtensions(t *Transport) {
+	<-t.ready
 	t.posixRename, t.hardLink = false, false
 }
 

@@ -29,6 +29,9 @@ const existsStatus = 17
 // do runs one SFTP request under the in-flight limit. pkg/sftp requests take
 // no context, so ctx is honoured while waiting for a slot, not mid-request.
 func (t *Transport) do(ctx context.Context, f func() error) error {
+	if err := t.Ready(ctx); err != nil {
+		return err
+	}
 	if err := acquire(ctx, t.sem); err != nil {
 		return err
 	}
@@ -297,6 +300,9 @@ func (t *Transport) Readlink(ctx context.Context, p string) (target string, err 
 // Link makes newpath a hard link to oldpath, with the hardlink@openssh.com
 // extension or else `ln` over exec.
 func (t *Transport) Link(ctx context.Context, oldpath, newpath string) error {
+	if err := t.Ready(ctx); err != nil {
+		return err
+	}
 	var err error
 	switch {
 	case t.hardLink:
@@ -329,6 +335,9 @@ func (t *Transport) Link(ctx context.Context, oldpath, newpath string) error {
 // `mv -T` (rename(2)) over exec. Plain SFTP rename fails on an existing
 // target and remove+rename would leave a gap, so neither is used.
 func (t *Transport) Rename(ctx context.Context, oldpath, newpath string) error {
+	if err := t.Ready(ctx); err != nil {
+		return err
+	}
 	var err error
 	switch {
 	case t.posixRename:
@@ -392,6 +401,9 @@ func (t *Transport) Chmod(ctx context.Context, p string, mode fs.FileMode) error
 // Now reads the target's clock: `date` with a shell, else the mtime of a
 // file created for the purpose in the login directory (whole seconds).
 func (t *Transport) Now(ctx context.Context) (time.Time, error) {
+	if err := t.Ready(ctx); err != nil {
+		return time.Time{}, err
+	}
 	if t.canExec {
 		out, err := t.run(ctx, "date +%s.%N")
 		if err != nil {

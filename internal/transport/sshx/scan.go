@@ -155,7 +155,10 @@ func (t *Transport) RemoveAll(ctx context.Context, p string) error {
 	if !path.IsAbs(p) || path.Clean(p) == "/" {
 		return fmt.Errorf("remove all %q: refusing a path that is not absolute or is /", p)
 	}
-	var err error
+	err := t.Ready(ctx)
+	if err != nil {
+		return err
+	}
 	if t.canExec {
 		_, err = t.run(ctx, shell.Command("rm", "-rf", "--", p))
 	} else {

@@ -1,10 +1,13 @@
 package sshx_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,5 +114,37 @@ func TestManyServers(t *testing.T) {
 		if tr.CanExec() != (i%2 == 0) {
 			t.Errorf("%s: CanExec %v", s.Addr, tr.CanExec())
 		}
+	}
+}
+
+// Dial returns before the shell probe answers, and an Exec sent that early
+// reaches whatever the server runs instead of a shell (OpenSSH refuses it
+// with a message for ForceCommand internal-sftp; other forced commands may
+// wait for their input). The caller learns from CanExec that there is no
+// shell, and ends the command.
+func TestEarlyExecOnSFTPOnly(t *testing.T) {
+	s := sshtest.Start(t, sshtest.Options{SFTPOnly: true})
+	tr := dial(t, s.Config())
+	stdinR, stdinW := io.Pipe()
+	var out bytes.Buffer
+	done := make(chan error, 1)
+	go func() { done <- tr.Exec(context.Background(), "echo locked", stdinR, &out, io.Discard) }()
+	if tr.CanExec() {
+		t.Fatal("CanExec true on an SFTP-only account")
+	}
+	stdinW.Close()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the early command did not end when its input did")
+	}
+	if strings.Contains(out.String(), "locked") {
+		t.Fatalf("a shell ran the command: %q", out.String())
+	}
+	if err := tr.Ready(context.Background()); err != nil {
+		t.Fatalf("Ready: %v", err)
+	}
+	if err := tr.Exec(context.Background(), "true", nil, nil, nil); !errors.Is(err, transport.ErrNoShell) {
+		t.Fatalf("Exec after the probe = %v, want ErrNoShell", err)
 	}
 }
