@@ -9,7 +9,8 @@
 # Environment: BENCH_RUNS (default 3), BENCH_RTTS ("cpu 0 20 50"; "cpu" is the
 # unshaped link without delay, initial uploads only), BENCH_FS
 # ("tmpfs ext4"), BENCH_RSS=1 adds the 100,000-file peak-RSS check (bench/rss.sh, ~1 min),
-# BENCH_KEEP=1 keeps the work dir, BENCH_OUT (bench/out).
+# BENCH_KEEP=1 keeps the work dir, BENCH_OUT (bench/out), BENCH_CLEAN_HOME=0
+# lets sshd start commands with this machine's own ~/.bashrc (see lib.sh).
 #
 # All traffic stays inside two network namespaces this script creates (and
 # loopback inside them); they, the tmpfs, sshd and the proxies are removed on exit.
