@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/config"
@@ -114,6 +115,13 @@ func (a *run) main(ctx context.Context) int {
 	var res *deploy.Result
 	switch cfg.Mode {
 	case config.ModeDeploy:
+		if cfg.Remote() {
+			// The connections are made while the release is described:
+			// neither waits for the other, and connecting changes nothing.
+			var closeUnused func()
+			opts.Targets, closeUnused = dialEarly(ctx, targets, cfg.Concurrency)
+			defer closeUnused()
+		}
 		var m *release.Manifest
 		end := a.log.Group("Prepare release from " + cfg.Source)
 		// Hashing waits for nothing but the disk: it runs while the hosts
@@ -247,6 +255,57 @@ func (a *run) targets() ([]deploy.Target, error) {
 		}})
 	}
 	return targets, errors.Join(errs...)
+}
+
+// dialEarly starts dialling every target now, at most parallel at a time,
+// and returns targets whose Dial hands over that connection, with a func
+// for the end of the run that stops the dialling and closes the
+// connections never handed over.
+func dialEarly(ctx context.Context, targets []deploy.Target, parallel int) ([]deploy.Target, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	type dialed struct {
+		t   transport.Transport
+		err error
+	}
+	sem := make(chan struct{}, max(parallel, 1))
+	results := make([]chan dialed, len(targets))
+	taken := make([]atomic.Bool, len(targets))
+	early := make([]deploy.Target, len(targets))
+	for i, tg := range targets {
+		results[i] = make(chan dialed, 1)
+		go func() {
+			sem <- struct{}{}
+			t, err := tg.Dial(ctx)
+			<-sem
+			results[i] <- dialed{t, err}
+		}()
+		early[i] = deploy.Target{Name: tg.Name, Dial: func(dctx context.Context) (transport.Transport, error) {
+			taken[i].Store(true)
+			select {
+			case d := <-results[i]:
+				return d.t, d.err
+			case <-dctx.Done():
+				go func() {
+					if d := <-results[i]; d.t != nil {
+						d.t.Close()
+					}
+				}()
+				return nil, dctx.Err()
+			}
+		}}
+	}
+	closeUnused := func() {
+		cancel()
+		for i := range targets {
+			if taken[i].Load() {
+				continue
+			}
+			if d := <-results[i]; d.t != nil {
+				d.t.Close()
+			}
+		}
+	}
+	return early, closeUnused
 }
 
 // writeReport writes outputs and the job summary (Actions) or a short

@@ -592,3 +592,56 @@ func TestManifestNotReady(t *testing.T) {
 		s.mustDeploy() // the lock was let go
 	})
 }
+
+// With one host and nothing between upload and switch, the upload's own
+// command switches and appends the success record; with a health check
+// it only switches, and the record waits for the check. Either way the
+// log reads as after any deploy.
+func TestSwitchInTheUploadCommand(t *testing.T) {
+	s := newSiteOn(t, onSSH, map[string]string{"a.txt": "1"})
+	first := s.mustDeploy()
+	s.write(map[string]string{"a.txt": "2"})
+	second := s.mustDeploy()
+	o := s.options()
+	checked := ""
+	o.Verify = func(_ context.Context, id, _ string) error { checked = s.current(); return nil }
+	s.write(map[string]string{"a.txt": "3"})
+	m, err := release.Build(context.Background(), release.Options{Source: s.src, Revision: s.set.Revision})
+	if err != nil {
+		t.Fatal(err)
+	}
+	third, err := deploy.Deploy(context.Background(), o, m)
+	if err != nil {
+		t.Fatalf("deploy: %v\n%s", err, s.log)
+	}
+	if checked != third.ReleaseID {
+		t.Errorf("the health check saw current = %s, want %s", checked, third.ReleaseID)
+	}
+	if third.Hosts[0].SwitchedAt.IsZero() {
+		t.Error("no switch time")
+	}
+	if got := s.read("current/a.txt"); got != "3" {
+		t.Errorf("a.txt = %q", got)
+	}
+	lists, err := deploy.ListReleases(context.Background(), s.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, list := range lists {
+		for _, r := range list {
+			got = append(got, fmt.Sprintf("%s %s %v", r.ID, r.Status, r.Current))
+		}
+	}
+	want := []string{
+		first.ReleaseID + " " + string(deploy.StatusSuccess) + " false",
+		second.ReleaseID + " " + string(deploy.StatusSuccess) + " false",
+		third.ReleaseID + " " + string(deploy.StatusSuccess) + " true",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("releases:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if n := strings.Count(s.read(".atomic-deploy/releases.log"), `"status":"success"`); n != 3 {
+		t.Errorf("%d success records in the log, want 3", n)
+	}
+}

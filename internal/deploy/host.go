@@ -91,6 +91,9 @@ type Host struct {
 	created        bool // releases/<ReleaseID> was made by this run
 	switched       bool
 	nextLink       string // temp symlink to the new release, renamed over current by Activate
+	switchInUpload bool   // the upload's command also switches (see Deploy)
+	recordInUpload bool   // ... and records the release's success
+	recorded       bool   // the success record is in the log
 	manifest       *release.Manifest
 	linked         map[string]transport.Stat // files sharing an inode with an older release
 	mu             sync.Mutex                // guards rlog writes from concurrent phases
@@ -414,7 +417,7 @@ func (h *Host) Prepare(ctx context.Context, m *release.Manifest, id string) erro
 	// The new link is made now (the tar stream brought it already), so the
 	// switch itself is one rename: across a fleet every host flips within
 	// about one round trip.
-	if h.nextLink == "" {
+	if h.nextLink == "" && !h.switched {
 		next := path.Join(h.L.Root, tempLinkPrefix+randomToken())
 		if err := h.T.Symlink(ctx, currentTarget(id), next); err != nil {
 			return fmt.Errorf("prepare the switch to %s: %w", id, err)
@@ -422,6 +425,13 @@ func (h *Host) Prepare(ctx context.Context, m *release.Manifest, id string) erro
 		h.nextLink = next
 	}
 	return nil
+}
+
+// canSwitchInUpload reports whether nothing has to happen on this host
+// between the upload and the switch: no hooks, no writable or shared
+// paths, and the upload is one command (Deploy adds: one host).
+func (h *Host) canSwitchInUpload() bool {
+	return h.gnuTar && h.S.BeforeActivate == "" && h.S.BeforeActivateOnce == "" && !h.runsInRelease() && len(h.sharedPaths()) == 0
 }
 
 // RunOnce runs before-activate-once on this host (Deploy picks the first).
@@ -621,11 +631,47 @@ func (h *Host) upload(ctx context.Context, plan *Plan, dir string, started Recor
 		if h.spare != nil && h.spare.alive() {
 			run, h.spare = h.spare.run, nil
 		}
+		switchCmd := ""
+		if h.switchInUpload {
+			switchCmd = h.switchCommand()
+			if after != "" {
+				after += "; "
+			}
+			after += switchCmd
+		}
 		err = plan.executeTar(ctx, run, dir, prevDir, now, logFirst, after, []tarExtra{
 			manifestExtra,
 			{Name: h.nextLink, Target: currentTarget(h.ReleaseID)},
 		}, &st)
-		if exit := (*transport.ExitError)(nil); errors.As(err, &exit) && exit.Status == exitManifestDelta {
+		exit := (*transport.ExitError)(nil)
+		switch {
+		case switchCmd == "":
+		case err == nil:
+			h.switchedNow()
+			h.recorded = h.recordInUpload
+		case errors.As(err, &exit) && exit.Status == exitSwitchedNotRecorded:
+			h.switchedNow()
+			err = nil
+		case errors.As(err, &exit) && (exit.Status == exitNotSwitched || exit.Status == exitManifestDelta):
+			// Activate switches, as it would have without this.
+			if exit.Status == exitNotSwitched {
+				err = nil
+			}
+		default:
+			// The answer was lost (a dropped connection, say): the switch
+			// may have happened. Prepare's caller aborts, and Abort never
+			// removes what `current` points at; put the previous release
+			// back first, so the deploy fails as a whole.
+			if live, lerr := h.liveID(context.WithoutCancel(ctx)); lerr == nil && live == h.ReleaseID && h.CurrentID != "" {
+				if rerr := h.switchTo(context.WithoutCancel(ctx), h.CurrentID); rerr != nil {
+					h.switchedNow()
+					err = fmt.Errorf("%w; it switched to %s before that, and switching back failed: %v", err, h.ReleaseID, rerr)
+				} else {
+					err = fmt.Errorf("%w; it had switched to %s, and current is back on %s", err, h.ReleaseID, h.CurrentID)
+				}
+			}
+		}
+		if errors.As(err, &exit) && exit.Status == exitManifestDelta {
 			// Rebuilding the manifest from the delta went wrong (another
 			// awk?): store it whole instead.
 			m := <-manifest
@@ -1002,6 +1048,9 @@ func (h *Host) rewrite(ctx context.Context, p string, e *release.Entry) error {
 // Activate switches `current` to the prepared release: one rename of the
 // link made by Prepare.
 func (h *Host) Activate(ctx context.Context) error {
+	if h.switched {
+		return nil // the upload's command switched
+	}
 	if err := h.lock.Held(ctx); err != nil {
 		return err
 	}
@@ -1017,10 +1066,33 @@ func (h *Host) Activate(ctx context.Context) error {
 		return fmt.Errorf("switch to %s: %w", h.ReleaseID, err)
 	}
 	// rename(2) put the prepared link in place whole; no read-back needed.
+	h.switchedNow()
+	return nil
+}
+
+func (h *Host) switchedNow() {
 	h.nextLink = ""
 	h.switched = true
 	h.SwitchedAt = time.Now()
-	return nil
+}
+
+// Exit statuses of the upload's command when it also switches.
+const (
+	exitNotSwitched         = 87 // the release is complete; mv failed
+	exitSwitchedNotRecorded = 88 // live, but the log could not be appended to
+)
+
+// switchCommand is the switch as the last step of the upload's command
+// (Deploy decides when nothing has to happen in between): the link the
+// stream brought is renamed over `current` with mv -T, rename(2), as
+// Activate would; with recordInUpload the success record follows.
+func (h *Host) switchCommand() string {
+	cmd := shell.Command("mv", "-T", "--", h.nextLink, h.L.Current()) + " || exit " + strconv.Itoa(exitNotSwitched)
+	if h.recordInUpload {
+		line, _ := json.Marshal(Record{ID: h.ReleaseID, Status: StatusSuccess, FinishedAt: time.Now().UTC()})
+		cmd += "; " + shell.Command("printf", `%s\n`, string(line)) + " >> " + shell.Quote(h.L.Log()) + " || exit " + strconv.Itoa(exitSwitchedNotRecorded)
+	}
+	return cmd
 }
 
 // liveID reads which release `current` points at ("" when it does not exist).
@@ -1145,7 +1217,16 @@ func (h *Host) Finish(ctx context.Context) error {
 		}
 		h.prune(ctx, byRequests)
 		h.lock = nil
-		line, _ := json.Marshal(done)
+		var line []byte
+		if !h.recorded {
+			line, _ = json.Marshal(done)
+		}
+		if line == nil && len(byHolder) == 0 {
+			// Nothing left to confirm: the holder ends when its input
+			// does, and the lock goes with it.
+			sl.releaseUnconfirmed()
+			return nil
+		}
 		said, err := sl.releaseWithLog(ctx, line, byHolder)
 		if err != nil {
 			h.Log.Warnf("%s: could not write the releases log: %v", h.Name, err)

@@ -257,6 +257,15 @@ func Deploy(ctx context.Context, o Options, m *release.Manifest) (*Result, error
 	}
 	id := r.chooseID()
 
+	if len(r.hosts) == 1 && r.hosts[0].canSwitchInUpload() {
+		// Nothing happens between this host's upload and its switch, so the
+		// upload's command ends with the switch (a round trip less); when
+		// nothing checks the release afterwards either, with its success
+		// record too.
+		h := r.hosts[0]
+		h.switchInUpload = true
+		h.recordInUpload = o.Verify == nil && o.Settings.AfterActivate == ""
+	}
 	end := o.Groups(fmt.Sprintf("Upload and prepare release %s", id))
 	err := r.each(ctx, o.Concurrency, func(ctx context.Context, i int) error {
 		h := r.hosts[i]
@@ -278,6 +287,13 @@ func Deploy(ctx context.Context, o Options, m *release.Manifest) (*Result, error
 	}
 	end()
 	if err != nil {
+		if r.hosts[0].switchInUpload {
+			// Its upload ends with the switch: the error may come after it.
+			if back := r.switchedBack(cleanup); back != everyHostBack {
+				r.abortAll(cleanup, "upload and switch failed: "+err.Error())
+				return r.result("deploy", id, start), fmt.Errorf("upload and switch to %s failed; %s: %w", id, back, err)
+			}
+		}
 		r.abortAll(cleanup, "prepare failed: "+err.Error())
 		return r.result("deploy", id, start), fmt.Errorf("release %s was not switched on any host: %w", id, err)
 	}
@@ -331,6 +347,8 @@ func Deploy(ctx context.Context, o Options, m *release.Manifest) (*Result, error
 // switchedBack reads current on every host after a failed switch and says
 // whether each is back on the release it had; a host whose connection died
 // may have switched before it did, and is named.
+const everyHostBack = "every host is back on its previous release"
+
 func (r *runner) switchedBack(ctx context.Context) string {
 	var unsure []string
 	for i, h := range r.hosts {
@@ -339,7 +357,7 @@ func (r *runner) switchedBack(ctx context.Context) string {
 		}
 	}
 	if len(unsure) == 0 {
-		return "every host is back on its previous release"
+		return everyHostBack
 	}
 	return fmt.Sprintf("%s may be on it or on the previous release (current could not be read back or put back); "+
 		"both are complete, and the next deploy or a rollback settles it", strings.Join(unsure, ", "))

@@ -305,7 +305,7 @@ func (sl *sessionLock) Release(ctx context.Context) error {
 func (sl *sessionLock) releaseWithLog(ctx context.Context, line []byte, prune []string) (string, error) {
 	close(sl.stop)
 	sl.wg.Wait()
-	if line != nil {
+	if line != nil || len(prune) > 0 {
 		var b strings.Builder
 		b.Write(line)
 		b.WriteString("\n" + logTailPrune + "\n")
@@ -335,6 +335,16 @@ func (sl *sessionLock) releaseWithLog(ctx context.Context, line []byte, prune []
 		return "", nil
 	}
 	return strings.TrimSpace(sl.stderr.String()), nil
+}
+
+// releaseUnconfirmed ends the holder's input and does not wait for it to
+// exit: with nothing to append or delete it only removes its identity
+// file, and the kernel drops the lock when it exits (or when sshd closes
+// the session, should the connection go first).
+func (sl *sessionLock) releaseUnconfirmed() {
+	close(sl.stop)
+	sl.wg.Wait()
+	sl.stdin.Close()
 }
 
 // readHeartbeat reads the flock holder's identity and whether its

@@ -231,20 +231,14 @@ func (t *Transport) CanExec() bool {
 func (t *Transport) Close() error {
 	t.closeOnce.Do(func() {
 		close(t.done)
-		var errs []error
-		select {
-		case <-t.ready:
-			if t.sftp != nil {
-				errs = append(errs, ignoreClosed(t.sftp.Close()))
-			}
-			errs = append(errs, ignoreClosed(t.client.Close()))
-		default:
-			// Closing the connection ends the start in progress.
-			errs = append(errs, ignoreClosed(t.client.Close()))
-			<-t.ready
-			if t.sftp != nil {
-				t.sftp.Close()
-			}
+		// The connection goes first: closing SFTP on a live connection
+		// waits a round trip for the server's answer, and nothing is left
+		// to flush (every operation has returned). It also ends a start
+		// still in progress.
+		errs := []error{ignoreClosed(t.client.Close())}
+		<-t.ready
+		if t.sftp != nil {
+			t.sftp.Close()
 		}
 		if t.jump != nil {
 			errs = append(errs, ignoreClosed(t.jump.Close()))

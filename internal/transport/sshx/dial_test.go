@@ -426,6 +426,9 @@ func TestServerHangs(t *testing.T) {
 	defer sshx.SetKeepalive(100*time.Millisecond, 500*time.Millisecond)()
 	s := sshtest.Start(t, sshtest.Options{})
 	tr := dial(t, s.Config())
+	if err := tr.Ready(context.Background()); err != nil { // every server process exists, to be frozen
+		t.Fatal(err)
+	}
 	s.Freeze()
 	errc := make(chan error, 1)
 	go func() {

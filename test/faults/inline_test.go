@@ -1,0 +1,159 @@
+package faults_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/deploy"
+	"github.com/atomic-deploy/atomic-deploy/internal/transport"
+	"github.com/atomic-deploy/atomic-deploy/internal/transport/sshx"
+)
+
+// inlineFaulty wraps a transport so a test can act on the upload command
+// that ends with the switch (one host, nothing to run in between): edit
+// rewrites it before it goes out, after changes what the deploy hears of it.
+type inlineFaulty struct {
+	transport.Transport
+	calls *atomic.Int32
+	edit  func(command string) string
+	after func(err error) error
+}
+
+func isInlineSwitch(command string) bool {
+	return strings.Contains(command, "tar -x") && strings.Contains(command, "mv -T") && strings.Contains(command, ".current.tmp-")
+}
+
+func (f *inlineFaulty) Exec(ctx context.Context, script string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if isInlineSwitch(script) {
+		f.calls.Add(1)
+		return f.after(f.Transport.Exec(ctx, f.edit(script), stdin, stdout, stderr))
+	}
+	if stdin == nil || !strings.Contains(script, "read -r cmd") {
+		return f.Transport.Exec(ctx, script, stdin, stdout, stderr)
+	}
+	// The spare shell: its command is the first line of its input.
+	r := &firstLine{br: bufio.NewReader(stdin), edit: f.edit}
+	err := f.Transport.Exec(ctx, script, r, stdout, stderr)
+	if r.matched {
+		f.calls.Add(1)
+		return f.after(err)
+	}
+	return err
+}
+
+type firstLine struct {
+	br      *bufio.Reader
+	edit    func(string) string
+	pending string
+	read    bool
+	matched bool
+}
+
+func (l *firstLine) Read(p []byte) (int, error) {
+	if !l.read {
+		l.read = true
+		line, err := l.br.ReadString('\n')
+		if err != nil && line == "" {
+			return 0, err
+		}
+		if isInlineSwitch(line) {
+			l.matched = true
+			line = l.edit(line)
+		}
+		l.pending = line
+	}
+	if l.pending != "" {
+		n := copy(p, l.pending)
+		l.pending = l.pending[n:]
+		return n, nil
+	}
+	return l.br.Read(p)
+}
+
+// TestFaultAtTheInlineSwitch injects faults into the upload command that
+// also switches: it switched but its answer was lost (connection up, or
+// cut), or its mv failed. Whatever happens, current is a complete release;
+// with the connection up a switch that happened is put back, and a failed
+// mv leaves the switch to the rename Activate makes.
+func TestFaultAtTheInlineSwitch(t *testing.T) {
+	t.Parallel()
+	errReplyLost := errors.New("the reply was lost: connection lost")
+	keep := func(s string) string { return s }
+	cases := []struct {
+		name      string
+		edit      func(string) string
+		after     func(e *env) func(error) error
+		succeeds  bool // the deploy ends well
+		wantFirst bool // current must be the first release
+	}{
+		{"switched, answer lost, connection up", keep, func(e *env) func(error) error {
+			return func(err error) error {
+				if err != nil {
+					return err
+				}
+				return errReplyLost
+			}
+		}, false, true},
+		{"switched, then connection dropped", keep, func(e *env) func(error) error {
+			return func(err error) error {
+				if err != nil {
+					return err
+				}
+				e.px.drop()
+				return errReplyLost
+			}
+		}, false, false},
+		{"mv failed", func(s string) string { return strings.Replace(s, "mv -T --", "false -T --", 1) },
+			func(*env) func(error) error { return func(err error) error { return err } }, true, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			inject(t, "inline switch: "+c.name)
+			e := newEnv(t, envOptions{proxy: true})
+			first := e.mustGoDeploy()
+			e.write(map[string]string{"index.html": "v2"})
+			var calls atomic.Int32
+			cfg := e.sshConfig()
+			res, err := e.goDeploy(context.Background(), func(o *deploy.Options) {
+				o.Targets[0].Dial = func(ctx context.Context) (transport.Transport, error) {
+					tr, err := sshx.Dial(ctx, cfg)
+					if err != nil {
+						return nil, err
+					}
+					return &inlineFaulty{Transport: tr, calls: &calls, edit: c.edit, after: c.after(e)}, nil
+				}
+			})
+			if calls.Load() == 0 {
+				t.Fatalf("no upload command ended with the switch: %v\n%s", err, e.log)
+			}
+			live := assertCompleteRelease(t, e.localRoot())
+			if c.succeeds {
+				if err != nil {
+					t.Fatalf("deploy: %v\n%s", err, e.log)
+				}
+				if live != res.ReleaseID {
+					t.Errorf("current = %s, want %s", live, res.ReleaseID)
+				}
+				e.afterFault("")
+				return
+			}
+			if err == nil {
+				t.Fatalf("deploy succeeded though the answer of its switch was lost\n%s", e.log)
+			}
+			t.Logf("deploy said: %v", err)
+			if c.wantFirst && live != first {
+				t.Errorf("current = %s, want %s back", live, first)
+			}
+			if strings.Contains(err.Error(), "not switched") && live != first {
+				t.Errorf("the error says the release was not switched, but current = %s, not %s", live, first)
+			}
+			e.afterFault("")
+		})
+	}
+}
