@@ -94,6 +94,7 @@ type Host struct {
 	switchInUpload bool   // the upload's command also switches (see Deploy)
 	recordInUpload bool   // ... and records the release's success
 	recorded       bool   // the success record is in the log
+	shellRan       bool   // the lock command ran: the server has a shell
 	manifest       *release.Manifest
 	linked         map[string]transport.Stat // files sharing an inode with an older release
 	mu             sync.Mutex                // guards rlog writes from concurrent phases
@@ -123,7 +124,7 @@ func (h *Host) open(ctx context.Context, needHooks bool) error {
 		}
 		return err
 	}
-	if needHooks && !h.T.CanExec() {
+	if needHooks && !h.canExec() {
 		return errHooksNeedShell
 	}
 	if info, err := h.T.Lstat(ctx, h.L.Current()); err == nil && info.Mode()&fs.ModeSymlink == 0 {
@@ -163,8 +164,14 @@ func (h *Host) lockWithShell(ctx context.Context, owner Owner) (locked bool, err
 	lockCtx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	go func() {
-		if !h.T.CanExec() {
-			stop(transport.ErrNoShell)
+		// OpenSSH refuses a command at once under ForceCommand
+		// internal-sftp; another forced command may just sit on it.
+		select {
+		case <-time.After(probeUnanswered):
+			if !h.T.CanExec() {
+				stop(transport.ErrNoShell)
+			}
+		case <-lockCtx.Done():
 		}
 	}()
 	if h.wantPlan && !h.S.NoTar {
@@ -174,6 +181,7 @@ func (h *Host) lockWithShell(ctx context.Context, owner Owner) (locked bool, err
 	switch {
 	case err == nil:
 		h.lock = sl
+		h.shellRan = true
 		var res snapshotResult
 		select {
 		case res = <-sl.snap:
@@ -197,6 +205,14 @@ func (h *Host) lockWithShell(ctx context.Context, owner Owner) (locked bool, err
 	h.closeSpare()
 	return false, nil
 }
+
+// probeUnanswered is how long the lock command may go unanswered before
+// the transport is asked whether the server runs commands at all.
+var probeUnanswered = 2 * time.Second
+
+// canExec reports whether commands run on the server: known without asking
+// once the lock command ran.
+func (h *Host) canExec() bool { return h.shellRan || h.T.CanExec() }
 
 func (h *Host) notSymlinkError() error {
 	return fmt.Errorf("%s exists and is not a symlink (a site deployed another way?). atomic-deploy will not touch it: move it aside, e.g. `mkdir -p %s && mv %s %s && ln -s %s %s` keeps it live as the first release, and deploy again",
@@ -832,7 +848,7 @@ func (h *Host) encodeManifest(mtime func(e *release.Entry) int64) ([]byte, error
 // runsInRelease reports whether anything will run inside the new release
 // (hooks, or chmod for writable-dirs) that could write into a reused file.
 func (h *Host) runsInRelease() bool {
-	return h.T.CanExec() && (h.S.BeforeActivate != "" || h.S.AfterActivate != "" || len(h.S.WritableDirs) > 0)
+	return h.canExec() && (h.S.BeforeActivate != "" || h.S.AfterActivate != "" || len(h.S.WritableDirs) > 0)
 }
 
 // waitPastMTimes handles servers that report mtimes in whole seconds (SFTP
@@ -881,7 +897,7 @@ func (h *Host) makeWritable(ctx context.Context) error {
 		}
 		paths = append(paths, p)
 	}
-	if h.T.CanExec() {
+	if h.canExec() {
 		args := append([]string{"chmod", "-R", "ug+rwX", "--"}, paths...)
 		var out strings.Builder
 		if err := h.T.Exec(ctx, shell.Command(args...), nil, &out, &out); err != nil {
@@ -964,7 +980,7 @@ func hookScript(script string) string {
 // from the runner's copy, under a new inode; the new release keeps what the
 // hook made of it.
 func (h *Host) protectOlderReleases(ctx context.Context) error {
-	if len(h.linked) == 0 || !h.T.CanExec() {
+	if len(h.linked) == 0 || !h.canExec() {
 		return nil // without a shell nothing runs in the release that could write in place
 	}
 	dir := h.L.Release(h.ReleaseID)

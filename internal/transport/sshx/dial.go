@@ -48,13 +48,19 @@ type Transport struct {
 	sessions chan struct{} // exec sessions open
 
 	// Set by start, in the background after the handshake; read only
-	// after ready is closed (Ready, CanExec, do).
+	// after ready is closed (Ready, do).
 	ready       chan struct{}
 	startErr    error
-	canExec     bool
-	gnuFind     bool // find -printf works, so Scan can use one command
 	posixRename bool
 	hardLink    bool
+
+	// Set by the shell probe, run once on first need; read only after
+	// probed is closed (hasShell).
+	probeOnce    sync.Once
+	probed       chan struct{}
+	probeTimeout time.Duration
+	canExec      bool
+	gnuFind      bool // find -printf works, so Scan can use one command
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -64,10 +70,11 @@ type Transport struct {
 var _ transport.Transport = (*Transport)(nil)
 
 // Dial connects, authenticates and checks the host key. It returns once
-// the SSH connection is up; SFTP starts and the shell probe runs in the
-// background (their round trips overlap whatever the caller does first,
-// typically an Exec), every method that needs them waits, and Ready reports
-// how they went. ConnectTimeout bounds all of it.
+// the SSH connection is up: SFTP starts in the background (its round trips
+// overlap whatever the caller does first, typically an Exec), every method
+// that needs it waits, and Ready reports how it went. Whether the server
+// runs commands is probed when first needed (CanExec, and the methods that
+// fall back to commands). ConnectTimeout bounds each.
 func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 	signers, err := cfg.validate()
 	if err != nil {
@@ -122,7 +129,10 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 		sem:      make(chan struct{}, cfg.concurrency()),
 		sessions: make(chan struct{}, maxSessions),
 		ready:    make(chan struct{}),
+		probed:   make(chan struct{}),
 		done:     make(chan struct{}),
+
+		probeTimeout: cfg.connectTimeout(),
 	}
 	started = true
 	go func() {
@@ -134,8 +144,7 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 	return t, nil
 }
 
-// Ready waits until SFTP has started and the shell probe has answered, and
-// returns what stopped them (the errors Dial would have returned).
+// Ready waits until SFTP has started and returns what stopped it.
 func (t *Transport) Ready(ctx context.Context) error {
 	select {
 	case <-t.ready:
@@ -145,24 +154,14 @@ func (t *Transport) Ready(ctx context.Context) error {
 	}
 }
 
-// start opens SFTP and probes for a shell.
+// start opens SFTP.
 func (t *Transport) start(ctx context.Context, target hop) error {
-	// The shell probe goes out while SFTP starts: two independent round
-	// trips on the same connection.
-	// A ForceCommand (internal-sftp, a restricted shell) runs instead of the
-	// probe, so only a shell that really ran it prints "ok".
-	probe := "echo ok\n" + shell.Command("find", "/", "-maxdepth", "0", "-printf", `gnu-find\n`) + " 2>/dev/null\nexit 0\n"
-	var out bytes.Buffer
-	probed := make(chan error, 1)
-	go func() { probed <- t.exec(ctx, probe, nil, &limitWriter{w: &out, n: 4096}, nil) }()
-
 	stop := context.AfterFunc(ctx, func() { t.client.Close() })
 	c, err := sftp.NewClient(t.client,
 		sftp.MaxConcurrentRequestsPerFile(64),
 		sftp.UseConcurrentWrites(true),
 	)
 	stop()
-	probeErr := <-probed
 	if err != nil {
 		if ctx.Err() != nil {
 			err = ctx.Err()
@@ -172,20 +171,6 @@ func (t *Transport) start(ctx context.Context, target hop) error {
 	t.sftp = c
 	_, t.posixRename = c.HasExtension("posix-rename@openssh.com")
 	_, t.hardLink = c.HasExtension("hardlink@openssh.com")
-
-	if ctx.Err() != nil {
-		return target.connectErr(ctx, fmt.Errorf("check for a shell: %w", ctx.Err()))
-	}
-	if probeErr == nil {
-		for _, line := range strings.Split(out.String(), "\n") {
-			switch strings.TrimSpace(line) {
-			case "ok":
-				t.canExec = true
-			case "gnu-find":
-				t.gnuFind = true
-			}
-		}
-	}
 	return nil
 }
 
@@ -220,11 +205,40 @@ func (t *Transport) keepalive(interval, timeout time.Duration) {
 // String is "user@host:port".
 func (t *Transport) String() string { return t.name }
 
-// CanExec reports whether the server ran the shell probe; it waits for
-// the probe (ConnectTimeout bounds it).
-func (t *Transport) CanExec() bool {
-	<-t.ready
-	return t.startErr == nil && t.canExec
+// CanExec reports whether the server runs shell commands, probing it the
+// first time (ConnectTimeout bounds the probe).
+func (t *Transport) CanExec() bool { return t.hasShell() }
+
+// hasShell runs the probe once and reports its answer. A ForceCommand
+// (internal-sftp, a restricted shell) runs instead of the probe, so only a
+// shell that really ran it prints "ok".
+func (t *Transport) hasShell() bool {
+	t.probeOnce.Do(func() {
+		defer close(t.probed)
+		ctx, cancel := context.WithTimeout(context.Background(), t.probeTimeout)
+		defer cancel()
+		go func() {
+			select {
+			case <-t.done:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		probe := "echo ok\n" + shell.Command("find", "/", "-maxdepth", "0", "-printf", `gnu-find\n`) + " 2>/dev/null\nexit 0\n"
+		var out bytes.Buffer
+		if err := t.exec(ctx, probe, nil, &limitWriter{w: &out, n: 4096}, nil); err != nil {
+			return
+		}
+		for _, line := range strings.Split(out.String(), "\n") {
+			switch strings.TrimSpace(line) {
+			case "ok":
+				t.canExec = true
+			case "gnu-find":
+				t.gnuFind = true
+			}
+		}
+	})
+	return t.canExec
 }
 
 // Close ends SFTP and the SSH connection(s).

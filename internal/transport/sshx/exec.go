@@ -21,14 +21,11 @@ import (
 // closed and ctx.Err() is returned; stdout and stderr are not written to
 // after Exec returns.
 //
-// Before the shell probe has answered, Exec does not wait for it: the
-// command goes out at once (see transport.Transport.Exec).
+// Before the shell probe has answered (or been asked), Exec does not wait
+// for it: the command goes out at once (see transport.Transport.Exec).
 func (t *Transport) Exec(ctx context.Context, script string, stdin io.Reader, stdout, stderr io.Writer) error {
 	select {
-	case <-t.ready:
-		if t.startErr != nil {
-			return t.startErr
-		}
+	case <-t.probed:
 		if !t.canExec {
 			return transport.ErrNoShell
 		}

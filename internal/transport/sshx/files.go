@@ -312,7 +312,7 @@ func (t *Transport) Link(ctx context.Context, oldpath, newpath string) error {
 			}
 			return nil
 		})
-	case t.canExec:
+	case t.hasShell():
 		// ln given an existing directory would link inside it; check first.
 		q := shell.Quote(newpath)
 		script := fmt.Sprintf("if [ -e %s ] || [ -h %s ]; then exit %d; fi\nexec %s\n",
@@ -342,7 +342,7 @@ func (t *Transport) Rename(ctx context.Context, oldpath, newpath string) error {
 	switch {
 	case t.posixRename:
 		err = t.do(ctx, func() error { return t.sftp.PosixRename(oldpath, newpath) })
-	case t.canExec:
+	case t.hasShell():
 		if _, err = t.run(ctx, shell.Command("mv", "-T", "--", oldpath, newpath)); err != nil {
 			if _, lerr := t.Lstat(ctx, oldpath); errors.Is(lerr, fs.ErrNotExist) {
 				err = fmt.Errorf("%w (%v)", fs.ErrNotExist, err)
@@ -401,10 +401,7 @@ func (t *Transport) Chmod(ctx context.Context, p string, mode fs.FileMode) error
 // Now reads the target's clock: `date` with a shell, else the mtime of a
 // file created for the purpose in the login directory (whole seconds).
 func (t *Transport) Now(ctx context.Context) (time.Time, error) {
-	if err := t.Ready(ctx); err != nil {
-		return time.Time{}, err
-	}
-	if t.canExec {
+	if t.hasShell() {
 		out, err := t.run(ctx, "date +%s.%N")
 		if err != nil {
 			return time.Time{}, fmt.Errorf("read clock of %s: %w", t.name, err)

@@ -30,7 +30,7 @@ func (t *Transport) Scan(ctx context.Context, root string) ([]transport.Stat, er
 		return nil, opErr("scan", root, fmt.Errorf("not a directory"))
 	}
 	var stats []transport.Stat
-	if t.canExec && t.gnuFind {
+	if t.hasShell() && t.gnuFind {
 		stats, err = t.scanFind(ctx, root) // sorted by transport.ParseFind
 	} else {
 		stats, err = t.scanSFTP(ctx, root)
@@ -155,11 +155,8 @@ func (t *Transport) RemoveAll(ctx context.Context, p string) error {
 	if !path.IsAbs(p) || path.Clean(p) == "/" {
 		return fmt.Errorf("remove all %q: refusing a path that is not absolute or is /", p)
 	}
-	err := t.Ready(ctx)
-	if err != nil {
-		return err
-	}
-	if t.canExec {
+	var err error
+	if t.hasShell() {
 		_, err = t.run(ctx, shell.Command("rm", "-rf", "--", p))
 	} else {
 		err = t.removeAllSFTP(ctx, p)
