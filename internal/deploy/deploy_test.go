@@ -645,3 +645,31 @@ func TestSwitchInTheUploadCommand(t *testing.T) {
 		t.Errorf("%d success records in the log, want 3", n)
 	}
 }
+
+// forcedCommand is a server whose forced command takes every command's
+// place and sits on it until its input ends, and that has no shell.
+type forcedCommand struct{ transport.Transport }
+
+func (forcedCommand) CanExec() bool { return false }
+func (forcedCommand) Exec(_ context.Context, _ string, stdin io.Reader, _, _ io.Writer) error {
+	if stdin != nil {
+		io.Copy(io.Discard, stdin)
+	}
+	return &transport.ExitError{Status: 1}
+}
+
+// The lock command goes out before anyone knows whether the server runs
+// commands; when it goes unanswered, the deploy asks, ends it, and
+// deploys over SFTP with a lease.
+func TestLockCommandUnansweredFallsBackToSFTP(t *testing.T) {
+	s := newSite(t, map[string]string{"a.txt": "1"})
+	s.target.Dial = func(context.Context) (transport.Transport, error) { return forcedCommand{local.New()}, nil }
+	start := time.Now()
+	res := s.mustDeploy()
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("deploy took %v", d)
+	}
+	if s.current() != res.ReleaseID || s.read("current/a.txt") != "1" {
+		t.Fatalf("current = %s", s.current())
+	}
+}
