@@ -69,8 +69,8 @@ type Transport interface {
 
 	// Ready waits until the connection is fully set up and returns what
 	// went wrong. A transport may hand itself out before then (an SSH one
-	// returns after the handshake, while SFTP starts and the shell probe
-	// runs); every other method waits by itself, except Exec.
+	// returns after the handshake, while SFTP starts); every other method
+	// waits by itself, except Exec.
 	Ready(ctx context.Context) error
 	// CanExec reports whether Exec can run commands on the target.
 	CanExec() bool
