@@ -147,12 +147,13 @@ func (d *manifestDelta) file() []byte {
 const applyDeltaAwk = `BEGIN { d = ENVIRON["AD_DELTA"]; while ((r = (getline op < d)) > 0) { c = substr(op, 1, 1); if (c == "=") continue; if (c == "a") { print substr(op, 3); continue } if (c != "c" && c != "s") exit 4; n = substr(op, 3) + 0; while (n-- > 0) { if ((getline l) <= 0) exit 3; if (c == "c") print l } } if (r < 0) exit 5 }`
 
 // applyDeltaCommand rebuilds manifest from prev and the delta file, checks
-// its SHA-256 and stores it gzip-compressed (-6, as the runner writes it:
-// the next deploy downloads it), in one line of shell; it
-// exits exitManifestDelta when any of that fails.
+// its SHA-256 and stores it gzip-compressed, in one line of shell; it
+// exits exitManifestDelta when any of that fails. The deploy waits for it,
+// so the check and the compression run at once, and at -1: three times
+// faster than -6 for ~9 % more bytes in the next deploy's download.
 func applyDeltaCommand(prev, delta, manifest string) string {
 	plain, tmp := manifest+".plain.tmp", manifest+".tmp"
-	return fmt.Sprintf(`{ gzip -dc %[1]s | AD_DELTA=%[2]s awk %[3]s > %[4]s && [ "$(sha256sum < %[4]s)" = "$(sed -n '1s/^= //p' %[2]s)  -" ] && gzip -6 < %[4]s > %[5]s && mv -f %[5]s %[6]s; } || { rm -f %[4]s %[5]s %[2]s; exit %[7]d; }; rm -f %[4]s %[2]s`,
+	return fmt.Sprintf(`{ gzip -dc %[1]s | AD_DELTA=%[2]s awk %[3]s > %[4]s && { gzip -1 < %[4]s > %[5]s & sum=$(sha256sum < %[4]s); wait $! && [ "$sum" = "$(sed -n '1s/^= //p' %[2]s)  -" ]; } && mv -f %[5]s %[6]s; } || { rm -f %[4]s %[5]s %[2]s; exit %[7]d; }; rm -f %[4]s %[2]s`,
 		shell.Quote(prev), shell.Quote(delta), shell.Quote(applyDeltaAwk), shell.Quote(plain),
 		shell.Quote(tmp), shell.Quote(manifest), exitManifestDelta)
 }

@@ -85,16 +85,20 @@ func TestManifestDeltaAppliedByAwk(t *testing.T) {
 			prev, delta, manifest := filepath.Join(dirPath, "old.json.gz"), filepath.Join(dirPath, "new.delta"), filepath.Join(dirPath, "new.json.gz")
 			os.WriteFile(prev, oldStored, 0o644)
 			os.WriteFile(delta, d.file(), 0o644)
-			out, err := exec.Command("/bin/sh", "-c", applyDeltaCommand(prev, delta, manifest)).CombinedOutput()
-			if err != nil {
-				t.Fatalf("apply: %v: %s", err, out)
-			}
-			got, _ := os.ReadFile(manifest)
-			if !bytes.Equal(gunzip(t, got), gunzip(t, newEncoded)) {
-				t.Errorf("rebuilt manifest differs:\n%s\nwant:\n%s", gunzip(t, got), gunzip(t, newEncoded))
-			}
-			if left, _ := filepath.Glob(filepath.Join(dirPath, "new.*")); len(left) != 1 {
-				t.Errorf("files left: %q", left)
+			for _, sh := range shells(t) {
+				os.WriteFile(delta, d.file(), 0o644)
+				os.Remove(manifest)
+				out, err := exec.Command(sh[0], append(sh[1:], "-c", applyDeltaCommand(prev, delta, manifest))...).CombinedOutput()
+				if err != nil {
+					t.Fatalf("apply with %s: %v: %s", sh, err, out)
+				}
+				got, _ := os.ReadFile(manifest)
+				if !bytes.Equal(gunzip(t, got), gunzip(t, newEncoded)) {
+					t.Errorf("%s: rebuilt manifest differs:\n%s\nwant:\n%s", sh, gunzip(t, got), gunzip(t, newEncoded))
+				}
+				if left, _ := filepath.Glob(filepath.Join(dirPath, "new.*")); len(left) != 1 {
+					t.Errorf("%s: files left: %q", sh, left)
+				}
 			}
 		})
 	}
@@ -113,15 +117,28 @@ func TestManifestDeltaMismatch(t *testing.T) {
 	prev, delta, manifest := filepath.Join(dirPath, "old.json.gz"), filepath.Join(dirPath, "new.delta"), filepath.Join(dirPath, "new.json.gz")
 	// The server's old manifest is not the one the delta was made against.
 	os.WriteFile(prev, encodeEntries(t, []release.Entry{dir("app"), file("app/a.php", "c", 1)}), 0o644)
-	os.WriteFile(delta, d.file(), 0o644)
-	err = exec.Command("/bin/sh", "-c", applyDeltaCommand(prev, delta, manifest)).Run()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != exitManifestDelta {
-		t.Fatalf("exit %v, want %d", err, exitManifestDelta)
+	for _, sh := range shells(t) {
+		os.WriteFile(delta, d.file(), 0o644)
+		err = exec.Command(sh[0], append(sh[1:], "-c", applyDeltaCommand(prev, delta, manifest))...).Run()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != exitManifestDelta {
+			t.Fatalf("%s: exit %v, want %d", sh, err, exitManifestDelta)
+		}
+		if left, _ := filepath.Glob(filepath.Join(dirPath, "new.*")); len(left) != 0 {
+			t.Errorf("%s: files left: %q", sh, left)
+		}
 	}
-	if left, _ := filepath.Glob(filepath.Join(dirPath, "new.*")); len(left) != 0 {
-		t.Errorf("files left: %q", left)
+}
+
+// shells are the /bin/sh of this machine and, where installed, busybox's
+// (the shell of small server images).
+func shells(t *testing.T) [][]string {
+	t.Helper()
+	s := [][]string{{"/bin/sh"}}
+	if bb, err := exec.LookPath("busybox"); err == nil {
+		s = append(s, []string{bb, "sh"})
 	}
+	return s
 }
 
 func BenchmarkManifestDelta(b *testing.B) {
