@@ -94,6 +94,7 @@ type Host struct {
 	switchInUpload bool   // the upload's command also switches (see Deploy)
 	recordInUpload bool   // ... and records the release's success
 	recorded       bool   // the success record is in the log
+	keep           bool   // Abort keeps the release's directory (it may have been live)
 	shellRan       bool   // the lock command ran: the server has a shell
 	manifest       *release.Manifest
 	linked         map[string]transport.Stat // files sharing an inode with an older release
@@ -447,7 +448,8 @@ func (h *Host) Prepare(ctx context.Context, m *release.Manifest, id string) erro
 // between the upload and the switch: no hooks, no writable or shared
 // paths, and the upload is one command (Deploy adds: one host).
 func (h *Host) canSwitchInUpload() bool {
-	return h.gnuTar && h.S.BeforeActivate == "" && h.S.BeforeActivateOnce == "" && !h.runsInRelease() && len(h.sharedPaths()) == 0
+	_, flock := h.lock.(*sessionLock) // whose holder the command can check
+	return flock && h.gnuTar && h.S.BeforeActivate == "" && h.S.BeforeActivateOnce == "" && !h.runsInRelease() && len(h.sharedPaths()) == 0
 }
 
 // RunOnce runs before-activate-once on this host (Deploy picks the first).
@@ -665,20 +667,35 @@ func (h *Host) upload(ctx context.Context, plan *Plan, dir string, started Recor
 		case err == nil:
 			h.switchedNow()
 			h.recorded = h.recordInUpload
-		case errors.As(err, &exit) && exit.Status == exitSwitchedNotRecorded:
-			h.switchedNow()
-			err = nil
-		case errors.As(err, &exit) && (exit.Status == exitNotSwitched || exit.Status == exitManifestDelta):
-			// Activate switches, as it would have without this.
-			if exit.Status == exitNotSwitched {
+		case errors.As(err, &exit):
+			// The command ended on the server: it switched only if it says
+			// so; otherwise it stopped before (tar, the manifest: 86) or at
+			// the switch (87), which Activate then makes as it would have.
+			switch exit.Status {
+			case exitSwitchedNotRecorded:
+				h.switchedNow()
+				err = nil
+			case exitNotSwitched:
 				err = nil
 			}
+		case !st.streamed.Load():
+			// The stream did not go out whole: tar cannot have finished,
+			// so the command cannot have switched.
 		default:
-			// The answer was lost (a dropped connection, say): the switch
-			// may have happened. Prepare's caller aborts, and Abort never
-			// removes what `current` points at; put the previous release
-			// back first, so the deploy fails as a whole.
-			if live, lerr := h.liveID(context.WithoutCancel(ctx)); lerr == nil && live == h.ReleaseID && h.CurrentID != "" {
+			// The answer was lost (a dropped connection, a cancelled job):
+			// the command may have switched, or may still, while the lock
+			// holder lives. Its release is complete by then, and it stays
+			// (Abort keeps it: it may have served requests, or be about
+			// to); where it is live and there is a previous release, that
+			// goes back, so the deploy fails as a whole.
+			h.keep = true
+			live, lerr := h.liveID(context.WithoutCancel(ctx))
+			switch {
+			case lerr != nil || live != h.ReleaseID:
+			case h.CurrentID == "":
+				h.switchedNow()
+				err = fmt.Errorf("%w; %s went live before that, and there is no previous release to go back to", err, h.ReleaseID)
+			default:
 				if rerr := h.switchTo(context.WithoutCancel(ctx), h.CurrentID); rerr != nil {
 					h.switchedNow()
 					err = fmt.Errorf("%w; it switched to %s before that, and switching back failed: %v", err, h.ReleaseID, rerr)
@@ -1099,11 +1116,13 @@ const (
 )
 
 // switchCommand is the switch as the last step of the upload's command
-// (Deploy decides when nothing has to happen in between): the link the
-// stream brought is renamed over `current` with mv -T, rename(2), as
-// Activate would; with recordInUpload the success record follows.
+// (Deploy decides when nothing has to happen in between): once it is sure
+// the lock is still ours, as Activate would be, the link the stream
+// brought is renamed over `current` with mv -T, rename(2); with
+// recordInUpload the success record follows.
 func (h *Host) switchCommand() string {
-	cmd := shell.Command("mv", "-T", "--", h.nextLink, h.L.Current()) + " || exit " + strconv.Itoa(exitNotSwitched)
+	held := h.lock.(*sessionLock).stillHeld()
+	cmd := "{ " + held + " && " + shell.Command("mv", "-T", "--", h.nextLink, h.L.Current()) + "; } || exit " + strconv.Itoa(exitNotSwitched)
 	if h.recordInUpload {
 		line, _ := json.Marshal(Record{ID: h.ReleaseID, Status: StatusSuccess, FinishedAt: time.Now().UTC()})
 		cmd += "; " + shell.Command("printf", `%s\n`, string(line)) + " >> " + shell.Quote(h.L.Log()) + " || exit " + strconv.Itoa(exitSwitchedNotRecorded)
@@ -1195,11 +1214,13 @@ func (h *Host) Abort(ctx context.Context, reason string) error {
 			errs = append(errs, fmt.Errorf("release %s left in place: %s", h.ReleaseID, why))
 			return errors.Join(append(errs, h.unlock(ctx))...)
 		}
-		if err := h.T.RemoveAll(ctx, h.L.Release(h.ReleaseID)); err != nil {
-			errs = append(errs, fmt.Errorf("remove unfinished release %s: %w", h.ReleaseID, err))
-		}
-		for _, p := range []string{h.L.Manifest(h.ReleaseID), path.Join(h.L.Manifests(), h.ReleaseID+".delta")} {
-			h.T.Remove(ctx, p)
+		if !h.keep {
+			if err := h.T.RemoveAll(ctx, h.L.Release(h.ReleaseID)); err != nil {
+				errs = append(errs, fmt.Errorf("remove unfinished release %s: %w", h.ReleaseID, err))
+			}
+			for _, p := range []string{h.L.Manifest(h.ReleaseID), path.Join(h.L.Manifests(), h.ReleaseID+".delta")} {
+				h.T.Remove(ctx, p)
+			}
 		}
 		if h.rlog != nil {
 			if err := h.appendLog(ctx, Record{ID: h.ReleaseID, Status: StatusFailed, FinishedAt: time.Now().UTC(), Message: reason}); err != nil {

@@ -289,10 +289,9 @@ func Deploy(ctx context.Context, o Options, m *release.Manifest) (*Result, error
 	if err != nil {
 		if r.hosts[0].switchInUpload {
 			// Its upload ends with the switch: the error may come after it.
-			if back := r.switchedBack(cleanup); back != everyHostBack {
-				r.abortAll(cleanup, "upload and switch failed: "+err.Error())
-				return r.result("deploy", id, start), fmt.Errorf("upload and switch to %s failed; %s: %w", id, back, err)
-			}
+			back := r.switchedBack(cleanup)
+			r.abortAll(cleanup, "upload and switch failed: "+err.Error())
+			return r.result("deploy", id, start), fmt.Errorf("upload and switch to %s failed; %s: %w", id, back, err)
 		}
 		r.abortAll(cleanup, "prepare failed: "+err.Error())
 		return r.result("deploy", id, start), fmt.Errorf("release %s was not switched on any host: %w", id, err)
@@ -347,8 +346,6 @@ func Deploy(ctx context.Context, o Options, m *release.Manifest) (*Result, error
 // switchedBack reads current on every host after a failed switch and says
 // whether each is back on the release it had; a host whose connection died
 // may have switched before it did, and is named.
-const everyHostBack = "every host is back on its previous release"
-
 func (r *runner) switchedBack(ctx context.Context) string {
 	var unsure []string
 	for i, h := range r.hosts {
@@ -357,7 +354,7 @@ func (r *runner) switchedBack(ctx context.Context) string {
 		}
 	}
 	if len(unsure) == 0 {
-		return everyHostBack
+		return "every host is on its previous release"
 	}
 	return fmt.Sprintf("%s may be on it or on the previous release (current could not be read back or put back); "+
 		"both are complete, and the next deploy or a rollback settles it", strings.Join(unsure, ", "))

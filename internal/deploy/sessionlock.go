@@ -65,8 +65,18 @@ type sessionLock struct {
 	snap   chan snapshotResult // the state the holder printed once it had the lock
 	stderr *strings.Builder    // what the holder reported; read once it ended
 
+	pid   int    // the holder's process on the server
+	token string // written in file while the lock is ours
+
 	mu      sync.Mutex
 	lostErr error
+}
+
+// stillHeld is shell that fails unless this lock's holder is alive and its
+// identity file is still ours (a waiter that found us stale ends the
+// holder and writes its own): the guard of a switch made on the server.
+func (sl *sessionLock) stillHeld() string {
+	return "kill -0 " + strconv.Itoa(sl.pid) + " 2>/dev/null && " + shell.Command("grep", "-qsF", sl.token, sl.file)
 }
 
 func (l Layout) flockFile() string  { return path.Join(l.Meta(), "lock.flock") }
@@ -109,7 +119,7 @@ func holderScript(l Layout, waitSeconds int, owner Owner, want snapshotWant) str
 	tail := l.flockOwner() + ".tail"
 	trash := shell.Quote(l.Trash())
 	ownerFile := shell.Quote(l.flockOwner())
-	prune := fmt.Sprintf(`sed '1,/^%[1]s$/d;$d' %[2]s | while IFS= read -r id; do
+	prune := fmt.Sprintf(`sed -n '/^%[1]s$/,$p' %[2]s | sed '1d;$d' | while IFS= read -r id; do
   touch %[6]s
   if [ -z "$cleaned" ]; then cleaned=1; mkdir -p %[3]s; for x in %[3]s/*; do if [ -e "$x" ]; then rm -rf "$x"; fi; done; fi
   a=%[3]s/"$id"-$$
@@ -245,6 +255,7 @@ func trySessionLock(ctx context.Context, t transport.Transport, l Layout, owner 
 		return nil, fmt.Errorf("lock %s: %w", l.flockFile(), exitErr)
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "locked ")))
+	sl.pid, sl.token = pid, owner.Token
 	hb, _ := json.Marshal(heartbeat{Owner: owner, PID: pid})
 	sl.wg.Add(1)
 	go sl.renew(hb, time.Duration(owner.TTL)/4)
@@ -307,8 +318,11 @@ func (sl *sessionLock) releaseWithLog(ctx context.Context, line []byte, prune []
 	sl.wg.Wait()
 	if line != nil || len(prune) > 0 {
 		var b strings.Builder
-		b.Write(line)
-		b.WriteString("\n" + logTailPrune + "\n")
+		if line != nil {
+			b.Write(line)
+			b.WriteString("\n")
+		}
+		b.WriteString(logTailPrune + "\n")
 		for _, id := range prune {
 			b.WriteString(id + "\n")
 		}

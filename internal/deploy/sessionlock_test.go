@@ -88,3 +88,49 @@ func TestHolderIgnoresACutTail(t *testing.T) {
 		t.Errorf("release deleted on a cut tail: %v", err)
 	}
 }
+
+// With the record already in the log (the upload's command wrote it), the
+// tail holds only releases to delete; the log gets nothing, not even an
+// empty line.
+func TestHolderPrunesWithoutARecord(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "site")
+	l := Layout{Root: root}
+	sl := holdLock(t, root)
+	const before = `{"id":"20260103000000","status":"success"}` + "\n"
+	os.WriteFile(l.Log(), []byte(before), 0o644)
+	os.MkdirAll(l.Release("20260101000000"), 0o755)
+	if _, err := sl.releaseWithLog(context.Background(), nil, []string{"20260101000000"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(l.Release("20260101000000")); err == nil {
+		t.Error("the old release is still there")
+	}
+	if data, _ := os.ReadFile(l.Log()); string(data) != before {
+		t.Errorf("log changed: %q", data)
+	}
+}
+
+// The guard of a switch made on the server holds while the holder lives
+// and its identity file is ours, and fails once either is not so.
+func TestStillHeld(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "site")
+	l := Layout{Root: root}
+	sl := holdLock(t, root)
+	check := func() error { return local.New().Exec(context.Background(), sl.stillHeld(), nil, nil, nil) }
+	if err := check(); err != nil {
+		t.Fatalf("held lock: %v", err)
+	}
+	data, _ := os.ReadFile(l.flockOwner())
+	os.WriteFile(l.flockOwner(), []byte(`{"token":"someone else"}`), 0o644)
+	if check() == nil {
+		t.Error("guard passed with another deploy's identity file")
+	}
+	os.WriteFile(l.flockOwner(), data, 0o644)
+	if err := check(); err != nil {
+		t.Fatalf("identity restored: %v", err)
+	}
+	sl.Release(context.Background())
+	if check() == nil {
+		t.Error("guard passed after the holder ended")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
@@ -76,12 +77,17 @@ func (s *spareShell) alive() bool {
 	}
 }
 
-// close ends an unused shell.
+// close ends an unused shell: our script ends with its input; whatever a
+// server runs in its place (a forced command) is ended after a while.
 func (s *spareShell) close() {
 	s.stdin.Close()
 	s.once.Do(func() {
 		go func() {
-			<-s.done
+			select {
+			case err := <-s.done:
+				s.done <- err
+			case <-time.After(5 * time.Second):
+			}
 			s.cancel()
 		}()
 	})

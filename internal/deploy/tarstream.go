@@ -57,6 +57,7 @@ func (p *Plan) executeTar(ctx context.Context, run runFunc, dir, prevDir string,
 	writeErr := make(chan error, 1)
 	go func() {
 		err := p.writeTar(pw, path.Base(dir), prevDir, now, extras, st)
+		st.streamed.Store(err == nil)
 		pw.CloseWithError(err)
 		writeErr <- err
 	}()

@@ -205,6 +205,7 @@ type Progress struct {
 // uploadStats are updated from many goroutines.
 type uploadStats struct {
 	files, bytes, reused, reusedBytes atomic.Int64
+	streamed                          atomic.Bool // the whole tar stream was handed to the command
 }
 
 // execute writes the plan into dir with up to `parallel` operations in

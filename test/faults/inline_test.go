@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -83,13 +85,15 @@ func (l *firstLine) Read(p []byte) (int, error) {
 func TestFaultAtTheInlineSwitch(t *testing.T) {
 	t.Parallel()
 	errReplyLost := errors.New("the reply was lost: connection lost")
-	keep := func(s string) string { return s }
+	keep := func(*env) func(string) string { return func(s string) string { return s } }
+	passOn := func(*env) func(error) error { return func(err error) error { return err } }
 	cases := []struct {
 		name      string
-		edit      func(string) string
+		edit      func(e *env) func(string) string
 		after     func(e *env) func(error) error
 		succeeds  bool // the deploy ends well
 		wantFirst bool // current must be the first release
+		wantExit  int  // the command's own exit status, when it matters
 	}{
 		{"switched, answer lost, connection up", keep, func(e *env) func(error) error {
 			return func(err error) error {
@@ -98,7 +102,7 @@ func TestFaultAtTheInlineSwitch(t *testing.T) {
 				}
 				return errReplyLost
 			}
-		}, false, true},
+		}, false, true, 0},
 		{"switched, then connection dropped", keep, func(e *env) func(error) error {
 			return func(err error) error {
 				if err != nil {
@@ -107,9 +111,20 @@ func TestFaultAtTheInlineSwitch(t *testing.T) {
 				e.px.drop()
 				return errReplyLost
 			}
-		}, false, false},
-		{"mv failed", func(s string) string { return strings.Replace(s, "mv -T --", "false -T --", 1) },
-			func(*env) func(error) error { return func(err error) error { return err } }, true, false},
+		}, false, false, 0},
+		{"mv failed", func(*env) func(string) string {
+			return func(s string) string { return strings.Replace(s, "mv -T --", "false -T --", 1) }
+		}, passOn, true, false, 87},
+		// The holder's identity file no longer names this deploy (a waiter
+		// found it stale and took the lock): the command must not switch.
+		// The holder still lives here, so Activate's own check passes and
+		// its rename switches.
+		{"lock no longer ours", func(e *env) func(string) string {
+			return func(s string) string {
+				owner := "'" + e.root + "/.atomic-deploy/lock.owner.json'"
+				return strings.Replace(s, "{ kill -0", "echo '{}' > "+owner+"; { kill -0", 1)
+			}
+		}, passOn, true, false, 87},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -119,6 +134,8 @@ func TestFaultAtTheInlineSwitch(t *testing.T) {
 			first := e.mustGoDeploy()
 			e.write(map[string]string{"index.html": "v2"})
 			var calls atomic.Int32
+			var exit *transport.ExitError
+			after := c.after(e)
 			cfg := e.sshConfig()
 			res, err := e.goDeploy(context.Background(), func(o *deploy.Options) {
 				o.Targets[0].Dial = func(ctx context.Context) (transport.Transport, error) {
@@ -126,13 +143,19 @@ func TestFaultAtTheInlineSwitch(t *testing.T) {
 					if err != nil {
 						return nil, err
 					}
-					return &inlineFaulty{Transport: tr, calls: &calls, edit: c.edit, after: c.after(e)}, nil
+					return &inlineFaulty{Transport: tr, calls: &calls, edit: c.edit(e), after: func(err error) error {
+						errors.As(err, &exit)
+						return after(err)
+					}}, nil
 				}
 			})
 			if calls.Load() == 0 {
 				t.Fatalf("no upload command ended with the switch: %v\n%s", err, e.log)
 			}
 			live := assertCompleteRelease(t, e.localRoot())
+			if c.wantExit != 0 && (exit == nil || exit.Status != c.wantExit) {
+				t.Errorf("the command ended with %v, want exit status %d", exit, c.wantExit)
+			}
 			if c.succeeds {
 				if err != nil {
 					t.Fatalf("deploy: %v\n%s", err, e.log)
@@ -150,8 +173,15 @@ func TestFaultAtTheInlineSwitch(t *testing.T) {
 			if c.wantFirst && live != first {
 				t.Errorf("current = %s, want %s back", live, first)
 			}
-			if strings.Contains(err.Error(), "not switched") && live != first {
-				t.Errorf("the error says the release was not switched, but current = %s, not %s", live, first)
+			if strings.Contains(err.Error(), "on its previous release") && live != first {
+				t.Errorf("the error says every host is on its previous release, but current = %s, not %s", live, first)
+			}
+			if c.wantFirst {
+				// It was live for a moment: its directory stays for requests
+				// that may still use it, until a later deploy prunes it.
+				if _, serr := os.Stat(filepath.Join(e.localRoot(), "releases", res.ReleaseID)); serr != nil {
+					t.Errorf("the release that was live for a moment is gone: %v", serr)
+				}
 			}
 			e.afterFault("")
 		})

@@ -54,9 +54,9 @@ type Transport struct {
 	posixRename bool
 	hardLink    bool
 
-	// Set by the shell probe, run once on first need; read only after
-	// probed is closed (hasShell).
-	probeOnce    sync.Once
+	// Set by the shell probe, run on first need until it gets an answer;
+	// read only after probed is closed (hasShell).
+	probeMu      sync.Mutex
 	probed       chan struct{}
 	probeTimeout time.Duration
 	canExec      bool
@@ -209,35 +209,44 @@ func (t *Transport) String() string { return t.name }
 // first time (ConnectTimeout bounds the probe).
 func (t *Transport) CanExec() bool { return t.hasShell() }
 
-// hasShell runs the probe once and reports its answer. A ForceCommand
+// hasShell probes the server and reports its answer. A ForceCommand
 // (internal-sftp, a restricted shell) runs instead of the probe, so only a
-// shell that really ran it prints "ok".
+// shell that really ran it prints "ok". Only an answer is kept: a probe
+// that could not run (no session, a timeout) says false this time and is
+// tried again on the next call.
 func (t *Transport) hasShell() bool {
-	t.probeOnce.Do(func() {
-		defer close(t.probed)
-		ctx, cancel := context.WithTimeout(context.Background(), t.probeTimeout)
-		defer cancel()
-		go func() {
-			select {
-			case <-t.done:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		probe := "echo ok\n" + shell.Command("find", "/", "-maxdepth", "0", "-printf", `gnu-find\n`) + " 2>/dev/null\nexit 0\n"
-		var out bytes.Buffer
-		if err := t.exec(ctx, probe, nil, &limitWriter{w: &out, n: 4096}, nil); err != nil {
-			return
+	t.probeMu.Lock()
+	defer t.probeMu.Unlock()
+	select {
+	case <-t.probed:
+		return t.canExec
+	default:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), t.probeTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-t.done:
+			cancel()
+		case <-ctx.Done():
 		}
-		for _, line := range strings.Split(out.String(), "\n") {
-			switch strings.TrimSpace(line) {
-			case "ok":
-				t.canExec = true
-			case "gnu-find":
-				t.gnuFind = true
-			}
+	}()
+	probe := "echo ok\n" + shell.Command("find", "/", "-maxdepth", "0", "-printf", `gnu-find\n`) + " 2>/dev/null\nexit 0\n"
+	var out bytes.Buffer
+	err := t.exec(ctx, probe, nil, &limitWriter{w: &out, n: 4096}, nil)
+	var exit *transport.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		return false
+	}
+	for _, line := range strings.Split(out.String(), "\n") {
+		switch strings.TrimSpace(line) {
+		case "ok":
+			t.canExec = err == nil
+		case "gnu-find":
+			t.gnuFind = true
 		}
-	})
+	}
+	close(t.probed)
 	return t.canExec
 }
 
