@@ -258,9 +258,9 @@ func (a *run) targets() ([]deploy.Target, error) {
 }
 
 // dialEarly starts dialling every target now, at most parallel at a time,
-// and returns targets whose Dial hands over that connection, with a func
-// for the end of the run that stops the dialling and closes the
-// connections never handed over.
+// and returns targets whose Dial hands over that connection (once: a run
+// dials each target once), with a func for the end of the run that stops
+// the dialling and closes the connections never handed over.
 func dialEarly(ctx context.Context, targets []deploy.Target, parallel int) ([]deploy.Target, func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	type dialed struct {
