@@ -344,20 +344,32 @@ func Deploy(ctx context.Context, o Options, m *release.Manifest) (*Result, error
 }
 
 // switchedBack reads current on every host after a failed switch and says
-// whether each is back on the release it had; a host whose connection died
-// may have switched before it did, and is named.
+// whether each is back on the release it had; a host still on the new one,
+// or whose connection died (it may have switched before it did), is named.
 func (r *runner) switchedBack(ctx context.Context) string {
-	var unsure []string
+	var unsure, onIt []string
 	for i, h := range r.hosts {
-		if live, err := h.liveID(ctx); err != nil || live != r.results[i].PreviousID {
+		switch live, err := h.liveID(ctx); {
+		case err != nil:
+			unsure = append(unsure, h.Name)
+		case live == h.ReleaseID && live != r.results[i].PreviousID:
+			onIt = append(onIt, h.Name)
+		case live != r.results[i].PreviousID:
 			unsure = append(unsure, h.Name)
 		}
 	}
-	if len(unsure) == 0 {
+	var said []string
+	if len(onIt) > 0 {
+		said = append(said, fmt.Sprintf("current points at it on %s (it could not be put back, or no release was live before); it is complete", strings.Join(onIt, ", ")))
+	}
+	if len(unsure) > 0 {
+		said = append(said, fmt.Sprintf("%s may be on it or on the previous release (current could not be read back or put back); "+
+			"both are complete, and the next deploy or a rollback settles it", strings.Join(unsure, ", ")))
+	}
+	if len(said) == 0 {
 		return "every host is on its previous release"
 	}
-	return fmt.Sprintf("%s may be on it or on the previous release (current could not be read back or put back); "+
-		"both are complete, and the next deploy or a rollback settles it", strings.Join(unsure, ", "))
+	return strings.Join(said, "; ")
 }
 
 // revertAll switches every switched host back; the outcome says which.

@@ -94,6 +94,7 @@ func TestFaultAtTheInlineSwitch(t *testing.T) {
 		succeeds  bool // the deploy ends well
 		wantFirst bool // current must be the first release
 		wantExit  int  // the command's own exit status, when it matters
+		first     bool // the deploy is the first: no release to go back to
 	}{
 		{"switched, answer lost, connection up", keep, func(e *env) func(error) error {
 			return func(err error) error {
@@ -102,7 +103,15 @@ func TestFaultAtTheInlineSwitch(t *testing.T) {
 				}
 				return errReplyLost
 			}
-		}, false, true, 0},
+		}, false, true, 0, false},
+		{"first deploy: switched, answer lost, connection up", keep, func(e *env) func(error) error {
+			return func(err error) error {
+				if err != nil {
+					return err
+				}
+				return errReplyLost
+			}
+		}, false, false, 0, true},
 		{"switched, then connection dropped", keep, func(e *env) func(error) error {
 			return func(err error) error {
 				if err != nil {
@@ -111,10 +120,10 @@ func TestFaultAtTheInlineSwitch(t *testing.T) {
 				e.px.drop()
 				return errReplyLost
 			}
-		}, false, false, 0},
+		}, false, false, 0, false},
 		{"mv failed", func(*env) func(string) string {
 			return func(s string) string { return strings.Replace(s, "mv -T --", "false -T --", 1) }
-		}, passOn, true, false, 87},
+		}, passOn, true, false, 87, false},
 		// The holder's identity file no longer names this deploy (a waiter
 		// found it stale and took the lock): the command must not switch.
 		// The holder still lives here, so Activate's own check passes and
@@ -124,15 +133,18 @@ func TestFaultAtTheInlineSwitch(t *testing.T) {
 				owner := "'" + e.root + "/.atomic-deploy/lock.owner.json'"
 				return strings.Replace(s, "{ kill -0", "echo '{}' > "+owner+"; { kill -0", 1)
 			}
-		}, passOn, true, false, 87},
+		}, passOn, true, false, 87, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			inject(t, "inline switch: "+c.name)
 			e := newEnv(t, envOptions{proxy: true})
-			first := e.mustGoDeploy()
-			e.write(map[string]string{"index.html": "v2"})
+			first := ""
+			if !c.first {
+				first = e.mustGoDeploy()
+				e.write(map[string]string{"index.html": "v2"})
+			}
 			var calls atomic.Int32
 			var exit *transport.ExitError
 			after := c.after(e)
@@ -170,6 +182,11 @@ func TestFaultAtTheInlineSwitch(t *testing.T) {
 				t.Fatalf("deploy succeeded though the answer of its switch was lost\n%s", e.log)
 			}
 			t.Logf("deploy said: %v", err)
+			if c.first {
+				if live != res.ReleaseID || !strings.Contains(err.Error(), "current points at it on") {
+					t.Errorf("current = %s, want %s, said so", live, res.ReleaseID)
+				}
+			}
 			if c.wantFirst && live != first {
 				t.Errorf("current = %s, want %s back", live, first)
 			}
