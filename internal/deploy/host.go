@@ -1092,9 +1092,7 @@ func (h *Host) Activate(ctx context.Context) error {
 		// dropped connection, a cancelled mv): look, so that a release
 		// that went live is rolled back, never removed by Abort.
 		if live, lerr := h.liveID(context.WithoutCancel(ctx)); lerr == nil && live == h.ReleaseID {
-			h.nextLink = ""
-			h.switched = true
-			h.SwitchedAt = time.Now()
+			h.switchedNow()
 		}
 		return fmt.Errorf("switch to %s: %w", h.ReleaseID, err)
 	}

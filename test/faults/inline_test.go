@@ -87,6 +87,15 @@ func TestFaultAtTheInlineSwitch(t *testing.T) {
 	errReplyLost := errors.New("the reply was lost: connection lost")
 	keep := func(*env) func(string) string { return func(s string) string { return s } }
 	passOn := func(*env) func(error) error { return func(err error) error { return err } }
+	// The command ran to its end, but the deploy hears of it as lost.
+	answerLost := func(*env) func(error) error {
+		return func(err error) error {
+			if err != nil {
+				return err
+			}
+			return errReplyLost
+		}
+	}
 	cases := []struct {
 		name      string
 		edit      func(e *env) func(string) string
@@ -96,22 +105,8 @@ func TestFaultAtTheInlineSwitch(t *testing.T) {
 		wantExit  int  // the command's own exit status, when it matters
 		first     bool // the deploy is the first: no release to go back to
 	}{
-		{"switched, answer lost, connection up", keep, func(e *env) func(error) error {
-			return func(err error) error {
-				if err != nil {
-					return err
-				}
-				return errReplyLost
-			}
-		}, false, true, 0, false},
-		{"first deploy: switched, answer lost, connection up", keep, func(e *env) func(error) error {
-			return func(err error) error {
-				if err != nil {
-					return err
-				}
-				return errReplyLost
-			}
-		}, false, false, 0, true},
+		{"switched, answer lost, connection up", keep, answerLost, false, true, 0, false},
+		{"first deploy: switched, answer lost, connection up", keep, answerLost, false, false, 0, true},
 		{"switched, then connection dropped", keep, func(e *env) func(error) error {
 			return func(err error) error {
 				if err != nil {
