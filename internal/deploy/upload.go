@@ -1,198 +1,22 @@
 package deploy
 
 import (
-	"bytes"
-	"cmp"
 	"context"
-	"encoding/binary"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"path"
-	"slices"
-	"sort"
-	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
+	"github.com/atomic-deploy/atomic-deploy/internal/shell"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
-
-// Plan says, for each file of the new release, whether its bytes cross the
-// wire or an identical file already on the server is hard-linked.
-type Plan struct {
-	Dirs     []*release.Entry
-	Symlinks []*release.Entry
-	Upload   []*release.Entry
-	Reuse    []Reuse
-
-	UploadBytes int64
-	ReuseBytes  int64
-}
-
-// Reuse links an existing server file into the new release.
-type Reuse struct {
-	Entry     *release.Entry
-	From      string // path relative to the previous release
-	FromMTime int64  // its modification time (unix ns), which a hard link keeps
-}
-
-// MakePlan compares the new manifest with the previous release's manifest
-// and with what the previous release holds now (prevScan). A file is reused
-// only when its content hash matches, its permission bits match (a hard link
-// shares them), and the server copy still has the size and modification time
-// recorded right after it was deployed, so a file edited on the server since
-// is never carried into the new release. Matching is by content, not by
-// path: a fresh CI checkout with new mtimes still reuses everything that did
-// not change. Each server file is used at most once, so no two paths of the
-// new release share an inode with each other.
-func MakePlan(m *release.Manifest, prev *release.Manifest, prevScan []transport.Stat) *Plan {
-	p := &Plan{}
-	// Reusable files of the previous release, sorted by content so that the
-	// files with one content are neighbours. A slice and binary search
-	// instead of a map keyed by content keep a 100,000-file plan small.
-	var cands []candidate
-	var prevEntries []release.Entry
-	if prev != nil {
-		prevEntries = prev.Entries
-		if !slices.IsSortedFunc(prevScan, byStatPath) {
-			slices.SortFunc(prevScan, byStatPath)
-		}
-		n := 0
-		for i := range prevEntries {
-			if prevEntries[i].Type == release.TypeFile && prevEntries[i].MTime != 0 {
-				n++
-			}
-		}
-		cands = make([]candidate, 0, n)
-		for i := range prevEntries {
-			e := &prevEntries[i]
-			if e.Type != release.TypeFile || e.MTime == 0 {
-				continue
-			}
-			j, ok := sort.Find(len(prevScan), func(j int) int { return strings.Compare(e.Path, prevScan[j].Path) })
-			if !ok {
-				continue
-			}
-			s := &prevScan[j]
-			if !s.Mode.IsRegular() || s.Size != e.Size || !sameTime(*s, e.MTime) || uint32(s.Mode.Perm()) != e.Mode&0o777 {
-				continue
-			}
-			cands = append(cands, candidate{h0: hashPrefix(e.Hash), prev: int32(i), scan: int32(j)})
-		}
-	}
-	// byContent orders candidates by hash, then permission bits; the
-	// prefix kept in the candidate decides almost every comparison.
-	byContent := func(c candidate, hash *release.Digest, h0 uint64, mode uint32) int {
-		if c.h0 != h0 {
-			return cmp.Compare(c.h0, h0)
-		}
-		e := &prevEntries[c.prev]
-		if c := bytes.Compare(e.Hash[:], hash[:]); c != 0 {
-			return c
-		}
-		return cmp.Compare(e.Mode, mode)
-	}
-	// Within one content the one listed last comes first.
-	slices.SortFunc(cands, func(a, b candidate) int {
-		e := &prevEntries[b.prev]
-		if c := byContent(a, &e.Hash, b.h0, e.Mode); c != 0 {
-			return c
-		}
-		return cmp.Compare(b.prev, a.prev)
-	})
-	used := make([]bool, len(cands))
-	pick := func(e *release.Entry) int {
-		h0 := hashPrefix(e.Hash)
-		i, _ := slices.BinarySearchFunc(cands, e, func(c candidate, e *release.Entry) int { return byContent(c, &e.Hash, h0, e.Mode) })
-		found := -1
-		for ; i < len(cands) && byContent(cands[i], &e.Hash, h0, e.Mode) == 0; i++ {
-			if used[i] {
-				continue
-			}
-			if prevEntries[cands[i].prev].Path == e.Path {
-				return i // the same path first: the likeliest to stay untouched
-			}
-			if found < 0 {
-				found = i
-			}
-		}
-		return found
-	}
-	// Each file's choice first, so that every list is made at its final size.
-	var dirs, symlinks, reuse, upload int
-	picks := make([]int32, len(m.Entries))
-	for i := range m.Entries {
-		e := &m.Entries[i]
-		picks[i] = -1
-		switch e.Type {
-		case release.TypeDir:
-			dirs++
-		case release.TypeSymlink:
-			symlinks++
-		case release.TypeFile:
-			if c := pick(e); c >= 0 && e.Size > 0 {
-				used[c] = true
-				picks[i] = int32(c)
-				reuse++
-			} else {
-				upload++
-			}
-		}
-	}
-	p.Dirs = make([]*release.Entry, 0, dirs)
-	p.Symlinks = make([]*release.Entry, 0, symlinks)
-	p.Reuse = make([]Reuse, 0, reuse)
-	p.Upload = make([]*release.Entry, 0, upload)
-	for i := range m.Entries {
-		e := &m.Entries[i]
-		switch e.Type {
-		case release.TypeDir:
-			p.Dirs = append(p.Dirs, e)
-		case release.TypeSymlink:
-			p.Symlinks = append(p.Symlinks, e)
-		case release.TypeFile:
-			if picks[i] < 0 {
-				p.Upload = append(p.Upload, e)
-				p.UploadBytes += e.Size
-				continue
-			}
-			c := &cands[picks[i]]
-			// The new manifest's copy of the path when it is the same, so
-			// the plan does not keep the previous manifest's strings alive.
-			from := prevEntries[c.prev].Path
-			if from == e.Path {
-				from = e.Path
-			}
-			p.Reuse = append(p.Reuse, Reuse{Entry: e, From: from, FromMTime: prevScan[c.scan].ModTime.UnixNano()})
-			p.ReuseBytes += e.Size
-		}
-	}
-	return p
-}
-
-// candidate is a file of the previous release that may be reused.
-type candidate struct {
-	h0   uint64 // hashPrefix of its content
-	prev int32  // index in the previous manifest
-	scan int32  // index in the scan of the previous release
-}
-
-// hashPrefix is the first 8 bytes of a hash, in the order of the bytes.
-func hashPrefix(d release.Digest) uint64 { return binary.BigEndian.Uint64(d[:8]) }
-
-func byStatPath(a, b transport.Stat) int { return strings.Compare(a.Path, b.Path) }
-
-// sameTime compares a scanned mtime with a recorded one at the precision
-// both sides have.
-func sameTime(s transport.Stat, recorded int64) bool {
-	if !s.Precise {
-		return s.ModTime.Unix() == time.Unix(0, recorded).Unix()
-	}
-	return s.ModTime.UnixNano() == recorded
-}
 
 // Progress is a snapshot of an upload.
 type Progress struct {
@@ -206,107 +30,6 @@ type Progress struct {
 type uploadStats struct {
 	files, bytes, reused, reusedBytes atomic.Int64
 	streamed                          atomic.Bool // the whole tar stream was handed to the command
-}
-
-// execute writes the plan into dir with up to `parallel` operations in
-// flight. Directories are made level by level (a level's mkdirs go out
-// together), then every file, link and symlink at once. Over SFTP each
-// operation is a round trip, so this pipelining is what makes a deploy over
-// a long link fast.
-func (p *Plan) execute(ctx context.Context, t transport.Transport, dir, prevDir string, parallel int, st *uploadStats) error {
-	// Parents are made writable by us until the end, whatever their final mode.
-	levels := map[int][]*release.Entry{}
-	maxDepth := 0
-	for _, d := range p.Dirs {
-		depth := strings.Count(d.Path, "/")
-		levels[depth] = append(levels[depth], d)
-		maxDepth = max(maxDepth, depth)
-	}
-	for depth := 0; depth <= maxDepth; depth++ {
-		err := forEach(ctx, parallel, levels[depth], func(ctx context.Context, d *release.Entry) error {
-			if err := t.Mkdir(ctx, path.Join(dir, d.Path), release.FileMode(d.Mode|0o700)); err != nil {
-				return fmt.Errorf("mkdir %s: %w", d.Path, err)
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-	}
-
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(parallel)
-	for _, e := range p.Upload {
-		g.Go(func() error { return uploadFile(gctx, t, dir, e, st) })
-	}
-	for _, r := range p.Reuse {
-		g.Go(func() error {
-			err := t.Link(gctx, path.Join(prevDir, r.From), path.Join(dir, r.Entry.Path))
-			if err == nil {
-				st.reused.Add(1)
-				st.reusedBytes.Add(r.Entry.Size)
-				return nil
-			}
-			if gctx.Err() != nil {
-				return gctx.Err()
-			}
-			// Too many links, another filesystem, no hardlink support: send it.
-			return uploadFile(gctx, t, dir, r.Entry, st)
-		})
-	}
-	for _, s := range p.Symlinks {
-		g.Go(func() error {
-			if err := t.Symlink(gctx, s.Target, path.Join(dir, s.Path)); err != nil {
-				return fmt.Errorf("symlink %s: %w", s.Path, err)
-			}
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-
-	// Directory modes last, deepest first, so a read-only directory is
-	// closed only after everything inside it exists.
-	var fix []*release.Entry
-	for _, d := range p.Dirs {
-		if d.Mode&0o700 != 0o700 {
-			fix = append(fix, d)
-		}
-	}
-	sort.Slice(fix, func(i, j int) bool { return strings.Count(fix[i].Path, "/") > strings.Count(fix[j].Path, "/") })
-	for _, d := range fix {
-		if err := t.Chmod(ctx, path.Join(dir, d.Path), release.FileMode(d.Mode)); err != nil {
-			return fmt.Errorf("chmod %s: %w", d.Path, err)
-		}
-	}
-	return nil
-}
-
-func uploadFile(ctx context.Context, t transport.Transport, dir string, e *release.Entry, st *uploadStats) error {
-	r, err := e.Open()
-	if err != nil {
-		return fmt.Errorf("read %s: %w", e.Path, err)
-	}
-	defer r.Close()
-	w, err := t.Create(ctx, path.Join(dir, e.Path), release.FileMode(e.Mode))
-	if err != nil {
-		return fmt.Errorf("upload %s: %w", e.Path, err)
-	}
-	// Count bytes as they go, for progress. The LimitedReader tells an SFTP
-	// writer the size up front, so large files go out as concurrent writes.
-	n, err := io.Copy(w, &io.LimitedReader{R: &countingReader{r: r, n: &st.bytes}, N: e.Size})
-	if cerr := w.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("upload %s: %w", e.Path, err)
-	}
-	if n != e.Size {
-		return fmt.Errorf("upload %s: the file changed on the runner while deploying (%d bytes, expected %d)", e.Path, n, e.Size)
-	}
-	st.files.Add(1)
-	return nil
 }
 
 type countingReader struct {
@@ -331,4 +54,161 @@ func forEach[T any](ctx context.Context, parallel int, items []T, fn func(contex
 		g.Go(func() error { return fn(gctx, it) })
 	}
 	return g.Wait()
+}
+
+// upload writes the plan into dir, as one tar stream where the server has
+// GNU tar (returning the mtime each file got, by entry) or over pipelined
+// SFTP (returning nil: a scan finds the mtimes).
+func (h *Host) upload(ctx context.Context, plan *Plan, dir string, started Record) (map[*release.Entry]int64, error) {
+	var st uploadStats
+	start := time.Now()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	if h.S.ProgressEvery > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tick := time.NewTicker(h.S.ProgressEvery)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					h.Log.Progress(Progress{Host: h.Name,
+						FilesDone: st.files.Load() + st.reused.Load(), FilesTotal: int64(len(plan.Upload) + len(plan.Reuse)),
+						BytesDone: st.bytes.Load(), BytesTotal: plan.UploadBytes, Elapsed: time.Since(start)})
+				}
+			}
+		}()
+	}
+	prevDir := ""
+	if h.CurrentID != "" {
+		prevDir = h.L.Release(h.CurrentID)
+	}
+	parallel := h.S.Parallel
+	if parallel < 1 {
+		parallel = 64
+	}
+	var mtimes map[*release.Entry]int64
+	var err error
+	if h.gnuTar {
+		// Every mtime is known before anything is sent, so the manifest and
+		// the link for the switch travel in the same stream.
+		now := time.Now().Truncate(time.Second) // what a tar header carries exactly
+		mtimes = make(map[*release.Entry]int64, len(plan.Upload)+len(plan.Reuse))
+		for _, e := range plan.Upload {
+			mtimes[e] = now.UnixNano()
+		}
+		for _, r := range plan.Reuse {
+			mtimes[r.Entry] = r.FromMTime
+		}
+		// The manifest goes last; it is encoded while the stream flows. With
+		// a previous manifest on the server, only a delta against it goes.
+		type encoded struct {
+			data, delta []byte
+			err         error
+		}
+		useDelta := h.prevLines != nil
+		manifest := make(chan encoded, 1)
+		go func() {
+			var enc encoded
+			enc.data, enc.err = h.encodeManifest(func(e *release.Entry) int64 { return mtimes[e] })
+			if enc.err == nil && useDelta {
+				var d *manifestDelta
+				if d, enc.err = makeManifestDelta(enc.data, h.prevLines); enc.err == nil {
+					enc.delta = d.file()
+				}
+			}
+			manifest <- enc
+		}()
+		h.nextLink = path.Join(h.L.Root, tempLinkPrefix+randomToken())
+		line, _ := json.Marshal(started)
+		logFirst := shell.Command("printf", `%s\n`, string(line)) + " >> " + shell.Quote(h.L.Log()) + " || exit 1;"
+		manifestExtra := tarExtra{Name: h.L.Manifest(h.ReleaseID), Load: func() ([]byte, error) { m := <-manifest; manifest <- m; return m.data, m.err }}
+		after := ""
+		if useDelta {
+			delta := path.Join(h.L.Manifests(), h.ReleaseID+".delta")
+			manifestExtra = tarExtra{Name: delta, Load: func() ([]byte, error) { m := <-manifest; manifest <- m; return m.delta, m.err }}
+			after = applyDeltaCommand(h.L.Manifest(h.CurrentID), delta, h.L.Manifest(h.ReleaseID))
+		}
+		run := execRun(h.T)
+		if h.spare != nil && h.spare.alive() {
+			run, h.spare = h.spare.run, nil
+		}
+		switchCmd := ""
+		if h.switchInUpload {
+			switchCmd = h.switchCommand()
+			if after != "" {
+				after += "; "
+			}
+			after += switchCmd
+		}
+		err = plan.executeTar(ctx, run, dir, prevDir, now, logFirst, after, []tarExtra{
+			manifestExtra,
+			{Name: h.nextLink, Target: currentTarget(h.ReleaseID)},
+		}, &st)
+		exit := (*transport.ExitError)(nil)
+		switch {
+		case switchCmd == "":
+		case err == nil:
+			h.switchedNow()
+			h.recorded = h.recordInUpload
+		case errors.As(err, &exit):
+			// The command ended on the server: it switched only if it says
+			// so; otherwise it stopped before (tar, the manifest: 86) or at
+			// the switch (87), which Activate then makes as it would have.
+			switch exit.Status {
+			case exitSwitchedNotRecorded:
+				h.switchedNow()
+				err = nil
+			case exitNotSwitched:
+				err = nil
+			}
+		case !st.streamed.Load():
+			// The stream did not go out whole: tar cannot have finished,
+			// so the command cannot have switched.
+		default:
+			// The answer was lost (a dropped connection, a cancelled job):
+			// the command may have switched, or may still, while the lock
+			// holder lives. Its release is complete by then, and it stays
+			// (Abort keeps it: it may have served requests, or be about
+			// to); where it is live and there is a previous release, that
+			// goes back, so the deploy fails as a whole.
+			h.keep = true
+			live, lerr := h.liveID(context.WithoutCancel(ctx))
+			switch {
+			case lerr != nil || live != h.ReleaseID:
+			case h.CurrentID == "":
+				h.switchedNow()
+				err = fmt.Errorf("%w; %s went live before that, and there is no previous release to go back to", err, h.ReleaseID)
+			default:
+				if rerr := h.switchTo(context.WithoutCancel(ctx), h.CurrentID); rerr != nil {
+					h.switchedNow()
+					err = fmt.Errorf("%w; it switched to %s before that, and switching back failed: %v", err, h.ReleaseID, rerr)
+				} else {
+					err = fmt.Errorf("%w; it had switched to %s, and current is back on %s", err, h.ReleaseID, h.CurrentID)
+				}
+			}
+		}
+		if errors.As(err, &exit) && exit.Status == exitManifestDelta {
+			// Rebuilding the manifest from the delta went wrong (another
+			// awk?): store it whole instead.
+			m := <-manifest
+			if err = h.T.WriteFile(ctx, h.L.Manifest(h.ReleaseID), m.data, 0o644); err != nil {
+				err = fmt.Errorf("store manifest: %w", err)
+			} else {
+				h.Log.Infof("%s: stored the manifest whole (rebuilding it from the previous one on the server failed)", h.Name)
+			}
+		}
+	} else {
+		err = plan.execute(ctx, h.T, dir, prevDir, parallel, &st)
+	}
+	close(stop)
+	wg.Wait()
+	h.Stats = Stats{FilesUploaded: int(st.files.Load()), FilesReused: int(st.reused.Load()), BytesUploaded: st.bytes.Load(), BytesReused: st.reusedBytes.Load()}
+	if err != nil {
+		return nil, fmt.Errorf("upload to %s: %w", dir, err)
+	}
+	return mtimes, nil
 }

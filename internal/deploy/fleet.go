@@ -1,0 +1,323 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/transport"
+)
+
+// Target is one host to deploy to, and how to reach it.
+type Target struct {
+	Name string
+	Dial func(ctx context.Context) (transport.Transport, error)
+}
+
+// Options configure a run over one or many hosts.
+type Options struct {
+	Targets      []Target
+	Root         string
+	Settings     *Settings
+	Log          Logger
+	Groups       func(title string) (end func()) // log sections; may be nil
+	Concurrency  int                             // hosts worked on at once
+	AutoRollback bool
+	ReleaseID    string           // fixed release id, or "" for the current time
+	Now          func() time.Time // clock for release ids
+	// Verify runs after every host switched and ran after-activate (the
+	// health check). An error rolls every host back when AutoRollback.
+	Verify func(ctx context.Context, releaseID, previousID string) error
+	// ManifestReady, when set, is waited for after every host is connected
+	// and locked and before anything is planned: the runner hashes the
+	// release while it connects (see release.Describe).
+	ManifestReady func(ctx context.Context) error
+}
+
+// Host outcomes in a Result.
+const (
+	OutcomeDeployed   = "deployed"
+	OutcomeRolledBack = "rolled back"
+	OutcomeFailed     = "failed"
+	OutcomeNotRun     = "not switched"
+	OutcomeUnlocked   = "unlocked"
+	OutcomeNoLock     = "no lock"
+)
+
+// HostResult is what happened on one host.
+type HostResult struct {
+	Name       string
+	ReleaseID  string
+	PreviousID string
+	Stats
+	Duration   time.Duration
+	SwitchedAt time.Time
+	Outcome    string
+	Err        error
+}
+
+// Result is what a run did, for outputs and the summary.
+type Result struct {
+	Mode       string
+	ReleaseID  string
+	PreviousID string
+	RolledBack bool
+	Hosts      []HostResult
+	Duration   time.Duration
+}
+
+// Totals sums the per-host statistics.
+func (r *Result) Totals() Stats {
+	var s Stats
+	for _, h := range r.Hosts {
+		s.FilesUploaded += h.FilesUploaded
+		s.FilesReused += h.FilesReused
+		s.BytesUploaded += h.BytesUploaded
+		s.BytesReused += h.BytesReused
+	}
+	return s
+}
+
+type runner struct {
+	o       Options
+	hosts   []*Host
+	results []HostResult
+	started []time.Time
+}
+
+func newRunner(o Options) *runner {
+	if o.Concurrency < 1 {
+		o.Concurrency = 10
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Groups == nil {
+		o.Groups = func(string) func() { return func() {} }
+	}
+	r := &runner{o: o, hosts: make([]*Host, len(o.Targets)), results: make([]HostResult, len(o.Targets)), started: make([]time.Time, len(o.Targets))}
+	for i, t := range o.Targets {
+		r.results[i] = HostResult{Name: t.Name, Outcome: OutcomeNotRun}
+	}
+	return r
+}
+
+// each runs fn for every open host (or every target when all is set), at
+// most Concurrency at a time, and collects the errors by host.
+func (r *runner) each(ctx context.Context, parallel int, fn func(ctx context.Context, i int) error) error {
+	var (
+		mu   sync.Mutex
+		errs *multierror.Error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, parallel)
+	)
+	for i := range r.o.Targets {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := fn(ctx, i); err != nil {
+				mu.Lock()
+				if r.results[i].Err == nil {
+					r.results[i].Err = err
+				}
+				errs = multierror.Append(errs, fmt.Errorf("%s: %w", r.o.Targets[i].Name, err))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if errs == nil {
+		return nil
+	}
+	sort.Slice(errs.Errors, func(i, j int) bool { return errs.Errors[i].Error() < errs.Errors[j].Error() })
+	errs.ErrorFormat = hostErrors
+	return errs
+}
+
+func hostErrors(es []error) string {
+	if len(es) == 1 {
+		return es[0].Error()
+	}
+	s := fmt.Sprintf("%d hosts failed:", len(es))
+	for _, e := range es {
+		s += "\n  * " + e.Error()
+	}
+	return s
+}
+
+// open dials and opens every host; on any failure every opened host is
+// closed again and nothing has changed.
+func (r *runner) open(ctx context.Context, needHooks, forDeploy bool) error {
+	end := r.o.Groups(fmt.Sprintf("Connect and lock (%d host%s)", len(r.o.Targets), plural(len(r.o.Targets))))
+	defer end()
+	err := r.each(ctx, r.o.Concurrency, func(ctx context.Context, i int) error {
+		r.started[i] = time.Now()
+		t, err := r.o.Targets[i].Dial(ctx)
+		if err != nil {
+			return err
+		}
+		h := &Host{Name: r.o.Targets[i].Name, T: t, L: Layout{Root: r.o.Root}, S: r.o.Settings, Log: r.o.Log, wantPlan: forDeploy}
+		if err := h.Open(ctx, needHooks); err != nil {
+			t.Close()
+			return err
+		}
+		r.hosts[i] = h
+		r.results[i].PreviousID = h.CurrentID
+		r.o.Log.Infof("%s: connected, locked %s (live release: %s)", h.Name, r.o.Root, orNone(h.CurrentID))
+		return nil
+	})
+	if err != nil {
+		r.closeAll(context.WithoutCancel(ctx))
+	}
+	return err
+}
+
+// closeAll unlocks and disconnects every open host, all at once: each
+// waits for its server's answers.
+func (r *runner) closeAll(ctx context.Context) {
+	var wg sync.WaitGroup
+	for i, h := range r.hosts {
+		if h == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := h.Close(ctx); err != nil {
+				r.o.Log.Warnf("%s: %v", h.Name, err)
+			}
+			h.T.Close()
+			if !r.started[i].IsZero() {
+				r.results[i].Duration = time.Since(r.started[i])
+			}
+		}()
+	}
+	wg.Wait()
+	clear(r.hosts)
+}
+
+func (r *runner) result(mode, id string, start time.Time) *Result {
+	res := &Result{Mode: mode, ReleaseID: id, Hosts: r.results, Duration: time.Since(start)}
+	for _, h := range r.results {
+		if h.PreviousID != "" {
+			res.PreviousID = h.PreviousID
+			break
+		}
+	}
+	return res
+}
+
+// chooseID picks the release id: the one given, or the current UTC time,
+// moved past every release already on any host so ids stay unique and
+// sortable even when two deploys start within one second.
+func (r *runner) chooseID() string {
+	if r.o.ReleaseID != "" {
+		return r.o.ReleaseID
+	}
+	t := r.o.Now().UTC().Truncate(time.Second)
+	for _, h := range r.hosts {
+		for _, id := range h.Existing() {
+			if p, err := time.Parse("20060102150405", id); err == nil && !p.Before(t) {
+				t = p.Add(time.Second)
+			}
+		}
+	}
+	return t.Format("20060102150405")
+}
+
+// switchedBack reads current on every host after a failed switch and says
+// whether each is back on the release it had; a host still on the new one,
+// or whose connection died (it may have switched before it did), is named.
+func (r *runner) switchedBack(ctx context.Context) string {
+	var unsure, onIt []string
+	for i, h := range r.hosts {
+		switch live, err := h.liveID(ctx); {
+		case err != nil:
+			unsure = append(unsure, h.Name)
+		case live == h.ReleaseID && live != r.results[i].PreviousID:
+			onIt = append(onIt, h.Name)
+		case live != r.results[i].PreviousID:
+			unsure = append(unsure, h.Name)
+		}
+	}
+	var said []string
+	if len(onIt) > 0 {
+		said = append(said, fmt.Sprintf("current points at it on %s (it could not be put back, or no release was live before); it is complete", strings.Join(onIt, ", ")))
+	}
+	if len(unsure) > 0 {
+		said = append(said, fmt.Sprintf("%s may be on it or on the previous release (current could not be read back or put back); "+
+			"both are complete, and the next deploy or a rollback settles it", strings.Join(unsure, ", ")))
+	}
+	if len(said) == 0 {
+		return "every host is on its previous release"
+	}
+	return strings.Join(said, "; ")
+}
+
+// revertAll switches every switched host back; the outcome says which.
+func (r *runner) revertAll(ctx context.Context, reason string) error {
+	return r.each(ctx, len(r.hosts), func(ctx context.Context, i int) error {
+		h := r.hosts[i]
+		if h == nil || !h.switched {
+			return nil
+		}
+		if err := h.Revert(ctx, reason); err != nil {
+			r.results[i].Outcome = OutcomeFailed
+			return err
+		}
+		r.results[i].Outcome = OutcomeRolledBack
+		return nil
+	})
+}
+
+// abortAll removes the release from hosts where it never went live.
+func (r *runner) abortAll(ctx context.Context, reason string) {
+	r.each(ctx, r.o.Concurrency, func(ctx context.Context, i int) error {
+		h := r.hosts[i]
+		if h == nil || h.switched {
+			return nil
+		}
+		if r.results[i].Outcome == OutcomeNotRun && r.results[i].Err != nil {
+			r.results[i].Outcome = OutcomeFailed
+		}
+		if err := h.Abort(ctx, reason); err != nil {
+			r.o.Log.Warnf("%s: cleaning up: %v", h.Name, err)
+		}
+		return nil
+	})
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+// FormatBytes prints a size for people.
+func FormatBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// ErrLocked reports whether err is a lock held by someone else.
+func ErrLocked(err error) bool {
+	var le *LockedError
+	return errors.As(err, &le)
+}

@@ -1,0 +1,117 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/release"
+)
+
+// Deploy releases m to every target: all hosts are prepared in parallel,
+// then switched only if every one is ready, so a fleet never serves two
+// releases because one host failed early. A failed switch or check puts
+// every switched host back (with AutoRollback).
+func Deploy(ctx context.Context, o Options, m *release.Manifest) (*Result, error) {
+	start := time.Now()
+	r := newRunner(o)
+	o = r.o
+	needHooks := o.Settings.BeforeActivate != "" || o.Settings.BeforeActivateOnce != "" || o.Settings.AfterActivate != ""
+	if err := r.open(ctx, needHooks, true); err != nil {
+		return r.result("deploy", "", start), err
+	}
+	// Cleanup must run even when ctx is cancelled (the job was cancelled).
+	cleanup := context.WithoutCancel(ctx)
+	defer r.closeAll(cleanup)
+	if o.ManifestReady != nil {
+		if err := o.ManifestReady(ctx); err != nil {
+			return r.result("deploy", "", start), fmt.Errorf("release not prepared, nothing deployed: %w", err)
+		}
+	}
+	id := r.chooseID()
+
+	if len(r.hosts) == 1 && r.hosts[0].canSwitchInUpload() {
+		// Nothing happens between this host's upload and its switch, so the
+		// upload's command ends with the switch (a round trip less); when
+		// nothing checks the release afterwards either, with its success
+		// record too.
+		h := r.hosts[0]
+		h.switchInUpload = true
+		h.recordInUpload = o.Verify == nil && o.Settings.AfterActivate == ""
+	}
+	end := o.Groups(fmt.Sprintf("Upload and prepare release %s", id))
+	err := r.each(ctx, o.Concurrency, func(ctx context.Context, i int) error {
+		h := r.hosts[i]
+		r.results[i].ReleaseID = id
+		err := h.Prepare(ctx, m, id)
+		r.results[i].Stats = h.Stats
+		if err == nil {
+			o.Log.Infof("%s: release %s ready: %d files uploaded (%s), %d reused", h.Name, id, h.Stats.FilesUploaded, FormatBytes(h.Stats.BytesUploaded), h.Stats.FilesReused)
+		}
+		return err
+	})
+	if err == nil && o.Settings.BeforeActivateOnce != "" {
+		// Once for the fleet, after every host is ready: a migration runs only
+		// when the release can go live everywhere.
+		if err = r.hosts[0].RunOnce(ctx); err != nil {
+			r.results[0].Err = err
+			err = fmt.Errorf("%s: %w", r.hosts[0].Name, err)
+		}
+	}
+	end()
+	if err != nil {
+		if r.hosts[0].switchInUpload {
+			// Its upload ends with the switch: the error may come after it.
+			back := r.switchedBack(cleanup)
+			r.abortAll(cleanup, "upload and switch failed: "+err.Error())
+			return r.result("deploy", id, start), fmt.Errorf("upload and switch to %s failed; %s: %w", id, back, err)
+		}
+		r.abortAll(cleanup, "prepare failed: "+err.Error())
+		return r.result("deploy", id, start), fmt.Errorf("release %s was not switched on any host: %w", id, err)
+	}
+
+	end = o.Groups(fmt.Sprintf("Switch %d host%s to %s", len(r.hosts), plural(len(r.hosts)), id))
+	err = r.each(ctx, len(r.hosts), func(ctx context.Context, i int) error {
+		err := r.hosts[i].Activate(ctx)
+		r.results[i].SwitchedAt = r.hosts[i].SwitchedAt
+		return err
+	})
+	end()
+	if err != nil {
+		r.revertAll(cleanup, "switch failed: "+err.Error())
+		r.abortAll(cleanup, "switch failed: "+err.Error())
+		return r.result("deploy", id, start), fmt.Errorf("switch to %s failed; %s: %w", id, r.switchedBack(cleanup), err)
+	}
+	o.Log.Infof("current -> releases/%s on %d host%s", id, len(r.hosts), plural(len(r.hosts)))
+
+	end = o.Groups("After activate and health check")
+	err = r.each(ctx, o.Concurrency, func(ctx context.Context, i int) error { return r.hosts[i].AfterActivate(ctx) })
+	if err == nil && o.Verify != nil {
+		err = o.Verify(ctx, id, r.result("deploy", id, start).PreviousID)
+	}
+	end()
+	if err != nil {
+		res := r.result("deploy", id, start)
+		if !o.AutoRollback {
+			for i, h := range r.hosts {
+				h.appendLog(cleanup, Record{ID: id, Status: StatusFailed, FinishedAt: time.Now().UTC(), Message: err.Error()})
+				r.results[i].Outcome = OutcomeFailed
+			}
+			return res, fmt.Errorf("%w; release %s stays live because auto-rollback is false", err, id)
+		}
+		if rerr := r.revertAll(cleanup, err.Error()); rerr != nil {
+			return res, fmt.Errorf("%w; rolling back also failed: %v", err, rerr)
+		}
+		res.RolledBack = true
+		res.ReleaseID = res.PreviousID
+		return res, fmt.Errorf("%w; rolled back to %s", err, orNone(res.PreviousID))
+	}
+
+	end = o.Groups("Finish: log, prune, unlock")
+	r.each(cleanup, o.Concurrency, func(ctx context.Context, i int) error {
+		r.results[i].Outcome = OutcomeDeployed
+		return r.hosts[i].Finish(ctx)
+	})
+	end()
+	return r.result("deploy", id, start), nil
+}

@@ -1,0 +1,87 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Rollback switches every host to id, or to the previous successful
+// release. All targets are checked before any host switches.
+func Rollback(ctx context.Context, o Options, id string) (*Result, error) {
+	start := time.Now()
+	r := newRunner(o)
+	o = r.o
+	if err := r.open(ctx, false, false); err != nil {
+		return r.result("rollback", id, start), err
+	}
+	cleanup := context.WithoutCancel(ctx)
+	defer r.closeAll(cleanup)
+	targets := make([]string, len(r.hosts))
+	err := r.each(ctx, o.Concurrency, func(ctx context.Context, i int) error {
+		t, err := r.hosts[i].ResolveRollback(ctx, id)
+		targets[i] = t
+		return err
+	})
+	if err != nil {
+		return r.result("rollback", id, start), fmt.Errorf("nothing was changed: %w", err)
+	}
+	for i := range targets {
+		if targets[i] != targets[0] {
+			return r.result("rollback", id, start), fmt.Errorf("nothing was changed: hosts would roll back to different releases (%s on %s, %s on %s); pass release-id", targets[0], r.hosts[0].Name, targets[i], r.hosts[i].Name)
+		}
+	}
+	id = targets[0]
+	end := o.Groups(fmt.Sprintf("Roll back %d host%s to %s", len(r.hosts), plural(len(r.hosts)), id))
+	defer end()
+	err = r.each(ctx, len(r.hosts), func(ctx context.Context, i int) error {
+		r.results[i].ReleaseID = id
+		if err := r.hosts[i].RollbackTo(ctx, id); err != nil {
+			r.results[i].Outcome = OutcomeFailed
+			return err
+		}
+		r.results[i].Outcome = OutcomeDeployed
+		return nil
+	})
+	if err != nil {
+		// Put back the hosts that did switch, so the fleet stays on one release.
+		r.each(cleanup, len(r.hosts), func(ctx context.Context, i int) error {
+			h := r.hosts[i]
+			if !h.switched || r.results[i].PreviousID == "" {
+				return nil
+			}
+			r.results[i].Outcome = OutcomeRolledBack
+			return h.switchTo(ctx, r.results[i].PreviousID)
+		})
+		return r.result("rollback", id, start), fmt.Errorf("rollback to %s failed: %w", id, err)
+	}
+	return r.result("rollback", id, start), nil
+}
+
+// Unlock removes a lock left behind on every host.
+func Unlock(ctx context.Context, o Options) (*Result, error) {
+	start := time.Now()
+	r := newRunner(o)
+	err := r.each(ctx, o.Concurrency, func(ctx context.Context, i int) error {
+		r.started[i] = time.Now()
+		t, err := o.Targets[i].Dial(ctx)
+		if err != nil {
+			return err
+		}
+		defer t.Close()
+		owner, had, err := ForceUnlock(ctx, t, Layout{Root: o.Root}.Lock())
+		r.results[i].Duration = time.Since(r.started[i])
+		switch {
+		case err != nil:
+			return err
+		case had:
+			r.results[i].Outcome = OutcomeUnlocked
+			o.Log.Infof("%s: removed the lock held %s", o.Targets[i].Name, owner)
+		default:
+			r.results[i].Outcome = OutcomeNoLock
+			o.Log.Infof("%s: no lock was held", o.Targets[i].Name)
+		}
+		return nil
+	})
+	return r.result("unlock", "", start), err
+}

@@ -1,0 +1,90 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Revert puts `current` back on the release that was live before and
+// marks the new release failed. Without a previous release it says so
+// and leaves `current` as it is.
+func (h *Host) Revert(ctx context.Context, reason string) error {
+	if !h.switched {
+		return nil
+	}
+	if h.CurrentID == "" {
+		return fmt.Errorf("no previous release on %s to roll back to; %s stays live", h.Name, h.ReleaseID)
+	}
+	if err := h.switchTo(ctx, h.CurrentID); err != nil {
+		return err
+	}
+	h.switched = false
+	return h.appendLog(ctx, Record{ID: h.ReleaseID, Status: StatusFailed, FinishedAt: time.Now().UTC(), Message: reason})
+}
+
+// rollbackTarget is the newest successful release older than current.
+func rollbackTarget(list []ReleaseInfo, currentID string) string {
+	for i := len(list) - 1; i >= 0; i-- {
+		r := list[i]
+		if r.ID < currentID && r.Status == StatusSuccess {
+			return r.ID
+		}
+	}
+	return ""
+}
+
+// ResolveRollback checks a rollback target: id, or the previous successful
+// release when id is empty. It changes nothing.
+func (h *Host) ResolveRollback(ctx context.Context, id string) (string, error) {
+	list, err := listReleases(ctx, h.T, h.L, h.rlog, h.CurrentID)
+	if err != nil {
+		return "", err
+	}
+	if id == "" {
+		if id = rollbackTarget(list, h.CurrentID); id == "" {
+			return "", fmt.Errorf("no earlier successful release on %s to roll back to (live: %s)", h.Name, orNone(h.CurrentID))
+		}
+		return id, nil
+	}
+	for _, r := range list {
+		if r.ID != id {
+			continue
+		}
+		if r.Status == StatusFailed || r.Status == StatusStarted {
+			return "", fmt.Errorf("release %s on %s is marked %s and cannot be a rollback target", id, h.Name, r.Status)
+		}
+		return id, nil
+	}
+	return "", fmt.Errorf("release %s does not exist on %s", id, h.Name)
+}
+
+// RollbackTo switches `current` to a target checked by ResolveRollback and
+// logs the change: the release that was live is marked rolled-back, so an
+// automatic rollback never picks it again.
+func (h *Host) RollbackTo(ctx context.Context, id string) error {
+	h.ReleaseID = id
+	if id == h.CurrentID {
+		return nil
+	}
+	if err := h.switchTo(ctx, id); err != nil {
+		return err
+	}
+	h.switched = true
+	now := time.Now().UTC()
+	prev := h.CurrentID
+	if prev != "" {
+		if err := h.appendLog(ctx, Record{ID: prev, Status: StatusRolledBack, FinishedAt: now, Message: "rolled back to " + id}); err != nil {
+			h.Log.Warnf("%s: could not write the releases log: %v", h.Name, err)
+		}
+	}
+	if err := h.appendLog(ctx, Record{ID: id, Status: StatusSuccess, FinishedAt: now, Message: "rollback from " + orNone(prev), Actor: h.S.Actor, RunURL: h.S.RunURL}); err != nil {
+		h.Log.Warnf("%s: could not write the releases log: %v", h.Name, err)
+	}
+	return nil
+}
+
+// Releases lists the releases on the host (oldest first).
+func (h *Host) Releases(ctx context.Context) ([]ReleaseInfo, error) {
+	return listReleases(ctx, h.T, h.L, h.rlog, h.CurrentID)
+}

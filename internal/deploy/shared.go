@@ -1,0 +1,123 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/release"
+)
+
+// sharedPaths lists shared-dirs, then shared-files.
+func (h *Host) sharedPaths() []string {
+	return append(append([]string{}, h.S.SharedDirs...), h.S.SharedFiles...)
+}
+
+// withoutSeededShared drops manifest entries at or below shared paths whose
+// shared copy already exists: the release links to shared/ there, so
+// uploading them would be wasted. It returns the shared paths still to seed.
+func (h *Host) withoutSeededShared(ctx context.Context, m *release.Manifest) (*release.Manifest, []string, error) {
+	shared := h.sharedPaths()
+	if len(shared) == 0 {
+		return m, nil, nil
+	}
+	var seeded, unseeded []string
+	for i, p := range shared {
+		if h.snap != nil && len(h.snap.sharedExists) == len(shared) {
+			if h.snap.sharedExists[i] {
+				seeded = append(seeded, p)
+			} else {
+				unseeded = append(unseeded, p)
+			}
+			continue
+		}
+		_, err := h.T.Lstat(ctx, path.Join(h.L.Shared(), p))
+		switch {
+		case err == nil:
+			seeded = append(seeded, p)
+		case errors.Is(err, fs.ErrNotExist):
+			unseeded = append(unseeded, p)
+		default:
+			return nil, nil, fmt.Errorf("inspect shared %s: %w", p, err)
+		}
+	}
+	out := &release.Manifest{Entries: make([]release.Entry, 0, len(m.Entries))}
+	for _, e := range m.Entries {
+		if !under(e.Path, seeded) {
+			out.Entries = append(out.Entries, e)
+		}
+	}
+	return out, unseeded, nil
+}
+
+// under reports whether p is one of roots or below one.
+func under(p string, roots []string) bool {
+	for _, r := range roots {
+		if p == r || strings.HasPrefix(p, r+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// linkShared replaces shared paths in the release with relative symlinks
+// into shared/, seeding shared/ from the release the first time.
+func (h *Host) linkShared(ctx context.Context, m *release.Manifest) error {
+	idx := m.Index()
+	dir := h.L.Release(h.ReleaseID)
+	link := func(rel string, wantDir bool) error {
+		sharedPath := path.Join(h.L.Shared(), rel)
+		inRelease := path.Join(dir, rel)
+		info, err := h.T.Lstat(ctx, sharedPath)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			if err := h.T.MkdirAll(ctx, path.Dir(sharedPath), 0o755); err != nil {
+				return fmt.Errorf("create %s: %w", path.Dir(sharedPath), err)
+			}
+			e := idx[rel]
+			switch {
+			case e != nil && (e.Type == release.TypeDir) == wantDir && e.Type != release.TypeSymlink:
+				if err := h.T.Rename(ctx, inRelease, sharedPath); err != nil {
+					return fmt.Errorf("seed %s from the release: %w", sharedPath, err)
+				}
+				h.Log.Infof("%s: seeded shared/%s from the release", h.Name, rel)
+			case wantDir:
+				if err := h.T.MkdirAll(ctx, sharedPath, 0o755); err != nil {
+					return fmt.Errorf("create %s: %w", sharedPath, err)
+				}
+			default:
+				return fmt.Errorf("shared file %s does not exist on %s and the release has no %s to seed it from; put it there before deploying (a .env: copy your production .env to %s; every release links to it) — an empty file would hide the mistake", sharedPath, h.Name, rel, sharedPath)
+			}
+		case err != nil:
+			return fmt.Errorf("inspect %s: %w", sharedPath, err)
+		case wantDir && !info.IsDir():
+			return fmt.Errorf("%s should be a directory (shared-dirs) but is not", sharedPath)
+		case !wantDir && info.IsDir():
+			return fmt.Errorf("%s should be a file (shared-files) but is a directory", sharedPath)
+		}
+		if err := h.T.RemoveAll(ctx, inRelease); err != nil {
+			return fmt.Errorf("replace %s with a link: %w", inRelease, err)
+		}
+		if err := h.T.MkdirAll(ctx, path.Dir(inRelease), 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", path.Dir(inRelease), err)
+		}
+		if err := h.T.Symlink(ctx, sharedLinkTarget(rel), inRelease); err != nil {
+			return fmt.Errorf("link %s: %w", inRelease, err)
+		}
+		return nil
+	}
+	for _, d := range h.S.SharedDirs {
+		if err := link(d, true); err != nil {
+			return err
+		}
+	}
+	for _, f := range h.S.SharedFiles {
+		if err := link(f, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
