@@ -448,7 +448,7 @@ func TestLeftoversFromACrashAreCleaned(t *testing.T) {
 type sftpOnly struct{ transport.Transport }
 
 func (sftpOnly) CanExec() bool { return false }
-func (sftpOnly) Exec(context.Context, string, io.Reader, io.Writer, io.Writer) error {
+func (sftpOnly) Exec(context.Context, transport.Command, io.Reader, io.Writer, io.Writer) error {
 	return transport.ErrNoShell
 }
 
@@ -651,7 +651,7 @@ func TestSwitchInTheUploadCommand(t *testing.T) {
 type forcedCommand struct{ transport.Transport }
 
 func (forcedCommand) CanExec() bool { return false }
-func (forcedCommand) Exec(_ context.Context, _ string, stdin io.Reader, _, _ io.Writer) error {
+func (forcedCommand) Exec(_ context.Context, _ transport.Command, stdin io.Reader, _, _ io.Writer) error {
 	if stdin != nil {
 		io.Copy(io.Discard, stdin)
 	}

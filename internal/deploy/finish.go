@@ -105,15 +105,7 @@ func (h *Host) Finish(ctx context.Context) error {
 
 // Close releases the lock if it is still held (cleanup after any failure).
 func (h *Host) Close(ctx context.Context) error {
-	h.closeSpare()
 	return h.unlock(ctx)
-}
-
-func (h *Host) closeSpare() {
-	if h.spare != nil {
-		h.spare.close()
-		h.spare = nil
-	}
 }
 
 func (h *Host) unlock(ctx context.Context) error {

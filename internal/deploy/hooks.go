@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/shell"
+	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
 
 // RunOnce runs before-activate-once on this host (Deploy picks the first).
@@ -37,7 +38,7 @@ func (h *Host) runHook(ctx context.Context, name, script string) error {
 	// The hook's watcher reads this until the hook has ended (see hookScript).
 	stdin, keepOpen := io.Pipe()
 	defer keepOpen.Close()
-	err := h.T.Exec(ctx, hookScript(shell.Script(h.L.Release(h.ReleaseID), env, script)), stdin, out, out)
+	err := h.T.Exec(ctx, transport.Command{Name: "hook", Script: hookScript(shell.Script(h.L.Release(h.ReleaseID), env, script))}, stdin, out, out)
 	if err != nil {
 		return &HookError{Hook: name, Host: h.Name, Err: err}
 	}

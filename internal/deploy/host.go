@@ -66,8 +66,7 @@ type Host struct {
 	SwitchedAt time.Time // when Activate's rename returned
 
 	lock   locker
-	gnuTar bool        // upload as one tar stream (see tarstream.go)
-	spare  *spareShell // started with the lock, for the tar stream
+	gnuTar bool // upload as one tar stream (see tarstream.go)
 
 	wantPlan       bool         // Open also scans the live release (for a deploy)
 	snap           *snapshot    // what the lock holder printed, until Prepare has planned

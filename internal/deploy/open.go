@@ -22,9 +22,6 @@ func (h *Host) Open(ctx context.Context, needHooks bool) error {
 		h.Close(context.WithoutCancel(ctx))
 		return err
 	}
-	if !h.gnuTar {
-		h.closeSpare()
-	}
 	return nil
 }
 
@@ -88,7 +85,7 @@ func (h *Host) lockWithShell(ctx context.Context, owner Owner) (locked bool, err
 		}
 	}()
 	if h.wantPlan && !h.S.NoTar {
-		h.spare = startSpareShell(h.T)
+		h.T.Warm() // for the upload stream
 	}
 	sl, err := acquireSessionLock(lockCtx, h.T, h.L, owner, h.S.Lock, snapshotWant{plan: h.wantPlan, shared: h.sharedPaths()})
 	switch {
@@ -115,7 +112,6 @@ func (h *Host) lockWithShell(ctx context.Context, owner Owner) (locked bool, err
 		return false, err
 	}
 	// No shell (its forced command got ours) or no flock.
-	h.closeSpare()
 	return false, nil
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
 	"github.com/atomic-deploy/atomic-deploy/internal/shell"
+	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
 
 // protectOlderReleases keeps older releases byte-for-byte as deployed.
@@ -52,7 +53,7 @@ func (h *Host) protectOlderReleases(ctx context.Context) error {
 	}
 	args = append(args, ")", "-printf", `%i %p\0`)
 	var out, errOut strings.Builder
-	if err := h.T.Exec(ctx, shell.Command(args...), nil, &out, &errOut); err != nil {
+	if err := h.T.Exec(ctx, transport.Command{Name: "older-copies", Script: shell.Command(args...)}, nil, &out, &errOut); err != nil {
 		return fmt.Errorf("find older copies of files changed in place: %v: %s", err, strings.TrimSpace(errOut.String()))
 	}
 	restored := 0

@@ -170,7 +170,7 @@ func acquireSessionLock(ctx context.Context, t transport.Transport, l Layout, ow
 		if stale && held.PID > 0 {
 			// The holder's runner is gone but its server process lingers
 			// (no FIN reached sshd): end it so the kernel frees the lock.
-			t.Exec(ctx, shell.Command("kill", "-9", strconv.Itoa(held.PID)), nil, io.Discard, io.Discard)
+			t.Exec(ctx, transport.Command{Name: "end-holder", Script: shell.Command("kill", "-9", strconv.Itoa(held.PID))}, nil, io.Discard, io.Discard)
 			continue
 		}
 		if time.Now().After(deadline) {
@@ -200,7 +200,7 @@ func trySessionLock(ctx context.Context, t transport.Transport, l Layout, owner 
 	execCtx, endExec := context.WithCancel(context.WithoutCancel(ctx))
 	go func() {
 		defer endExec()
-		err := t.Exec(execCtx, holderScript(l, int(wait.Seconds()+0.5), owner, want), stdinR, outW, &limitedWriter{w: stderr, n: 4096})
+		err := t.Exec(execCtx, transport.Command{Name: "holder", Script: holderScript(l, int(wait.Seconds()+0.5), owner, want)}, stdinR, outW, &limitedWriter{w: stderr, n: 4096})
 		outW.CloseWithError(io.EOF)
 		sl.done <- err
 	}()

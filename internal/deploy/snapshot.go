@@ -68,6 +68,7 @@ type snapshotWant struct {
 // links a crashed switch left.
 func snapshotScript(l Layout, want snapshotWant) string {
 	var b strings.Builder
+	b.WriteString(transport.ListTree)
 	fmt.Fprintf(&b, "C=%s R=%s L=%s M=%s S=%s\n", shell.Quote(l.Current()), shell.Quote(l.Releases()),
 		shell.Quote(l.Log()), shell.Quote(l.Manifests()), shell.Quote(path.Join(l.Meta(), ".snapshot-"))+"$$")
 	// Files of a holder killed mid-snapshot (the lock says none is running).
@@ -92,7 +93,7 @@ printf '\0'
 	if want.plan {
 		b.WriteString(`id=; t=$(readlink "$C"); case $t in releases/*/*) ;; releases/?*) id=${t#releases/} ;; esac
 if [ -z "$id" ] || [ ! -e "$M/$id.json.gz" ]; then printf 'manifest -\n'; elif cp "$M/$id.json.gz" "$S.man"; then emit manifest "$S.man" '!'; else printf 'manifest !\n'; fi
-if [ -n "$id" ] && [ -d "$C/" ] && ` + transport.FindCommand(l.Current()) + ` | gzip -1 > "$S.scan"; then emit scan "$S.scan" -; else printf 'scan -\n'; fi
+if [ -n "$id" ] && [ -d "$C/" ] && list_tree "$C" | gzip -1 > "$S.scan"; then emit scan "$S.scan" -; else printf 'scan -\n'; fi
 `)
 	}
 	b.WriteString(`rm -f "$S.log" "$S.man" "$S.scan"

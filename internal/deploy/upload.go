@@ -132,10 +132,6 @@ func (h *Host) upload(ctx context.Context, plan *Plan, dir string, started Recor
 			manifestExtra = tarExtra{Name: delta, Load: func() ([]byte, error) { m := <-manifest; manifest <- m; return m.delta, m.err }}
 			after = applyDeltaCommand(h.L.Manifest(h.CurrentID), delta, h.L.Manifest(h.ReleaseID))
 		}
-		run := execRun(h.T)
-		if h.spare != nil && h.spare.alive() {
-			run, h.spare = h.spare.run, nil
-		}
 		switchCmd := ""
 		if h.switchInUpload {
 			switchCmd = h.switchCommand()
@@ -144,7 +140,7 @@ func (h *Host) upload(ctx context.Context, plan *Plan, dir string, started Recor
 			}
 			after += switchCmd
 		}
-		err = plan.executeTar(ctx, run, dir, prevDir, now, logFirst, after, []tarExtra{
+		err = plan.executeTar(ctx, h.T, dir, prevDir, now, logFirst, after, []tarExtra{
 			manifestExtra,
 			{Name: h.nextLink, Target: currentTarget(h.ReleaseID)},
 		}, &st)

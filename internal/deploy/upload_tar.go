@@ -34,7 +34,7 @@ func probeGNUTar(ctx context.Context, t transport.Transport) bool {
 		return false
 	}
 	var out strings.Builder
-	err := t.Exec(ctx, "tar --version 2>/dev/null | head -n 1", nil, &limitedWriter{w: &out, n: 256}, io.Discard)
+	err := t.Exec(ctx, transport.Command{Name: "tar-version", Script: "tar --version 2>/dev/null | head -n 1"}, nil, &limitedWriter{w: &out, n: 256}, io.Discard)
 	return err == nil && strings.Contains(out.String(), "GNU tar")
 }
 
@@ -52,7 +52,7 @@ func tarExtractCommand(dir string) string {
 // caller knows every mtime without a scan. run runs a one-line command
 // with the stream as its input; before is shell (ending in ";") run first,
 // after runs when tar succeeded.
-func (p *Plan) executeTar(ctx context.Context, run runFunc, dir, prevDir string, now time.Time, before, after string, extras []tarExtra, st *uploadStats) error {
+func (p *Plan) executeTar(ctx context.Context, t transport.Transport, dir, prevDir string, now time.Time, before, after string, extras []tarExtra, st *uploadStats) error {
 	pr, pw := io.Pipe()
 	writeErr := make(chan error, 1)
 	go func() {
@@ -65,7 +65,8 @@ func (p *Plan) executeTar(ctx context.Context, run runFunc, dir, prevDir string,
 	if after != "" {
 		command += " || exit $?; " + after
 	}
-	stderr, err := run(ctx, command, pr)
+	var stderr strings.Builder
+	err := t.Exec(ctx, transport.Command{Name: "upload", Script: command}, pr, io.Discard, &limitedWriter{w: &stderr, n: 4096})
 	pr.CloseWithError(errTarEnded)
 	werr := <-writeErr
 	if werr != nil && !errors.Is(werr, errTarEnded) && err != nil {
@@ -74,7 +75,7 @@ func (p *Plan) executeTar(ctx context.Context, run runFunc, dir, prevDir string,
 		return fmt.Errorf("upload to %s: %w", dir, werr)
 	}
 	if err != nil {
-		if msg := strings.TrimSpace(stderr); msg != "" {
+		if msg := strings.TrimSpace(stderr.String()); msg != "" {
 			return fmt.Errorf("extract into %s: %w: %s", dir, err, msg)
 		}
 		return fmt.Errorf("extract into %s: %w", dir, err)
@@ -88,19 +89,6 @@ func (p *Plan) executeTar(ctx context.Context, run runFunc, dir, prevDir string,
 // errTarEnded is what the stream's writer sees when the command stopped
 // reading first.
 var errTarEnded = errors.New("tar ended")
-
-// runFunc runs a one-line shell command with stdin as its input and
-// returns what it wrote to stderr.
-type runFunc func(ctx context.Context, command string, stdin io.Reader) (string, error)
-
-// execRun is a runFunc starting a new command on t.
-func execRun(t transport.Transport) runFunc {
-	return func(ctx context.Context, command string, stdin io.Reader) (string, error) {
-		var stderr strings.Builder
-		err := t.Exec(ctx, command, stdin, io.Discard, &limitedWriter{w: &stderr, n: 4096})
-		return stderr.String(), err
-	}
-}
 
 // tarExtra is a file or symlink outside the release that rides along at
 // the end of the stream (absolute name, -P): the release's manifest (or its

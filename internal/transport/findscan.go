@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bufio"
+	_ "embed"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/atomic-deploy/atomic-deploy/internal/shell"
 )
 
 // FindFormat prints eight NUL-terminated fields per entry (names may
@@ -20,14 +19,11 @@ const FindFormat = `%P\0%y\0%m\0%s\0%T@\0%i\0%n\0%C@\0`
 
 const findFields = 8
 
-// FindCommand lists everything below root (followed if it is a link) with
-// GNU find in FindFormat, then a trailer record carrying find's exit status
-// (sh has no pipefail, and the listing is usually piped into gzip).
-// ParseFind reads it.
-func FindCommand(root string) string {
-	find := shell.Command("find", "-H", root, "-mindepth", "1", "-printf", FindFormat)
-	return "{ " + find + "; printf '\\0%s\\0' \"$?\"; }"
-}
+// ListTree is shell that defines list_tree ROOT, the listing ParseFind
+// reads (see find.sh). A script that lists a tree starts with it.
+//
+//go:embed find.sh
+var ListTree string
 
 // ParseFind reads NUL-terminated records of findFields fields, ended by a
 // trailer of an empty field (no entry has an empty path) and find's status.

@@ -106,12 +106,13 @@ func (x *traced) Ready(ctx context.Context) (err error) {
 	return x.t.Ready(ctx)
 }
 func (x *traced) CanExec() bool { return x.t.CanExec() }
-func (x *traced) Exec(ctx context.Context, script string, stdin io.Reader, stdout, stderr io.Writer) (err error) {
-	short := script
-	if len(short) > 60 {
-		short = short[:60] + "…"
-	}
-	defer x.log("exec", fmt.Sprintf("%q", short), time.Now(), &err)
-	return x.t.Exec(ctx, script, stdin, stdout, stderr)
+func (x *traced) Exec(ctx context.Context, cmd Command, stdin io.Reader, stdout, stderr io.Writer) (err error) {
+	defer x.log("exec", cmd.Name, time.Now(), &err)
+	return x.t.Exec(ctx, cmd, stdin, stdout, stderr)
+}
+func (x *traced) Warm() {
+	var err error
+	defer x.log("warm", "", time.Now(), &err)
+	x.t.Warm()
 }
 func (x *traced) Close() error { return x.t.Close() }

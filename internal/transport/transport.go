@@ -74,17 +74,39 @@ type Transport interface {
 	Ready(ctx context.Context) error
 	// CanExec reports whether Exec can run commands on the target.
 	CanExec() bool
-	// Exec runs script with /bin/sh on the target. The script must already be
-	// quoted (see package shell); transports never build command strings.
-	// It returns ErrNoShell when CanExec is false, and an *ExitError when the
-	// script ran and exited non-zero. Called before the transport knows
+	// Exec runs cmd with /bin/sh on the target. It returns ErrNoShell when
+	// CanExec is false, and an *ExitError when the script ran and exited
+	// non-zero. Called before the transport knows
 	// whether there is a shell, it sends the command at once: on a server
 	// without one, whatever the server runs instead (internal-sftp waiting
 	// for its input, say) gets it, so such a caller must check CanExec
 	// before trusting the outcome, and end the command when it is false.
-	Exec(ctx context.Context, script string, stdin io.Reader, stdout, stderr io.Writer) error
+	Exec(ctx context.Context, cmd Command, stdin io.Reader, stdout, stderr io.Writer) error
+	// Warm prepares, ahead of need, what the next Exec would have to set
+	// up first (over SSH: a session and a waiting shell, two round trips),
+	// so that a command that matters, such as an upload stream, starts at
+	// once. It returns at once; where there is nothing to prepare it does
+	// nothing.
+	Warm()
 
 	Close() error
+}
+
+// Command is a shell script for the target's /bin/sh. Script is constant
+// text, written in a .sh file of this program and embedded (never put
+// together from values); the values it works on travel as Args, its
+// positional parameters $1, $2, ... Name says what it is: $0 is
+// atomic-deploy:<Name>, so traces, tests and `ps` on the server tell
+// commands apart without reading their text.
+type Command struct {
+	Name   string
+	Script string
+	Args   []string
+}
+
+// Argv is what /bin/sh -c gets after the script: $0, then the arguments.
+func (c Command) Argv() []string {
+	return append([]string{"atomic-deploy:" + c.Name}, c.Args...)
 }
 
 // Stat describes one entry found by Scan.

@@ -1,7 +1,6 @@
 package faults_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -22,59 +21,23 @@ import (
 type inlineFaulty struct {
 	transport.Transport
 	calls *atomic.Int32
-	edit  func(command string) string
+	edit  func(transport.Command) transport.Command
 	after func(err error) error
 }
 
-func isInlineSwitch(command string) bool {
-	return strings.Contains(command, "tar -x") && strings.Contains(command, "mv -T") && strings.Contains(command, ".current.tmp-")
+func (f *inlineFaulty) Exec(ctx context.Context, cmd transport.Command, stdin io.Reader, stdout, stderr io.Writer) error {
+	if cmd.Name != "upload" {
+		return f.Transport.Exec(ctx, cmd, stdin, stdout, stderr)
+	}
+	f.calls.Add(1)
+	return f.after(f.Transport.Exec(ctx, f.edit(cmd), stdin, stdout, stderr))
 }
 
-func (f *inlineFaulty) Exec(ctx context.Context, script string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if isInlineSwitch(script) {
-		f.calls.Add(1)
-		return f.after(f.Transport.Exec(ctx, f.edit(script), stdin, stdout, stderr))
-	}
-	if stdin == nil || !strings.Contains(script, "read -r cmd") {
-		return f.Transport.Exec(ctx, script, stdin, stdout, stderr)
-	}
-	// The spare shell: its command is the first line of its input.
-	r := &firstLine{br: bufio.NewReader(stdin), edit: f.edit}
-	err := f.Transport.Exec(ctx, script, r, stdout, stderr)
-	if r.matched {
-		f.calls.Add(1)
-		return f.after(err)
-	}
-	return err
-}
-
-type firstLine struct {
-	br      *bufio.Reader
-	edit    func(string) string
-	pending string
-	read    bool
-	matched bool
-}
-
-func (l *firstLine) Read(p []byte) (int, error) {
-	if !l.read {
-		l.read = true
-		line, err := l.br.ReadString('\n')
-		if err != nil && line == "" {
-			return 0, err
-		}
-		if isInlineSwitch(line) {
-			l.matched = true
-			line = l.edit(line)
-		}
-		l.pending = line
-	}
-	if l.pending != "" {
-		n := copy(p, l.pending)
-		l.pending = l.pending[n:]
-		return n, nil
-	}
-	return l.br.Read(p)
+// shadow has cmd's script run with a shell function in place of a command
+// it uses: a fault injected by name, whatever the script's text.
+func shadow(cmd transport.Command, function string) transport.Command {
+	cmd.Script = function + "\n" + cmd.Script
+	return cmd
 }
 
 // TestFaultAtTheInlineSwitch injects faults into the upload command that
@@ -85,7 +48,9 @@ func (l *firstLine) Read(p []byte) (int, error) {
 func TestFaultAtTheInlineSwitch(t *testing.T) {
 	t.Parallel()
 	errReplyLost := errors.New("the reply was lost: connection lost")
-	keep := func(*env) func(string) string { return func(s string) string { return s } }
+	keep := func(*env) func(transport.Command) transport.Command {
+		return func(c transport.Command) transport.Command { return c }
+	}
 	passOn := func(*env) func(error) error { return func(err error) error { return err } }
 	// The command ran to its end, but the deploy hears of it as lost.
 	answerLost := func(*env) func(error) error {
@@ -98,7 +63,7 @@ func TestFaultAtTheInlineSwitch(t *testing.T) {
 	}
 	cases := []struct {
 		name      string
-		edit      func(e *env) func(string) string
+		edit      func(e *env) func(transport.Command) transport.Command
 		after     func(e *env) func(error) error
 		succeeds  bool // the deploy ends well
 		wantFirst bool // current must be the first release
@@ -116,18 +81,19 @@ func TestFaultAtTheInlineSwitch(t *testing.T) {
 				return errReplyLost
 			}
 		}, false, false, 0, false},
-		{"mv failed", func(*env) func(string) string {
-			return func(s string) string { return strings.Replace(s, "mv -T --", "false -T --", 1) }
+		// rename(2) of the new link over current (mv -T) fails.
+		{"mv failed", func(*env) func(transport.Command) transport.Command {
+			return func(c transport.Command) transport.Command {
+				return shadow(c, `mv() { if [ "$1" = -T ]; then return 1; fi; command mv "$@"; }`)
+			}
 		}, passOn, true, false, 87, false},
 		// The holder's identity file no longer names this deploy (a waiter
-		// found it stale and took the lock): the command must not switch.
-		// The holder still lives here, so Activate's own check passes and
-		// its rename switches.
-		{"lock no longer ours", func(e *env) func(string) string {
-			return func(s string) string {
-				owner := "'" + e.root + "/.atomic-deploy/lock.owner.json'"
-				return strings.Replace(s, "{ kill -0", "echo '{}' > "+owner+"; { kill -0", 1)
-			}
+		// found it stale and took the lock: the command's check for our
+		// token fails): the command must not switch. The holder still
+		// lives here, so Activate's own check passes and its rename
+		// switches.
+		{"lock no longer ours", func(e *env) func(transport.Command) transport.Command {
+			return func(c transport.Command) transport.Command { return shadow(c, `grep() { return 1; }`) }
 		}, passOn, true, false, 87, false},
 	}
 	for _, c := range cases {

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/atomic-deploy/atomic-deploy/internal/shell"
 	"github.com/atomic-deploy/atomic-deploy/internal/testutil"
 	"github.com/atomic-deploy/atomic-deploy/internal/testutil/webtest"
+	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
 
 // TestLaravelPreset walks the life of a Laravel site deployed with
@@ -66,8 +66,8 @@ func TestLaravelPreset(t *testing.T) {
 	worker := func() (done <-chan error, out *testutil.SyncBuffer) {
 		out = &testutil.SyncBuffer{}
 		ch := make(chan error, 1)
-		script := "cd " + shell.Quote(s.root+"/current") + " && exec php artisan queue:work --sleep=1 --tries=1 --max-time=150"
-		go func() { ch <- tr.Exec(ctx, script, nil, out, out) }()
+		worker := transport.Command{Name: "queue-worker", Script: `cd "$1" && exec php artisan queue:work --sleep=1 --tries=1 --max-time=150`, Args: []string{s.root + "/current"}}
+		go func() { ch <- tr.Exec(ctx, worker, nil, out, out) }()
 		return ch, out
 	}
 	workerA, outA := worker()

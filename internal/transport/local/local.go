@@ -156,8 +156,8 @@ func (*Transport) Ready(context.Context) error { return nil }
 
 func (*Transport) CanExec() bool { return true }
 
-func (*Transport) Exec(ctx context.Context, script string, stdin io.Reader, stdout, stderr io.Writer) error {
-	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", script)
+func (*Transport) Exec(ctx context.Context, c transport.Command, stdin io.Reader, stdout, stderr io.Writer) error {
+	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", c.Script}, c.Argv()...)...)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	// Hooks may start children; cancel the whole group so none outlive the deploy.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -191,5 +191,8 @@ func (*Transport) Exec(ctx context.Context, script string, stdin io.Reader, stdo
 	}
 	return err
 }
+
+// Warm does nothing: a local command starts at once.
+func (*Transport) Warm() {}
 
 func (*Transport) Close() error { return nil }

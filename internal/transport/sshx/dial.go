@@ -17,7 +17,6 @@ import (
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
-	"github.com/atomic-deploy/atomic-deploy/internal/shell"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
 
@@ -61,6 +60,9 @@ type Transport struct {
 	probeTimeout time.Duration
 	canExec      bool
 	gnuFind      bool // find -printf works, so Scan can use one command
+
+	warmMu sync.Mutex
+	warm   *warmSession // started by Warm, taken by the next Exec
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -209,6 +211,35 @@ func (t *Transport) String() string { return t.name }
 // first time (ConnectTimeout bounds the probe).
 func (t *Transport) CanExec() bool { return t.hasShell() }
 
+// knownShell and knownNoShell report what the probe found, without
+// running it.
+func (t *Transport) knownShell() bool {
+	select {
+	case <-t.probed:
+		return t.canExec
+	default:
+		return false
+	}
+}
+
+func (t *Transport) knownNoShell() bool {
+	select {
+	case <-t.probed:
+		return !t.canExec
+	default:
+		return false
+	}
+}
+
+func (t *Transport) closed() bool {
+	select {
+	case <-t.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // hasShell probes the server and reports its answer. A ForceCommand
 // (internal-sftp, a restricted shell) runs instead of the probe, so only a
 // shell that really ran it prints "ok". Only an answer is kept: a probe
@@ -231,9 +262,8 @@ func (t *Transport) hasShell() bool {
 		case <-ctx.Done():
 		}
 	}()
-	probe := "echo ok\n" + shell.Command("find", "/", "-maxdepth", "0", "-printf", `gnu-find\n`) + " 2>/dev/null\nexit 0\n"
 	var out bytes.Buffer
-	err := t.exec(ctx, probe, nil, &limitWriter{w: &out, n: 4096}, nil)
+	err := t.exec(ctx, command("probe", probeScript), nil, &limitWriter{w: &out, n: 4096}, nil)
 	var exit *transport.ExitError
 	if err != nil && !errors.As(err, &exit) {
 		return false

@@ -336,7 +336,7 @@ func TestDialJumpHost(t *testing.T) {
 			t.Fatal("CanExec false through the jump host")
 		}
 		var out strings.Builder
-		if err := tr.Exec(ctx, "echo $SSH_CONNECTION", nil, &out, nil); err != nil {
+		if err := tr.Exec(ctx, testCommand("echo $SSH_CONNECTION"), nil, &out, nil); err != nil {
 			t.Fatal(err)
 		}
 		if f := strings.Fields(out.String()); len(f) != 4 || f[3] != strconv.Itoa(target.Port) {
@@ -401,7 +401,7 @@ func TestServerDies(t *testing.T) {
 	ctx := context.Background()
 	dir := s.MkdirUserTemp(t)
 	errc := make(chan error, 1)
-	go func() { errc <- tr.Exec(ctx, "sleep 60", nil, nil, nil) }()
+	go func() { errc <- tr.Exec(ctx, testCommand("sleep 60"), nil, nil, nil) }()
 	time.Sleep(200 * time.Millisecond)
 	s.Kill()
 	select {

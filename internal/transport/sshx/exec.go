@@ -12,7 +12,6 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/atomic-deploy/atomic-deploy/internal/shell"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
 
@@ -23,18 +22,19 @@ import (
 //
 // Before the shell probe has answered (or been asked), Exec does not wait
 // for it: the command goes out at once (see transport.Transport.Exec).
-func (t *Transport) Exec(ctx context.Context, script string, stdin io.Reader, stdout, stderr io.Writer) error {
-	select {
-	case <-t.probed:
-		if !t.canExec {
-			return transport.ErrNoShell
-		}
-	default:
+//
+// A warm session (Warm) runs the command when one is waiting.
+func (t *Transport) Exec(ctx context.Context, cmd transport.Command, stdin io.Reader, stdout, stderr io.Writer) error {
+	if t.knownNoShell() {
+		return transport.ErrNoShell
 	}
-	return t.exec(ctx, script, stdin, stdout, stderr)
+	if w := t.takeWarm(); w != nil {
+		return w.run(ctx, t, cmd, stdin, stdout, stderr)
+	}
+	return t.exec(ctx, cmd, stdin, stdout, stderr)
 }
 
-func (t *Transport) exec(ctx context.Context, script string, stdin io.Reader, stdout, stderr io.Writer) error {
+func (t *Transport) exec(ctx context.Context, cmd transport.Command, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err := acquire(ctx, t.sessions); err != nil {
 		return err
 	}
@@ -49,9 +49,7 @@ func (t *Transport) exec(ctx context.Context, script string, stdin io.Reader, st
 	sess.Stdin = stdin
 	sess.Stdout = out
 	sess.Stderr = errOut
-	// sshd runs commands with the login shell, which may be bash, zsh or
-	// fish; the script is written for /bin/sh.
-	if err := sess.Start("exec /bin/sh -c " + shell.Quote(script)); err != nil {
+	if err := sess.Start(commandLine(cmd)); err != nil {
 		return fmt.Errorf("start command on %s: %w", t.name, err)
 	}
 	done := make(chan error, 1)
@@ -65,6 +63,11 @@ func (t *Transport) exec(ctx context.Context, script string, stdin io.Reader, st
 		errOut.shut()
 		return ctx.Err()
 	}
+	return t.exitErr(err)
+}
+
+// exitErr turns how a session ended into Exec's error.
+func (t *Transport) exitErr(err error) error {
 	var exitErr *ssh.ExitError
 	var missing *ssh.ExitMissingError
 	switch {
@@ -108,9 +111,9 @@ func (t *Transport) newSession(ctx context.Context) (*ssh.Session, error) {
 
 // run executes one of this package's own commands and returns its stdout;
 // stderr goes into the error, which is what explains a failed mv or find.
-func (t *Transport) run(ctx context.Context, script string) ([]byte, error) {
+func (t *Transport) run(ctx context.Context, cmd transport.Command) ([]byte, error) {
 	var out, errOut bytes.Buffer
-	err := t.exec(ctx, script, nil, &out, &limitWriter{w: &errOut, n: 2048})
+	err := t.exec(ctx, cmd, nil, &out, &limitWriter{w: &errOut, n: 2048})
 	if err != nil {
 		if msg := strings.TrimSpace(errOut.String()); msg != "" {
 			err = fmt.Errorf("%w: %s", err, msg)
@@ -135,6 +138,13 @@ func (g *gatedWriter) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	return g.w.Write(p)
+}
+
+// point sets where the writes go from now on.
+func (g *gatedWriter) point(w io.Writer) {
+	g.mu.Lock()
+	g.w = w
+	g.mu.Unlock()
 }
 
 func (g *gatedWriter) shut() {

@@ -18,12 +18,11 @@ import (
 
 	"github.com/pkg/sftp"
 
-	"github.com/atomic-deploy/atomic-deploy/internal/shell"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
 
-// existsStatus is what the exec fallback for Link exits with when newpath
-// exists, so it can be reported as fs.ErrExist.
+// existsStatus is what link.sh exits with when newpath exists, so it can be
+// reported as fs.ErrExist.
 const existsStatus = 17
 
 // do runs one SFTP request under the in-flight limit. pkg/sftp requests take
@@ -313,11 +312,7 @@ func (t *Transport) Link(ctx context.Context, oldpath, newpath string) error {
 			return nil
 		})
 	case t.hasShell():
-		// ln given an existing directory would link inside it; check first.
-		q := shell.Quote(newpath)
-		script := fmt.Sprintf("if [ -e %s ] || [ -h %s ]; then exit %d; fi\nexec %s\n",
-			q, q, existsStatus, shell.Command("ln", "--", oldpath, newpath))
-		_, err = t.run(ctx, script)
+		_, err = t.run(ctx, command("link", linkScript, oldpath, newpath))
 		var exit *transport.ExitError
 		if errors.As(err, &exit) && exit.Status == existsStatus {
 			err = fs.ErrExist
@@ -343,7 +338,7 @@ func (t *Transport) Rename(ctx context.Context, oldpath, newpath string) error {
 	case t.posixRename:
 		err = t.do(ctx, func() error { return t.sftp.PosixRename(oldpath, newpath) })
 	case t.hasShell():
-		if _, err = t.run(ctx, shell.Command("mv", "-T", "--", oldpath, newpath)); err != nil {
+		if _, err = t.run(ctx, command("rename", renameScript, oldpath, newpath)); err != nil {
 			if _, lerr := t.Lstat(ctx, oldpath); errors.Is(lerr, fs.ErrNotExist) {
 				err = fmt.Errorf("%w (%v)", fs.ErrNotExist, err)
 			}
@@ -402,7 +397,7 @@ func (t *Transport) Chmod(ctx context.Context, p string, mode fs.FileMode) error
 // file created for the purpose in the login directory (whole seconds).
 func (t *Transport) Now(ctx context.Context) (time.Time, error) {
 	if t.hasShell() {
-		out, err := t.run(ctx, "date +%s.%N")
+		out, err := t.run(ctx, command("now", nowScript))
 		if err != nil {
 			return time.Time{}, fmt.Errorf("read clock of %s: %w", t.name, err)
 		}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -388,6 +389,11 @@ func assertNotPwned(t *testing.T, s *sshtest.Server, dirs ...string) {
 	}
 }
 
+// testCommand is a test's own script, with no arguments.
+func testCommand(script string) transport.Command {
+	return transport.Command{Name: "test", Script: script}
+}
+
 func TestExec(t *testing.T) {
 	_, tr, dir := setup(t, sshtest.Options{})
 	ctx := context.Background()
@@ -396,13 +402,24 @@ func TestExec(t *testing.T) {
 	}
 	t.Run("streams", func(t *testing.T) {
 		var out, errOut bytes.Buffer
-		err := tr.Exec(ctx, "cat; echo done; echo oops >&2", strings.NewReader("input\n"), &out, &errOut)
+		err := tr.Exec(ctx, testCommand("cat; echo done; echo oops >&2"), strings.NewReader("input\n"), &out, &errOut)
 		if err != nil || out.String() != "input\ndone\n" || errOut.String() != "oops\n" {
 			t.Fatalf("Exec = %v, stdout %q, stderr %q", err, out.String(), errOut.String())
 		}
 	})
+	t.Run("name and arguments arrive verbatim", func(t *testing.T) {
+		args := []string{"a b", "it's", "$HOME `id`", "line\nbreak", "-n", ""}
+		cmd := transport.Command{Name: "echo-args", Script: `printf '%s|' "$0" "$@"`, Args: args}
+		var out bytes.Buffer
+		if err := tr.Exec(ctx, cmd, nil, &out, nil); err != nil {
+			t.Fatal(err)
+		}
+		if want := "atomic-deploy:echo-args|" + strings.Join(args, "|") + "|"; out.String() != want {
+			t.Fatalf("got %q, want %q", out.String(), want)
+		}
+	})
 	t.Run("exit status", func(t *testing.T) {
-		err := tr.Exec(ctx, "exit 3", nil, nil, nil)
+		err := tr.Exec(ctx, testCommand("exit 3"), nil, nil, nil)
 		var exit *transport.ExitError
 		if !errors.As(err, &exit) || exit.Status != 3 {
 			t.Fatalf("Exec = %v, want ExitError 3", err)
@@ -410,7 +427,7 @@ func TestExec(t *testing.T) {
 	})
 	t.Run("runs /bin/sh", func(t *testing.T) {
 		var out bytes.Buffer
-		if err := tr.Exec(ctx, `readlink /proc/$$/exe; readlink -f /bin/sh`, nil, &out, nil); err != nil {
+		if err := tr.Exec(ctx, testCommand(`readlink /proc/$$/exe; readlink -f /bin/sh`), nil, &out, nil); err != nil {
 			t.Fatal(err)
 		}
 		lines := strings.Fields(out.String())
@@ -422,12 +439,12 @@ func TestExec(t *testing.T) {
 		ctx, cancel := context.WithCancel(ctx)
 		time.AfterFunc(200*time.Millisecond, cancel)
 		start := time.Now()
-		err := tr.Exec(ctx, "sleep 30", nil, nil, nil)
+		err := tr.Exec(ctx, testCommand("sleep 30"), nil, nil, nil)
 		if !errors.Is(err, context.Canceled) || time.Since(start) > 5*time.Second {
 			t.Fatalf("Exec = %v after %v", err, time.Since(start))
 		}
 		// The connection stays usable.
-		if err := tr.Exec(context.Background(), "true", nil, nil, nil); err != nil {
+		if err := tr.Exec(context.Background(), testCommand("true"), nil, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -439,7 +456,7 @@ func TestExec(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				var out bytes.Buffer
-				if err := tr.Exec(ctx, fmt.Sprintf("sleep 0.1; echo %d", i), nil, &out, nil); err != nil {
+				if err := tr.Exec(ctx, transport.Command{Name: "test", Script: `sleep 0.1; echo "$1"`, Args: []string{strconv.Itoa(i)}}, nil, &out, nil); err != nil {
 					errs <- err
 				} else if strings.TrimSpace(out.String()) != fmt.Sprint(i) {
 					errs <- fmt.Errorf("output %q", out.String())
@@ -627,5 +644,42 @@ func TestConcurrentCreate(t *testing.T) {
 		if b, _ := os.ReadFile(p); string(b) != fmt.Sprintf("file %d\n", i) {
 			t.Errorf("%s: %q", p, b)
 		}
+	}
+}
+
+// A warm session runs the next command: it was started before the command
+// was known (the process is older than the Exec), and the command gets its
+// arguments, input, output and exit status as with a session of its own.
+func TestWarmSessionRunsTheNextCommand(t *testing.T) {
+	_, tr, _ := setup(t, sshtest.Options{})
+	ctx := context.Background()
+	tr.Warm()
+	time.Sleep(1500 * time.Millisecond)
+	age := transport.Command{Name: "age", Script: `cat > /dev/null
+read -r _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ start _ < /proc/$$/stat
+read -r up _ < /proc/uptime
+echo "$0 $1 $start $up" ; echo oops >&2; exit 5`, Args: []string{"an arg"}}
+	var out, errOut bytes.Buffer
+	err := tr.Exec(ctx, age, strings.NewReader("input that the command reads\n"), &out, &errOut)
+	var exit *transport.ExitError
+	if !errors.As(err, &exit) || exit.Status != 5 || errOut.String() != "oops\n" {
+		t.Fatalf("Exec = %v, stderr %q", err, errOut.String())
+	}
+	var name, arg1, arg2 string
+	var started, up float64
+	if _, err := fmt.Sscan(out.String(), &name, &arg1, &arg2, &started, &up); err != nil || name != "atomic-deploy:age" || arg1+" "+arg2 != "an arg" {
+		t.Fatalf("output %q (%v)", out.String(), err)
+	}
+	if age := up - started/100; age < 1 {
+		t.Errorf("the command's process started %.2f s before it ran: not the warm session", age)
+	}
+	// The next command gets a session of its own.
+	out.Reset()
+	if err := tr.Exec(ctx, age, nil, &out, io.Discard); !errors.As(err, &exit) {
+		t.Fatal(err)
+	}
+	fmt.Sscan(out.String(), &name, &arg1, &arg2, &started, &up)
+	if age := up - started/100; age > 0.5 {
+		t.Errorf("the second command's process is %.2f s old: a warm session was used twice", age)
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/atomic-deploy/atomic-deploy/internal/shell"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 	"github.com/klauspost/compress/gzip"
 )
@@ -42,14 +41,6 @@ func (t *Transport) Scan(ctx context.Context, root string) ([]transport.Stat, er
 	return stats, nil
 }
 
-// scanScript runs find and sends its output gzip-compressed when the server
-// has gzip (a 5,000-file listing is ~600 kB raw, ~100 kB compressed). The
-// first byte says which.
-func scanScript(root string) string {
-	body := transport.FindCommand(root)
-	return "if command -v gzip >/dev/null 2>&1; then printf z; " + body + " | gzip -1; else printf p; " + body + "; fi\n"
-}
-
 func (t *Transport) scanFind(ctx context.Context, root string) ([]transport.Stat, error) {
 	pr, pw := io.Pipe()
 	type result struct {
@@ -64,7 +55,7 @@ func (t *Transport) scanFind(ctx context.Context, root string) ([]transport.Stat
 		done <- result{stats, err}
 	}()
 	var errOut bytes.Buffer
-	err := t.exec(ctx, scanScript(root), nil, pw, &limitWriter{w: &errOut, n: 2048})
+	err := t.exec(ctx, command("scan", scanScript, root), nil, pw, &limitWriter{w: &errOut, n: 2048})
 	pw.CloseWithError(io.EOF)
 	res := <-done
 	if err != nil {
@@ -157,7 +148,7 @@ func (t *Transport) RemoveAll(ctx context.Context, p string) error {
 	}
 	var err error
 	if t.hasShell() {
-		_, err = t.run(ctx, shell.Command("rm", "-rf", "--", p))
+		_, err = t.run(ctx, command("remove-all", removeAllScript, p))
 	} else {
 		err = t.removeAllSFTP(ctx, p)
 	}

@@ -21,10 +21,11 @@ func TestSFTPOnly(t *testing.T) {
 	s, tr, dir := setup(t, sshtest.Options{SFTPOnly: true})
 	ctx := context.Background()
 
+	tr.Warm() // internal-sftp takes its place and never says ready
 	if tr.CanExec() {
 		t.Fatal("CanExec true on an SFTP-only account")
 	}
-	if err := tr.Exec(ctx, "true", nil, nil, nil); !errors.Is(err, transport.ErrNoShell) {
+	if err := tr.Exec(ctx, testCommand("true"), nil, nil, nil); !errors.Is(err, transport.ErrNoShell) {
 		t.Fatalf("Exec = %v, want ErrNoShell", err)
 	}
 
@@ -128,7 +129,7 @@ func TestEarlyExecOnSFTPOnly(t *testing.T) {
 	stdinR, stdinW := io.Pipe()
 	var out bytes.Buffer
 	done := make(chan error, 1)
-	go func() { done <- tr.Exec(context.Background(), "echo locked", stdinR, &out, io.Discard) }()
+	go func() { done <- tr.Exec(context.Background(), testCommand("echo locked"), stdinR, &out, io.Discard) }()
 	if tr.CanExec() {
 		t.Fatal("CanExec true on an SFTP-only account")
 	}
@@ -144,7 +145,7 @@ func TestEarlyExecOnSFTPOnly(t *testing.T) {
 	if err := tr.Ready(context.Background()); err != nil {
 		t.Fatalf("Ready: %v", err)
 	}
-	if err := tr.Exec(context.Background(), "true", nil, nil, nil); !errors.Is(err, transport.ErrNoShell) {
+	if err := tr.Exec(context.Background(), testCommand("true"), nil, nil, nil); !errors.Is(err, transport.ErrNoShell) {
 		t.Fatalf("Exec after the probe = %v, want ErrNoShell", err)
 	}
 }

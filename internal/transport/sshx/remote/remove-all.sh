@@ -1,0 +1,2 @@
+# atomic-deploy:remove-all PATH — PATH and everything below it.
+exec rm -rf -- "$1"
