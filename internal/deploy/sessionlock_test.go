@@ -116,7 +116,9 @@ func TestStillHeld(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "site")
 	l := Layout{Root: root}
 	sl := holdLock(t, root)
-	check := func() error { return local.New().Exec(context.Background(), transport.Command{Name: "test", Script: sl.stillHeld()}, nil, nil, nil) }
+	check := func() error {
+		return local.New().Exec(context.Background(), transport.Command{Name: "test", Script: sl.stillHeld()}, nil, nil, nil)
+	}
 	if err := check(); err != nil {
 		t.Fatalf("held lock: %v", err)
 	}
