@@ -14,9 +14,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# busybox and shellcheck: the remote scripts run under dash, bash and
+# busybox sh in the tests, and shellcheck reads them.
 packages=(openssh-server openssh-client rsync nginx php-fpm php-cli php-sqlite3
-  php-laravel-framework wrk iproute2 util-linux acl git)
-commands=(/usr/sbin/sshd ssh rsync nginx php wrk ip unshare setfacl git)
+  php-laravel-framework wrk iproute2 util-linux acl git busybox shellcheck)
+commands=(/usr/sbin/sshd ssh rsync nginx php wrk ip unshare setfacl git busybox shellcheck dash bash)
 
 say() { printf '==> %s\n' "$*"; }
 

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
+	"github.com/atomic-deploy/atomic-deploy/internal/deploy/remote"
 	"github.com/atomic-deploy/atomic-deploy/internal/shell"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
@@ -25,6 +27,9 @@ func (e *HookError) Error() string { return fmt.Sprintf("%s failed on %s: %v", e
 
 func (e *HookError) Unwrap() error { return e.Err }
 
+// runHook runs script in the new release with remote/hook.sh. The script
+// and its environment travel on the command's input, never in its
+// arguments (which any user of the server can read with ps).
 func (h *Host) runHook(ctx context.Context, name, script string) error {
 	h.Log.Infof("%s: running %s in release %s", h.Name, name, h.ReleaseID)
 	env := map[string]string{
@@ -34,37 +39,27 @@ func (h *Host) runHook(ctx context.Context, name, script string) error {
 		"PREVIOUS_RELEASE_ID": h.CurrentID,
 		"REVISION":            h.S.Revision,
 	}
+	cmd, input := hookCommand(h.L.Release(h.ReleaseID), env, script)
+	// hook.sh's watcher reads the rest of the input until the hook has
+	// ended: it stays open while the deploy waits.
+	keepOpen, held := io.Pipe()
+	defer held.Close()
 	out := h.Log.Writer(h.Name)
-	// The hook's watcher reads this until the hook has ended (see hookScript).
-	stdin, keepOpen := io.Pipe()
-	defer keepOpen.Close()
-	err := h.T.Exec(ctx, transport.Command{Name: "hook", Script: hookScript(shell.Script(h.L.Release(h.ReleaseID), env, script))}, stdin, out, out)
+	err := h.T.Exec(ctx, cmd, io.MultiReader(strings.NewReader(input), keepOpen), out, out)
 	if err != nil {
 		return &HookError{Hook: name, Host: h.Name, Err: err}
 	}
 	return nil
 }
 
-// hookScript runs script so that it cannot outlive its deploy. Without
-// this, a deploy killed or cut off mid-hook left the hook running on the
-// server (sshd does not signal the commands of a session that ends): a
-// before-activate migration went on unseen, next to the next deploy's.
-//
-// The hook runs in the background with stdin from /dev/null. The wrapper's
-// stdin is a pipe that the deploy holds open while it waits; a watcher
-// reads it. It ends early only when the session does (the deploy died, the
-// connection dropped): then, if the hook still runs, the watcher sends
-// SIGTERM to the whole process group (sshd makes each session its own; the
-// local transport too), which ends the hook and what it started, and
-// SIGKILL ten seconds later. A hook that finished keeps whatever it left
-// running in the background on purpose.
-func hookScript(script string) string {
-	return "exec 3<&0\n" +
-		"/bin/sh -c " + shell.Quote(script) + " </dev/null 3<&- &\n" +
-		"hook=$!\n" +
-		"{ cat <&3; if kill -0 \"$hook\"; then trap '' TERM; kill -TERM 0; sleep 10; kill -KILL 0; fi; } >/dev/null 2>&1 &\n" +
-		"exec 3<&-\n" +
-		"wait \"$hook\"\n"
+// hookCommand is remote/hook.sh running script in dir with env, and the
+// input it reads first: the exports, the script, the line that ends it.
+func hookCommand(dir string, env map[string]string, script string) (transport.Command, string) {
+	end := "--end-" + randomToken() + "--"
+	// The first line removes the file hook.sh keeps the script in, once the
+	// shell running it has it open.
+	input := "rm -f -- \"$0\"\n" + shell.Exports(env) + script + "\n" + end + "\n"
+	return remote.Hook.Command(dir, end), input
 }
 
 // AfterActivate runs the after-activate hook.

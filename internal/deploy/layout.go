@@ -19,8 +19,24 @@ func (l Layout) Meta() string              { return path.Join(l.Root, ".atomic-d
 func (l Layout) Log() string               { return path.Join(l.Meta(), "releases.log") }
 func (l Layout) Lock() string              { return path.Join(l.Meta(), "lock") }
 func (l Layout) Manifests() string         { return path.Join(l.Meta(), "manifests") }
-func (l Layout) Manifest(id string) string { return path.Join(l.Manifests(), id+".json.gz") }
+func (l Layout) Manifest(id string) string { return path.Join(l.Manifests(), id+manifestEnding) }
 func (l Layout) Trash() string             { return path.Join(l.Meta(), "trash") } // releases being pruned
+
+// manifestEnding ends the name of a release's stored manifest.
+const manifestEnding = ".json.gz"
+
+// ManifestDelta is where the upload stream puts the delta that upload.sh
+// rebuilds Manifest(id) from.
+func (l Layout) ManifestDelta(id string) string { return path.Join(l.Manifests(), id+".delta") }
+
+// ReleaseFiles are the files kept for release id outside its directory:
+// its manifest, the delta it is rebuilt from, and upload.sh's temporaries.
+// Each is named <id>.<something> in manifests/, which is how holder.sh's
+// prune finds them.
+func (l Layout) ReleaseFiles(id string) []string {
+	m := l.Manifest(id)
+	return []string{m, l.ManifestDelta(id), m + ".tmp", m + ".plain.tmp"}
+}
 
 // currentTarget is what `current` holds for a release: relative, so the
 // deploy root can be moved or mounted elsewhere (a container, a chroot).

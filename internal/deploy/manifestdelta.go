@@ -10,8 +10,6 @@ import (
 	"strconv"
 
 	"github.com/klauspost/compress/gzip"
-
-	"github.com/atomic-deploy/atomic-deploy/internal/shell"
 )
 
 // The new release's manifest mostly repeats the previous one: a file that
@@ -19,7 +17,8 @@ import (
 // link, mtime). Instead of the whole manifest (tens of bytes per file,
 // most of it the hash), the tar stream carries a delta against the
 // previous manifest as stored on the server, and the server rebuilds the
-// manifest with awk and checks the result's SHA-256 before storing it.
+// manifest with awk and checks the result's SHA-256 before storing it
+// (remote/upload.sh).
 
 // lineDigest identifies one manifest line (the first 16 bytes of its
 // SHA-256: no two lines of two manifests are ever mistaken).
@@ -132,28 +131,7 @@ func makeManifestDelta(encoded []byte, old []lineDigest) (*manifestDelta, error)
 	return d, nil
 }
 
-// exitManifestDelta is the status of the tar command when the rebuilt
-// manifest is not the one sent: the client then stores it whole.
-const exitManifestDelta = 86
-
 // file is what the tar stream carries: the expected sum, then the ops.
 func (d *manifestDelta) file() []byte {
 	return append([]byte("= "+d.sum+"\n"), d.ops.Bytes()...)
-}
-
-// applyDeltaAwk rebuilds the new manifest from the old one (standard input)
-// and the delta (file ENVIRON["AD_DELTA"]). One line: the command runs
-// through a shell that reads a single line (spareShell).
-const applyDeltaAwk = `BEGIN { d = ENVIRON["AD_DELTA"]; while ((r = (getline op < d)) > 0) { c = substr(op, 1, 1); if (c == "=") continue; if (c == "a") { print substr(op, 3); continue } if (c != "c" && c != "s") exit 4; n = substr(op, 3) + 0; while (n-- > 0) { if ((getline l) <= 0) exit 3; if (c == "c") print l } } if (r < 0) exit 5 }`
-
-// applyDeltaCommand rebuilds manifest from prev and the delta file, checks
-// its SHA-256 and stores it gzip-compressed, in one line of shell; it
-// exits exitManifestDelta when any of that fails. The deploy waits for it,
-// so the check and the compression run at once, and at -1: three times
-// faster than -6 for ~9 % more bytes in the next deploy's download.
-func applyDeltaCommand(prev, delta, manifest string) string {
-	plain, tmp := manifest+".plain.tmp", manifest+".tmp"
-	return fmt.Sprintf(`{ gzip -dc %[1]s | AD_DELTA=%[2]s awk %[3]s > %[4]s && { gzip -1 < %[4]s > %[5]s & sum=$(sha256sum < %[4]s); wait $! && [ "$sum" = "$(sed -n '1s/^= //p' %[2]s)  -" ]; } && mv -f %[5]s %[6]s; } || { rm -f %[4]s %[5]s %[2]s; exit %[7]d; }; rm -f %[4]s %[2]s`,
-		shell.Quote(prev), shell.Quote(delta), shell.Quote(applyDeltaAwk), shell.Quote(plain),
-		shell.Quote(tmp), shell.Quote(manifest), exitManifestDelta)
 }

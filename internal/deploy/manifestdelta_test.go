@@ -2,18 +2,19 @@ package deploy
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/atomic-deploy/atomic-deploy/internal/deploy/remote"
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
+	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
 
 func encodeEntries(t *testing.T, entries []release.Entry) []byte {
@@ -82,22 +83,19 @@ func TestManifestDeltaAppliedByAwk(t *testing.T) {
 			if d.copied != tt.copied {
 				t.Errorf("copied %d old lines, want %d; delta:\n%.2000s", d.copied, tt.copied, d.ops.String())
 			}
-			prev, delta, manifest := filepath.Join(dirPath, "old.json.gz"), filepath.Join(dirPath, "new.delta"), filepath.Join(dirPath, "new.json.gz")
-			os.WriteFile(prev, oldStored, 0o644)
-			os.WriteFile(delta, d.file(), 0o644)
+			l := Layout{Root: dirPath}
 			for _, sh := range shells(t) {
-				os.WriteFile(delta, d.file(), 0o644)
-				os.Remove(manifest)
-				out, err := exec.Command(sh[0], append(sh[1:], "-c", applyDeltaCommand(prev, delta, manifest))...).CombinedOutput()
-				if err != nil {
-					t.Fatalf("apply with %s: %v: %s", sh, err, out)
+				writeFiles(t, "/", map[string]string{l.Manifest("old"): string(oldStored)})
+				r := sh.run(t, deltaUpload(t, l, d), bytes.NewReader(deltaStream(t, l, d)))
+				if r.status != 0 {
+					t.Fatalf("%s: status %d: %s", sh.name, r.status, r.stderr)
 				}
-				got, _ := os.ReadFile(manifest)
+				got, _ := os.ReadFile(l.Manifest("new"))
 				if !bytes.Equal(gunzip(t, got), gunzip(t, newEncoded)) {
-					t.Errorf("%s: rebuilt manifest differs:\n%s\nwant:\n%s", sh, gunzip(t, got), gunzip(t, newEncoded))
+					t.Errorf("%s: rebuilt manifest differs:\n%s\nwant:\n%s", sh.name, gunzip(t, got), gunzip(t, newEncoded))
 				}
-				if left, _ := filepath.Glob(filepath.Join(dirPath, "new.*")); len(left) != 1 {
-					t.Errorf("%s: files left: %q", sh, left)
+				if left, _ := filepath.Glob(filepath.Join(l.Manifests(), "new.*")); len(left) != 1 {
+					t.Errorf("%s: files left: %q", sh.name, left)
 				}
 			}
 		})
@@ -114,31 +112,35 @@ func TestManifestDeltaMismatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prev, delta, manifest := filepath.Join(dirPath, "old.json.gz"), filepath.Join(dirPath, "new.delta"), filepath.Join(dirPath, "new.json.gz")
+	l := Layout{Root: dirPath}
 	// The server's old manifest is not the one the delta was made against.
-	os.WriteFile(prev, encodeEntries(t, []release.Entry{dir("app"), file("app/a.php", "c", 1)}), 0o644)
+	writeFiles(t, "/", map[string]string{l.Manifest("old"): string(encodeEntries(t, []release.Entry{dir("app"), file("app/a.php", "c", 1)}))})
 	for _, sh := range shells(t) {
-		os.WriteFile(delta, d.file(), 0o644)
-		err = exec.Command(sh[0], append(sh[1:], "-c", applyDeltaCommand(prev, delta, manifest))...).Run()
-		var exit *exec.ExitError
-		if !errors.As(err, &exit) || exit.ExitCode() != exitManifestDelta {
-			t.Fatalf("%s: exit %v, want %d", sh, err, exitManifestDelta)
+		r := sh.run(t, deltaUpload(t, l, d), bytes.NewReader(deltaStream(t, l, d)))
+		if r.status != remote.StatusManifestDelta {
+			t.Fatalf("%s: status %d, want %d", sh.name, r.status, remote.StatusManifestDelta)
 		}
-		if left, _ := filepath.Glob(filepath.Join(dirPath, "new.*")); len(left) != 0 {
-			t.Errorf("%s: files left: %q", sh, left)
+		if left, _ := filepath.Glob(filepath.Join(l.Manifests(), "new.*")); len(left) != 0 {
+			t.Errorf("%s: files left: %q", sh.name, left)
 		}
 	}
 }
 
-// shells are the /bin/sh of this machine and, where installed, busybox's
-// (the shell of small server images).
-func shells(t *testing.T) [][]string {
-	t.Helper()
-	s := [][]string{{"/bin/sh"}}
-	if bb, err := exec.LookPath("busybox"); err == nil {
-		s = append(s, []string{bb, "sh"})
+// deltaUpload is upload.sh bringing release "new" of l with delta d
+// against release "old", and nothing else to do.
+func deltaUpload(t *testing.T, l Layout, d *manifestDelta) transport.Command {
+	os.MkdirAll(l.Releases(), 0o755)
+	return remote.Upload.Command(l.Releases(), l.Log(), `{"id":"new","status":"started"}`, l.ManifestDelta("new"), l.Manifest("old"), l.Manifest("new"), "", "", "", filepath.Join(l.Root, "next"), l.Current(), "")
+}
+
+// deltaStream is an upload stream of an empty release "new" with d.
+func deltaStream(t *testing.T, l Layout, d *manifestDelta) []byte {
+	var b bytes.Buffer
+	extras := []tarExtra{{Name: l.ManifestDelta("new"), Load: func() ([]byte, error) { return d.file(), nil }}}
+	if err := (&Plan{}).writeTar(&b, "new", "", time.Now(), extras, &uploadStats{}); err != nil {
+		t.Fatal(err)
 	}
-	return s
+	return b.Bytes()
 }
 
 func BenchmarkManifestDelta(b *testing.B) {

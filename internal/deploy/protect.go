@@ -8,9 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/atomic-deploy/atomic-deploy/internal/deploy/remote"
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
-	"github.com/atomic-deploy/atomic-deploy/internal/shell"
-	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
 
 // protectOlderReleases keeps older releases byte-for-byte as deployed.
@@ -41,19 +40,13 @@ func (h *Host) protectOlderReleases(ctx context.Context) error {
 	if len(changed) == 0 {
 		return nil
 	}
-	// One find over releases/ names every older path holding those inodes.
-	args := []string{"find", h.L.Releases(), "-path", dir, "-prune", "-o", "-type", "f", "("}
-	first := true
+	// One command names every older path holding those inodes.
+	args := []string{h.L.Releases(), dir}
 	for ino := range changed {
-		if !first {
-			args = append(args, "-o")
-		}
-		args = append(args, "-inum", strconv.FormatUint(ino, 10))
-		first = false
+		args = append(args, strconv.FormatUint(ino, 10))
 	}
-	args = append(args, ")", "-printf", `%i %p\0`)
 	var out, errOut strings.Builder
-	if err := h.T.Exec(ctx, transport.Command{Name: "older-copies", Script: shell.Command(args...)}, nil, &out, &errOut); err != nil {
+	if err := h.T.Exec(ctx, remote.OlderCopies.Command(args...), nil, &out, &errOut); err != nil {
 		return fmt.Errorf("find older copies of files changed in place: %v: %s", err, strings.TrimSpace(errOut.String()))
 	}
 	restored := 0

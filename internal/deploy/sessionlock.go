@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/atomic-deploy/atomic-deploy/internal/shell"
+	"github.com/atomic-deploy/atomic-deploy/internal/deploy/remote"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
 
@@ -42,12 +42,6 @@ var (
 	errNotSymlink = errors.New("current is not a symlink")
 )
 
-// Exit codes of the holder script.
-const (
-	exitNoFlock = 69
-	exitBusy    = 75
-)
-
 // sessionLock is flock(2) on .atomic-deploy/lock.flock, held by a remote
 // process that lives exactly as long as our SSH session: when the deploy
 // ends, is cancelled, is killed, or its connection drops, sshd closes the
@@ -72,86 +66,34 @@ type sessionLock struct {
 	lostErr error
 }
 
-// stillHeld is shell that fails unless this lock's holder is alive and its
-// identity file is still ours (a waiter that found us stale ends the
-// holder and writes its own): the guard of a switch made on the server.
-func (sl *sessionLock) stillHeld() string {
-	return "kill -0 " + strconv.Itoa(sl.pid) + " 2>/dev/null && " + shell.Command("grep", "-qsF", sl.token, sl.file)
+// guard is what the upload command checks before it switches on this
+// lock's behalf: the holder's pid, and the token its identity file holds
+// while the lock is ours (a waiter that found us stale ends the holder and
+// writes its own).
+func (sl *sessionLock) guard() (pid, token, file string) {
+	return strconv.Itoa(sl.pid), sl.token, sl.file
 }
 
 func (l Layout) flockFile() string  { return path.Join(l.Meta(), "lock.flock") }
 func (l Layout) flockOwner() string { return path.Join(l.Meta(), "lock.owner.json") }
-
-// What the client sends the holder on release: records for the log, then
-// logTailPrune, old release ids to delete, one per line, then logTailEnd.
-// A tail without the end (a connection lost mid-write) is dropped, never
-// half-acted on.
-const (
-	logTailPrune = "--prune--"
-	logTailEnd   = "--end--"
-)
 
 type snapshotResult struct {
 	s   *snapshot
 	err error
 }
 
-// holderScript checks `current` and creates the layout (snapshotPrelude),
-// takes the flock (waiting up to `wait` seconds), writes the holder's
-// identity with its pid (no extra round trip for it), reports the pid,
-// prints the snapshot of the deploy root, then waits for stdin to end. What
-// arrived there (see releaseWithLog: records for the releases log, then
-// old releases to delete) is acted on, and the identity file removed,
-// before the shell exits and the kernel drops the lock. The commands it
-// runs inherit the lock descriptor (cat does not get it), so a waiter that
-// ends the shell as orphaned may wait for them to finish; while deleting
-// old releases the holder keeps its heartbeat fresh itself, as the runner
-// no longer does. A tail that arrived without its end is not acted on and
-// makes the shell exit 4. Every way out before the lock prints one line
-// first, so the client never waits on a session whose stdin it still
-// holds open; after the snapshot stdout is closed, so a client that lost
-// step in it sees the end rather than waiting.
-func holderScript(l Layout, waitSeconds int, owner Owner, want snapshotWant) string {
-	// {"token":...,"pid":<pid>}: the JSON of owner, then the pid from $$.
-	prefix, _ := json.Marshal(owner)
-	prefix = append(prefix[:len(prefix)-1], []byte(`,"pid":`)...)
-	tmp := l.flockOwner() + ".tmp"
-	tail := l.flockOwner() + ".tail"
-	trash := shell.Quote(l.Trash())
-	ownerFile := shell.Quote(l.flockOwner())
-	prune := fmt.Sprintf(`sed -n '/^%[1]s$/,$p' %[2]s | sed '1d;$d' | while IFS= read -r id; do
-  touch %[6]s
-  if [ -z "$cleaned" ]; then cleaned=1; mkdir -p %[3]s; for x in %[3]s/*; do if [ -e "$x" ]; then rm -rf "$x"; fi; done; fi
-  a=%[3]s/"$id"-$$
-  if mv %[4]s/"$id" "$a"; then rm -f %[5]s/"$id".json.gz %[5]s/"$id".delta %[5]s/"$id".json.gz.tmp %[5]s/"$id".json.gz.plain.tmp; rm -rf "$a" || echo "old release $id is out of releases/, but $a could not be deleted completely (the next deploy tries again)" >&2
-  else echo "could not remove old release $id; it stays as it is" >&2; fi
-done
-`, logTailPrune, shell.Quote(tail), trash, shell.Quote(l.Releases()), shell.Quote(l.Manifests()), ownerFile)
-	// The tar command and this shell append to the log without rewriting
-	// it; this keeps it to its last maxLogRecords lines.
-	trim := fmt.Sprintf(`if [ "$(wc -l < %[1]s)" -gt %[2]d ]; then tail -n %[2]d %[1]s > %[1]s.tmp && mv -f %[1]s.tmp %[1]s; fi
-`, shell.Quote(l.Log()), maxLogRecords)
-	return fmt.Sprintf(`command -v flock >/dev/null 2>&1 || { echo noflock; exit %d; }
-%smkdir -p %s || { echo error; exit 1; }
-exec 9>>%s || { echo error; exit 1; }
-flock -w %d 9 || { echo busy; exit %d; }
-printf '%%s%%s}' %s "$$" > %s && mv -f %s %s
-echo "locked $$"
-{
-%s} 2>/dev/null
-exec >/dev/null
-cat > %s 9>&-
-status=0
-if [ "$(tail -n 1 %s)" = %s ]; then
-if sed -n '/^%s$/q;$q;p' %s >> %s; then %s%selse status=3; fi
-elif [ -s %s ]; then status=4; fi
-rm -f %s %s
-exit $status
-`, exitNoFlock, snapshotPrelude(l), shell.Quote(l.Meta()), shell.Quote(l.flockFile()), waitSeconds, exitBusy,
-		shell.Quote(string(prefix)), shell.Quote(tmp), shell.Quote(tmp), shell.Quote(l.flockOwner()),
-		snapshotScript(l, want), shell.Quote(tail), shell.Quote(tail), shell.Quote(logTailEnd),
-		logTailPrune, shell.Quote(tail), shell.Quote(l.Log()), trim, prune,
-		shell.Quote(tail), shell.Quote(tail), ownerFile)
+// holderCommand is remote/holder.sh for this deploy root: it checks
+// `current`, creates the layout, takes the flock (waiting up to wait),
+// prints the snapshot and holds the lock until its input ends.
+func holderCommand(l Layout, wait time.Duration, owner Owner, want snapshotWant) transport.Command {
+	identity, _ := json.Marshal(owner)
+	args := []string{l.Current(), l.Releases(), l.Shared(), l.Meta(), l.Manifests(), l.Log(), l.Trash(),
+		l.flockFile(), l.flockOwner(), path.Join(l.Root, tempLinkPrefix), manifestEnding,
+		strconv.Itoa(int(wait.Seconds() + 0.5)), string(identity[:len(identity)-1]), "0", strconv.Itoa(maxLogRecords)}
+	if want.plan {
+		args[13] = "1"
+	}
+	return remote.Holder.Command(append(args, want.shared...)...)
 }
 
 func acquireSessionLock(ctx context.Context, t transport.Transport, l Layout, owner Owner, opts LockOptions, want snapshotWant) (*sessionLock, error) {
@@ -170,7 +112,7 @@ func acquireSessionLock(ctx context.Context, t transport.Transport, l Layout, ow
 		if stale && held.PID > 0 {
 			// The holder's runner is gone but its server process lingers
 			// (no FIN reached sshd): end it so the kernel frees the lock.
-			t.Exec(ctx, transport.Command{Name: "end-holder", Script: shell.Command("kill", "-9", strconv.Itoa(held.PID))}, nil, io.Discard, io.Discard)
+			t.Exec(ctx, remote.EndHolder.Command(strconv.Itoa(held.PID)), nil, io.Discard, io.Discard)
 			continue
 		}
 		if time.Now().After(deadline) {
@@ -200,7 +142,7 @@ func trySessionLock(ctx context.Context, t transport.Transport, l Layout, owner 
 	execCtx, endExec := context.WithCancel(context.WithoutCancel(ctx))
 	go func() {
 		defer endExec()
-		err := t.Exec(execCtx, transport.Command{Name: "holder", Script: holderScript(l, int(wait.Seconds()+0.5), owner, want)}, stdinR, outW, &limitedWriter{w: stderr, n: 4096})
+		err := t.Exec(execCtx, holderCommand(l, wait, owner, want), stdinR, outW, &limitedWriter{w: stderr, n: 4096})
 		outW.CloseWithError(io.EOF)
 		sl.done <- err
 	}()
@@ -235,11 +177,11 @@ func trySessionLock(ctx context.Context, t transport.Transport, l Layout, owner 
 		var ee *transport.ExitError
 		if errors.As(exitErr, &ee) {
 			switch ee.Status {
-			case exitNoFlock:
+			case remote.StatusNoFlock:
 				return nil, errNoFlock
-			case exitBusy:
+			case remote.StatusLockBusy:
 				return nil, errBusy
-			case exitNotSymlink:
+			case remote.StatusCurrentNotLink:
 				return nil, errNotSymlink
 			}
 		}
@@ -310,7 +252,7 @@ func (sl *sessionLock) Release(ctx context.Context) error {
 
 // releaseWithLog releases the lock after the holder appended line (one JSON
 // record) to the releases log and deleted the old releases in prune (ids
-// safe as one path element, see holderScript). It fails if the holder
+// safe as one path element, see holder.sh). It fails if the holder
 // could not confirm the record, and returns what it said about the
 // releases it could not delete.
 func (sl *sessionLock) releaseWithLog(ctx context.Context, line []byte, prune []string) (string, error) {
@@ -322,11 +264,11 @@ func (sl *sessionLock) releaseWithLog(ctx context.Context, line []byte, prune []
 			b.Write(line)
 			b.WriteString("\n")
 		}
-		b.WriteString(logTailPrune + "\n")
+		b.WriteString(remote.TailPrune + "\n")
 		for _, id := range prune {
 			b.WriteString(id + "\n")
 		}
-		b.WriteString(logTailEnd + "\n")
+		b.WriteString(remote.TailEnd + "\n")
 		io.WriteString(sl.stdin, b.String())
 	}
 	sl.stdin.Close()

@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path"
 	"strconv"
 	"strings"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
-	"github.com/atomic-deploy/atomic-deploy/internal/shell"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 	"github.com/klauspost/compress/gzip"
 )
@@ -43,18 +41,6 @@ type snapshot struct {
 	scan          []transport.Stat // nil when not listed (then Scan lists it)
 }
 
-// Exit status of the holder when `current` exists but is not a symlink.
-const exitNotSymlink = 65
-
-// snapshotPrelude checks `current` and creates the layout before the lock
-// is taken: nothing is created when `current` is something else.
-func snapshotPrelude(l Layout) string {
-	c := shell.Quote(l.Current())
-	return fmt.Sprintf(`if [ -e %s ] && [ ! -L %s ]; then echo notlink; exit %d; fi
-mkdir -p %s %s %s || { echo error; exit 1; }
-`, c, c, exitNotSymlink, shell.Quote(l.Releases()), shell.Quote(l.Shared()), shell.Quote(l.Manifests()))
-}
-
 // snapshotWant says what a snapshot is for: plan asks for what a deploy
 // plans with, shared lists the shared paths whose existence it reports.
 type snapshotWant struct {
@@ -62,53 +48,12 @@ type snapshotWant struct {
 	shared []string
 }
 
-// snapshotScript prints the snapshot (see parseSnapshot for the format).
-// Binary sections are first written to files next to the lock, so their
-// size is known before they are sent. It also removes temporary `current`
-// links a crashed switch left.
-func snapshotScript(l Layout, want snapshotWant) string {
-	var b strings.Builder
-	b.WriteString(transport.ListTree)
-	fmt.Fprintf(&b, "C=%s R=%s L=%s M=%s S=%s\n", shell.Quote(l.Current()), shell.Quote(l.Releases()),
-		shell.Quote(l.Log()), shell.Quote(l.Manifests()), shell.Quote(path.Join(l.Meta(), ".snapshot-"))+"$$")
-	// Files of a holder killed mid-snapshot (the lock says none is running).
-	fmt.Fprintf(&b, "rm -f %s*\n", shell.Quote(path.Join(l.Meta(), ".snapshot-")))
-	b.WriteString(`emit() { if [ -f "$2" ] && n=$(wc -c < "$2"); then printf '%s %s\n' "$1" "$n"; cat "$2"; else printf '%s %s\n' "$1" "$3"; fi; }
-if ! command -v gzip >/dev/null 2>&1; then printf 'P\n'; else
-printf S
-if [ -L "$C" ]; then printf 'L%s\0' "$(readlink "$C")"; else printf 'N\0'; fi
-printf '%s\0' "$(tar --version 2>/dev/null | head -n 1)"
-if command -v awk >/dev/null 2>&1 && command -v sha256sum >/dev/null 2>&1; then printf '1\0'; else printf '0\0'; fi
-for d in "$R"/* "$R"/.[!.]* "$R"/..?*; do if [ -d "$d" ] && [ ! -L "$d" ]; then printf '%s\0' "${d##*/}"; fi; done
-printf '\0'
-`)
-	for _, p := range want.shared {
-		q := shell.Quote(path.Join(l.Shared(), p))
-		fmt.Fprintf(&b, "if [ -e %s ] || [ -L %s ]; then printf 1; else printf 0; fi\n", q, q)
-	}
-	b.WriteString("printf '\\0'\n")
-	fmt.Fprintf(&b, "for f in %s*; do if [ -L \"$f\" ]; then rm -f \"$f\"; fi; done\n", shell.Quote(path.Join(l.Root, tempLinkPrefix)))
-	b.WriteString(`if [ ! -e "$L" ]; then printf 'log -\n'; elif gzip -1 < "$L" > "$S.log"; then emit log "$S.log" '!'; else printf 'log !\n'; fi
-`)
-	if want.plan {
-		b.WriteString(`id=; t=$(readlink "$C"); case $t in releases/*/*) ;; releases/?*) id=${t#releases/} ;; esac
-if [ -z "$id" ] || [ ! -e "$M/$id.json.gz" ]; then printf 'manifest -\n'; elif cp "$M/$id.json.gz" "$S.man"; then emit manifest "$S.man" '!'; else printf 'manifest !\n'; fi
-if [ -n "$id" ] && [ -d "$C/" ] && list_tree "$C" | gzip -1 > "$S.scan"; then emit scan "$S.scan" -; else printf 'scan -\n'; fi
-`)
-	}
-	b.WriteString(`rm -f "$S.log" "$S.man" "$S.scan"
-printf 'E\n'
-fi
-`)
-	return b.String()
-}
-
 var errNoSnapshot = errors.New("the server printed no snapshot (no gzip?)")
 
 // maxSection bounds what one snapshot section may claim to be.
 const maxSection = 1 << 30
 
-// parseSnapshot reads what snapshotScript printed:
+// parseSnapshot reads what remote/holder.sh printed after "locked":
 //
 //	S  L<target>\0 | N\0   <tar --version line>\0   [01]\0 (delta tools)   <release>\0 ... \0   [01]...\0 (shared paths)
 //	   log <size>|-|!\n <gzip>   [manifest <size>|-|!\n <gzip>   scan <size>|-\n <gzip>]

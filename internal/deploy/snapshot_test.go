@@ -4,27 +4,30 @@ import (
 	"bufio"
 	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
 )
 
-// runSnapshot runs the holder's snapshot script with /bin/sh on root and
-// returns what it printed.
-func runSnapshot(t *testing.T, l Layout, want snapshotWant) []byte {
+// snapshotOf runs the lock holder under sh on l's root, with nothing on
+// its input, and returns the snapshot it printed.
+func snapshotOf(t *testing.T, sh posixShell, l Layout, want snapshotWant) []byte {
 	t.Helper()
-	out, err := exec.Command("/bin/sh", "-c", snapshotScript(l, want)).Output()
-	if err != nil {
-		t.Fatalf("snapshot script: %v", err)
+	r := sh.run(t, holderCommand(l, time.Second, Owner{}, want), strings.NewReader(""))
+	locked, snap, ok := strings.Cut(r.stdout, "\n")
+	if r.status != 0 || !ok || !strings.HasPrefix(locked, "locked ") {
+		t.Fatalf("holder: status %d, stdout %q, stderr %q", r.status, r.stdout, r.stderr)
 	}
-	return out
+	return []byte(snap)
 }
 
-func TestSnapshotScriptAndParse(t *testing.T) {
+// testSnapshot checks the holder's snapshot under sh (TestHolderScript).
+func testSnapshot(t *testing.T, sh posixShell) {
+	runSnapshot := func(t *testing.T, l Layout, want snapshotWant) []byte { return snapshotOf(t, sh, l, want) }
 	root := t.TempDir()
 	l := Layout{Root: root}
 	for _, d := range []string{"releases/20260101000000/app", "releases/20260102000000", "releases/.hidden", "shared", ".atomic-deploy/manifests"} {
@@ -102,10 +105,16 @@ func TestSnapshotScriptAndParse(t *testing.T) {
 }
 
 func TestSnapshotEmptyRoot(t *testing.T) {
+	forEachShell(t, func(t *testing.T, sh posixShell) {
+		runSnapshot := func(t *testing.T, l Layout, want snapshotWant) []byte { return snapshotOf(t, sh, l, want) }
+		testSnapshotEmptyRoot(t, runSnapshot)
+	})
+}
+
+func testSnapshotEmptyRoot(t *testing.T, runSnapshot func(t *testing.T, l Layout, want snapshotWant) []byte) {
 	full := snapshotWant{plan: true}
 	root := t.TempDir()
 	l := Layout{Root: root}
-	os.MkdirAll(l.Meta(), 0o755)
 	s, err := parseSnapshot(bufio.NewReader(bytes.NewReader(runSnapshot(t, l, full))), full)
 	if err != nil {
 		t.Fatal(err)

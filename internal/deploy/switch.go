@@ -2,15 +2,14 @@ package deploy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"path"
-	"strconv"
 	"time"
 
-	"github.com/atomic-deploy/atomic-deploy/internal/shell"
+	"github.com/atomic-deploy/atomic-deploy/internal/deploy/remote"
+	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
 
 // Activate switches `current` to the prepared release: one rename of the
@@ -42,25 +41,52 @@ func (h *Host) switchedNow() {
 	h.SwitchedAt = time.Now()
 }
 
-// Exit statuses of the upload's command when it also switches.
-const (
-	exitNotSwitched         = 87 // the release is complete; mv failed
-	exitSwitchedNotRecorded = 88 // live, but the log could not be appended to
-)
-
-// switchCommand is the switch as the last step of the upload's command
-// (Deploy decides when nothing has to happen in between): once it is sure
-// the lock is still ours, as Activate would be, the link the stream
-// brought is renamed over `current` with mv -T, rename(2); with
-// recordInUpload the success record follows.
-func (h *Host) switchCommand() string {
-	held := h.lock.(*sessionLock).stillHeld()
-	cmd := "{ " + held + " && " + shell.Command("mv", "-T", "--", h.nextLink, h.L.Current()) + "; } || exit " + strconv.Itoa(exitNotSwitched)
-	if h.recordInUpload {
-		line, _ := json.Marshal(Record{ID: h.ReleaseID, Status: StatusSuccess, FinishedAt: time.Now().UTC()})
-		cmd += "; " + shell.Command("printf", `%s\n`, string(line)) + " >> " + shell.Quote(h.L.Log()) + " || exit " + strconv.Itoa(exitSwitchedNotRecorded)
+// settleInlineSwitch reads how the upload's command that also switches
+// ended (err, and whether the whole stream went out) and returns the
+// upload's error. The command switched only if it says so; otherwise it
+// stopped before the switch (tar, the manifest) or at it, and Activate
+// then switches as it would have.
+func (h *Host) settleInlineSwitch(ctx context.Context, err error, streamed bool) error {
+	var exit *transport.ExitError
+	switch {
+	case err == nil:
+		h.switchedNow()
+		h.recorded = h.recordInUpload
+		return nil
+	case errors.As(err, &exit):
+		switch exit.Status {
+		case remote.StatusSwitchedNotRecorded:
+			h.switchedNow()
+			return nil
+		case remote.StatusNotSwitched:
+			return nil
+		}
+		return err
+	case !streamed:
+		// tar cannot have finished, so the command cannot have switched.
+		return err
 	}
-	return cmd
+	// The answer was lost (a dropped connection, a cancelled job): the
+	// command may have switched, or may still, while the lock holder
+	// lives. Its release is complete by then, and it stays (Abort keeps
+	// it: it may have served requests, or be about to); where it is live
+	// and there is a previous release, that goes back, so the deploy fails
+	// as a whole.
+	h.keep = true
+	ctx = context.WithoutCancel(ctx)
+	live, lerr := h.liveID(ctx)
+	switch {
+	case lerr != nil || live != h.ReleaseID:
+		return err
+	case h.CurrentID == "":
+		h.switchedNow()
+		return fmt.Errorf("%w; %s went live before that, and there is no previous release to go back to", err, h.ReleaseID)
+	}
+	if rerr := h.switchTo(ctx, h.CurrentID); rerr != nil {
+		h.switchedNow()
+		return fmt.Errorf("%w; it switched to %s before that, and switching back failed: %v", err, h.ReleaseID, rerr)
+	}
+	return fmt.Errorf("%w; it had switched to %s, and current is back on %s", err, h.ReleaseID, h.CurrentID)
 }
 
 // liveID reads which release `current` points at ("" when it does not exist).

@@ -2,11 +2,8 @@ package deploy
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"path"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,8 +11,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
-	"github.com/atomic-deploy/atomic-deploy/internal/shell"
-	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
 
 // Progress is a snapshot of an upload.
@@ -93,110 +88,7 @@ func (h *Host) upload(ctx context.Context, plan *Plan, dir string, started Recor
 	var mtimes map[*release.Entry]int64
 	var err error
 	if h.gnuTar {
-		// Every mtime is known before anything is sent, so the manifest and
-		// the link for the switch travel in the same stream.
-		now := time.Now().Truncate(time.Second) // what a tar header carries exactly
-		mtimes = make(map[*release.Entry]int64, len(plan.Upload)+len(plan.Reuse))
-		for _, e := range plan.Upload {
-			mtimes[e] = now.UnixNano()
-		}
-		for _, r := range plan.Reuse {
-			mtimes[r.Entry] = r.FromMTime
-		}
-		// The manifest goes last; it is encoded while the stream flows. With
-		// a previous manifest on the server, only a delta against it goes.
-		type encoded struct {
-			data, delta []byte
-			err         error
-		}
-		useDelta := h.prevLines != nil
-		manifest := make(chan encoded, 1)
-		go func() {
-			var enc encoded
-			enc.data, enc.err = h.encodeManifest(func(e *release.Entry) int64 { return mtimes[e] })
-			if enc.err == nil && useDelta {
-				var d *manifestDelta
-				if d, enc.err = makeManifestDelta(enc.data, h.prevLines); enc.err == nil {
-					enc.delta = d.file()
-				}
-			}
-			manifest <- enc
-		}()
-		h.nextLink = path.Join(h.L.Root, tempLinkPrefix+randomToken())
-		line, _ := json.Marshal(started)
-		logFirst := shell.Command("printf", `%s\n`, string(line)) + " >> " + shell.Quote(h.L.Log()) + " || exit 1;"
-		manifestExtra := tarExtra{Name: h.L.Manifest(h.ReleaseID), Load: func() ([]byte, error) { m := <-manifest; manifest <- m; return m.data, m.err }}
-		after := ""
-		if useDelta {
-			delta := path.Join(h.L.Manifests(), h.ReleaseID+".delta")
-			manifestExtra = tarExtra{Name: delta, Load: func() ([]byte, error) { m := <-manifest; manifest <- m; return m.delta, m.err }}
-			after = applyDeltaCommand(h.L.Manifest(h.CurrentID), delta, h.L.Manifest(h.ReleaseID))
-		}
-		switchCmd := ""
-		if h.switchInUpload {
-			switchCmd = h.switchCommand()
-			if after != "" {
-				after += "; "
-			}
-			after += switchCmd
-		}
-		err = plan.executeTar(ctx, h.T, dir, prevDir, now, logFirst, after, []tarExtra{
-			manifestExtra,
-			{Name: h.nextLink, Target: currentTarget(h.ReleaseID)},
-		}, &st)
-		exit := (*transport.ExitError)(nil)
-		switch {
-		case switchCmd == "":
-		case err == nil:
-			h.switchedNow()
-			h.recorded = h.recordInUpload
-		case errors.As(err, &exit):
-			// The command ended on the server: it switched only if it says
-			// so; otherwise it stopped before (tar, the manifest: 86) or at
-			// the switch (87), which Activate then makes as it would have.
-			switch exit.Status {
-			case exitSwitchedNotRecorded:
-				h.switchedNow()
-				err = nil
-			case exitNotSwitched:
-				err = nil
-			}
-		case !st.streamed.Load():
-			// The stream did not go out whole: tar cannot have finished,
-			// so the command cannot have switched.
-		default:
-			// The answer was lost (a dropped connection, a cancelled job):
-			// the command may have switched, or may still, while the lock
-			// holder lives. Its release is complete by then, and it stays
-			// (Abort keeps it: it may have served requests, or be about
-			// to); where it is live and there is a previous release, that
-			// goes back, so the deploy fails as a whole.
-			h.keep = true
-			live, lerr := h.liveID(context.WithoutCancel(ctx))
-			switch {
-			case lerr != nil || live != h.ReleaseID:
-			case h.CurrentID == "":
-				h.switchedNow()
-				err = fmt.Errorf("%w; %s went live before that, and there is no previous release to go back to", err, h.ReleaseID)
-			default:
-				if rerr := h.switchTo(context.WithoutCancel(ctx), h.CurrentID); rerr != nil {
-					h.switchedNow()
-					err = fmt.Errorf("%w; it switched to %s before that, and switching back failed: %v", err, h.ReleaseID, rerr)
-				} else {
-					err = fmt.Errorf("%w; it had switched to %s, and current is back on %s", err, h.ReleaseID, h.CurrentID)
-				}
-			}
-		}
-		if errors.As(err, &exit) && exit.Status == exitManifestDelta {
-			// Rebuilding the manifest from the delta went wrong (another
-			// awk?): store it whole instead.
-			m := <-manifest
-			if err = h.T.WriteFile(ctx, h.L.Manifest(h.ReleaseID), m.data, 0o644); err != nil {
-				err = fmt.Errorf("store manifest: %w", err)
-			} else {
-				h.Log.Infof("%s: stored the manifest whole (rebuilding it from the previous one on the server failed)", h.Name)
-			}
-		}
+		mtimes, err = h.uploadTar(ctx, plan, dir, prevDir, started, &st)
 	} else {
 		err = plan.execute(ctx, h.T, dir, prevDir, parallel, &st)
 	}

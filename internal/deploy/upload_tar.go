@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,8 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/atomic-deploy/atomic-deploy/internal/deploy/remote"
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
-	"github.com/atomic-deploy/atomic-deploy/internal/shell"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 	"github.com/klauspost/pgzip"
 )
@@ -34,25 +35,84 @@ func probeGNUTar(ctx context.Context, t transport.Transport) bool {
 		return false
 	}
 	var out strings.Builder
-	err := t.Exec(ctx, transport.Command{Name: "tar-version", Script: "tar --version 2>/dev/null | head -n 1"}, nil, &limitedWriter{w: &out, n: 256}, io.Discard)
+	err := t.Exec(ctx, remote.TarVersion.Command(), nil, &limitedWriter{w: &out, n: 256}, io.Discard)
 	return err == nil && strings.Contains(out.String(), "GNU tar")
 }
 
-// tarExtractCommand extracts a gzip-compressed stream from stdin into dir:
-// -p keeps modes exactly (no umask), -P keeps the absolute names of the
-// entries outside the release (manifest, switch link), --no-same-owner
-// leaves files owned by the deploy user even when that user is root.
-func tarExtractCommand(dir string) string {
-	return shell.Command("tar", "-x", "-z", "-p", "-P", "--no-same-owner", "-C", dir, "-f", "-")
+// uploadTar sends the plan as one tar stream into remote/upload.sh and
+// returns the mtime each file got (by entry): every mtime is known before
+// anything is sent, so the manifest and the link for the switch travel in
+// the same stream. With switchInUpload the command also switches, and
+// what came of that is settled here (settleInlineSwitch).
+func (h *Host) uploadTar(ctx context.Context, plan *Plan, dir, prevDir string, started Record, st *uploadStats) (map[*release.Entry]int64, error) {
+	now := time.Now().Truncate(time.Second) // what a tar header carries exactly
+	mtimes := make(map[*release.Entry]int64, len(plan.Upload)+len(plan.Reuse))
+	for _, e := range plan.Upload {
+		mtimes[e] = now.UnixNano()
+	}
+	for _, r := range plan.Reuse {
+		mtimes[r.Entry] = r.FromMTime
+	}
+	// The manifest goes last; it is encoded while the stream flows. With a
+	// previous manifest on the server, only a delta against it goes.
+	type encoded struct {
+		data, delta []byte
+		err         error
+	}
+	useDelta := h.prevLines != nil
+	manifest := make(chan encoded, 1)
+	go func() {
+		var enc encoded
+		enc.data, enc.err = h.encodeManifest(func(e *release.Entry) int64 { return mtimes[e] })
+		if enc.err == nil && useDelta {
+			var d *manifestDelta
+			if d, enc.err = makeManifestDelta(enc.data, h.prevLines); enc.err == nil {
+				enc.delta = d.file()
+			}
+		}
+		manifest <- enc
+	}()
+	encodedManifest := func() encoded { m := <-manifest; manifest <- m; return m }
+	h.nextLink = path.Join(h.L.Root, tempLinkPrefix+randomToken())
+	startedLine, _ := json.Marshal(started)
+	// The arguments of upload.sh, in its order.
+	args := []string{h.L.Releases(), h.L.Log(), string(startedLine), "", "", h.L.Manifest(h.ReleaseID), "", "", "", h.nextLink, h.L.Current(), ""}
+	manifestExtra := tarExtra{Name: h.L.Manifest(h.ReleaseID), Load: func() ([]byte, error) { m := encodedManifest(); return m.data, m.err }}
+	if useDelta {
+		args[3], args[4] = h.L.ManifestDelta(h.ReleaseID), h.L.Manifest(h.CurrentID)
+		manifestExtra = tarExtra{Name: args[3], Load: func() ([]byte, error) { m := encodedManifest(); return m.delta, m.err }}
+	}
+	if h.switchInUpload {
+		args[6], args[7], args[8] = h.lock.(*sessionLock).guard()
+		if h.recordInUpload {
+			line, _ := json.Marshal(Record{ID: h.ReleaseID, Status: StatusSuccess, FinishedAt: time.Now().UTC()})
+			args[11] = string(line)
+		}
+	}
+	err := plan.executeTar(ctx, h.T, remote.Upload.Command(args...), dir, prevDir, now, []tarExtra{
+		manifestExtra,
+		{Name: h.nextLink, Target: currentTarget(h.ReleaseID)},
+	}, st)
+	if h.switchInUpload {
+		err = h.settleInlineSwitch(ctx, err, st.streamed.Load())
+	}
+	var exit *transport.ExitError
+	if errors.As(err, &exit) && exit.Status == remote.StatusManifestDelta {
+		// Rebuilding the manifest from the delta went wrong (another
+		// awk?): store it whole instead.
+		if err = h.T.WriteFile(ctx, h.L.Manifest(h.ReleaseID), encodedManifest().data, 0o644); err != nil {
+			err = fmt.Errorf("store manifest: %w", err)
+		} else {
+			h.Log.Infof("%s: stored the manifest whole (rebuilding it from the previous one on the server failed)", h.Name)
+		}
+	}
+	return mtimes, err
 }
 
-// executeTar sends the plan as one tar stream, extracted in dir's parent
-// so that the stream also creates dir. New files get the
-// modification time now and reused files keep their Reuse.FromMTime, so the
-// caller knows every mtime without a scan. run runs a one-line command
-// with the stream as its input; before is shell (ending in ";") run first,
-// after runs when tar succeeded.
-func (p *Plan) executeTar(ctx context.Context, t transport.Transport, dir, prevDir string, now time.Time, before, after string, extras []tarExtra, st *uploadStats) error {
+// executeTar sends the plan as one tar stream into cmd, which extracts it
+// in dir's parent, so that the stream also creates dir. New files get the
+// modification time now and reused files keep their Reuse.FromMTime.
+func (p *Plan) executeTar(ctx context.Context, t transport.Transport, cmd transport.Command, dir, prevDir string, now time.Time, extras []tarExtra, st *uploadStats) error {
 	pr, pw := io.Pipe()
 	writeErr := make(chan error, 1)
 	go func() {
@@ -61,12 +121,8 @@ func (p *Plan) executeTar(ctx context.Context, t transport.Transport, dir, prevD
 		pw.CloseWithError(err)
 		writeErr <- err
 	}()
-	command := before + " " + tarExtractCommand(path.Dir(dir))
-	if after != "" {
-		command += " || exit $?; " + after
-	}
 	var stderr strings.Builder
-	err := t.Exec(ctx, transport.Command{Name: "upload", Script: command}, pr, io.Discard, &limitedWriter{w: &stderr, n: 4096})
+	err := t.Exec(ctx, cmd, pr, io.Discard, &limitedWriter{w: &stderr, n: 4096})
 	pr.CloseWithError(errTarEnded)
 	werr := <-writeErr
 	if werr != nil && !errors.Is(werr, errTarEnded) && err != nil {

@@ -7,8 +7,7 @@ import (
 	"path"
 	"strings"
 
-	"github.com/atomic-deploy/atomic-deploy/internal/shell"
-	"github.com/atomic-deploy/atomic-deploy/internal/transport"
+	"github.com/atomic-deploy/atomic-deploy/internal/deploy/remote"
 )
 
 // makeWritable creates writable-dirs and opens them to the owner and group
@@ -27,9 +26,8 @@ func (h *Host) makeWritable(ctx context.Context) error {
 		paths = append(paths, p)
 	}
 	if h.canExec() {
-		args := append([]string{"chmod", "-R", "ug+rwX", "--"}, paths...)
 		var out strings.Builder
-		if err := h.T.Exec(ctx, transport.Command{Name: "writable", Script: shell.Command(args...)}, nil, &out, &out); err != nil {
+		if err := h.T.Exec(ctx, remote.Writable.Command(paths...), nil, &out, &out); err != nil {
 			return fmt.Errorf("make writable %s: %v: %s", strings.Join(h.S.WritableDirs, ", "), err, strings.TrimSpace(out.String()))
 		}
 		return nil

@@ -45,28 +45,18 @@ func Command(args ...string) string {
 	return strings.Join(q, " ")
 }
 
-// Script prefixes a user script with a working directory and exported
-// environment variables. The user script itself is passed verbatim to a
-// nested sh so that its syntax cannot interact with the prefix.
-func Script(dir string, env map[string]string, userScript string) string {
-	var b strings.Builder
-	b.WriteString("cd ")
-	b.WriteString(Quote(dir))
-	b.WriteString(" || exit 1\n")
-	keys := make([]string, 0, len(env))
+// Exports sets and exports env in a shell: one line a variable, in the
+// order of the names. The names are checked by the caller (the program's
+// own, or validated input); every value is quoted.
+func Exports(env map[string]string) string {
+	names := make([]string, 0, len(env))
 	for k := range env {
-		keys = append(keys, k)
+		names = append(names, k)
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		b.WriteString("export ")
-		b.WriteString(k) // names are program constants, never user input
-		b.WriteString("=")
-		b.WriteString(Quote(env[k]))
-		b.WriteString("\n")
+	sort.Strings(names)
+	var b strings.Builder
+	for _, k := range names {
+		b.WriteString("export " + k + "=" + Quote(env[k]) + "\n")
 	}
-	b.WriteString("exec /bin/sh -ec ")
-	b.WriteString(Quote(userScript))
-	b.WriteString("\n")
 	return b.String()
 }

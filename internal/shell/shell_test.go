@@ -2,9 +2,7 @@ package shell_test
 
 import (
 	"bytes"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -159,97 +157,15 @@ func TestCommand(t *testing.T) {
 	}
 }
 
-func TestScript(t *testing.T) {
-	base := t.TempDir()
-	dir := filepath.Join(base, `my "app" it's $(id) `+"`x`")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
+func TestExports(t *testing.T) {
+	env := map[string]string{"B": "it's $(id)\nline 2", "A": ""}
+	text := shell.Exports(env)
+	if text != "export A=''\nexport B='it'\\''s $(id)\nline 2'\n" {
+		t.Errorf("Exports = %q", text)
 	}
-	env := map[string]string{
-		"RELEASE_ID":   "20261125231842",
-		"RELEASE_PATH": dir,
-		"QUOTES":       `it's "quoted" '\''`,
-		"MULTI":        "line 1\nline 2\n\nline 4\n",
-		"DOLLAR":       "$HOME $(id) `id` ${x:-y}",
-		"BACKSLASH":    `a\nb\\c\`,
-		"EMPTY":        "",
-		"GLOB":         "* ? [a]",
-	}
-	// The user's own script uses both kinds of quotes, a here-document and
-	// a pipe; it prints every variable between markers.
-	user := `set -u
-printf '[%s]' "$(pwd)"
-for v in RELEASE_ID RELEASE_PATH QUOTES MULTI DOLLAR BACKSLASH EMPTY GLOB; do
-  eval "val=\${$v}"
-  printf "<%s=%s>" "$v" "$val"
-done
-cat <<'EOF' | tr a-z A-Z
-it's "here"
-EOF
-echo "done: 'single' in double"
-`
-	got, err := sh(t, shell.Script(dir, env, user))
-	if err != nil {
-		t.Fatalf("script failed: %v\n%s", err, shell.Script(dir, env, user))
-	}
-	var want strings.Builder
-	want.WriteString("[" + dir + "]")
-	for _, k := range []string{"RELEASE_ID", "RELEASE_PATH", "QUOTES", "MULTI", "DOLLAR", "BACKSLASH", "EMPTY", "GLOB"} {
-		want.WriteString("<" + k + "=" + env[k] + ">")
-	}
-	want.WriteString("IT'S \"HERE\"\ndone: 'single' in double\n")
-	if got != want.String() {
-		t.Errorf("script printed\n%q\nwant\n%q", got, want.String())
-	}
-}
-
-func TestScriptStopsAtFirstFailure(t *testing.T) {
-	out, err := sh(t, shell.Script("/", nil, "echo one\nfalse\necho two"))
-	if err == nil {
-		t.Fatal("a failing command in the user script did not fail the script")
-	}
-	if out != "one\n" {
-		t.Errorf("printed %q; the script went on after a failure", out)
-	}
-}
-
-func TestScriptExitStatus(t *testing.T) {
-	_, err := sh(t, shell.Script("/", nil, "exit 7"))
-	ee, ok := err.(*shError)
-	if !ok {
-		t.Fatalf("err = %v", err)
-	}
-	if code := ee.err.(*exec.ExitError).ExitCode(); code != 7 {
-		t.Errorf("exit code %d, want 7", code)
-	}
-}
-
-func TestScriptMissingDirectory(t *testing.T) {
-	marker := filepath.Join(t.TempDir(), "ran")
-	out, err := sh(t, shell.Script(filepath.Join(t.TempDir(), "no such dir"), nil, "touch "+shell.Quote(marker)+"; echo ran"))
-	if err == nil {
-		t.Fatal("cd into a missing directory did not fail the script")
-	}
-	if out != "" {
-		t.Errorf("printed %q", out)
-	}
-	if _, err := os.Stat(marker); err == nil {
-		t.Error("the user script ran outside its directory")
-	}
-}
-
-func TestScriptSyntaxCannotEscape(t *testing.T) {
-	// An unbalanced quote in the user script is the user script's syntax
-	// error; it must not run what comes after it in the prefix or change
-	// what the prefix means.
-	marker := filepath.Join(t.TempDir(), "escaped")
-	user := "echo 'unterminated\n; touch " + marker
-	_, err := sh(t, shell.Script("/", map[string]string{"X": "'; touch " + marker + "; '"}, user))
-	if err == nil {
-		t.Error("a script with a syntax error succeeded")
-	}
-	if _, err := os.Stat(marker); err == nil {
-		t.Error("a value or unbalanced quote ran a command")
+	got, err := sh(t, text+`printf '%s|%s' "$A" "$B"`)
+	if err != nil || got != "|"+env["B"] {
+		t.Errorf("the shell read %q (%v)", got, err)
 	}
 }
 

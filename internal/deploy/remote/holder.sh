@@ -1,0 +1,176 @@
+# atomic-deploy:holder — the deploy lock on a server with a shell, and the
+# state of the deploy root, in one command: one round trip instead of a
+# dozen requests.
+#
+# It checks that current is a symlink (or absent) and creates the layout,
+# takes flock(2) on the lock file (waiting up to the given seconds), writes
+# its identity with its pid, says "locked <pid>", prints the snapshot
+# (below), and closes its output. Then it holds the lock until its
+# input ends: the kernel drops the lock when this shell exits, so a deploy
+# that dies or loses its connection leaves none behind. What arrived on
+# the input (the tail: records for the releases log, a line --prune--, ids
+# of old releases to delete, a line --end--) is acted on before it exits;
+# a tail without its end (a connection lost while it was sent) is not.
+#
+# Every way out before the lock prints one line first, so the client never
+# waits on a session whose input it still holds open. The commands it
+# starts inherit the lock's descriptor (cat does not), so a waiter that
+# ends this shell as orphaned may wait for them to finish; while deleting
+# old releases it refreshes its heartbeat itself, as the client no longer
+# does.
+#
+# Arguments:
+#  1 current             2 releases/          3 shared/
+#  4 .atomic-deploy/     5 manifests/         6 the releases log
+#  7 trash/              8 the lock file      9 the identity file
+# 10 the prefix of temporary current links (a crashed switch leaves some)
+# 11 the ending of a stored manifest's name (manifests/<id><ending>)
+# 12 seconds to wait for the lock
+# 13 the identity: JSON without its closing brace (the pid completes it)
+# 14 1: also what a deploy plans with (the live manifest and listing)
+# 15 how many records the releases log keeps
+# 16... shared paths whose existence the snapshot reports
+# Exit statuses: status.go.
+
+current=$1 releases=$2 shared=$3 meta=$4 manifests=$5 log=$6 trash=$7 lockfile=$8 owner=$9
+shift 9
+templinks=$1 manifest_ending=$2 wait=$3 identity=$4 plan=$5 keep_log=$6
+shift 6
+
+command -v flock >/dev/null 2>&1 || { echo noflock; exit 69; }
+if [ -e "$current" ] && [ ! -L "$current" ]; then echo notlink; exit 65; fi
+mkdir -p "$releases" "$shared" "$manifests" "$meta" || { echo error; exit 1; }
+exec 9>>"$lockfile" || { echo error; exit 1; }
+flock -w "$wait" 9 || { echo busy; exit 75; }
+printf '%s,"pid":%s}' "$identity" "$$" > "$owner.tmp" && mv -f "$owner.tmp" "$owner"
+# snapshot [SHARED...] prints the state of the deploy root as the lock
+# holder sees it, in the format parseSnapshot reads (snapshot.go): where
+# current points, the first line of tar --version, whether awk and
+# sha256sum are there, the release directories, which of the shared paths
+# exist, the releases log and, with plan=1, the live release's stored
+# manifest and a listing of its files (list_tree). Binary sections are
+# written to files next to the lock first, so their size is known before
+# they are sent. It also removes temporary current links a crashed switch
+# left.
+snapshot() {
+	tmp=$meta/.snapshot-$$
+	rm -f "$meta"/.snapshot-* # of a holder killed mid-snapshot: none runs now
+	if ! command -v gzip >/dev/null 2>&1; then
+		printf 'P\n'
+		return
+	fi
+	printf S
+	if [ -L "$current" ]; then printf 'L%s\0' "$(readlink "$current")"; else printf 'N\0'; fi
+	printf '%s\0' "$(tar --version 2>/dev/null | head -n 1)"
+	if command -v awk >/dev/null 2>&1 && command -v sha256sum >/dev/null 2>&1; then printf '1\0'; else printf '0\0'; fi
+	for d in "$releases"/* "$releases"/.[!.]* "$releases"/..?*; do
+		if [ -d "$d" ] && [ ! -L "$d" ]; then printf '%s\0' "${d##*/}"; fi
+	done
+	printf '\0'
+	for p in "$@"; do
+		if [ -e "$shared/$p" ] || [ -L "$shared/$p" ]; then printf 1; else printf 0; fi
+	done
+	printf '\0'
+	for f in "$templinks"*; do
+		if [ -L "$f" ]; then rm -f "$f"; fi
+	done
+	if [ ! -e "$log" ]; then
+		printf 'log -\n'
+	elif gzip -1 < "$log" > "$tmp.log"; then
+		emit log "$tmp.log" '!'
+	else
+		printf 'log !\n'
+	fi
+	if [ "$plan" = 1 ]; then
+		# Only where current is written as a deploy writes it.
+		id=
+		target=$(readlink "$current")
+		case $target in
+		releases/*/*) ;;
+		releases/?*) id=${target#releases/} ;;
+		esac
+		if [ -z "$id" ] || [ ! -e "$manifests/$id$manifest_ending" ]; then
+			printf 'manifest -\n'
+		elif cp "$manifests/$id$manifest_ending" "$tmp.man"; then
+			emit manifest "$tmp.man" '!'
+		else
+			printf 'manifest !\n'
+		fi
+		if [ -n "$id" ] && [ -d "$current/" ] && list_tree "$current" | gzip -1 > "$tmp.scan"; then
+			emit scan "$tmp.scan" -
+		else
+			printf 'scan -\n'
+		fi
+	fi
+	rm -f "$tmp.log" "$tmp.man" "$tmp.scan"
+	printf 'E\n'
+}
+
+# emit NAME FILE ABSENT: "NAME <size>" and the file, or "NAME ABSENT".
+emit() {
+	if [ -f "$2" ] && n=$(wc -c < "$2"); then
+		printf '%s %s\n' "$1" "$n"
+		cat "$2"
+	else
+		printf '%s %s\n' "$1" "$3"
+	fi
+}
+
+echo "locked $$"
+snapshot "$@" 2>/dev/null
+exec >/dev/null
+
+# Keeps the log, which uploads and this shell append to, to its last lines.
+trim_log() {
+	if [ "$(wc -l < "$log")" -gt "$keep_log" ]; then
+		tail -n "$keep_log" "$log" > "$log.tmp" && mv -f "$log.tmp" "$log"
+	fi
+}
+
+# Deletes the releases the tail names. Each is first moved out of
+# releases/ into the trash, so it is either whole and listed or gone: one
+# that cannot be deleted completely never stays half deleted where a
+# rollback could switch to it. Every file of a release in manifests/ is
+# named <id>.<something> (Layout.ReleaseFiles).
+prune() {
+	sed -n '/^--prune--$/,$p' "$tail" | sed '1d;$d' | {
+		emptied=
+		while IFS= read -r id; do
+			touch "$owner"
+			if [ -z "$emptied" ]; then
+				emptied=1
+				mkdir -p "$trash"
+				for x in "$trash"/*; do
+					if [ -e "$x" ]; then rm -rf "$x"; fi
+				done
+			fi
+			aside=$trash/$id-$$
+			if mv "$releases/$id" "$aside"; then
+				rm -f "$manifests/$id".*
+				rm -rf "$aside" || echo "old release $id is out of releases/, but $aside could not be deleted completely (the next deploy tries again)" >&2
+			else
+				echo "could not remove old release $id; it stays as it is" >&2
+			fi
+		done
+	}
+}
+
+# Acts on the tail, if it arrived whole.
+finish() {
+	if [ "$(tail -n 1 "$tail")" != --end-- ]; then
+		if [ -s "$tail" ]; then return 4; fi
+		return 0
+	fi
+	# The records: every line before --prune-- ($q: sed's, not the shell's).
+	# shellcheck disable=SC2016
+	sed -n '/^--prune--$/q;$q;p' "$tail" >> "$log" || return 3
+	trim_log
+	prune
+}
+
+tail=$owner.tail
+cat > "$tail" 9>&-
+finish
+status=$?
+rm -f "$tail" "$owner"
+exit "$status"

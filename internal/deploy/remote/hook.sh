@@ -1,0 +1,49 @@
+# atomic-deploy:hook DIR END — runs a hook (before-activate, after-activate
+# ...) in the release DIR, so that neither its text nor its environment is
+# in any process's arguments and it cannot outlive its deploy.
+#
+# Standard input brings the script, up to a line holding only END (random,
+# so no script holds it): the exports of its environment, then the user's
+# text. It goes into a 0600 temporary file whose first line removes it as
+# soon as the shell running it has it open. A script that arrived without
+# END (the connection dropped) is not run.
+#
+# The rest of standard input stays open while the deploy waits: a watcher
+# reads it, and when it ends early (the deploy died, the connection
+# dropped) while the hook still runs, the watcher sends SIGTERM to the
+# whole process group (sshd makes each session its own; the local
+# transport too), which ends the hook and what it started, and SIGKILL ten
+# seconds later. A hook that finished keeps whatever it left running in
+# the background on purpose.
+
+dir=$1 end=$2
+script=$(mktemp) || exit 1
+whole=
+while IFS= read -r line; do
+	if [ "$line" = "$end" ]; then
+		whole=1
+		break
+	fi
+	printf '%s\n' "$line"
+done > "$script"
+if [ -z "$whole" ] || ! cd "$dir"; then
+	rm -f "$script"
+	exit 1
+fi
+exec 3<&0
+/bin/sh -e "$script" </dev/null 3<&- &
+hook=$!
+{
+	cat <&3
+	if kill -0 "$hook"; then
+		trap '' TERM
+		kill -TERM 0
+		sleep 10
+		kill -KILL 0
+	fi
+} >/dev/null 2>&1 &
+exec 3<&-
+wait "$hook"
+status=$?
+rm -f "$script"
+exit "$status"

@@ -1,0 +1,55 @@
+// Package remote holds the shell that a deploy runs on a server. Each
+// script is a .sh file of this folder, embedded at build time: constant
+// text, every value it works on a positional argument, shellcheck-clean
+// and run by the tests under dash, bash and busybox sh. Nothing here puts
+// a script together from values.
+package remote
+
+import (
+	"embed"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/transport"
+)
+
+// Script is one script of this folder.
+type Script struct {
+	name, text string
+}
+
+// Command is the script with its arguments, ready for Transport.Exec.
+func (s Script) Command(args ...string) transport.Command {
+	return transport.Command{Name: s.name, Script: s.text, Args: args}
+}
+
+// Name is what the script is called in traces, tests and `ps`.
+func (s Script) Name() string { return s.name }
+
+// The scripts; the arguments each takes are listed at its top.
+var (
+	Holder     = load("holder", transport.ListTree) // lock, state, prune (sessionlock.go)
+	Upload     = load("upload")                     // the tar stream, and what follows it
+	Hook       = load("hook")                       // before-activate, after-activate
+	Writable   = load("writable")                   // writable-dirs
+	TarVersion = load("tar-version")                // is it GNU tar?
+	EndHolder  = load("end-holder")                 // a lock holder whose deploy is gone
+	// OlderCopies finds the copies of files a hook changed in place.
+	OlderCopies = load("older-copies")
+)
+
+//go:embed *.sh
+var files embed.FS
+
+// load reads name.sh, after the definitions it uses (shell that only
+// defines functions, such as transport.ListTree).
+func load(name string, definitions ...string) Script {
+	text, err := files.ReadFile(name + ".sh")
+	if err != nil {
+		panic(err) // a file of this folder is missing: a build mistake
+	}
+	s := Script{name: name}
+	for _, d := range definitions {
+		s.text += d
+	}
+	s.text += string(text)
+	return s
+}

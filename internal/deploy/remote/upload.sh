@@ -1,0 +1,77 @@
+# atomic-deploy:upload — extracts a release's tar stream (standard input)
+# and finishes in the same command what can be finished there: one round
+# trip for the whole upload.
+#
+# The "started" record goes into the releases log before anything else,
+# so a crash at any later point leaves a release the next deploy knows to
+# be unfinished. The stream creates releases/<id> and brings, as absolute
+# names, the release's manifest (or a delta against the live one's) and
+# the new current link. With a delta, the manifest is rebuilt here and
+# checked against the SHA-256 the delta carries. With a lock holder's pid,
+# the new link is renamed over current (mv -T, rename(2)) once the lock is
+# known to be still ours: the holder lives and its identity file holds our
+# token (a waiter that found us stale would have written its own). With a
+# success record, that follows.
+#
+# Arguments:
+#  1 releases/, where the stream is extracted
+#  2 the releases log     3 the started record (one JSON line)
+#  4 the manifest delta the stream brings, or "" for a whole manifest
+#  5 the live release's manifest   6 the new release's manifest
+#  7 the lock holder's pid, or "" when this command does not switch
+#  8 the lock's token     9 the lock's identity file
+# 10 the new current link 11 current
+# 12 the success record, or "" when the log gets it later
+# Exit statuses: status.go; tar's own when it fails.
+
+releases=$1 log=$2 started=$3 delta=$4 live_manifest=$5 manifest=$6 holder=$7 token=$8 owner=$9
+shift 9
+next=$1 current=$2 success=$3
+
+# The new manifest from the live one (standard input) and the delta
+# (file $AD_DELTA): "c N" copies the next N lines, "s N" skips N,
+# "a LINE" adds LINE; the first line, "= SUM", is for sha256sum.
+rebuild='
+BEGIN {
+	d = ENVIRON["AD_DELTA"]
+	while ((r = (getline op < d)) > 0) {
+		c = substr(op, 1, 1)
+		if (c == "=") continue
+		if (c == "a") { print substr(op, 3); continue }
+		if (c != "c" && c != "s") exit 1
+		n = substr(op, 3) + 0
+		while (n-- > 0) {
+			if ((getline l) <= 0) exit 1
+			if (c == "c") print l
+		}
+	}
+	if (r < 0) exit 1
+}'
+
+# Compressing and checking run at once, at gzip -1: three times faster
+# than -6 for ~9 % more in the next deploy's download.
+rebuild_manifest() {
+	plain=$manifest.plain.tmp packed=$manifest.tmp
+	if gzip -dc "$live_manifest" | AD_DELTA=$delta awk "$rebuild" > "$plain" && {
+		gzip -1 < "$plain" > "$packed" &
+		sum=$(sha256sum < "$plain")
+		wait $! && [ "$sum" = "$(sed -n '1s/^= //p' "$delta")  -" ]
+	} && mv -f "$packed" "$manifest"; then
+		rm -f "$plain" "$delta"
+	else
+		rm -f "$plain" "$packed" "$delta"
+		exit 86
+	fi
+}
+
+printf '%s\n' "$started" >> "$log" || exit 1
+tar -x -z -p -P --no-same-owner -C "$releases" -f - || exit
+if [ -n "$delta" ]; then
+	rebuild_manifest
+fi
+if [ -n "$holder" ]; then
+	{ kill -0 "$holder" 2>/dev/null && grep -qsF -e "$token" "$owner" && mv -T -- "$next" "$current"; } || exit 87
+	if [ -n "$success" ]; then
+		printf '%s\n' "$success" >> "$log" || exit 88
+	fi
+fi

@@ -1,0 +1,419 @@
+package deploy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/deploy/remote"
+	"github.com/atomic-deploy/atomic-deploy/internal/release"
+	"github.com/atomic-deploy/atomic-deploy/internal/transport"
+)
+
+// The scripts of remote/ run under whatever /bin/sh a server has: the
+// tests run each under dash (Debian's), bash and busybox sh (small images).
+
+// posixShell is one /bin/sh a server may have.
+type posixShell struct {
+	name string
+	argv []string // what runs `sh -c SCRIPT ARG0 ARGS...`, up to -c
+}
+
+// shells lists the shells to run the scripts under. Each must be installed
+// where the test suite is required to run everything (make test installs
+// them); elsewhere a missing one is skipped.
+func shells(t *testing.T) []posixShell {
+	t.Helper()
+	var out []posixShell
+	for _, s := range []posixShell{{"dash", []string{"dash"}}, {"bash", []string{"bash", "--posix"}}, {"busybox", []string{"busybox", "sh"}}} {
+		if _, err := exec.LookPath(s.argv[0]); err != nil {
+			if os.Getenv("ATOMIC_DEPLOY_REQUIRE_SSHD") == "1" {
+				t.Fatalf("%s is not installed (make test installs it)", s.name)
+			}
+			t.Logf("%s is not installed: skipped", s.name)
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// ran is how a script ended.
+type ran struct {
+	stdout, stderr string
+	status         int
+}
+
+// run runs cmd under sh with stdin as its input.
+func (sh posixShell) run(t *testing.T, cmd transport.Command, stdin io.Reader) ran {
+	t.Helper()
+	c := exec.Command(sh.argv[0], append(append(sh.argv[1:], "-c", cmd.Script), cmd.Argv()...)...)
+	var out, errOut bytes.Buffer
+	c.Stdin, c.Stdout, c.Stderr = stdin, &out, &errOut
+	err := c.Run()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		return ran{out.String(), errOut.String(), exit.ExitCode()}
+	case err != nil:
+		t.Fatalf("%s: %v", sh.name, err)
+	}
+	return ran{out.String(), errOut.String(), 0}
+}
+
+// forEachShell runs f as a subtest under every shell.
+func forEachShell(t *testing.T, f func(t *testing.T, sh posixShell)) {
+	for _, sh := range shells(t) {
+		t.Run(sh.name, func(t *testing.T) { f(t, sh) })
+	}
+}
+
+func writeFiles(t *testing.T, root string, files map[string]string) {
+	t.Helper()
+	for p, content := range files {
+		full := filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+// tail is what Finish sends the holder: records, the prune marker, ids, the end.
+func tail(records []string, prune []string, whole bool) string {
+	var b strings.Builder
+	for _, r := range records {
+		b.WriteString(r + "\n")
+	}
+	b.WriteString("--prune--\n")
+	for _, id := range prune {
+		b.WriteString(id + "\n")
+	}
+	if whole {
+		b.WriteString("--end--\n")
+	}
+	return b.String()
+}
+
+func TestHolderScript(t *testing.T) {
+	forEachShell(t, func(t *testing.T, sh posixShell) {
+		t.Run("finishes: appends, keeps the log short, prunes with the release's files", func(t *testing.T) {
+			l := Layout{Root: filepath.Join(t.TempDir(), "site")}
+			var old strings.Builder
+			for i := range maxLogRecords + 5 {
+				fmt.Fprintf(&old, `{"id":"%014d","status":"success"}`+"\n", i)
+			}
+			writeFiles(t, l.Root, map[string]string{".atomic-deploy/releases.log": old.String(), "releases/20260101000000/app/a": "a", "releases/20260102000000/b": "b"})
+			for _, p := range l.ReleaseFiles("20260101000000") {
+				writeFiles(t, "/", map[string]string{p: "x"})
+			}
+			writeFiles(t, "/", map[string]string{l.Manifest("20260102000000"): "keep"})
+			os.Symlink("releases/20260102000000", l.Current())
+			os.Symlink("releases/20260101000000", filepath.Join(l.Root, tempLinkPrefix+"stale"))
+			cmd := holderCommand(l, time.Second, Owner{Actor: "test", Token: "t0k3n"}, snapshotWant{})
+			r := sh.run(t, cmd, strings.NewReader(tail([]string{`{"id":"20260103000000","status":"success"}`}, []string{"20260101000000", "20260199999999"}, true)))
+			if r.status != 0 || !strings.HasPrefix(r.stdout, "locked ") {
+				t.Fatalf("status %d, stdout %q, stderr %q", r.status, r.stdout, r.stderr)
+			}
+			if !strings.Contains(r.stderr, "could not remove old release 20260199999999") || strings.Contains(r.stderr, "20260101000000") {
+				t.Errorf("holder said %q", r.stderr)
+			}
+			lines := strings.Split(strings.TrimSpace(readFile(t, l.Log())), "\n")
+			if len(lines) != maxLogRecords || !strings.Contains(lines[len(lines)-1], "20260103000000") {
+				t.Errorf("log has %d lines, last %q", len(lines), lines[len(lines)-1])
+			}
+			for _, p := range append(l.ReleaseFiles("20260101000000"), l.Release("20260101000000"), l.flockOwner(), filepath.Join(l.Root, tempLinkPrefix+"stale")) {
+				if exists(p) {
+					t.Errorf("%s is still there", p)
+				}
+			}
+			if !exists(l.Release("20260102000000")) || readFile(t, l.Manifest("20260102000000")) != "keep" {
+				t.Error("a release not named was deleted, or its manifest")
+			}
+		})
+		t.Run("a cut tail is not acted on", func(t *testing.T) {
+			l := Layout{Root: filepath.Join(t.TempDir(), "site")}
+			writeFiles(t, l.Root, map[string]string{"releases/20260101000000/a": "a"})
+			r := sh.run(t, holderCommand(l, time.Second, Owner{}, snapshotWant{}), strings.NewReader(tail([]string{`{"id":"x","status":"success"}`}, []string{"20260101000000"}, false)))
+			if r.status != 4 || exists(l.Log()) || !exists(l.Release("20260101000000")) {
+				t.Errorf("status %d (want 4), log written %v, release deleted %v", r.status, exists(l.Log()), !exists(l.Release("20260101000000")))
+			}
+		})
+		t.Run("current that is not a link: nothing touched", func(t *testing.T) {
+			l := Layout{Root: filepath.Join(t.TempDir(), "site")}
+			writeFiles(t, l.Root, map[string]string{"current/index.html": "live"})
+			r := sh.run(t, holderCommand(l, time.Second, Owner{}, snapshotWant{}), strings.NewReader(""))
+			if r.status != 65 || r.stdout != "notlink\n" || exists(l.Releases()) || exists(l.Meta()) {
+				t.Errorf("status %d, stdout %q; created: releases %v, meta %v", r.status, r.stdout, exists(l.Releases()), exists(l.Meta()))
+			}
+		})
+		t.Run("snapshot", func(t *testing.T) { testSnapshot(t, sh) })
+	})
+}
+
+func TestUploadScript(t *testing.T) {
+	forEachShell(t, func(t *testing.T, sh posixShell) {
+		// upload.sh bringing an empty release id with the new current link,
+		// switching on behalf of sl when it is set.
+		upload := func(t *testing.T, l Layout, sl *sessionLock, id string) (transport.Command, io.Reader) {
+			t.Helper()
+			next := filepath.Join(l.Root, tempLinkPrefix+"new")
+			args := []string{l.Releases(), l.Log(), `{"id":"` + id + `","status":"started"}`, "", "", l.Manifest(id), "", "", "", next, l.Current(), `{"id":"` + id + `","status":"success"}`}
+			if sl != nil {
+				args[6], args[7], args[8] = sl.guard()
+			}
+			var b bytes.Buffer
+			app := &release.Entry{Path: "app", Type: release.TypeDir, Mode: 0o755}
+			extras := []tarExtra{{Name: next, Target: currentTarget(id)}}
+			if err := (&Plan{Dirs: []*release.Entry{app}}).writeTar(&b, id, "", time.Now(), extras, &uploadStats{}); err != nil {
+				t.Fatal(err)
+			}
+			return remote.Upload.Command(args...), &b
+		}
+		lines := func(t *testing.T, l Layout) string {
+			t.Helper()
+			return strings.Join(strings.Fields(readFile(t, l.Log())), " ")
+		}
+		t.Run("extracts, switches while the lock is ours, records", func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "site")
+			l := Layout{Root: root}
+			sl := holdLock(t, root)
+			defer sl.Release(t.Context())
+			cmd, stream := upload(t, l, sl, "20260101000000")
+			r := sh.run(t, cmd, stream)
+			if r.status != 0 {
+				t.Fatalf("status %d: %s", r.status, r.stderr)
+			}
+			if target, _ := os.Readlink(l.Current()); target != "releases/20260101000000" || !exists(filepath.Join(l.Release("20260101000000"), "app")) {
+				t.Errorf("current -> %q", target)
+			}
+			if got := lines(t, l); got != `{"id":"20260101000000","status":"started"} {"id":"20260101000000","status":"success"}` {
+				t.Errorf("log: %s", got)
+			}
+		})
+		t.Run("no switch once the lock is not ours", func(t *testing.T) {
+			for _, how := range []string{"another deploy's identity", "holder gone"} {
+				root := filepath.Join(t.TempDir(), "site")
+				l := Layout{Root: root}
+				sl := holdLock(t, root)
+				cmd, stream := upload(t, l, sl, "20260101000000")
+				if how == "holder gone" {
+					sl.Release(t.Context())
+				} else {
+					defer sl.Release(t.Context())
+					os.WriteFile(l.flockOwner(), []byte(`{"token":"someone else"}`), 0o644)
+				}
+				r := sh.run(t, cmd, stream)
+				if r.status != remote.StatusNotSwitched || exists(l.Current()) || !exists(l.Release("20260101000000")) {
+					t.Errorf("%s: status %d (want %d), current there %v", how, r.status, remote.StatusNotSwitched, exists(l.Current()))
+				}
+				if got := lines(t, l); got != `{"id":"20260101000000","status":"started"}` {
+					t.Errorf("%s: log: %s", how, got)
+				}
+			}
+		})
+		t.Run("a broken stream: tar's status, nothing after it", func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "site")
+			l := Layout{Root: root}
+			sl := holdLock(t, root)
+			defer sl.Release(t.Context())
+			cmd, _ := upload(t, l, sl, "20260101000000")
+			r := sh.run(t, cmd, strings.NewReader("not a tar stream"))
+			if r.status == 0 || r.status >= 86 || exists(l.Current()) {
+				t.Errorf("status %d, current there %v", r.status, exists(l.Current()))
+			}
+			if got := lines(t, l); got != `{"id":"20260101000000","status":"started"}` {
+				t.Errorf("log: %s", got)
+			}
+		})
+	})
+}
+
+// runHookUnder runs script as a hook in dir under sh, its input held open
+// until it ended, as a deploy does; input, when it is not "", replaces
+// what the deploy sends, and is all there is (a connection that dropped).
+func runHookUnder(t *testing.T, sh posixShell, dir string, env map[string]string, script, input string) ran {
+	t.Helper()
+	cmd, in := hookCommand(dir, env, script)
+	if input != "" {
+		in = input
+	}
+	c := exec.Command(sh.argv[0], append(append(sh.argv[1:], "-c", cmd.Script), cmd.Argv()...)...)
+	var out, errOut bytes.Buffer
+	c.Stdout, c.Stderr = &out, &errOut
+	stdin, err := c.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(stdin, in)
+	if input != "" {
+		stdin.Close()
+	}
+	err = c.Wait() // closes stdin once the hook ended, as a deploy does
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return ran{out.String(), errOut.String(), exit.ExitCode()}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ran{out.String(), errOut.String(), 0}
+}
+
+func TestHookScript(t *testing.T) {
+	forEachShell(t, func(t *testing.T, sh posixShell) {
+		t.Run("in its directory, with its environment verbatim", func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), `my "app" it's $(id) `+"`x`")
+			os.Mkdir(dir, 0o755)
+			env := map[string]string{
+				"RELEASE_ID": "20261125231842", "RELEASE_PATH": dir,
+				"QUOTES": `it's "quoted" '\''`, "MULTI": "line 1\nline 2\n\nline 4\n",
+				"DOLLAR": "$HOME $(id) `id` ${x:-y}", "BACKSLASH": `a\nb\\c\`, "EMPTY": "", "GLOB": "* ? [a]",
+			}
+			// The user's own script uses both kinds of quotes, a here-document
+			// and a pipe; it prints every variable between markers.
+			user := `set -u
+printf '[%s]' "$(pwd)"
+for v in RELEASE_ID RELEASE_PATH QUOTES MULTI DOLLAR BACKSLASH EMPTY GLOB; do
+  eval "val=\${$v}"
+  printf "<%s=%s>" "$v" "$val"
+done
+cat <<'EOF' | tr a-z A-Z
+it's "here"
+EOF
+echo "done: 'single' in double"`
+			r := runHookUnder(t, sh, dir, env, user, "")
+			var want strings.Builder
+			want.WriteString("[" + dir + "]")
+			for _, k := range []string{"RELEASE_ID", "RELEASE_PATH", "QUOTES", "MULTI", "DOLLAR", "BACKSLASH", "EMPTY", "GLOB"} {
+				want.WriteString("<" + k + "=" + env[k] + ">")
+			}
+			want.WriteString("IT'S \"HERE\"\ndone: 'single' in double\n")
+			if r.status != 0 || r.stdout != want.String() {
+				t.Errorf("status %d, printed\n%q\nwant\n%q\n%s", r.status, r.stdout, want.String(), r.stderr)
+			}
+		})
+		t.Run("stops at the first failure, with its status", func(t *testing.T) {
+			r := runHookUnder(t, sh, "/", nil, "echo one\nfalse\necho two", "")
+			if r.status == 0 || r.stdout != "one\n" {
+				t.Errorf("status %d, printed %q", r.status, r.stdout)
+			}
+			if r := runHookUnder(t, sh, "/", nil, "exit 7", ""); r.status != 7 {
+				t.Errorf("status %d, want 7", r.status)
+			}
+		})
+		t.Run("not run outside its directory, nor from a cut input", func(t *testing.T) {
+			marker := filepath.Join(t.TempDir(), "ran")
+			script := `touch "$MARKER"`
+			if r := runHookUnder(t, sh, filepath.Join(t.TempDir(), "no such dir"), map[string]string{"MARKER": marker}, script, ""); r.status == 0 || exists(marker) {
+				t.Errorf("missing directory: status %d, ran %v", r.status, exists(marker))
+			}
+			_, whole := hookCommand(t.TempDir(), map[string]string{"MARKER": marker}, script)
+			cut := whole[:strings.LastIndex(strings.TrimSuffix(whole, "\n"), "\n")+1] // all but the end line
+			if r := runHookUnder(t, sh, t.TempDir(), nil, script, cut); r.status == 0 || exists(marker) {
+				t.Errorf("cut input: status %d, ran %v", r.status, exists(marker))
+			}
+		})
+		t.Run("values and syntax cannot escape", func(t *testing.T) {
+			marker := filepath.Join(t.TempDir(), "escaped")
+			r := runHookUnder(t, sh, "/", map[string]string{"X": "'; touch " + marker + "; '"}, "echo 'unterminated\n; touch "+marker, "")
+			if r.status == 0 || exists(marker) {
+				t.Errorf("status %d, escaped %v", r.status, exists(marker))
+			}
+		})
+		t.Run("its text is in no argument and its file is gone", func(t *testing.T) {
+			secret := "s3cr3t-" + randomToken()
+			script := `for p in /proc/[0-9]*; do { tr '\0' ' ' < "$p/cmdline"; echo; } 2>/dev/null || true; done
+if [ -e "$0" ]; then echo "file still there"; fi`
+			r := runHookUnder(t, sh, t.TempDir(), map[string]string{"TOKEN": secret}, "# "+secret+"\n"+script, "")
+			if r.status != 0 || strings.Contains(r.stdout, secret) || strings.Contains(r.stdout, "file still there") {
+				t.Errorf("status %d; the script or its environment is visible:\n%s", r.status, r.stdout)
+			}
+		})
+	})
+}
+
+func TestSmallScripts(t *testing.T) {
+	forEachShell(t, func(t *testing.T, sh posixShell) {
+		t.Run("writable", func(t *testing.T) {
+			dir := t.TempDir()
+			writeFiles(t, dir, map[string]string{"cache/a": "a"})
+			os.Chmod(filepath.Join(dir, "cache/a"), 0o444)
+			os.Chmod(filepath.Join(dir, "cache"), 0o555)
+			if r := sh.run(t, remote.Writable.Command(filepath.Join(dir, "cache")), nil); r.status != 0 {
+				t.Fatalf("status %d: %s", r.status, r.stderr)
+			}
+			for p, want := range map[string]os.FileMode{"cache": 0o775, "cache/a": 0o664} {
+				if info, _ := os.Stat(filepath.Join(dir, p)); info.Mode().Perm() != want {
+					t.Errorf("%s: %v, want %v", p, info.Mode().Perm(), want)
+				}
+			}
+		})
+		t.Run("tar-version", func(t *testing.T) {
+			if r := sh.run(t, remote.TarVersion.Command(), nil); r.status != 0 || !strings.Contains(r.stdout, "GNU tar") || strings.Count(r.stdout, "\n") != 1 {
+				t.Errorf("status %d, printed %q", r.status, r.stdout)
+			}
+		})
+		t.Run("end-holder", func(t *testing.T) {
+			sleep := exec.Command("sleep", "60")
+			if err := sleep.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- sleep.Wait() }()
+			if r := sh.run(t, remote.EndHolder.Command(fmt.Sprint(sleep.Process.Pid)), nil); r.status != 0 {
+				t.Errorf("status %d: %s", r.status, r.stderr)
+			}
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				t.Error("the process still runs")
+				sleep.Process.Kill()
+			}
+		})
+		t.Run("older-copies, whatever the root's name", func(t *testing.T) {
+			l := Layout{Root: filepath.Join(t.TempDir(), "site[1]*?")}
+			writeFiles(t, l.Root, map[string]string{"releases/1/a": "a", "releases/2/b": "b", "releases/3/a": "x"})
+			shared := filepath.Join(l.Release("1"), "a")
+			os.Link(shared, filepath.Join(l.Release("2"), "a2"))
+			os.Link(shared, filepath.Join(l.Release("3"), "a3"))
+			var st syscall.Stat_t
+			syscall.Stat(shared, &st)
+			r := sh.run(t, remote.OlderCopies.Command(l.Releases(), l.Release("3"), fmt.Sprint(st.Ino), "1"), nil)
+			got := strings.Split(strings.TrimSuffix(r.stdout, "\x00"), "\x00")
+			slices.Sort(got)
+			want := []string{fmt.Sprintf("%d %s", st.Ino, shared), fmt.Sprintf("%d %s", st.Ino, filepath.Join(l.Release("2"), "a2"))}
+			if r.status != 0 || !slices.Equal(got, want) {
+				t.Errorf("status %d, found %q, want %q (%s)", r.status, got, want, r.stderr)
+			}
+		})
+	})
+}
