@@ -69,7 +69,11 @@ func Main(ctx context.Context, args []string, environ []string, stdio IO) int {
 		}
 	}
 
-	rc := runContext(env, lookup)
+	if err := hideSecretEnv(); err != nil {
+		log.Warnf("the secret inputs could not be hidden from the build and hooks (they can read /proc/%d/environ): %v", os.Getpid(), err)
+	}
+	children := childEnv(environ)
+	rc := runContext(env, children, lookup)
 	cfg, err := config.Parse(lookup, rc)
 	if err != nil {
 		// Mask what we can before saying anything: the values are not validated yet.
@@ -86,7 +90,7 @@ func Main(ctx context.Context, args []string, environ []string, stdio IO) int {
 	}
 	log.Mask(cfg.Secrets())
 
-	a := &run{cfg: cfg, log: log, env: env, inActions: inActions}
+	a := &run{cfg: cfg, log: log, env: env, childEnv: children, inActions: inActions}
 	switch command {
 	case "releases":
 		return a.releases(ctx, stdio.Stdout)
@@ -97,9 +101,12 @@ func Main(ctx context.Context, args []string, environ []string, stdio IO) int {
 }
 
 type run struct {
-	cfg       *config.Config
-	log       *report.Log
-	env       map[string]string
+	cfg *config.Config
+	log *report.Log
+	env map[string]string
+	// childEnv is the environment of what runs on this machine: the build
+	// command and, with no host, the hooks (see childEnv).
+	childEnv  []string
 	inActions bool
 }
 
@@ -127,7 +134,7 @@ func (a *run) main(ctx context.Context) int {
 		// Hashing waits for nothing but the disk: it runs while the hosts
 		// are dialled and locked, and Deploy waits for it before planning.
 		m, err = release.Describe(ctx, release.Options{Source: cfg.Source, Exclude: cfg.Exclude, Build: cfg.Build, Revision: cfg.Revision,
-			Stdout: a.log.Writer("build"), Stderr: a.log.Writer("build")})
+			Env: a.childEnv, Stdout: a.log.Writer("build"), Stderr: a.log.Writer("build")})
 		if err == nil {
 			n, size := m.Files()
 			a.log.Infof("%d files, %s, revision %s", n, deploy.FormatBytes(size), cfg.Revision)
@@ -221,7 +228,7 @@ func releaseIDForDeploy(cfg *config.Config) string {
 func (a *run) targets() ([]deploy.Target, error) {
 	cfg := a.cfg
 	if !cfg.Remote() {
-		return []deploy.Target{{Name: "local", Dial: func(context.Context) (transport.Transport, error) { return local.New(), nil }}}, nil
+		return []deploy.Target{{Name: "local", Dial: func(context.Context) (transport.Transport, error) { return local.NewWithEnv(a.childEnv), nil }}}, nil
 	}
 	if cfg.InsecureIgnoreHostKey {
 		a.log.Warnf("insecure-ignore-host-key is true: host keys are NOT checked, so anyone on the network path can impersonate the server and receive the release and credentials. Pin known-hosts or fingerprint instead.")
@@ -466,8 +473,9 @@ func unjoin(err error) []error {
 	return []error{err}
 }
 
-// runContext says where the run comes from, for the releases log.
-func runContext(env map[string]string, lookup config.Lookup) config.Context {
+// runContext says where the run comes from, for the releases log; git
+// runs with childEnv (a repository's config can make it run commands).
+func runContext(env map[string]string, childEnv []string, lookup config.Lookup) config.Context {
 	rc := config.Context{Revision: env["GITHUB_SHA"], Actor: env["GITHUB_ACTOR"]}
 	if env["GITHUB_RUN_ID"] != "" {
 		server := env["GITHUB_SERVER_URL"]
@@ -484,7 +492,9 @@ func runContext(env map[string]string, lookup config.Lookup) config.Context {
 		if !ok || src == "" {
 			src = "."
 		}
-		out, err := exec.Command("git", "-C", filepath.Clean(src), "rev-parse", "HEAD").Output()
+		git := exec.Command("git", "-C", filepath.Clean(src), "rev-parse", "HEAD")
+		git.Env = childEnv
+		out, err := git.Output()
 		if err == nil {
 			rc.Revision = strings.TrimSpace(string(out))
 		}

@@ -32,6 +32,9 @@ type Options struct {
 	Revision string   // written to REVISION
 	Stdout   io.Writer
 	Stderr   io.Writer
+	// Env is the build command's whole environment (KEY=value). It is
+	// never the process's own: nil runs the build with an empty one.
+	Env []string
 }
 
 // Build runs the build command, then walks Source into a Manifest and
@@ -63,6 +66,10 @@ func Describe(ctx context.Context, o Options) (*Manifest, error) {
 	if strings.TrimSpace(o.Build) != "" {
 		cmd := exec.CommandContext(ctx, "/bin/sh", "-ec", o.Build)
 		cmd.Dir = o.Source
+		cmd.Env = o.Env
+		if cmd.Env == nil {
+			cmd.Env = []string{}
+		}
 		cmd.Stdout, cmd.Stderr = o.Stdout, o.Stderr
 		if err := cmd.Run(); err != nil {
 			return nil, fmt.Errorf("build command failed in %s: %w", o.Source, err)

@@ -442,6 +442,34 @@ func TestBuildCommand(t *testing.T) {
 	}
 }
 
+// TestBuildEnvironment: the build gets Options.Env and nothing of this
+// process's environment, which holds the secret inputs in Actions.
+func TestBuildEnvironment(t *testing.T) {
+	t.Setenv("INPUT_PASSWORD", "process-secret-3f2a")
+	for _, tt := range []struct {
+		name string
+		env  []string
+		want []string
+	}{
+		{"nil is an empty environment", nil, nil},
+		{"what it is given", []string{"CI=true", "HOME=/github/home"}, []string{"CI=true", "HOME=/github/home"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			root := tree(t, map[string]node{"src.txt": {content: "s"}})
+			m, err := release.Build(context.Background(), release.Options{Source: root, Revision: "r", Env: tt.env,
+				Build: `tr '\0' '\n' < /proc/$$/environ > env.txt`})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := os.ReadFile(filepath.Join(root, "env.txt"))
+			if want := strings.Join(append(tt.want, ""), "\n"); string(got) != want {
+				t.Errorf("the build's environment is\n%s\nwant\n%s", got, want)
+			}
+			entry(t, m, "env.txt")
+		})
+	}
+}
+
 func TestBuildFollowsASymlinkedSource(t *testing.T) {
 	root := tree(t, map[string]node{"site/index.html": {content: "hi"}, "link": {link: "site"}})
 	m, err := release.Build(context.Background(), release.Options{Source: filepath.Join(root, "link"), Revision: "r"})

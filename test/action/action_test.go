@@ -167,3 +167,92 @@ func TestActionBadInputChangesNothing(t *testing.T) {
 		t.Errorf("the deploy root was created by a run with bad input")
 	}
 }
+
+// actionDefaults are the inputs action.yml's defaults give every run.
+func actionDefaults() map[string]string {
+	return map[string]string{
+		"mode": "deploy", "port": "22", "exclude": ".git\n.github", "keep-releases": "5",
+		"healthcheck-timeout": "30s", "auto-rollback": "true", "insecure-ignore-host-key": "false", "concurrency": "10", "lock-timeout": "5m",
+	}
+}
+
+// dumpEnv writes what a child of atomic-deploy can learn of the
+// environment: its own, and the one atomic-deploy was started with.
+func dumpEnv(prefix string) string {
+	return strings.ReplaceAll(`env > @-env.txt; tr '\0' '\n' < /proc/$$/environ > @-self.txt; tr '\0' '\n' < /proc/$PPID/environ > @-parent.txt`, "@", prefix)
+}
+
+// assertNoCredentials checks the dumps of dumpEnv in dir: each holds the
+// environment (PATH), none a secret input's variable or value.
+func assertNoCredentials(t *testing.T, dir, prefix string, secrets []string) {
+	t.Helper()
+	for _, f := range []string{"env", "self", "parent"} {
+		data, err := os.ReadFile(filepath.Join(dir, prefix+"-"+f+".txt"))
+		if err != nil || !strings.Contains(string(data), "PATH=") {
+			t.Errorf("%s-%s.txt: no environment dumped (%v): %q", prefix, f, err, data)
+		}
+		for _, s := range secrets {
+			if strings.Contains(string(data), s) {
+				t.Errorf("%s-%s.txt holds the secret %q", prefix, f, s)
+			}
+		}
+		if f != "parent" && strings.Contains(string(data), "INPUT_PASSWORD=") {
+			t.Errorf("%s-%s.txt has INPUT_PASSWORD", prefix, f)
+		}
+	}
+}
+
+// TestActionBuildGetsNoCredentials: a build that dumps its environment
+// (and the one of the process that started it) into the release ships no
+// key, passphrase or password to the server, and a hook run on the runner
+// (a deploy with no host) sees none either.
+func TestActionBuildGetsNoCredentials(t *testing.T) {
+	srv := sshtest.Start(t, sshtest.Options{})
+	const passphrase = "build-must-not-see-PASSPHRASE-31c7"
+	const password = "build-must-not-see-PASSWORD-9a0e"
+	key := srv.EncryptedClientKeyPEM(t, passphrase)
+	secrets := []string{passphrase, password}
+	for _, l := range strings.Split(strings.TrimSpace(key), "\n")[1:] {
+		if !strings.HasPrefix(l, "-----") {
+			secrets = append(secrets, l)
+		}
+	}
+	ws := t.TempDir()
+	os.MkdirAll(filepath.Join(ws, "site"), 0o755)
+	os.WriteFile(filepath.Join(ws, "site/index.html"), []byte("v1"), 0o644)
+
+	t.Run("build, release on the server", func(t *testing.T) {
+		root := filepath.Join(srv.MkdirUserTemp(t), "app")
+		inputs := actionDefaults()
+		for k, v := range map[string]string{
+			"host": srv.User + "@" + srv.Addr, "path": root, "known-hosts": srv.KnownHostsLine,
+			"private-key": key, "passphrase": passphrase, "password": password,
+			"source": "site", "build": dumpEnv("build"),
+		} {
+			inputs[k] = v
+		}
+		r := runAction(t, ws, inputs)
+		if r.code != 0 {
+			t.Fatalf("exit %d\n%s", r.code, r.stdout)
+		}
+		assertNoCredentials(t, filepath.Join(root, "current"), "build", secrets)
+		if env, _ := os.ReadFile(filepath.Join(root, "current/build-env.txt")); !strings.Contains(string(env), "INPUT_HOST="+srv.User) {
+			t.Errorf("the other inputs did not reach the build:\n%s", env)
+		}
+	})
+	t.Run("hook on the runner", func(t *testing.T) {
+		root := filepath.Join(t.TempDir(), "app")
+		inputs := actionDefaults()
+		for k, v := range map[string]string{
+			"path": root, "private-key": key, "passphrase": passphrase, "password": password,
+			"source": "site", "before-activate": dumpEnv("hook"),
+		} {
+			inputs[k] = v
+		}
+		r := runAction(t, ws, inputs)
+		if r.code != 0 {
+			t.Fatalf("exit %d\n%s", r.code, r.stdout)
+		}
+		assertNoCredentials(t, filepath.Join(root, "current"), "hook", secrets)
+	})
+}
