@@ -388,7 +388,8 @@ func (a *run) releases(ctx context.Context, w io.Writer) int {
 			if t, err := time.Parse(config.ReleaseIDLayout, r.ID); err == nil {
 				age = time.Since(t).Round(time.Minute).String()
 			}
-			fmt.Fprintf(w, "  %-2s %-14s  %-12s  %-20s  %s\n", mark, r.ID, r.Status, age, r.Revision)
+			// What the server's releases log says is shown, never obeyed by the terminal.
+			fmt.Fprintf(w, "  %-2s %-14s  %-12s  %-20s  %s\n", mark, report.Displayable(r.ID), report.Displayable(r.Status), age, report.Displayable(r.Revision))
 		}
 	}
 	if err != nil {
@@ -414,7 +415,7 @@ func (a *run) plan(ctx context.Context, w io.Writer) int {
 	plans, err := deploy.PlanAll(ctx, a.options(targets), m)
 	for _, p := range plans {
 		fmt.Fprintf(w, "%s (live: %s): upload %d files (%s), reuse %d files (%s), %d directories, %d symlinks\n",
-			p.Host, orDash(p.CurrentID), len(p.Plan.Upload), deploy.FormatBytes(p.Plan.UploadBytes), len(p.Plan.Reuse), deploy.FormatBytes(p.Plan.ReuseBytes), len(p.Plan.Dirs), len(p.Plan.Symlinks))
+			p.Host, report.Displayable(orDash(p.CurrentID)), len(p.Plan.Upload), deploy.FormatBytes(p.Plan.UploadBytes), len(p.Plan.Reuse), deploy.FormatBytes(p.Plan.ReuseBytes), len(p.Plan.Dirs), len(p.Plan.Symlinks))
 		for _, e := range p.Plan.Upload {
 			fmt.Fprintf(w, "  + %q\n", e.Path)
 		}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -255,4 +256,68 @@ func TestActionBuildGetsNoCredentials(t *testing.T) {
 		}
 		assertNoCredentials(t, filepath.Join(root, "current"), "hook", secrets)
 	})
+}
+
+// TestActionRemoteOutputIssuesNoCommands: what a hook on the server prints
+// (stdout and stderr, ending lines with "\r" as the runner also does, or
+// hiding the old ##[...] form in a line) reaches the log as text. Read as
+// the runner reads it, the log holds only the action's own commands: its
+// masks, groups and the one error annotation.
+func TestActionRemoteOutputIssuesNoCommands(t *testing.T) {
+	srv := sshtest.Start(t, sshtest.Options{})
+	root := filepath.Join(srv.MkdirUserTemp(t), "app")
+	ws := t.TempDir()
+	os.MkdirAll(filepath.Join(ws, "site"), 0o755)
+	os.WriteFile(filepath.Join(ws, "site/index.html"), []byte("v1"), 0o644)
+	forged := `printf 'x\r::set-output name=release-id::evil\n'; ` +
+		`printf 'step 1\r::add-mask::[%s]\r::error title=Forged::annotation\n' "$(hostname)"; ` +
+		`printf 'x\r::stop-commands::tok\n::tok::\n'; ` +
+		`printf '  ::warning::indented\r\n::notice::after crlf\n'; ` +
+		`printf 'x ##[set-output name=rolled-back;]false\n' >&2; ` +
+		`printf 'x\r##[add-mask]x\n::error::last words\n' >&2; exit 3`
+	inputs := actionDefaults()
+	for k, v := range map[string]string{
+		"host": srv.User + "@" + srv.Addr, "path": root, "private-key": srv.ClientKeyPEM, "known-hosts": srv.KnownHostsLine,
+		"source": "site", "before-activate": forged,
+	} {
+		inputs[k] = v
+	}
+	r := runAction(t, ws, inputs)
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1\n%s", r.code, r.stdout)
+	}
+	open := ""
+	var acted []string
+	for _, c := range report.ParseRunnerLog(r.stdout) {
+		switch {
+		case c.Name == "stop-commands" && open == "" && len(c.Data) == 32:
+			open = c.Data
+			continue
+		case open != "" && c.Name == open:
+			open = ""
+			continue
+		case c.Name == "add-mask":
+			if !strings.Contains(srv.ClientKeyPEM, c.Data) {
+				t.Errorf("forged mask %q", c.Data)
+			}
+			continue
+		case c.Name == "error" && c.Properties["title"] != "Deploy failed":
+			t.Errorf("forged error %q %q", c.Properties["title"], c.Data)
+		}
+		acted = append(acted, c.Name)
+	}
+	if want := []string{"group", "endgroup", "group", "endgroup", "group", "endgroup", "error"}; !slices.Equal(acted, want) {
+		t.Errorf("the runner would act on %q, want %q\n%s", acted, want, r.stdout)
+	}
+	if open != "" {
+		t.Error("commands left stopped")
+	}
+	for _, shown := range []string{"] ::set-output name=release-id::evil\n", "] ::error::last words\n", "] x ##[set-output name=rolled-back;]false\n"} {
+		if !strings.Contains(r.stdout, shown) {
+			t.Errorf("the log does not show %q:\n%s", shown, r.stdout)
+		}
+	}
+	if r.outputs["release-id"] == "evil" || r.outputs["rolled-back"] != "false" {
+		t.Errorf("outputs %q", r.outputs)
+	}
 }
