@@ -239,10 +239,11 @@ func (a *run) targets() ([]deploy.Target, error) {
 		sc := sshx.Config{
 			Host: h.Name, Port: h.Port, User: h.User,
 			PrivateKey: cfg.PrivateKey, Passphrase: cfg.Passphrase, Password: cfg.Password,
-			KnownHosts: cfg.KnownHosts, Fingerprints: cfg.Fingerprints, InsecureIgnoreHostKey: cfg.InsecureIgnoreHostKey,
+			KnownHosts: cfg.KnownHosts, Fingerprints: cfg.FingerprintsFor(h), InsecureIgnoreHostKey: cfg.InsecureIgnoreHostKey,
 		}
 		if cfg.JumpHost != nil {
 			sc.JumpHost = cfg.JumpHost.String()
+			sc.JumpHostFingerprints = cfg.FingerprintsFor(*cfg.JumpHost)
 		}
 		if err := sc.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", h, err))

@@ -321,3 +321,24 @@ func TestActionRemoteOutputIssuesNoCommands(t *testing.T) {
 		t.Errorf("outputs %q", r.outputs)
 	}
 }
+
+// TestActionBareFingerprintForSeveralServers: a bare fingerprint with two
+// hosts (or a jump host) is refused before anything is touched, and the
+// message shows the per-host form.
+func TestActionBareFingerprintForSeveralServers(t *testing.T) {
+	ws := t.TempDir()
+	for _, extra := range []map[string]string{{"host": "deploy@web1\ndeploy@web2:2222"}, {"host": "deploy@web1", "jump-host": "bastion"}} {
+		inputs := actionDefaults()
+		for k, v := range map[string]string{"path": "/srv/app", "private-key": "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----",
+			"fingerprint": "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"} {
+			inputs[k] = v
+		}
+		for k, v := range extra {
+			inputs[k] = v
+		}
+		r := runAction(t, ws, inputs)
+		if r.code != 2 || !strings.Contains(r.stdout, "::error title=Invalid input%3A fingerprint::a bare fingerprint") || !strings.Contains(r.stdout, "%0A  web1=SHA256:…") {
+			t.Errorf("%v: exit %d\n%s", extra, r.code, r.stdout)
+		}
+	}
+}
