@@ -146,7 +146,7 @@ func (a *run) main(ctx context.Context) int {
 		}
 		if cfg.HealthcheckURL != "" {
 			opts.Verify = func(ctx context.Context, id, previousID string) error {
-				a.log.Infof("health check: %s", cfg.HealthcheckURL)
+				a.log.Infof("health check: %s", config.RedactURL(cfg.HealthcheckURL))
 				return health.Check{URL: cfg.HealthcheckURL, Timeout: cfg.HealthcheckTimeout, Expect: cfg.HealthcheckExpect}.Run(ctx, id, previousID)
 			}
 		}
@@ -457,13 +457,17 @@ func actionsLookup(env map[string]string) config.Lookup {
 	}
 }
 
-// rawSecrets are the secret inputs as given, for masking before validation.
+// rawSecrets are the secret inputs as given, and the password in
+// healthcheck-url, for masking before validation.
 func rawSecrets(lookup config.Lookup) []string {
 	var s []string
 	for _, in := range config.Inputs {
 		if v, ok := lookup(in.Name); ok && in.Secret && v != "" {
 			s = append(s, v)
 		}
+	}
+	if v, ok := lookup("healthcheck-url"); ok {
+		s = append(s, config.URLPasswords(strings.TrimSpace(v))...)
 	}
 	return s
 }

@@ -694,6 +694,27 @@ func TestFingerprintsFor(t *testing.T) {
 	}
 }
 
+// TestHealthcheckURLPassword: a password in healthcheck-url is a secret:
+// Secrets has it (as written and decoded) and no error message shows it.
+func TestHealthcheckURLPassword(t *testing.T) {
+	cfg, err := config.Parse(lookupOf(map[string]string{"path": "/srv/a", "healthcheck-url": "https://monitor:p%40ss-W0rd@example.com/up"}), config.Context{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Secrets(); !slices.Contains(got, "p@ss-W0rd") || !slices.Contains(got, "p%40ss-W0rd") {
+		t.Errorf("Secrets() = %q, want the URL's password, decoded and as written", got)
+	}
+	for _, bad := range []string{"ftp://monitor:p%40ss-W0rd@example.com/up", "https://monitor:p%40ss-W0rd@/up", "http://monitor:p%40ss-W0rd@exa mple.com/%zz"} {
+		_, err := config.Parse(lookupOf(map[string]string{"path": "/srv/a", "healthcheck-url": bad}), config.Context{})
+		if err == nil || !strings.Contains(err.Error(), "healthcheck-url") {
+			t.Fatalf("%s: err = %v", bad, err)
+		}
+		if strings.Contains(err.Error(), "p%40ss-W0rd") || strings.Contains(err.Error(), "p@ss-W0rd") || !strings.Contains(err.Error(), "monitor:xxxxx@") {
+			t.Errorf("%s: the message shows the password or no redacted URL: %v", bad, err)
+		}
+	}
+}
+
 func TestHostStrings(t *testing.T) {
 	tests := []struct {
 		h          config.Host

@@ -35,7 +35,7 @@ var Inputs = []Input{
 	{Name: "before-activate-once", Description: "Shell script run on the first server only, after every server is ready and before any switches (database migrations in a fleet)."},
 	{Name: "after-activate", Description: "Shell script run on each server after the switch."},
 	{Name: "keep-releases", Default: "5", Description: "How many successful releases to keep."},
-	{Name: "healthcheck-url", Description: "URL polled from the runner after the switch; a failure rolls back."},
+	{Name: "healthcheck-url", Description: "URL polled from the runner after the switch; a failure rolls back. A password in it (https://user:pass@host/up) is masked and never printed."},
 	{Name: "healthcheck-timeout", Default: "30s", Description: "How long the health check may take."},
 	{Name: "healthcheck-expect", Description: "Text the health check response (body or a header) must contain; {release-id} stands for the new release id, so a stale release is caught."},
 	{Name: "auto-rollback", Default: "true", Description: "Switch back to the previous release when after-activate or the health check fails."},
