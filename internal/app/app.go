@@ -134,6 +134,7 @@ func (a *run) main(ctx context.Context) int {
 		// Hashing waits for nothing but the disk: it runs while the hosts
 		// are dialled and locked, and Deploy waits for it before planning.
 		m, err = release.Describe(ctx, release.Options{Source: cfg.Source, Exclude: cfg.Exclude, Build: cfg.Build, Revision: cfg.Revision,
+			SharedDirs: cfg.SharedDirs, SharedFiles: cfg.SharedFiles,
 			Env: a.childEnv, Stdout: a.log.Writer("build"), Stderr: a.log.Writer("build")})
 		if err == nil {
 			n, size := m.Files()
@@ -408,7 +409,8 @@ func (a *run) plan(ctx context.Context, w io.Writer) int {
 		a.log.Errorf("Invalid input", "%v", err)
 		return 2
 	}
-	m, err := release.Build(ctx, release.Options{Source: cfg.Source, Exclude: cfg.Exclude, Revision: cfg.Revision})
+	m, err := release.Build(ctx, release.Options{Source: cfg.Source, Exclude: cfg.Exclude, Revision: cfg.Revision,
+		SharedDirs: cfg.SharedDirs, SharedFiles: cfg.SharedFiles})
 	if err != nil {
 		a.log.Errorf("Release not prepared", "%v", err)
 		return 1

@@ -257,6 +257,70 @@ func TestWalkSymlinks(t *testing.T) {
 	})
 }
 
+// TestSymlinksThroughSharedPaths: on the server a shared path is a link to
+// <path>/shared/<it>, so ".." out of it (from a link that lives in it, or
+// one whose target passes through it) leads outside the release even when
+// it would not in the source tree.
+func TestSymlinksThroughSharedPaths(t *testing.T) {
+	shared := release.Options{SharedDirs: []string{"storage", "var/cache"}, SharedFiles: []string{".env"}}
+	tests := []struct {
+		name   string
+		nodes  map[string]node
+		phrase []string // nil: accepted
+	}{
+		{"a link in a shared dir climbing out of it", map[string]node{"storage/sub/x": {link: "../../y"}, "y": {content: "y"}},
+			[]string{"storage/sub/x", "../../y", "shared path storage"}},
+		{"a link in a shared dir climbing out at once", map[string]node{"storage/x": {link: "../../etc"}},
+			[]string{"storage/x", "../../etc"}},
+		{"up through a shared dir", map[string]node{"storage/f": {content: "f"}, "a": {link: "storage/../x"}, "x": {content: "x"}},
+			[]string{`source a `, "storage/../x", "shared path storage"}},
+		{"up and out through a shared dir", map[string]node{"storage/f": {content: "f"}, "a": {link: "storage/../.."}},
+			[]string{`source a `, "storage/../.."}},
+		{"from a subdirectory up through a shared dir", map[string]node{"storage/f": {content: "f"}, "public/up": {link: "../storage/.."}},
+			[]string{"public/up", "shared path storage"}},
+		{"up through a nested shared dir", map[string]node{"var/cache/f": {content: "f"}, "a": {link: "var/cache/../x"}, "var/x": {content: "x"}},
+			[]string{`source a `, "shared path var/cache"}},
+		{"up through a shared file", map[string]node{".env": {content: "K=v"}, "a": {link: ".env/../x"}, "x": {content: "x"}},
+			[]string{`source a `, "shared path .env"}},
+		{"up through a release link to a shared dir", map[string]node{"storage/f": {content: "f"}, "s": {link: "storage"}, "a": {link: "s/../x"}, "x": {content: "x"}},
+			[]string{`source a `, "s/../x", "shared path storage"}},
+		{"the release's own link at a shared path is not what the server has", map[string]node{"storage": {link: "public"}, "public/f": {content: "f"},
+			"a": {link: "storage/../x"}, "x": {content: "x"}}, []string{`source a `, "shared path storage"}},
+
+		{"into a shared dir (storage:link)", map[string]node{"storage/app/public/f": {content: "f"}, "public/storage": {link: "../storage/app/public"}}, nil},
+		{"within a shared dir", map[string]node{"storage/app/f": {content: "f"}, "storage/app/public/l": {link: "../f"}}, nil},
+		{"to a shared dir and file", map[string]node{"storage/f": {content: "f"}, ".env": {content: "K=v"}, "s": {link: "storage"}, "e": {link: ".env"}}, nil},
+		{"a name that only starts like a shared dir", map[string]node{"storage2/f": {content: "f"}, "a": {link: "storage2/../x"}, "x": {content: "x"}}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := shared
+			o.Source, o.Revision = tree(t, tt.nodes), "r"
+			_, err := release.Build(context.Background(), o)
+			if tt.phrase == nil {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, p := range tt.phrase {
+				if !strings.Contains(err.Error(), p) {
+					t.Errorf("error %q does not say %q", err, p)
+				}
+			}
+			// Without shared paths the same tree stays inside the release
+			// unless it climbs out of it anyway.
+			o.SharedDirs, o.SharedFiles = nil, nil
+			if _, err := release.Build(context.Background(), o); err != nil && strings.Contains(err.Error(), "shared path") {
+				t.Errorf("without shared paths: %v", err)
+			}
+		})
+	}
+}
+
 func TestWalkNastyNames(t *testing.T) {
 	names := []string{
 		"with space.txt",
