@@ -342,3 +342,40 @@ func TestActionBareFingerprintForSeveralServers(t *testing.T) {
 		}
 	}
 }
+
+// TestActionNamesThatAreNotUTF8 deploys files whose names differ only in
+// bytes that are not UTF-8 over SSH (tar stream, and SFTP on a server
+// without a shell) twice: both are released as they are, and the second
+// deploy reuses them.
+func TestActionNamesThatAreNotUTF8(t *testing.T) {
+	for _, sftpOnly := range []bool{false, true} {
+		t.Run(map[bool]string{false: "shell", true: "sftp-only"}[sftpOnly], func(t *testing.T) {
+			srv := sshtest.Start(t, sshtest.Options{SFTPOnly: sftpOnly})
+			root := filepath.Join(srv.MkdirUserTemp(t), "app")
+			ws := t.TempDir()
+			names := []string{"caf\xe9.txt", "caf\xe8.txt", "d\xff/x\xfe.txt"}
+			for i, n := range names {
+				os.MkdirAll(filepath.Join(ws, "site", filepath.Dir(n)), 0o755)
+				os.WriteFile(filepath.Join(ws, "site", n), []byte{byte('a' + i)}, 0o644)
+			}
+			inputs := actionDefaults()
+			for k, v := range map[string]string{"host": srv.User + "@" + srv.Addr, "path": root, "private-key": srv.ClientKeyPEM,
+				"known-hosts": srv.KnownHostsLine, "source": "site"} {
+				inputs[k] = v
+			}
+			first := runAction(t, ws, inputs)
+			if first.code != 0 || first.outputs["files-uploaded"] != "4" {
+				t.Fatalf("first: exit %d, outputs %q\n%s", first.code, first.outputs, first.stdout)
+			}
+			for i, n := range names {
+				if got, err := os.ReadFile(filepath.Join(root, "current", n)); err != nil || string(got) != string(rune('a'+i)) {
+					t.Errorf("%q on the server: %q, %v", n, got, err)
+				}
+			}
+			second := runAction(t, ws, inputs)
+			if second.code != 0 || second.outputs["files-reused"] != "4" || second.outputs["files-uploaded"] != "0" {
+				t.Fatalf("second: exit %d, outputs %q (want all 4 reused)\n%s", second.code, second.outputs, second.stdout)
+			}
+		})
+	}
+}
