@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"path"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -85,31 +84,6 @@ type Config struct {
 	RunURL   string
 }
 
-// HostFingerprint pins the host key of one server (a host or the jump
-// host): Host as listed, lower-cased; Port 0 matches whatever port that
-// host is listed with.
-type HostFingerprint struct {
-	Host        string
-	Port        int
-	Fingerprint string // SHA256:...
-}
-
-func (p HostFingerprint) matches(h Host) bool {
-	return strings.EqualFold(p.Host, h.Name) && (p.Port == 0 || p.Port == h.Port)
-}
-
-// FingerprintsFor returns the fingerprints pinned for h, the only keys
-// (besides known-hosts) h may present.
-func (c *Config) FingerprintsFor(h Host) []string {
-	var out []string
-	for _, p := range c.Fingerprints {
-		if p.matches(h) {
-			out = append(out, p.Fingerprint)
-		}
-	}
-	return out
-}
-
 // Remote reports whether the run targets servers over SSH.
 func (c *Config) Remote() bool { return len(c.Hosts) > 0 }
 
@@ -123,55 +97,6 @@ func (c *Config) Secrets() []string {
 		}
 	}
 	return s
-}
-
-// splitUserinfo finds the password of the user info of raw, a URL that
-// may not parse: after "scheme://" (if any), before the last "@" of the
-// authority, after the user's ":". ok is false when there is none.
-func splitUserinfo(raw string) (before, password, after string, ok bool) {
-	start := 0
-	if i := strings.Index(raw, "://"); i >= 0 {
-		start = i + 3
-	}
-	end := len(raw)
-	if i := strings.IndexAny(raw[start:], "/?#"); i >= 0 {
-		end = start + i
-	}
-	at := strings.LastIndex(raw[start:end], "@")
-	if at < 0 {
-		return "", "", "", false
-	}
-	colon := strings.Index(raw[start:start+at], ":")
-	if colon < 0 {
-		return "", "", "", false
-	}
-	return raw[:start+colon+1], raw[start+colon+1 : start+at], raw[start+at:], true
-}
-
-// RedactURL is raw as url.URL.Redacted shows it (the password as
-// "xxxxx"), also when raw does not parse.
-func RedactURL(raw string) string {
-	if u, err := url.Parse(raw); err == nil && u.Host != "" {
-		return u.Redacted()
-	}
-	if before, _, after, ok := splitUserinfo(raw); ok {
-		return before + "xxxxx" + after
-	}
-	return raw
-}
-
-// URLPasswords returns the password in raw's user info as written and
-// decoded (the forms it may be printed in), none when it has none.
-func URLPasswords(raw string) []string {
-	_, written, _, ok := splitUserinfo(raw)
-	if !ok || written == "" {
-		return nil
-	}
-	out := []string{written}
-	if decoded, err := url.PathUnescape(written); err == nil && decoded != written {
-		out = append(out, decoded)
-	}
-	return out
 }
 
 // InputError is a bad value for one input.
@@ -364,110 +289,6 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 		return nil, errors.Join(errs...)
 	}
 	return c, nil
-}
-
-// servers lists the hosts, then the jump host.
-func (c *Config) servers() []Host {
-	if c.JumpHost == nil {
-		return c.Hosts
-	}
-	return append(append([]Host{}, c.Hosts...), *c.JumpHost)
-}
-
-// parseFingerprints reads the fingerprint lines: HOST=SHA256:… or
-// HOST SHA256:… (HOST is name, name:port or [name]:port, as in host), or
-// bare SHA256:… ones when there is exactly one server (no jump host) to
-// pin. Every pin must name one of servers, unambiguously.
-func parseFingerprints(lines []string, servers []Host, fail func(string, string, ...any)) []HostFingerprint {
-	var pins []HostFingerprint
-	for _, line := range lines {
-		hostPart, fp, perHost := splitFingerprintLine(line)
-		if len(strings.Fields(line)) > 2 {
-			fail("fingerprint", "%q is not HOST=SHA256:… or [HOST]:PORT SHA256:… (one server's fingerprint a line)", line)
-			continue
-		}
-		if !fingerprintRE.MatchString(fp) {
-			fail("fingerprint", "%q is not a SHA256 fingerprint; copy it as `ssh-keygen -lf` prints it, e.g. SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8", fp)
-			continue
-		}
-		if !perHost {
-			switch {
-			case len(servers) == 0: // a local run: nothing to pin
-			case len(servers) == 1:
-				pins = append(pins, HostFingerprint{Host: strings.ToLower(servers[0].Name), Port: servers[0].Port, Fingerprint: fp})
-			default:
-				var examples []string
-				for _, h := range servers {
-					if h.Port == 22 {
-						examples = append(examples, h.Name+"=SHA256:…")
-					} else {
-						examples = append(examples, pinName(h.Name, h.Port)+" SHA256:…")
-					}
-				}
-				fail("fingerprint", "a bare fingerprint is accepted only for a single host without jump-host: each server has its own host key, and one pinned for all would let any of them (a compromised jump host too) answer for another. Give one line per server:\n  %s", strings.Join(examples, "\n  "))
-			}
-			continue
-		}
-		if strings.Contains(hostPart, "@") {
-			fail("fingerprint", "%q: write the host without the user, e.g. %s", line, strings.TrimPrefix(hostPart[strings.LastIndex(hostPart, "@"):], "@")+"=SHA256:…")
-			continue
-		}
-		// [name]:port is known_hosts' way; ParseHost keeps brackets for IPv6.
-		spec := hostPart
-		if inner, rest, ok := strings.Cut(strings.TrimPrefix(hostPart, "["), "]"); ok && strings.HasPrefix(hostPart, "[") && net.ParseIP(inner) == nil {
-			spec = inner + rest
-		}
-		h, err := ParseHost(spec, "", 0)
-		if err != nil {
-			fail("fingerprint", "%v", err)
-			continue
-		}
-		pin := HostFingerprint{Host: strings.ToLower(h.Name), Port: h.Port, Fingerprint: fp}
-		var ports []int
-		for _, s := range servers {
-			if pin.matches(s) && !slices.Contains(ports, s.Port) {
-				ports = append(ports, s.Port)
-			}
-		}
-		switch {
-		case len(ports) == 0:
-			fail("fingerprint", "%s is not in host or jump-host; a fingerprint names the server it pins as host lists it", pinName(h.Name, h.Port))
-			continue
-		case len(ports) > 1:
-			fail("fingerprint", "%s is listed with ports %d and %d: name the port, e.g. %s SHA256:…", h.Name, ports[0], ports[1], pinName(h.Name, ports[1]))
-			continue
-		}
-		pins = append(pins, pin)
-	}
-	return pins
-}
-
-// splitFingerprintLine splits HOST=FP or HOST FP; a line that is only a
-// fingerprint (or something else with no host) has perHost false.
-func splitFingerprintLine(line string) (host, fp string, perHost bool) {
-	if f := strings.Fields(line); len(f) >= 2 {
-		return f[0], f[len(f)-1], true
-	}
-	if hasPrefixFold(line, "SHA256:") || hasPrefixFold(line, "MD5:") {
-		return "", line, false
-	}
-	if h, f, ok := strings.Cut(line, "="); ok {
-		return h, f, true
-	}
-	return "", line, false
-}
-
-func hasPrefixFold(s, prefix string) bool {
-	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
-}
-
-// pinName is how a fingerprint line names a server: the name for port 22
-// or any port (0), else [name]:port as in known_hosts.
-func pinName(name string, port int) string {
-	if port == 0 || port == 22 {
-		return name
-	}
-	return "[" + name + "]:" + strconv.Itoa(port)
 }
 
 // hideSecrets keeps secret values out of error messages, should one be
