@@ -71,6 +71,9 @@ func (c Check) Run(ctx context.Context, newID, previousID string) error {
 	for {
 		status, text, err := fetch(ctx, client, c.URL)
 		switch {
+		case err != nil && ctx.Err() != nil && last != "":
+			// The time ran out during this request: what the ones before
+			// saw says more than "context deadline exceeded".
 		case err != nil:
 			last, stale = err.Error(), false // net/http shows the URL's password as ***
 		case status < 200 || status > 299:

@@ -98,3 +98,24 @@ func TestCheckNeverShowsURLPassword(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// TestCheckTimeoutDuringARequest: when the time runs out while a request
+// is waiting, the error still says what the answers before it were (here
+// the stale-release trap), not "context deadline exceeded".
+func TestCheckTimeoutDuringARequest(t *testing.T) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) > 1 {
+			<-r.Context().Done() // answers only once
+			return
+		}
+		w.Write([]byte("release 20260101000000"))
+	}))
+	defer srv.Close()
+	c := health.Check{URL: srv.URL, Timeout: 300 * time.Millisecond, Expect: "{release-id}", Every: 10 * time.Millisecond}
+	err := c.Run(context.Background(), "20260102030405", "20260101000000")
+	var se *health.StaleError
+	if !errors.As(err, &se) {
+		t.Fatalf("err = %v, want a StaleError", err)
+	}
+}
