@@ -54,7 +54,10 @@ func childEnv(environ []string) []string {
 // whatever environment it was given. The program's own copy, read at
 // start, is not touched. Linux only; elsewhere it does nothing.
 func hideSecretEnv() error {
-	stat, err := os.ReadFile("/proc/self/stat")
+	// By pid, not /proc/self: Docker's AppArmor profile refuses writes
+	// below /proc/<anything but a number>.
+	proc := fmt.Sprintf("/proc/%d", os.Getpid())
+	stat, err := os.ReadFile(proc + "/stat")
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -65,7 +68,7 @@ func hideSecretEnv() error {
 	if err != nil {
 		return err
 	}
-	mem, err := os.OpenFile("/proc/self/mem", os.O_RDWR, 0)
+	mem, err := os.OpenFile(proc+"/mem", os.O_RDWR, 0)
 	if err != nil {
 		return err
 	}
@@ -98,22 +101,22 @@ func hideSecretEnv() error {
 }
 
 // environBounds reads env_start and env_end (fields 50 and 51, see
-// proc(5)) from /proc/self/stat. The command name (field 2) may hold
+// proc(5)) from /proc/<pid>/stat. The command name (field 2) may hold
 // spaces and parentheses, so fields are counted after its last ')'.
 func environBounds(stat []byte) (start, end int64, err error) {
 	i := bytes.LastIndexByte(stat, ')')
 	if i < 0 {
-		return 0, 0, errors.New("/proc/self/stat: no command name")
+		return 0, 0, errors.New("/proc/<pid>/stat: no command name")
 	}
 	fields := strings.Fields(string(stat[i+1:])) // field 3 onwards
 	const envStart, envEnd = 50 - 3, 51 - 3
 	if len(fields) <= envEnd {
-		return 0, 0, errors.New("/proc/self/stat: no env_start/env_end (Linux before 3.5)")
+		return 0, 0, errors.New("/proc/<pid>/stat: no env_start/env_end (Linux before 3.5)")
 	}
 	start, err1 := strconv.ParseInt(fields[envStart], 10, 64)
 	end, err2 := strconv.ParseInt(fields[envEnd], 10, 64)
 	if err1 != nil || err2 != nil || end < start || end-start > 1<<24 {
-		return 0, 0, fmt.Errorf("/proc/self/stat: bad env_start/env_end %q %q", fields[envStart], fields[envEnd])
+		return 0, 0, fmt.Errorf("/proc/<pid>/stat: bad env_start/env_end %q %q", fields[envStart], fields[envEnd])
 	}
 	return start, end, nil
 }
