@@ -121,8 +121,16 @@ func splitLines(s string) []string {
 }
 
 // commandLike reports whether the runner could take line (one line, no
-// "\r" or "\n") for a workflow command.
+// "\r" or "\n") for a workflow command. Invisible format characters (soft
+// hyphen, zero-width space) are dropped first: .NET compares "::" and "##["
+// with the culture's rules, which may skip them.
 func commandLike(line string) bool {
+	line = strings.Map(func(r rune) rune {
+		if unicode.Is(unicode.Cf, r) {
+			return -1
+		}
+		return r
+	}, line)
 	return strings.HasPrefix(strings.TrimLeftFunc(line, unicode.IsSpace), "::") || strings.Contains(line, "##[")
 }
 

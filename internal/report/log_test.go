@@ -199,6 +199,8 @@ var forgedCommands = []string{
 	"x\r::group::forged group",
 	"x\r::endgroup::",
 	"::error::at the start of a line",
+	"\u00ad::error::after a soft hyphen",
+	"x #\u200b#[add-mask]zero-width space inside",
 	"\x1b]0;forged terminal title\x07 and \x1b[2J a cleared screen, \x1b[31mred\x1b[0m kept",
 }
 
