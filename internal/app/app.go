@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -69,7 +68,11 @@ func Main(ctx context.Context, args []string, environ []string, stdio IO) int {
 		}
 	}
 
-	rc := runContext(env, lookup)
+	if err := hideSecretEnv(); err != nil {
+		log.Warnf("the secret inputs could not be hidden from the build and hooks (they can read /proc/%d/environ): %v", os.Getpid(), err)
+	}
+	children := childEnv(environ)
+	rc := runContext(env, children, lookup)
 	cfg, err := config.Parse(lookup, rc)
 	if err != nil {
 		// Mask what we can before saying anything: the values are not validated yet.
@@ -86,7 +89,7 @@ func Main(ctx context.Context, args []string, environ []string, stdio IO) int {
 	}
 	log.Mask(cfg.Secrets())
 
-	a := &run{cfg: cfg, log: log, env: env, inActions: inActions}
+	a := &run{cfg: cfg, log: log, env: env, childEnv: children, inActions: inActions}
 	switch command {
 	case "releases":
 		return a.releases(ctx, stdio.Stdout)
@@ -97,9 +100,12 @@ func Main(ctx context.Context, args []string, environ []string, stdio IO) int {
 }
 
 type run struct {
-	cfg       *config.Config
-	log       *report.Log
-	env       map[string]string
+	cfg *config.Config
+	log *report.Log
+	env map[string]string
+	// childEnv is the environment of what runs on this machine: the build
+	// command and, with no host, the hooks (see childEnv).
+	childEnv  []string
 	inActions bool
 }
 
@@ -127,7 +133,8 @@ func (a *run) main(ctx context.Context) int {
 		// Hashing waits for nothing but the disk: it runs while the hosts
 		// are dialled and locked, and Deploy waits for it before planning.
 		m, err = release.Describe(ctx, release.Options{Source: cfg.Source, Exclude: cfg.Exclude, Build: cfg.Build, Revision: cfg.Revision,
-			Stdout: a.log.Writer("build"), Stderr: a.log.Writer("build")})
+			SharedDirs: cfg.SharedDirs, SharedFiles: cfg.SharedFiles,
+			Env: a.childEnv, Stdout: a.log.Writer("build"), Stderr: a.log.Writer("build")})
 		if err == nil {
 			n, size := m.Files()
 			a.log.Infof("%d files, %s, revision %s", n, deploy.FormatBytes(size), cfg.Revision)
@@ -139,7 +146,7 @@ func (a *run) main(ctx context.Context) int {
 		}
 		if cfg.HealthcheckURL != "" {
 			opts.Verify = func(ctx context.Context, id, previousID string) error {
-				a.log.Infof("health check: %s", cfg.HealthcheckURL)
+				a.log.Infof("health check: %s", config.RedactURL(cfg.HealthcheckURL))
 				return health.Check{URL: cfg.HealthcheckURL, Timeout: cfg.HealthcheckTimeout, Expect: cfg.HealthcheckExpect}.Run(ctx, id, previousID)
 			}
 		}
@@ -221,7 +228,7 @@ func releaseIDForDeploy(cfg *config.Config) string {
 func (a *run) targets() ([]deploy.Target, error) {
 	cfg := a.cfg
 	if !cfg.Remote() {
-		return []deploy.Target{{Name: "local", Dial: func(context.Context) (transport.Transport, error) { return local.New(), nil }}}, nil
+		return []deploy.Target{{Name: "local", Dial: func(context.Context) (transport.Transport, error) { return local.NewWithEnv(a.childEnv), nil }}}, nil
 	}
 	if cfg.InsecureIgnoreHostKey {
 		a.log.Warnf("insecure-ignore-host-key is true: host keys are NOT checked, so anyone on the network path can impersonate the server and receive the release and credentials. Pin known-hosts or fingerprint instead.")
@@ -232,10 +239,11 @@ func (a *run) targets() ([]deploy.Target, error) {
 		sc := sshx.Config{
 			Host: h.Name, Port: h.Port, User: h.User,
 			PrivateKey: cfg.PrivateKey, Passphrase: cfg.Passphrase, Password: cfg.Password,
-			KnownHosts: cfg.KnownHosts, Fingerprints: cfg.Fingerprints, InsecureIgnoreHostKey: cfg.InsecureIgnoreHostKey,
+			KnownHosts: cfg.KnownHosts, Fingerprints: cfg.FingerprintsFor(h), InsecureIgnoreHostKey: cfg.InsecureIgnoreHostKey,
 		}
 		if cfg.JumpHost != nil {
 			sc.JumpHost = cfg.JumpHost.String()
+			sc.JumpHostFingerprints = cfg.FingerprintsFor(*cfg.JumpHost)
 		}
 		if err := sc.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", h, err))
@@ -354,81 +362,6 @@ func redactErr(l *report.Log, err error) error {
 	return errors.New(l.Redact(err.Error()))
 }
 
-// releases prints the releases on every host.
-func (a *run) releases(ctx context.Context, w io.Writer) int {
-	targets, err := a.targets()
-	if err != nil {
-		a.log.Errorf("Invalid input", "%v", err)
-		return 2
-	}
-	lists, err := deploy.ListReleases(ctx, a.options(targets))
-	names := make([]string, 0, len(lists))
-	for n := range lists {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "%s:\n", n)
-		fmt.Fprintf(w, "  %-2s %-14s  %-12s  %-20s  %s\n", "", "RELEASE", "STATUS", "AGE", "REVISION")
-		list := lists[n]
-		for i := len(list) - 1; i >= 0; i-- {
-			r := list[i]
-			mark := ""
-			if r.Current {
-				mark = "*"
-			}
-			age := "-"
-			if t, err := time.Parse(config.ReleaseIDLayout, r.ID); err == nil {
-				age = time.Since(t).Round(time.Minute).String()
-			}
-			fmt.Fprintf(w, "  %-2s %-14s  %-12s  %-20s  %s\n", mark, r.ID, r.Status, age, r.Revision)
-		}
-	}
-	if err != nil {
-		a.log.Errorf("Releases", "%v", err)
-		return 1
-	}
-	return 0
-}
-
-// plan is a dry run: what a deploy would upload and reuse, changing nothing.
-func (a *run) plan(ctx context.Context, w io.Writer) int {
-	cfg := a.cfg
-	targets, err := a.targets()
-	if err != nil {
-		a.log.Errorf("Invalid input", "%v", err)
-		return 2
-	}
-	m, err := release.Build(ctx, release.Options{Source: cfg.Source, Exclude: cfg.Exclude, Revision: cfg.Revision})
-	if err != nil {
-		a.log.Errorf("Release not prepared", "%v", err)
-		return 1
-	}
-	plans, err := deploy.PlanAll(ctx, a.options(targets), m)
-	for _, p := range plans {
-		fmt.Fprintf(w, "%s (live: %s): upload %d files (%s), reuse %d files (%s), %d directories, %d symlinks\n",
-			p.Host, orDash(p.CurrentID), len(p.Plan.Upload), deploy.FormatBytes(p.Plan.UploadBytes), len(p.Plan.Reuse), deploy.FormatBytes(p.Plan.ReuseBytes), len(p.Plan.Dirs), len(p.Plan.Symlinks))
-		for _, e := range p.Plan.Upload {
-			fmt.Fprintf(w, "  + %q\n", e.Path)
-		}
-		for _, r := range p.Removed {
-			fmt.Fprintf(w, "  - %q\n", r)
-		}
-	}
-	if err != nil {
-		a.log.Errorf("Plan", "%v", err)
-		return 1
-	}
-	return 0
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
 func envMap(environ []string) map[string]string {
 	m := make(map[string]string, len(environ))
 	for _, kv := range environ {
@@ -448,13 +381,17 @@ func actionsLookup(env map[string]string) config.Lookup {
 	}
 }
 
-// rawSecrets are the secret inputs as given, for masking before validation.
+// rawSecrets are the secret inputs as given, and the password in
+// healthcheck-url, for masking before validation.
 func rawSecrets(lookup config.Lookup) []string {
 	var s []string
 	for _, in := range config.Inputs {
 		if v, ok := lookup(in.Name); ok && in.Secret && v != "" {
 			s = append(s, v)
 		}
+	}
+	if v, ok := lookup("healthcheck-url"); ok {
+		s = append(s, config.URLPasswords(strings.TrimSpace(v))...)
 	}
 	return s
 }
@@ -466,8 +403,9 @@ func unjoin(err error) []error {
 	return []error{err}
 }
 
-// runContext says where the run comes from, for the releases log.
-func runContext(env map[string]string, lookup config.Lookup) config.Context {
+// runContext says where the run comes from, for the releases log; git
+// runs with childEnv (a repository's config can make it run commands).
+func runContext(env map[string]string, childEnv []string, lookup config.Lookup) config.Context {
 	rc := config.Context{Revision: env["GITHUB_SHA"], Actor: env["GITHUB_ACTOR"]}
 	if env["GITHUB_RUN_ID"] != "" {
 		server := env["GITHUB_SERVER_URL"]
@@ -484,7 +422,9 @@ func runContext(env map[string]string, lookup config.Lookup) config.Context {
 		if !ok || src == "" {
 			src = "."
 		}
-		out, err := exec.Command("git", "-C", filepath.Clean(src), "rev-parse", "HEAD").Output()
+		git := exec.Command("git", "-C", filepath.Clean(src), "rev-parse", "HEAD")
+		git.Env = childEnv
+		out, err := git.Output()
 		if err == nil {
 			rc.Revision = strings.TrimSpace(string(out))
 		}

@@ -112,3 +112,31 @@ func TestReleasesAndPlanCommands(t *testing.T) {
 		t.Fatalf("releases: exit %d\n%s", code, out)
 	}
 }
+
+// TestReleasesShowsServerTextEscaped: the releases log comes from the
+// server; what it says cannot move the terminal's cursor or retitle it.
+func TestReleasesShowsServerTextEscaped(t *testing.T) {
+	ws := t.TempDir()
+	os.WriteFile(filepath.Join(ws, "a.txt"), []byte("1"), 0o644)
+	root := filepath.Join(t.TempDir(), "site")
+	if code, out := runCLI(t, nil, "deploy", "--source", ws, "--path", root); code != 0 {
+		t.Fatalf("deploy: exit %d\n%s", code, out)
+	}
+	ids, _ := os.ReadDir(filepath.Join(root, "releases"))
+	log := filepath.Join(root, ".atomic-deploy", "releases.log")
+	f, err := os.OpenFile(log, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"id":"` + ids[0].Name() + `","status":"success\r\u001b[2K","revision":"abc\u001b]0;owned\u0007\r::error::x"}` + "\n")
+	f.Close()
+	code, out := runCLI(t, nil, "releases", "--path", root)
+	if code != 0 || !strings.Contains(out, `success\x0d\x1b[2K`) || !strings.Contains(out, `abc\x1b]0;owned\x07\x0d::error::x`) {
+		t.Fatalf("releases: exit %d\n%q", code, out)
+	}
+	for _, raw := range []string{"\r", "\x1b", "\x07"} {
+		if strings.Contains(out, raw) {
+			t.Errorf("releases printed %q:\n%q", raw, out)
+		}
+	}
+}

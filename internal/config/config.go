@@ -52,7 +52,7 @@ type Config struct {
 	Passphrase            string
 	Password              string
 	KnownHosts            string
-	Fingerprints          []string
+	Fingerprints          []HostFingerprint
 	InsecureIgnoreHostKey bool
 	JumpHost              *Host
 
@@ -87,10 +87,11 @@ type Config struct {
 // Remote reports whether the run targets servers over SSH.
 func (c *Config) Remote() bool { return len(c.Hosts) > 0 }
 
-// Secrets returns the values that must never be printed.
+// Secrets returns the values that must never be printed: the secret
+// inputs and the password in healthcheck-url.
 func (c *Config) Secrets() []string {
 	var s []string
-	for _, v := range []string{c.PrivateKey, c.Passphrase, c.Password} {
+	for _, v := range append([]string{c.PrivateKey, c.Passphrase, c.Password}, URLPasswords(c.HealthcheckURL)...) {
 		if v != "" {
 			s = append(s, v)
 		}
@@ -196,13 +197,7 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 			c.JumpHost = &h
 		}
 	}
-	for _, fp := range splitList(get("fingerprint"), true) {
-		if !fingerprintRE.MatchString(fp) {
-			fail("fingerprint", "%q is not a SHA256 fingerprint; copy it as `ssh-keygen -lf` prints it, e.g. SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8", fp)
-			continue
-		}
-		c.Fingerprints = append(c.Fingerprints, fp)
-	}
+	c.Fingerprints = parseFingerprints(splitList(get("fingerprint"), true), c.servers(), fail)
 	if c.InsecureIgnoreHostKey, err = parseBool(get("insecure-ignore-host-key")); err != nil {
 		fail("insecure-ignore-host-key", "%v", err)
 	}
@@ -253,9 +248,9 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 	}
 	if c.HealthcheckURL != "" {
 		if !strings.HasPrefix(c.HealthcheckURL, "http://") && !strings.HasPrefix(c.HealthcheckURL, "https://") {
-			fail("healthcheck-url", "%q must start with http:// or https://", c.HealthcheckURL)
+			fail("healthcheck-url", "%q must start with http:// or https://", RedactURL(c.HealthcheckURL))
 		} else if u, err := url.Parse(c.HealthcheckURL); err != nil || u.Host == "" {
-			fail("healthcheck-url", "%q is not a URL with a host, e.g. https://example.com/up", c.HealthcheckURL)
+			fail("healthcheck-url", "%q is not a URL with a host, e.g. https://example.com/up", RedactURL(c.HealthcheckURL))
 		}
 	}
 	if c.ReleaseID != "" {
@@ -268,8 +263,14 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 		if c.PrivateKey == "" && c.Password == "" {
 			fail("private-key", "an SSH private key (or a password) is required to deploy to %s", c.Hosts[0].Name)
 		}
-		if c.KnownHosts == "" && len(c.Fingerprints) == 0 && !c.InsecureIgnoreHostKey {
+		if c.KnownHosts == "" && len(splitList(get("fingerprint"), true)) == 0 && !c.InsecureIgnoreHostKey {
 			fail("known-hosts", "the servers' host keys must be pinned: give known-hosts (ssh-keyscan -p PORT HOST output, checked out of band) or fingerprint; insecure-ignore-host-key: true skips the check but lets anyone on the path impersonate the server")
+		} else if c.KnownHosts == "" && len(c.Fingerprints) > 0 {
+			for _, h := range c.servers() {
+				if len(c.FingerprintsFor(h)) == 0 {
+					fail("fingerprint", "no fingerprint for %s (and no known-hosts to check it against): add a line %s=SHA256:… (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on that server prints it)", pinName(h.Name, h.Port), pinName(h.Name, h.Port))
+				}
+			}
 		}
 		for _, h := range c.Hosts {
 			if h.User == "" {

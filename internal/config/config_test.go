@@ -174,6 +174,31 @@ func TestParseHostileInputs(t *testing.T) {
 		{name: "fingerprint too short", inputs: map[string]string{"fingerprint": "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY"}, input: "fingerprint", phrase: "not a SHA256 fingerprint"},
 		{name: "fingerprint too long", inputs: map[string]string{"fingerprint": "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8xx"}, input: "fingerprint", phrase: "not a SHA256 fingerprint"},
 		{name: "fingerprint one good one bad", inputs: map[string]string{"fingerprint": "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8, sha256:bad"}, input: "fingerprint", phrase: "ssh-keygen -lf"},
+		// A pin is per server: a bare fingerprint would let any of them
+		// (a compromised jump host among them) present its key for another.
+		{name: "fingerprint bare with two hosts", inputs: map[string]string{"known-hosts": unset, "host": "deploy@web1, deploy@web2:2222",
+			"fingerprint": "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"}, input: "fingerprint", phrase: "web1=SHA256:…\n  [web2]:2222 SHA256:…"},
+		{name: "fingerprint bare with a jump host", inputs: map[string]string{"known-hosts": unset, "jump-host": "bastion",
+			"fingerprint": "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"}, input: "fingerprint", phrase: "bastion=SHA256:…"},
+		{name: "fingerprint bare next to per-host pins", inputs: map[string]string{"host": "deploy@web1, deploy@web2", "fingerprint": "web1=SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8\nSHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"},
+			input: "fingerprint", phrase: "only for a single host"},
+		{name: "fingerprint for a host not listed", inputs: map[string]string{"fingerprint": "web9.example.com=SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"},
+			input: "fingerprint", phrase: "web9.example.com is not in host or jump-host"},
+		{name: "fingerprint for a listed host on another port", inputs: map[string]string{"fingerprint": "[web1.example.com]:2222 SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"},
+			input: "fingerprint", phrase: "[web1.example.com]:2222 is not in host or jump-host"},
+		{name: "fingerprint with a user", inputs: map[string]string{"fingerprint": "deploy@web1.example.com=SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"},
+			input: "fingerprint", phrase: "without the user"},
+		{name: "fingerprint with a bad host", inputs: map[string]string{"fingerprint": "web1;id=SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"},
+			input: "fingerprint", phrase: "not a host name"},
+		{name: "fingerprint for a host, empty", inputs: map[string]string{"fingerprint": "web1.example.com="}, input: "fingerprint", phrase: "not a SHA256 fingerprint"},
+		{name: "fingerprint as ssh-keygen -l prints it", inputs: map[string]string{"fingerprint": "256 SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8 root@web1 (ED25519)"},
+			input: "fingerprint", phrase: "HOST=SHA256:…"},
+		{name: "fingerprint missing for a second host", inputs: map[string]string{"known-hosts": unset, "host": "deploy@web1, deploy@web2",
+			"fingerprint": "web1=SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"}, input: "fingerprint", phrase: "no fingerprint for web2"},
+		{name: "fingerprint missing for the jump host", inputs: map[string]string{"known-hosts": unset, "jump-host": "bastion:2200",
+			"fingerprint": "web1.example.com=SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"}, input: "fingerprint", phrase: "no fingerprint for [bastion]:2200"},
+		{name: "fingerprint without a port for a name on two ports", inputs: map[string]string{"host": "deploy@web1, deploy@web1:2222",
+			"fingerprint": "web1=SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"}, input: "fingerprint", phrase: "name the port"},
 
 		// insecure-ignore-host-key
 		{name: "insecure-ignore-host-key yes please", inputs: map[string]string{"insecure-ignore-host-key": "yes please"}, input: "insecure-ignore-host-key", phrase: "not true or false"},
@@ -429,11 +454,14 @@ func TestParseValid(t *testing.T) {
 		{
 			name: "IPv6 in brackets without port and IPv4",
 			inputs: map[string]string{"host": "[::1]\n127.0.0.1:2200", "username": "ci", "path": "/var/www/app",
-				"password": testPassword, "fingerprint": "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"},
+				"password": testPassword, "fingerprint": "[::1]=SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8\n[127.0.0.1]:2200 SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},
 			want: func(c *config.Config) {
 				c.Hosts = []config.Host{{User: "ci", Name: "::1", Port: 22}, {User: "ci", Name: "127.0.0.1", Port: 2200}}
 				c.Path, c.Password = "/var/www/app", testPassword
-				c.Fingerprints = []string{"SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"}
+				c.Fingerprints = []config.HostFingerprint{
+					{Host: "::1", Fingerprint: "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"},
+					{Host: "127.0.0.1", Port: 2200, Fingerprint: "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},
+				}
 			},
 		},
 		{
@@ -454,13 +482,16 @@ func TestParseValid(t *testing.T) {
 			name: "comma and newline separated lists, comments and blanks ignored",
 			inputs: map[string]string{"host": "# production\nweb1, web2,\r\n\n  web3 ,web4\n#web5\n", "username": "deploy",
 				"path": "/var/www/app", "private-key": testKey, "known-hosts": kh,
-				"fingerprint": "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8,\n# old key\nSHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+				"fingerprint": "web1=SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8,\n# old key\nweb1 SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
 				"shared-dirs": "# kept across releases\nstorage\n\n  public/uploads  \n", "shared-files": ".env\n# .env.local",
 				"writable-dirs": "bootstrap/cache/", "exclude": "# none of these\n.git\n/docs\n**/*.log\n"},
 			want: func(c *config.Config) {
 				c.Hosts = []config.Host{{User: "deploy", Name: "web1", Port: 22}, {User: "deploy", Name: "web2", Port: 22}, {User: "deploy", Name: "web3", Port: 22}, {User: "deploy", Name: "web4", Port: 22}}
 				c.Path, c.PrivateKey, c.KnownHosts = "/var/www/app", key, kh
-				c.Fingerprints = []string{"SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8", "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}
+				c.Fingerprints = []config.HostFingerprint{
+					{Host: "web1", Fingerprint: "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"},
+					{Host: "web1", Fingerprint: "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="},
+				}
 				c.SharedDirs, c.SharedFiles, c.WritableDirs = []string{"storage", "public/uploads"}, []string{".env"}, []string{"bootstrap/cache"}
 				c.Exclude = []string{".git", "/docs", "**/*.log"}
 			},
@@ -558,6 +589,34 @@ func TestParseValid(t *testing.T) {
 			},
 		},
 		{
+			name: "bare fingerprints pin the one host",
+			inputs: map[string]string{"host": "deploy@web1:2222", "path": "/srv/a", "private-key": testKey,
+				"fingerprint": "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8\nSHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},
+			want: func(c *config.Config) {
+				c.Hosts = []config.Host{{User: "deploy", Name: "web1", Port: 2222}}
+				c.Path, c.PrivateKey = "/srv/a", key
+				c.Fingerprints = []config.HostFingerprint{
+					{Host: "web1", Port: 2222, Fingerprint: "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"},
+					{Host: "web1", Port: 2222, Fingerprint: "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},
+				}
+			},
+		},
+		{
+			name: "a fingerprint per host and for the jump host, in both forms",
+			inputs: map[string]string{"host": "deploy@web1\ndeploy@Web2.example.com:2222", "jump-host": "bastion:2200", "path": "/srv/a", "private-key": testKey,
+				"fingerprint": "web1=SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8\n[web2.example.com]:2222  SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\nbastion:2200=SHA256:BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"},
+			want: func(c *config.Config) {
+				c.Hosts = []config.Host{{User: "deploy", Name: "web1", Port: 22}, {User: "deploy", Name: "Web2.example.com", Port: 2222}}
+				c.JumpHost = &config.Host{Name: "bastion", Port: 2200}
+				c.Path, c.PrivateKey = "/srv/a", key
+				c.Fingerprints = []config.HostFingerprint{
+					{Host: "web1", Fingerprint: "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8"},
+					{Host: "web2.example.com", Port: 2222, Fingerprint: "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},
+					{Host: "bastion", Port: 2200, Fingerprint: "SHA256:BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"},
+				}
+			},
+		},
+		{
 			name: "jump host with user and port",
 			inputs: map[string]string{"host": "web1", "username": "deploy", "jump-host": "jump@[2001:db8::9]:2200", "path": "/srv/a",
 				"private-key": testKey, "known-hosts": kh},
@@ -606,6 +665,53 @@ func TestParseSecrets(t *testing.T) {
 	}
 	if cfg.PrivateKey != "" || len(cfg.Secrets()) != 0 || cfg.Remote() {
 		t.Errorf("blank key: PrivateKey=%q Secrets=%q Remote=%v", cfg.PrivateKey, cfg.Secrets(), cfg.Remote())
+	}
+}
+
+// TestFingerprintsFor: each server is checked against its own pins only.
+func TestFingerprintsFor(t *testing.T) {
+	cfg, err := config.Parse(lookupOf(map[string]string{
+		"host": "deploy@web1, deploy@web2:2222, deploy@web3", "jump-host": "bastion", "path": "/srv/a", "private-key": testKey,
+		"known-hosts": remoteBase()["known-hosts"],
+		"fingerprint": "web1=SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8\nWEB1 SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n" +
+			"[web2]:2222 SHA256:BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB\nbastion=SHA256:CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC",
+	}), config.Context{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		h    config.Host
+		want []string
+	}{
+		{cfg.Hosts[0], []string{"SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8", "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}},
+		{cfg.Hosts[1], []string{"SHA256:BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"}},
+		{cfg.Hosts[2], nil}, // known-hosts pins it
+		{*cfg.JumpHost, []string{"SHA256:CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC"}},
+	} {
+		if got := cfg.FingerprintsFor(tt.h); !slices.Equal(got, tt.want) {
+			t.Errorf("FingerprintsFor(%s) = %q, want %q", tt.h, got, tt.want)
+		}
+	}
+}
+
+// TestHealthcheckURLPassword: a password in healthcheck-url is a secret:
+// Secrets has it (as written and decoded) and no error message shows it.
+func TestHealthcheckURLPassword(t *testing.T) {
+	cfg, err := config.Parse(lookupOf(map[string]string{"path": "/srv/a", "healthcheck-url": "https://monitor:p%40ss-W0rd@example.com/up"}), config.Context{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Secrets(); !slices.Contains(got, "p@ss-W0rd") || !slices.Contains(got, "p%40ss-W0rd") {
+		t.Errorf("Secrets() = %q, want the URL's password, decoded and as written", got)
+	}
+	for _, bad := range []string{"ftp://monitor:p%40ss-W0rd@example.com/up", "https://monitor:p%40ss-W0rd@/up", "http://monitor:p%40ss-W0rd@exa mple.com/%zz"} {
+		_, err := config.Parse(lookupOf(map[string]string{"path": "/srv/a", "healthcheck-url": bad}), config.Context{})
+		if err == nil || !strings.Contains(err.Error(), "healthcheck-url") {
+			t.Fatalf("%s: err = %v", bad, err)
+		}
+		if strings.Contains(err.Error(), "p%40ss-W0rd") || strings.Contains(err.Error(), "p@ss-W0rd") || !strings.Contains(err.Error(), "monitor:xxxxx@") {
+			t.Errorf("%s: the message shows the password or no redacted URL: %v", bad, err)
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -37,7 +38,16 @@ func (e *StaleError) Error() string {
 		"The web server or PHP resolves the old path: with nginx + php-fpm pass the resolved path "+
 		"(fastcgi_param SCRIPT_FILENAME $realpath_root$fastcgi_script_name; fastcgi_param DOCUMENT_ROOT $realpath_root;) "+
 		"instead of $document_root, or reload php-fpm in after-activate, because OPcache and the realpath cache keep the old release",
-		e.URL, e.PreviousID, e.Waited.Round(time.Second), e.NewID)
+		redacted(e.URL), e.PreviousID, e.Waited.Round(time.Second), e.NewID)
+}
+
+// redacted is rawURL to print: a password in it shows as "xxxxx".
+func redacted(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "the health check URL" // unreachable: config checks it parses
+	}
+	return u.Redacted()
 }
 
 // Run polls until success or timeout and says what it saw last.
@@ -61,8 +71,11 @@ func (c Check) Run(ctx context.Context, newID, previousID string) error {
 	for {
 		status, text, err := fetch(ctx, client, c.URL)
 		switch {
+		case err != nil && ctx.Err() != nil && last != "":
+			// The time ran out during this request: what the ones before
+			// saw says more than "context deadline exceeded".
 		case err != nil:
-			last, stale = err.Error(), false
+			last, stale = err.Error(), false // net/http shows the URL's password as ***
 		case status < 200 || status > 299:
 			last, stale = fmt.Sprintf("HTTP %d", status), false
 		case expect != "" && !strings.Contains(text, expect):
@@ -81,7 +94,7 @@ func (c Check) Run(ctx context.Context, newID, previousID string) error {
 			if stale {
 				return &StaleError{URL: c.URL, NewID: newID, PreviousID: previousID, Waited: time.Since(start)}
 			}
-			return fmt.Errorf("health check failed: %s did not pass within %s (last: %s)", c.URL, c.Timeout, last)
+			return fmt.Errorf("health check failed: %s did not pass within %s (last: %s)", redacted(c.URL), c.Timeout, last)
 		case <-time.After(every):
 		}
 	}

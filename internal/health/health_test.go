@@ -69,3 +69,53 @@ func TestCheck(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckNeverShowsURLPassword: the URL in every message is redacted.
+func TestCheckNeverShowsURLPassword(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pass, _ := r.BasicAuth(); pass != "s3cret/pass" {
+			t.Errorf("the server got password %q", pass)
+		}
+		w.Write([]byte("release 20260101000000"))
+	}))
+	defer srv.Close()
+	u := strings.Replace(srv.URL, "http://", "http://monitor:s3cret%2Fpass@", 1)
+	for _, expect := range []string{"", "{release-id}"} {
+		c := health.Check{URL: u, Timeout: 300 * time.Millisecond, Expect: expect, Every: 50 * time.Millisecond}
+		err := c.Run(context.Background(), "20260102030405", "20260101000000")
+		if err == nil || !strings.Contains(err.Error(), "monitor:xxxxx@") {
+			t.Fatalf("err = %v, want the redacted URL", err)
+		}
+		for _, s := range []string{"s3cret", "s3cret%2Fpass", "s3cret/pass"} {
+			if strings.Contains(err.Error(), s) {
+				t.Errorf("error shows the password: %v", err)
+			}
+		}
+	}
+	// A server that cannot be reached: the client's own error names the URL too.
+	c := health.Check{URL: "http://monitor:s3cret@127.0.0.1:1/up", Timeout: 200 * time.Millisecond, Every: 50 * time.Millisecond}
+	if err := c.Run(context.Background(), "20260102030405", ""); err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+// TestCheckTimeoutDuringARequest: when the time runs out while a request
+// is waiting, the error still says what the answers before it were (here
+// the stale-release trap), not "context deadline exceeded".
+func TestCheckTimeoutDuringARequest(t *testing.T) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) > 1 {
+			<-r.Context().Done() // answers only once
+			return
+		}
+		w.Write([]byte("release 20260101000000"))
+	}))
+	defer srv.Close()
+	c := health.Check{URL: srv.URL, Timeout: 300 * time.Millisecond, Expect: "{release-id}", Every: 10 * time.Millisecond}
+	err := c.Run(context.Background(), "20260102030405", "20260101000000")
+	var se *health.StaleError
+	if !errors.As(err, &se) {
+		t.Fatalf("err = %v, want a StaleError", err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 
@@ -32,6 +33,14 @@ type Options struct {
 	Revision string   // written to REVISION
 	Stdout   io.Writer
 	Stderr   io.Writer
+	// Env is the build command's whole environment (KEY=value). It is
+	// never the process's own: nil runs the build with an empty one.
+	Env []string
+	// SharedDirs and SharedFiles (shared-dirs, shared-files) become links
+	// to <path>/shared/ on the server: a symlink may not climb out of one
+	// with "..", which would lead outside the release there.
+	SharedDirs  []string
+	SharedFiles []string
 }
 
 // Build runs the build command, then walks Source into a Manifest and
@@ -63,12 +72,16 @@ func Describe(ctx context.Context, o Options) (*Manifest, error) {
 	if strings.TrimSpace(o.Build) != "" {
 		cmd := exec.CommandContext(ctx, "/bin/sh", "-ec", o.Build)
 		cmd.Dir = o.Source
+		cmd.Env = o.Env
+		if cmd.Env == nil {
+			cmd.Env = []string{}
+		}
 		cmd.Stdout, cmd.Stderr = o.Stdout, o.Stderr
 		if err := cmd.Run(); err != nil {
 			return nil, fmt.Errorf("build command failed in %s: %w", o.Source, err)
 		}
 	}
-	m, err := walk(o.Source, o.Exclude)
+	m, err := walk(o.Source, o.Exclude, append(append([]string{}, o.SharedDirs...), o.SharedFiles...))
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +120,7 @@ func Excluded(rel string, patterns []string) bool {
 
 // Walk describes the tree at root, hashing files on all cores.
 func Walk(ctx context.Context, root string, exclude []string) (*Manifest, error) {
-	m, err := walk(root, exclude)
+	m, err := walk(root, exclude, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -119,8 +132,9 @@ func Walk(ctx context.Context, root string, exclude []string) (*Manifest, error)
 	return m, nil
 }
 
-// walk describes the tree at root without reading the files.
-func walk(root string, exclude []string) (*Manifest, error) {
+// walk describes the tree at root without reading the files; shared are
+// the shared paths (see Options).
+func walk(root string, exclude, shared []string) (*Manifest, error) {
 	m := &Manifest{}
 	// WalkDir does not follow a root that is itself a symlink (a source
 	// directory linked elsewhere); walk what it points to.
@@ -176,7 +190,7 @@ func walk(root string, exclude []string) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := linksStayInside(m); err != nil {
+	if err := linksStayInside(m, shared); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -227,9 +241,11 @@ func symlinkStaysInside(rel, target string) error {
 }
 
 // linksStayInside follows every symlink through the release's other
-// symlinks, as the server will: "dot" -> "." makes "dot/dot/../../x" look
-// inside to symlinkStaysInside but climb out of the release on the server.
-func linksStayInside(m *Manifest) error {
+// symlinks and its shared paths, as the server will: "dot" -> "." makes
+// "dot/dot/../../x" look inside to symlinkStaysInside but climb out of the
+// release on the server, and so does ".." out of a shared path, which is a
+// link to <path>/shared/<it> there.
+func linksStayInside(m *Manifest, shared []string) error {
 	links := map[string]string{}
 	for _, e := range m.Entries {
 		if e.Type == TypeSymlink {
@@ -237,7 +253,14 @@ func linksStayInside(m *Manifest) error {
 		}
 	}
 	for _, e := range m.Entries {
-		if e.Type == TypeSymlink && !resolvesInside(links, e.Path) {
+		if e.Type != TypeSymlink || slices.Contains(shared, e.Path) {
+			continue // a link at a shared path is replaced by the shared link
+		}
+		inside, escaped := resolvesInside(links, shared, e.Path)
+		switch {
+		case escaped != "":
+			return fmt.Errorf("source %s is a symlink to %s, which climbs out of the shared path %s with ..: on the server %s is a link to <path>/shared/%s, so .. there leads outside the release; only links that stay inside the release or inside a shared path are deployed (exclude it)", e.Path, e.Target, escaped, escaped, escaped)
+		case !inside:
 			return fmt.Errorf("source %s is a symlink to %s, which leads outside the release through another symlink; only relative links inside the release are deployed (exclude it)", e.Path, e.Target)
 		}
 	}
@@ -246,12 +269,23 @@ func linksStayInside(m *Manifest) error {
 
 // resolvesInside resolves the link at rel component by component, expanding
 // the release's own links on the way, and reports whether it never climbs
-// above the release root. Components the release does not have are taken as
-// directories; a chain the kernel would refuse to follow (ELOOP) leads nowhere.
-func resolvesInside(links map[string]string, rel string) bool {
+// above the release root. A shared path is where the server has a link to
+// shared/ instead of what the release holds: resolving into one (or from a
+// link that lives in one) continues in shared/, and ".." above it is
+// reported as escaped (that shared path). Components the release does not
+// have are taken as directories; a chain the kernel would refuse to follow
+// (ELOOP) leads nowhere.
+func resolvesInside(links map[string]string, shared []string, rel string) (inside bool, escaped string) {
 	var dir []string
 	if d := path.Dir(rel); d != "." {
 		dir = strings.Split(d, "/")
+	}
+	// floor is the depth of the shared path the walk is in (0: none).
+	floor, in := 0, ""
+	for _, p := range shared {
+		if strings.HasPrefix(rel, p+"/") {
+			floor, in = strings.Count(p, "/")+1, p
+		}
 	}
 	todo := strings.Split(links[rel], "/")
 	for hops := 0; len(todo) > 0; {
@@ -261,22 +295,30 @@ func resolvesInside(links map[string]string, rel string) bool {
 		case "", ".":
 			continue
 		case "..":
-			if len(dir) == 0 {
-				return false
+			switch {
+			case floor > 0 && len(dir) == floor:
+				return false, in
+			case len(dir) == 0:
+				return false, ""
 			}
 			dir = dir[:len(dir)-1]
 			continue
 		}
 		dir = append(dir, c)
-		if t, ok := links[strings.Join(dir, "/")]; ok {
+		p := strings.Join(dir, "/")
+		if floor == 0 && slices.Contains(shared, p) {
+			floor, in = len(dir), p
+			continue
+		}
+		if t, ok := links[p]; ok {
 			if hops++; hops > 40 || strings.HasPrefix(t, "/") {
-				return true
+				return true, ""
 			}
 			dir = dir[:len(dir)-1]
 			todo = append(strings.Split(t, "/"), todo...)
 		}
 	}
-	return true
+	return true, ""
 }
 
 // Hash computes the content hash of every file not hashed yet, on all cores.

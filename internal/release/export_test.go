@@ -10,3 +10,7 @@ func ParseLine(line []byte) (Entry, bool) {
 	e.Path = string(p)
 	return e, ok
 }
+
+// DecodeLine is decodeLine: how a manifest line that ParseLine does not
+// read is read, for tests.
+var DecodeLine = decodeLine

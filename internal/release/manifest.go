@@ -8,7 +8,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +16,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/klauspost/compress/gzip"
 )
@@ -236,7 +234,8 @@ func (m *Manifest) EncodeMTimes(w io.Writer, mtimes []int64) error {
 // MTime: the bytes encoding/json writes for the Entry (the form servers
 // hold, and an unchanged entry must give the same line in every deploy;
 // TestManifestLinesUnchanged and FuzzAppendLine pin both), without its
-// reflection and allocations.
+// reflection and allocations, except that a byte of a path or link target
+// that is not UTF-8 is kept (see appendJSONString).
 func appendLine(b []byte, e *Entry, mtime int64) []byte {
 	b = append(b, `{"p":`...)
 	b = appendJSONString(b, e.Path)
@@ -264,59 +263,6 @@ func appendLine(b []byte, e *Entry, mtime int64) []byte {
 		b = strconv.AppendInt(b, mtime, 10)
 	}
 	return append(b, "}\n"...)
-}
-
-// appendJSONString quotes s as encoding/json does by default: \", \\, the
-// short escapes, \u00XX for other control bytes and for <, > and &, \ufffd
-// for each byte that is not UTF-8, and \u2028 and \u2029 escaped.
-func appendJSONString(b []byte, s string) []byte {
-	const hexDigits = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 // Bytes encodes the manifest into memory.
@@ -357,10 +303,8 @@ func DecodeManifestJSON(r io.Reader) (*Manifest, error) {
 		if p, ok := parseLine(sc.Bytes(), &e); ok {
 			e.Path = paths.shareBytes(p)
 		} else {
-			var je Entry // on the heap only here
-			dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&je); err != nil {
+			je, err := decodeLine(sc.Bytes())
+			if err != nil {
 				return nil, fmt.Errorf("manifest entry %d: %w", n, err)
 			}
 			e = je

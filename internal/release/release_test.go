@@ -13,10 +13,12 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
@@ -257,6 +259,70 @@ func TestWalkSymlinks(t *testing.T) {
 	})
 }
 
+// TestSymlinksThroughSharedPaths: on the server a shared path is a link to
+// <path>/shared/<it>, so ".." out of it (from a link that lives in it, or
+// one whose target passes through it) leads outside the release even when
+// it would not in the source tree.
+func TestSymlinksThroughSharedPaths(t *testing.T) {
+	shared := release.Options{SharedDirs: []string{"storage", "var/cache"}, SharedFiles: []string{".env"}}
+	tests := []struct {
+		name   string
+		nodes  map[string]node
+		phrase []string // nil: accepted
+	}{
+		{"a link in a shared dir climbing out of it", map[string]node{"storage/sub/x": {link: "../../y"}, "y": {content: "y"}},
+			[]string{"storage/sub/x", "../../y", "shared path storage"}},
+		{"a link in a shared dir climbing out at once", map[string]node{"storage/x": {link: "../../etc"}},
+			[]string{"storage/x", "../../etc"}},
+		{"up through a shared dir", map[string]node{"storage/f": {content: "f"}, "a": {link: "storage/../x"}, "x": {content: "x"}},
+			[]string{`source a `, "storage/../x", "shared path storage"}},
+		{"up and out through a shared dir", map[string]node{"storage/f": {content: "f"}, "a": {link: "storage/../.."}},
+			[]string{`source a `, "storage/../.."}},
+		{"from a subdirectory up through a shared dir", map[string]node{"storage/f": {content: "f"}, "public/up": {link: "../storage/.."}},
+			[]string{"public/up", "shared path storage"}},
+		{"up through a nested shared dir", map[string]node{"var/cache/f": {content: "f"}, "a": {link: "var/cache/../x"}, "var/x": {content: "x"}},
+			[]string{`source a `, "shared path var/cache"}},
+		{"up through a shared file", map[string]node{".env": {content: "K=v"}, "a": {link: ".env/../x"}, "x": {content: "x"}},
+			[]string{`source a `, "shared path .env"}},
+		{"up through a release link to a shared dir", map[string]node{"storage/f": {content: "f"}, "s": {link: "storage"}, "a": {link: "s/../x"}, "x": {content: "x"}},
+			[]string{`source a `, "s/../x", "shared path storage"}},
+		{"the release's own link at a shared path is not what the server has", map[string]node{"storage": {link: "public"}, "public/f": {content: "f"},
+			"a": {link: "storage/../x"}, "x": {content: "x"}}, []string{`source a `, "shared path storage"}},
+
+		{"into a shared dir (storage:link)", map[string]node{"storage/app/public/f": {content: "f"}, "public/storage": {link: "../storage/app/public"}}, nil},
+		{"within a shared dir", map[string]node{"storage/app/f": {content: "f"}, "storage/app/public/l": {link: "../f"}}, nil},
+		{"to a shared dir and file", map[string]node{"storage/f": {content: "f"}, ".env": {content: "K=v"}, "s": {link: "storage"}, "e": {link: ".env"}}, nil},
+		{"a name that only starts like a shared dir", map[string]node{"storage2/f": {content: "f"}, "a": {link: "storage2/../x"}, "x": {content: "x"}}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := shared
+			o.Source, o.Revision = tree(t, tt.nodes), "r"
+			_, err := release.Build(context.Background(), o)
+			if tt.phrase == nil {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, p := range tt.phrase {
+				if !strings.Contains(err.Error(), p) {
+					t.Errorf("error %q does not say %q", err, p)
+				}
+			}
+			// Without shared paths the same tree stays inside the release
+			// unless it climbs out of it anyway.
+			o.SharedDirs, o.SharedFiles = nil, nil
+			if _, err := release.Build(context.Background(), o); err != nil && strings.Contains(err.Error(), "shared path") {
+				t.Errorf("without shared paths: %v", err)
+			}
+		})
+	}
+}
+
 func TestWalkNastyNames(t *testing.T) {
 	names := []string{
 		"with space.txt",
@@ -442,6 +508,34 @@ func TestBuildCommand(t *testing.T) {
 	}
 }
 
+// TestBuildEnvironment: the build gets Options.Env and nothing of this
+// process's environment, which holds the secret inputs in Actions.
+func TestBuildEnvironment(t *testing.T) {
+	t.Setenv("INPUT_PASSWORD", "process-secret-3f2a")
+	for _, tt := range []struct {
+		name string
+		env  []string
+		want []string
+	}{
+		{"nil is an empty environment", nil, nil},
+		{"what it is given", []string{"CI=true", "HOME=/github/home"}, []string{"CI=true", "HOME=/github/home"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			root := tree(t, map[string]node{"src.txt": {content: "s"}})
+			m, err := release.Build(context.Background(), release.Options{Source: root, Revision: "r", Env: tt.env,
+				Build: `tr '\0' '\n' < /proc/$$/environ > env.txt`})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := os.ReadFile(filepath.Join(root, "env.txt"))
+			if want := strings.Join(append(tt.want, ""), "\n"); string(got) != want {
+				t.Errorf("the build's environment is\n%s\nwant\n%s", got, want)
+			}
+			entry(t, m, "env.txt")
+		})
+	}
+}
+
 func TestBuildFollowsASymlinkedSource(t *testing.T) {
 	root := tree(t, map[string]node{"site/index.html": {content: "hi"}, "link": {link: "site"}})
 	m, err := release.Build(context.Background(), release.Options{Source: filepath.Join(root, "link"), Revision: "r"})
@@ -595,6 +689,8 @@ func FuzzDecodeManifest(f *testing.F) {
 // TestManifestLinesUnchanged pins the stored form byte for byte: servers
 // hold manifests in it, and an unchanged entry must give the same line in
 // every deploy (the manifest travels as a delta against the previous one).
+// The one change since: the byte \xff, which is not UTF-8, is written
+// \udcff (it was \ufffd, which lost it).
 func TestManifestLinesUnchanged(t *testing.T) {
 	m := sampleManifest()
 	m.Entries = append(m.Entries, release.Entry{Path: "<&>\u2028\x7f\x01\t\xff", Type: release.TypeSymlink, Target: "a<b>&c\u2029\b\f"})
@@ -608,7 +704,7 @@ func TestManifestLinesUnchanged(t *testing.T) {
 	}
 	got, _ := io.ReadAll(zr)
 	// Written by the release before hashes were held as bytes.
-	want := "{\"atomic-deploy-manifest\":1}\n{\"p\":\"app\",\"t\":\"d\",\"m\":1533}\n{\"p\":\"app/index.php\",\"t\":\"f\",\"m\":420,\"s\":5,\"h\":\"fe5bcb54c56e0b9f456a060364dd28b2248f3a0e21c168d4ce9d009b73e83e3c\",\"mt\":1764112722123456789}\n{\"p\":\"app/empty\",\"t\":\"f\",\"m\":384,\"h\":\"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\",\"mt\":7}\n{\"p\":\"app/link\",\"t\":\"l\",\"l\":\"../REVISION\"}\n{\"p\":\"name with\\nnewline 'and' \\\"quotes\\\" ünï -x\",\"t\":\"f\",\"m\":493,\"s\":1,\"h\":\"2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881\",\"mt\":-1}\n{\"p\":\"REVISION\",\"t\":\"f\",\"m\":420,\"s\":4,\"h\":\"edeaaff3f1774ad2888673770c6d64097e391bc362d7d6fb34982ddf0efd18cb\",\"mt\":1764112723000000000}\n{\"p\":\"\\u003c\\u0026\\u003e\\u2028\x7f\\u0001\\t\\ufffd\",\"t\":\"l\",\"l\":\"a\\u003cb\\u003e\\u0026c\\u2029\\b\\f\"}\n"
+	want := "{\"atomic-deploy-manifest\":1}\n{\"p\":\"app\",\"t\":\"d\",\"m\":1533}\n{\"p\":\"app/index.php\",\"t\":\"f\",\"m\":420,\"s\":5,\"h\":\"fe5bcb54c56e0b9f456a060364dd28b2248f3a0e21c168d4ce9d009b73e83e3c\",\"mt\":1764112722123456789}\n{\"p\":\"app/empty\",\"t\":\"f\",\"m\":384,\"h\":\"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\",\"mt\":7}\n{\"p\":\"app/link\",\"t\":\"l\",\"l\":\"../REVISION\"}\n{\"p\":\"name with\\nnewline 'and' \\\"quotes\\\" ünï -x\",\"t\":\"f\",\"m\":493,\"s\":1,\"h\":\"2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881\",\"mt\":-1}\n{\"p\":\"REVISION\",\"t\":\"f\",\"m\":420,\"s\":4,\"h\":\"edeaaff3f1774ad2888673770c6d64097e391bc362d7d6fb34982ddf0efd18cb\",\"mt\":1764112723000000000}\n{\"p\":\"\\u003c\\u0026\\u003e\\u2028\x7f\\u0001\\t\\udcff\",\"t\":\"l\",\"l\":\"a\\u003cb\\u003e\\u0026c\\u2029\\b\\f\"}\n"
 	if string(got) != want {
 		t.Errorf("encoded\n%s\nwant\n%s", got, want)
 	}
@@ -729,13 +825,55 @@ type storedEntry struct {
 	MTime  int64  `json:"mt,omitempty"`
 }
 
+// storedEntryRaw is storedEntry with its strings already quoted.
+type storedEntryRaw struct {
+	Path   json.RawMessage `json:"p"`
+	Type   json.RawMessage `json:"t"`
+	Mode   uint32          `json:"m,omitempty"`
+	Size   int64           `json:"s,omitempty"`
+	Hash   string          `json:"h,omitempty"`
+	Target json.RawMessage `json:"l,omitempty"`
+	MTime  int64           `json:"mt,omitempty"`
+}
+
+// quoteBytes quotes s as a manifest does: its UTF-8 runs as encoding/json
+// quotes them, each byte that is not UTF-8 as \udc80-\udcff.
+func quoteBytes(s string) json.RawMessage {
+	b := []byte{'"'}
+	for len(s) > 0 {
+		if r, size := utf8.DecodeRuneInString(s); r == utf8.RuneError && size == 1 {
+			b = fmt.Appendf(b, `\udc%02x`, s[0])
+			s = s[1:]
+			continue
+		}
+		n := 0
+		for n < len(s) {
+			r, size := utf8.DecodeRuneInString(s[n:])
+			if r == utf8.RuneError && size == 1 {
+				break
+			}
+			n += size
+		}
+		run, _ := json.Marshal(s[:n])
+		b = append(b, run[1:len(run)-1]...)
+		s = s[n:]
+	}
+	return append(b, '"')
+}
+
 // FuzzAppendLine: the manifest's own encoder writes exactly what
-// encoding/json writes for the entry as first declared.
+// encoding/json writes for the entry as first declared, but for the bytes
+// of a path or target that are not UTF-8 (written \udc80-\udcff where
+// encoding/json loses them as \ufffd); and the line reads back as the
+// entry, byte for byte.
 func FuzzAppendLine(f *testing.F) {
 	f.Add("app/index.php", "", byte('f'), uint32(0o644), int64(5), []byte("x"), int64(1764112722123456789))
 	f.Add("<&>\u2028\u2029\x7f\x01\t\xff\b\f\r\n\"\\/é日本", "a<b>&c\u2029", byte('l'), uint32(0), int64(0), []byte{}, int64(0))
 	f.Add("d", "t", byte('d'), uint32(0o7777), int64(-1), []byte{}, int64(-7))
 	f.Add("\xed\xa0\x80\xf4\x90\x80\x80\xc0\xaf", "\xe2\x80", byte(0), uint32(1<<31), int64(1<<62), []byte{0}, int64(-1<<63))
+	f.Add("caf\xe9.txt", "caf\xe8.txt", byte('l'), uint32(0), int64(0), []byte{}, int64(0))
+	f.Add("\\udcff \xff \ufffd", "\xff\xfe", byte('f'), uint32(0o644), int64(1), []byte("x"), int64(1))
+	f.Add("\xff", "", byte(0xff), uint32(0), int64(0), []byte{}, int64(0))
 	f.Fuzz(func(t *testing.T, p, target string, typ byte, mode uint32, size int64, content []byte, mtime int64) {
 		e := release.Entry{Path: p, Type: release.EntryType(typ), Mode: mode, Size: size, Target: target}
 		if len(content) > 0 {
@@ -752,15 +890,37 @@ func FuzzAppendLine(f *testing.F) {
 		got, _ := io.ReadAll(zr)
 		var want bytes.Buffer
 		want.WriteString(header)
-		json.NewEncoder(&want).Encode(storedEntry{Path: p, Type: e.Type.String(), Mode: mode, Size: size, Hash: e.Hash.String(), Target: target, MTime: mtime})
+		if utf8.ValidString(p) && utf8.ValidString(target) && utf8.ValidString(e.Type.String()) {
+			json.NewEncoder(&want).Encode(storedEntry{Path: p, Type: e.Type.String(), Mode: mode, Size: size, Hash: e.Hash.String(), Target: target, MTime: mtime})
+		} else {
+			raw := storedEntryRaw{Path: quoteBytes(p), Type: quoteBytes(e.Type.String()), Mode: mode, Size: size, Hash: e.Hash.String(), MTime: mtime}
+			if target != "" {
+				raw.Target = quoteBytes(target)
+			}
+			json.NewEncoder(&want).Encode(raw)
+		}
 		if !bytes.Equal(got, want.Bytes()) {
 			t.Fatalf("encoded\n%q\nencoding/json\n%q", got, want.Bytes())
+		}
+		switch e.Type {
+		case 0, release.TypeDir, release.TypeFile, release.TypeSymlink:
+		default:
+			return // not a type a line can hold
+		}
+		line := bytes.TrimSuffix(got[len(header):], []byte("\n"))
+		back, err := release.DecodeLine(line)
+		e.MTime = mtime
+		if err != nil || back != e {
+			t.Fatalf("%q reads back as %+v, %v; want %+v", line, back, err, e)
 		}
 	})
 }
 
 // FuzzParseLine: the manifest's own parser reads a line only when
-// encoding/json reads it into the same entry.
+// encoding/json reads it into the same entry; the slow way (DecodeLine)
+// reads what encoding/json reads, into the same entry but for the bytes
+// that are not UTF-8, which it keeps (raw, or written \udc80-\udcff); and
+// whatever it reads, written again, reads back the same.
 func FuzzParseLine(f *testing.F) {
 	if b, err := sampleManifest().Bytes(); err == nil {
 		zr, _ := gzip.NewReader(bytes.NewReader(b))
@@ -777,22 +937,87 @@ func FuzzParseLine(f *testing.F) {
 		`{"p":"a","t":"f","s":9223372036854775808}`, `{"p":"a","t":"d","m":4294967296}`, `{"p":"a","t":"d","m":4294967295}`,
 		`{"p":"a","t":"l","l":"b"} `, `{"p":"a","t":"l","l":"b"}x`, `{"p":"a\u0062","t":"d"}`, `{"p":"a","t":"x"}`,
 		`{"p":"a","t":"f","mt":1,"s":2}`, `{"p":"a","t":"f","s":1.5}`, `{"p":"a","t":"f","s":1e3}`, `{"p":"~","t":"d"}`,
+		`{"p":"caf\udce9.txt","t":"l","l":"caf\udce8"}`, "{\"p\":\"caf\xe9\",\"t\":\"d\"}", `{"p":"\uDCFF\udc7f\ud800\ud83d\udc80\ud83d\udcff\ud83d","t":"d"}`,
+		`{"p":"a\ufffd","t":"d"}`, `{"p":"\\udcff","t":"d"}`, `{"P":"a","T":"d"}`, `{"p":null,"t":"d"}`, `{"p":"a\u0000","t":"d"}`,
 	} {
 		f.Add([]byte(line))
 	}
+	lowSurrogate := regexp.MustCompile(`(?i)\\ud[c-f]`)
 	f.Fuzz(func(t *testing.T, line []byte) {
-		got, ok := release.ParseLine(line)
-		if !ok {
-			return
+		slow, slowErr := release.DecodeLine(line)
+		if got, ok := release.ParseLine(line); ok {
+			var want release.Entry
+			dec := json.NewDecoder(bytes.NewReader(line))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&want); err != nil {
+				t.Fatalf("parsed %q, which encoding/json refuses: %v", line, err)
+			}
+			if got != want || slowErr != nil || slow != got {
+				t.Fatalf("%q: parsed %+v, encoding/json reads %+v, DecodeLine %+v (%v)", line, got, want, slow, slowErr)
+			}
 		}
 		var want release.Entry
 		dec := json.NewDecoder(bytes.NewReader(line))
 		dec.DisallowUnknownFields()
-		if err := dec.Decode(&want); err != nil {
-			t.Fatalf("parsed %q, which encoding/json refuses: %v", line, err)
+		jsonErr := dec.Decode(&want)
+		if (slowErr == nil) != (jsonErr == nil) {
+			t.Fatalf("%q: DecodeLine %v, encoding/json %v", line, slowErr, jsonErr)
 		}
-		if got != want {
-			t.Fatalf("%q: parsed %+v, encoding/json reads %+v", line, got, want)
+		if slowErr != nil {
+			return
+		}
+		if utf8.Valid(line) && !lowSurrogate.Match(line) && slow != want {
+			t.Fatalf("%q: DecodeLine reads %+v, encoding/json %+v", line, slow, want)
+		}
+		var b bytes.Buffer
+		if err := (&release.Manifest{Entries: []release.Entry{slow}}).EncodeMTimes(&b, []int64{slow.MTime}); err != nil {
+			t.Fatal(err)
+		}
+		zr, _ := gzip.NewReader(&b)
+		plain, _ := io.ReadAll(zr)
+		again := bytes.TrimSuffix(plain[len(header):], []byte("\n"))
+		if back, err := release.DecodeLine(again); err != nil || back != slow {
+			t.Fatalf("%q reads as %+v, written again as %q it reads as %+v (%v)", line, slow, again, back, err)
 		}
 	})
+}
+
+// TestManifestKeepsNamesThatAreNotUTF8: names that differ only in bytes
+// that are not UTF-8 stay distinct and exact through a stored manifest;
+// an older reader (encoding/json) still reads the line, as U+FFFD; and a
+// manifest an older atomic-deploy stored with \ufffd still decodes.
+func TestManifestKeepsNamesThatAreNotUTF8(t *testing.T) {
+	h := sha256.Sum256([]byte("x"))
+	m := &release.Manifest{Entries: []release.Entry{
+		{Path: "caf\xe9.txt", Type: release.TypeFile, Mode: 0o644, Size: 1, Hash: h},
+		{Path: "caf\xe8.txt", Type: release.TypeFile, Mode: 0o644, Size: 1, Hash: h},
+		{Path: "d\xff", Type: release.TypeDir, Mode: 0o755},
+		{Path: "d\xff/l", Type: release.TypeSymlink, Target: "../caf\xe9.txt"},
+		{Path: "caf\ufffd.txt", Type: release.TypeFile, Mode: 0o644, Size: 1, Hash: h},
+	}}
+	b, err := m.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := release.DecodeManifest(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(exported(back.Entries), exported(m.Entries)) {
+		t.Errorf("round trip:\n%q\nwant\n%q", paths(back), paths(m))
+	}
+	zr, _ := gzip.NewReader(bytes.NewReader(b))
+	plain, _ := io.ReadAll(zr)
+	lines := strings.Split(string(plain), "\n")
+	if !strings.HasPrefix(lines[1], `{"p":"caf\udce9.txt",`) || !strings.HasPrefix(lines[5], `{"p":"caf`+"\ufffd"+`.txt",`) || !strings.Contains(lines[4], `"l":"../caf\udce9.txt"`) {
+		t.Errorf("lines:\n%s", plain)
+	}
+	var old storedEntry
+	if err := json.Unmarshal([]byte(lines[1]), &old); err != nil || old.Path != "caf\ufffd.txt" {
+		t.Errorf("encoding/json reads %q as %+v, %v", lines[1], old, err)
+	}
+	stored := header + `{"p":"caf\ufffd.txt","t":"f","m":420,"s":1,"h":"` + sha("x") + `"}` + "\n"
+	if m, err := release.DecodeManifest(bytes.NewReader(gz(stored))); err != nil || m.Entries[0].Path != "caf\ufffd.txt" {
+		t.Errorf("an older manifest: %v, %v", m, err)
+	}
 }

@@ -2,12 +2,17 @@ package report
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/sethvargo/go-githubactions"
 
@@ -17,7 +22,10 @@ import (
 // Log writes what a run has to say, to the Actions log (with workflow
 // commands: groups, annotations, masks) or to a terminal. Every line goes
 // through the redactor, so a secret never reaches the log even if some
-// error message carried it.
+// error message carried it. Text may come from servers and hooks, so no
+// line it prints can act as a workflow command or a terminal control
+// sequence (see printLines); only Mask, Warnf, Errorf and Group issue
+// commands.
 type Log struct {
 	mu       sync.Mutex
 	w        io.Writer
@@ -76,7 +84,139 @@ func (l *Log) println(s string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.clearBar()
-	fmt.Fprintln(l.w, l.Redact(s))
+	l.printLines(splitLines(l.Redact(s)))
+}
+
+// printLines prints lines that are not ours to trust, sanitized (see
+// displayable). In Actions a line that the runner could still read as a
+// command (one starting with "::" after white space, or holding the old
+// "##[" form anywhere) is printed between ::stop-commands:: with a fresh
+// random token and that token, which the runner knows from
+// actions/toolkit: it acts on nothing in between.
+func (l *Log) printLines(lines []string) {
+	var b strings.Builder
+	guard := false
+	for i, line := range lines {
+		lines[i] = displayable(line)
+		guard = guard || (l.gha != nil && commandLike(lines[i]))
+	}
+	token := ""
+	if guard {
+		token = stopToken(lines)
+		b.WriteString("::stop-commands::" + token + "\n")
+	}
+	for _, line := range lines {
+		b.WriteString(line + "\n")
+	}
+	if guard {
+		b.WriteString("::" + token + "::\n")
+	}
+	io.WriteString(l.w, b.String())
+}
+
+// splitLines splits s where the runner and a terminal end a line: "\n",
+// "\r\n" and a lone "\r".
+func splitLines(s string) []string {
+	return strings.Split(strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\r", "\n"), "\n")
+}
+
+// commandLike reports whether the runner could take line (one line, no
+// "\r" or "\n") for a workflow command. Invisible format characters (soft
+// hyphen, zero-width space) are dropped first: .NET compares "::" and "##["
+// with the culture's rules, which may skip them.
+func commandLike(line string) bool {
+	line = strings.Map(func(r rune) rune {
+		if unicode.Is(unicode.Cf, r) {
+			return -1
+		}
+		return r
+	}, line)
+	return strings.HasPrefix(strings.TrimLeftFunc(line, unicode.IsSpace), "::") || strings.Contains(line, "##[")
+}
+
+// stopToken returns a random token that none of lines contains.
+func stopToken(lines []string) string {
+	for {
+		b := make([]byte, 16)
+		rand.Read(b)
+		token := hex.EncodeToString(b)
+		if !slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(strings.ToLower(l), token) }) {
+			return token
+		}
+	}
+}
+
+// Displayable is s as one line safe to print: control characters (line
+// ends included) and the other characters that disguise text are shown
+// as escapes, colour is kept. For text from a server printed outside a Log.
+func Displayable(s string) string { return displayable(s) }
+
+// displayable shows the control characters of one line as Go escapes
+// (\x07, \u0085), keeping tabs and colour (SGR: ESC [ digits ; m): others
+// move a terminal's cursor, set its title or clipboard, or hide text, and
+// U+2028/U+2029 and the bidirectional overrides disguise a line.
+func displayable(line string) string {
+	if !strings.ContainsFunc(line, hidden) {
+		return line
+	}
+	var b strings.Builder
+	for i := 0; i < len(line); {
+		if n := sgrLen(line[i:]); n > 0 {
+			b.WriteString(line[i : i+n])
+			i += n
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(line[i:])
+		switch {
+		case size == 1 && r == utf8.RuneError:
+			b.WriteByte(line[i])
+		case hidden(r) && r < utf8.RuneSelf:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case hidden(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+		i += size
+	}
+	return b.String()
+}
+
+func hidden(r rune) bool {
+	switch {
+	case r == '\t':
+		return false
+	case r < 0x20, r >= 0x7f && r <= 0x9f, r == '\u2028', r == '\u2029', r == '\u061c', r == '\u200e', r == '\u200f',
+		r >= '\u202a' && r <= '\u202e', r >= '\u2066' && r <= '\u2069':
+		return true
+	}
+	return false
+}
+
+// sgrLen is the length of the colour sequence s starts with, or 0.
+func sgrLen(s string) int {
+	if !strings.HasPrefix(s, "\x1b[") {
+		return 0
+	}
+	for i := 2; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == 'm':
+			return i + 1
+		case c != ';' && (c < '0' || c > '9'):
+			return 0
+		}
+	}
+	return 0
+}
+
+// annotationText is msg for an annotation: its lines displayable, joined
+// by "\n" (which the SDK escapes).
+func annotationText(msg string) string {
+	lines := splitLines(msg)
+	for i := range lines {
+		lines[i] = displayable(lines[i])
+	}
+	return strings.Join(lines, "\n")
 }
 
 func (l *Log) clearBar() {
@@ -91,7 +231,7 @@ func (l *Log) Infof(format string, args ...any) { l.println(fmt.Sprintf(format, 
 
 // Warnf logs a warning (an annotation in Actions).
 func (l *Log) Warnf(format string, args ...any) {
-	msg := l.Redact(fmt.Sprintf(format, args...))
+	msg := annotationText(l.Redact(fmt.Sprintf(format, args...)))
 	if l.gha != nil {
 		l.mu.Lock()
 		l.gha.Warningf("%s", msg) // the SDK escapes the message
@@ -103,8 +243,8 @@ func (l *Log) Warnf(format string, args ...any) {
 
 // Errorf logs an error with a title (an error annotation in Actions).
 func (l *Log) Errorf(title, format string, args ...any) {
-	msg := l.Redact(fmt.Sprintf(format, args...))
-	title = l.Redact(title)
+	msg := annotationText(l.Redact(fmt.Sprintf(format, args...)))
+	title = displayable(strings.Join(splitLines(l.Redact(title)), " "))
 	if l.gha != nil {
 		l.mu.Lock()
 		l.gha.WithFieldsMap(map[string]string{"title": title}).Errorf("%s", msg) // the SDK escapes both
@@ -121,7 +261,7 @@ func (l *Log) Group(title string) func() {
 		return func() {}
 	}
 	l.mu.Lock()
-	l.gha.Group(l.Redact(title))
+	l.gha.Group(displayable(strings.Join(splitLines(l.Redact(title)), " ")))
 	l.mu.Unlock()
 	return func() {
 		l.mu.Lock()
@@ -130,7 +270,9 @@ func (l *Log) Group(title string) func() {
 	}
 }
 
-// Writer returns a writer that logs each line prefixed with the host.
+// Writer returns a writer that logs each line prefixed with the host. A
+// line ends at "\n"; the pieces of it a "\r" separates (a progress bar's
+// redraws) are lines of their own, each with the prefix.
 func (l *Log) Writer(host string) io.Writer { return &lineWriter{l: l, prefix: "[" + host + "] "} }
 
 type lineWriter struct {
@@ -150,9 +292,24 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 			w.buf.WriteString(line) // incomplete line: wait for the rest
 			break
 		}
-		w.l.println(w.prefix + strings.TrimRight(line, "\r\n"))
+		w.l.printPrefixed(w.prefix, strings.TrimRight(line, "\r\n"))
 	}
 	return len(p), nil
+}
+
+// printPrefixed prints each piece of line between "\r"s with prefix, as one
+// line when there are none.
+func (l *Log) printPrefixed(prefix, line string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.clearBar()
+	var lines []string
+	for _, piece := range strings.Split(l.Redact(line), "\r") {
+		if piece != "" || len(lines) == 0 {
+			lines = append(lines, prefix+piece)
+		}
+	}
+	l.printLines(lines)
 }
 
 // Progress shows upload progress: a bar that redraws in a terminal, a line

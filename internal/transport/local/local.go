@@ -19,10 +19,22 @@ import (
 )
 
 // Transport works on local paths.
-type Transport struct{}
+type Transport struct {
+	env []string // of Exec's commands; nil: this process's
+}
 
-// New returns a local Transport.
+// New returns a local Transport whose commands inherit this process's
+// environment.
 func New() *Transport { return &Transport{} }
+
+// NewWithEnv returns a local Transport whose commands (hooks, the lock
+// holder) get env (KEY=value) as their whole environment.
+func NewWithEnv(env []string) *Transport {
+	if env == nil {
+		env = []string{}
+	}
+	return &Transport{env: env}
+}
 
 var _ transport.Transport = (*Transport)(nil)
 
@@ -156,8 +168,9 @@ func (*Transport) Ready(context.Context) error { return nil }
 
 func (*Transport) CanExec() bool { return true }
 
-func (*Transport) Exec(ctx context.Context, c transport.Command, stdin io.Reader, stdout, stderr io.Writer) error {
+func (t *Transport) Exec(ctx context.Context, c transport.Command, stdin io.Reader, stdout, stderr io.Writer) error {
 	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", c.Script}, c.Argv()...)...)
+	cmd.Env = t.env
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	// Hooks may start children; cancel the whole group so none outlive the deploy.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -32,15 +32,20 @@ type Config struct {
 	Passphrase string // for an encrypted PrivateKey
 	Password   string
 
-	KnownHosts   string   // known_hosts file text
-	Fingerprints []string // "SHA256:..." as ssh-keygen -l prints them
+	KnownHosts string // known_hosts file text, for the target and the jump host
+	// Fingerprints are the keys the target may present ("SHA256:..." as
+	// ssh-keygen -l prints them), JumpHostFingerprints the jump host's:
+	// each hop is checked against its own, so a jump host cannot stand in
+	// for the target with its own key.
+	Fingerprints         []string
+	JumpHostFingerprints []string
 	// InsecureIgnoreHostKey accepts any host key when no known_hosts text or
 	// fingerprint is given (pins that are given are always checked); the
 	// caller warns about it.
 	InsecureIgnoreHostKey bool
 
-	// JumpHost is "[user@]host[:port]", reached with the same credentials and
-	// checked against the same known_hosts text / fingerprints as the target.
+	// JumpHost is "[user@]host[:port]", reached with the same credentials
+	// and checked against the same known_hosts text as the target.
 	JumpHost string
 
 	ConnectTimeout time.Duration // 0 means DefaultConnectTimeout
@@ -135,19 +140,23 @@ func (c Config) validate() ([]ssh.Signer, error) {
 	if c.KnownHosts != "" {
 		add(ParseKnownHosts(c.KnownHosts))
 	}
-	for _, f := range c.Fingerprints {
+	for _, f := range append(append([]string{}, c.Fingerprints...), c.JumpHostFingerprints...) {
 		_, err := ParseFingerprint(f)
 		add(err)
 	}
-	if c.KnownHosts == "" && len(c.Fingerprints) == 0 && !c.InsecureIgnoreHostKey {
+	if c.KnownHosts == "" && len(c.Fingerprints) == 0 && !c.insecure() {
 		add(fmt.Errorf("%w for %s: set known_hosts (for example the output of `ssh-keyscan -p %d %s`) "+
 			"or a host key fingerprint (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the server); "+
 			"skipping the check is possible but lets anyone in the middle read the deploy",
 			ErrNoHostKeyPin, c.addr(), c.port(), c.Host))
 	}
 	if c.JumpHost != "" {
-		_, _, _, err := parseJumpHost(c.JumpHost, c.User)
+		_, host, port, err := parseJumpHost(c.JumpHost, c.User)
 		add(err)
+		if err == nil && c.KnownHosts == "" && len(c.JumpHostFingerprints) == 0 && !c.insecure() {
+			add(fmt.Errorf("%w for jump host %s: set known_hosts with a line for it, or its own fingerprint "+
+				"(the target's pins are not the jump host's)", ErrNoHostKeyPin, net.JoinHostPort(host, strconv.Itoa(port))))
+		}
 	}
 	if c.ConnectTimeout < 0 {
 		add(fmt.Errorf("connect timeout %v is negative", c.ConnectTimeout))
@@ -159,6 +168,13 @@ func (c Config) validate() ([]ssh.Signer, error) {
 		return nil, err
 	}
 	return signers, nil
+}
+
+// insecure reports whether host keys go unchecked: asked for, and nothing
+// pinned at all (a pin that is given is always checked, on its hop; a hop
+// without one then fails).
+func (c Config) insecure() bool {
+	return c.InsecureIgnoreHostKey && c.KnownHosts == "" && len(c.Fingerprints) == 0 && len(c.JumpHostFingerprints) == 0
 }
 
 func validateHost(what, h string) error {

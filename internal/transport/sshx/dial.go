@@ -82,7 +82,7 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 	if err != nil {
 		return nil, err
 	}
-	keys, err := newHostKeys(cfg)
+	keys, jumpKeys, err := newHostKeys(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +106,7 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 		if err != nil {
 			return nil, err
 		}
-		if jump, err = handshake(ctx, jc, j, a, keys); err != nil {
+		if jump, err = handshake(ctx, jc, j, a, jumpKeys); err != nil {
 			return nil, err
 		}
 		if conn, err = jump.DialContext(ctx, "tcp", target.addr); err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -350,6 +351,50 @@ func TestDialJumpHost(t *testing.T) {
 		var unknown *sshx.UnknownHostError
 		if !errors.As(err, &unknown) || unknown.Addr != jump.Addr {
 			t.Fatalf("error %v, want UnknownHostError for the jump host %s", err, jump.Addr)
+		}
+	})
+	t.Run("each hop is checked against its own fingerprints", func(t *testing.T) {
+		c := cfg
+		c.KnownHosts = ""
+		c.Fingerprints, c.JumpHostFingerprints = []string{target.HostFingerprint}, []string{jump.HostFingerprint}
+		dial(t, c).Close()
+	})
+	t.Run("a jump host answering for the target with its own key is refused", func(t *testing.T) {
+		// The bastion forwards the target's connection to its own sshd:
+		// what a compromised bastion does to stand in for the target.
+		c := cfg
+		c.KnownHosts = ""
+		c.Host, c.Port = jump.Host, jump.Port
+		c.Fingerprints, c.JumpHostFingerprints = []string{target.HostFingerprint}, []string{jump.HostFingerprint}
+		_, err := sshx.Dial(context.Background(), c)
+		wantMismatch(jump.HostFingerprint, target.HostFingerprint)(t, err)
+		var mismatch *sshx.HostKeyMismatchError
+		if errors.As(err, &mismatch) && (mismatch.Addr != jump.Addr || slices.Contains(mismatch.Expected, jump.HostFingerprint)) {
+			t.Errorf("mismatch %+v: the target's pins are only its own", mismatch)
+		}
+	})
+	t.Run("the jump host's fingerprint pinned for the target is refused", func(t *testing.T) {
+		c := cfg
+		c.KnownHosts = ""
+		c.Fingerprints, c.JumpHostFingerprints = []string{jump.HostFingerprint}, []string{jump.HostFingerprint}
+		_, err := sshx.Dial(context.Background(), c)
+		wantMismatch(target.HostFingerprint, jump.HostFingerprint)(t, err)
+	})
+	t.Run("the target's fingerprint does not let the jump host in", func(t *testing.T) {
+		c := cfg
+		c.KnownHosts = ""
+		c.Fingerprints, c.JumpHostFingerprints = []string{target.HostFingerprint}, []string{target.HostFingerprint}
+		_, err := sshx.Dial(context.Background(), c)
+		wantMismatch(jump.HostFingerprint, target.HostFingerprint)(t, err)
+	})
+	t.Run("a jump host without a pin of its own is refused before connecting", func(t *testing.T) {
+		c := cfg
+		c.KnownHosts = ""
+		c.Fingerprints, c.JumpHostFingerprints = []string{target.HostFingerprint, jump.HostFingerprint}, nil
+		c.InsecureIgnoreHostKey = true // skips nothing once a pin is given
+		_, err := sshx.Dial(context.Background(), c)
+		if !errors.Is(err, sshx.ErrNoHostKeyPin) || !strings.Contains(err.Error(), "jump host "+jump.Addr) {
+			t.Fatalf("error %v, want ErrNoHostKeyPin for the jump host %s", err, jump.Addr)
 		}
 	})
 	t.Run("jump host refused", func(t *testing.T) {

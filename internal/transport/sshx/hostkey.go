@@ -116,35 +116,42 @@ func checkHashedHost(h string) error {
 	return nil
 }
 
-// hostKeys checks host keys for the target and the jump host alike.
+// hostKeys checks the host keys of one hop: the target or the jump host.
 type hostKeys struct {
 	insecure     bool
-	fingerprints []string
-	db           *knownhosts.HostKeyDB // nil without known_hosts text
+	fingerprints []string              // this hop's own
+	db           *knownhosts.HostKeyDB // nil without known_hosts text; shared by the hops
 }
 
-func newHostKeys(cfg Config) (*hostKeys, error) {
-	// A pin given alongside the insecure flag is still checked.
-	h := &hostKeys{insecure: cfg.InsecureIgnoreHostKey && cfg.KnownHosts == "" && len(cfg.Fingerprints) == 0}
-	for _, f := range cfg.Fingerprints {
-		fp, err := ParseFingerprint(f)
-		if err != nil {
-			return nil, err
+// newHostKeys returns the checks for the target and for the jump host.
+func newHostKeys(cfg Config) (target, jump *hostKeys, err error) {
+	var db *knownhosts.HostKeyDB
+	if cfg.KnownHosts != "" {
+		if err := ParseKnownHosts(cfg.KnownHosts); err != nil {
+			return nil, nil, err
 		}
-		h.fingerprints = append(h.fingerprints, fp)
+		if db, err = knownHostsDB(cfg.KnownHosts); err != nil {
+			return nil, nil, err
+		}
 	}
-	if cfg.KnownHosts == "" {
+	hop := func(pins []string) (*hostKeys, error) {
+		h := &hostKeys{insecure: cfg.insecure(), db: db}
+		for _, f := range pins {
+			fp, err := ParseFingerprint(f)
+			if err != nil {
+				return nil, err
+			}
+			h.fingerprints = append(h.fingerprints, fp)
+		}
 		return h, nil
 	}
-	if err := ParseKnownHosts(cfg.KnownHosts); err != nil {
-		return nil, err
+	if target, err = hop(cfg.Fingerprints); err != nil {
+		return nil, nil, err
 	}
-	db, err := knownHostsDB(cfg.KnownHosts)
-	if err != nil {
-		return nil, err
+	if jump, err = hop(cfg.JumpHostFingerprints); err != nil {
+		return nil, nil, err
 	}
-	h.db = db
-	return h, nil
+	return target, jump, nil
 }
 
 // knownHostsDB loads known_hosts text. The matching code (hashed hosts,

@@ -194,8 +194,14 @@ func TestValidate(t *testing.T) {
 		{"bad key", func(c *sshx.Config) { c.PrivateKey = "nope" }, "not PEM", sshx.ErrKeyNotPEM},
 		{"bad fingerprint", func(c *sshx.Config) { c.Fingerprints = []string{"MD5:xx"} }, "MD5", nil},
 		{"bad known_hosts", func(c *sshx.Config) { c.KnownHosts = "garbage" }, "known_hosts line 1", nil},
-		{"jump host", func(c *sshx.Config) { c.JumpHost = "bastion@10.0.0.1:2200" }, "", nil},
-		{"jump host ipv6", func(c *sshx.Config) { c.JumpHost = "[::1]:22" }, "", nil},
+		{"jump host", func(c *sshx.Config) {
+			c.JumpHost, c.JumpHostFingerprints = "bastion@10.0.0.1:2200", []string{"SHA256:" + strings.Repeat("B", 43)}
+		}, "", nil},
+		{"jump host ipv6", func(c *sshx.Config) {
+			c.JumpHost, c.KnownHosts = "[::1]:22", "[::1] ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+		}, "", nil},
+		{"jump host without a pin of its own", func(c *sshx.Config) { c.JumpHost = "bastion@10.0.0.1:2200" }, "jump host 10.0.0.1:2200", sshx.ErrNoHostKeyPin},
+		{"bad jump host fingerprint", func(c *sshx.Config) { c.JumpHost, c.JumpHostFingerprints = "bastion", []string{"SHA256:short"} }, "SHA256:short", nil},
 		{"bad jump port", func(c *sshx.Config) { c.JumpHost = "bastion:ssh" }, "jump host", nil},
 		{"negative timeout", func(c *sshx.Config) { c.ConnectTimeout = -time.Second }, "negative", nil},
 	}
