@@ -1,5 +1,5 @@
-# atomic-deploy developer tasks. Every target works on a fresh Debian 12
-# machine with Go installed; `make test` installs the rest (as root).
+# atomic-deploy developer tasks. Every target works on a fresh Debian 12 or
+# Ubuntu 24.04 machine with Go installed; `make test` installs the rest (as root).
 
 GO  ?= go
 BIN ?= bin/atomic-deploy
