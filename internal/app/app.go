@@ -406,6 +406,9 @@ func (a *run) plan(ctx context.Context, w io.Writer) int {
 	}
 	plans, err := deploy.PlanAll(ctx, a.options(targets), m)
 	for _, p := range plans {
+		if p.Plan == nil {
+			continue // not reached: err says why
+		}
 		fmt.Fprintf(w, "%s (live: %s): upload %d files (%s), reuse %d files (%s), %d directories, %d symlinks\n",
 			p.Host, orDash(p.CurrentID), len(p.Plan.Upload), deploy.FormatBytes(p.Plan.UploadBytes), len(p.Plan.Reuse), deploy.FormatBytes(p.Plan.ReuseBytes), len(p.Plan.Dirs), len(p.Plan.Symlinks))
 		for _, e := range p.Plan.Upload {
