@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -85,6 +86,12 @@ func Main(ctx context.Context, args []string, environ []string, stdio IO) int {
 		return 2
 	}
 	log.Mask(cfg.Secrets())
+	if command == "plan" || (command != "releases" && cfg.Mode == config.ModeDeploy) {
+		if err := checkSource(cfg.Source); err != nil {
+			log.Errorf("Invalid input: "+err.Input, "%s", err.Reason)
+			return 2
+		}
+	}
 
 	a := &run{cfg: cfg, log: log, env: env, inActions: inActions}
 	switch command {
@@ -94,6 +101,25 @@ func Main(ctx context.Context, args []string, environ []string, stdio IO) int {
 		return a.plan(ctx, stdio.Stdout)
 	}
 	return a.main(ctx)
+}
+
+// checkSource refuses a source that is not a directory before anything
+// runs (the build runs in it, and an empty release is never meant).
+func checkSource(source string) *config.InputError {
+	fi, err := os.Stat(source)
+	where := source
+	if wd, werr := os.Getwd(); werr == nil && !filepath.IsAbs(source) {
+		where = fmt.Sprintf("%s (in %s)", source, wd)
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return &config.InputError{Input: "source", Reason: where + " does not exist"}
+	case err != nil:
+		return &config.InputError{Input: "source", Reason: err.Error()}
+	case !fi.IsDir():
+		return &config.InputError{Input: "source", Reason: where + " is not a directory"}
+	}
+	return nil
 }
 
 type run struct {

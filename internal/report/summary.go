@@ -45,11 +45,11 @@ func Summary(res *deploy.Result, err error, revision string) string {
 	b.WriteString("| Host | Release | Previous | Files uploaded | Files reused | Bytes uploaded | Duration | Result |\n")
 	b.WriteString("|---|---|---|--:|--:|--:|--:|---|\n")
 	for _, h := range res.Hosts {
-		outcome := h.Outcome
+		outcome := hostOutcome(res.Mode, h.Outcome)
 		if h.Err != nil {
-			outcome = "❌ " + h.Outcome + ": " + h.Err.Error()
+			outcome = "❌ " + outcome + ": " + h.Err.Error()
 		} else if h.Outcome == deploy.OutcomeDeployed || h.Outcome == deploy.OutcomeUnlocked {
-			outcome = "✅ " + h.Outcome
+			outcome = "✅ " + outcome
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d | %s | %s | %s |\n", cell(h.Name), code(h.ReleaseID), code(h.PreviousID),
 			h.FilesUploaded, h.FilesReused, deploy.FormatBytes(h.BytesUploaded), h.Duration.Round(100*time.Millisecond), cell(outcome))
@@ -63,6 +63,23 @@ func Summary(res *deploy.Result, err error, revision string) string {
 		s = s[:strings.LastIndex(s[:maxSummary], "\n")+1] + "\n(summary truncated)\n"
 	}
 	return s
+}
+
+// hostOutcome names what happened on a host in words that fit the mode.
+// deploy.Rollback reports a host it switched to the target as "deployed",
+// and one it had to put back on its release after another host failed as
+// "rolled back".
+func hostOutcome(mode, outcome string) string {
+	if mode != "rollback" {
+		return outcome
+	}
+	switch outcome {
+	case deploy.OutcomeDeployed:
+		return "rolled back"
+	case deploy.OutcomeRolledBack:
+		return "put back"
+	}
+	return outcome
 }
 
 // AppendSummary adds markdown to the GITHUB_STEP_SUMMARY file.

@@ -182,3 +182,30 @@ func TestAppendSummary(t *testing.T) {
 		t.Error("AppendSummary under a file succeeded")
 	}
 }
+
+// deploy.Rollback reports the hosts it switched as "deployed"; the summary
+// of a rollback must not.
+func TestSummaryRollbackOutcomes(t *testing.T) {
+	tests := []struct {
+		mode, outcome string
+		err           error
+		want          string
+	}{
+		{"rollback", deploy.OutcomeDeployed, nil, "✅ rolled back"},
+		{"rollback", deploy.OutcomeRolledBack, nil, "put back"},
+		{"rollback", deploy.OutcomeFailed, errors.New("boom"), "❌ failed: boom"},
+		{"rollback", deploy.OutcomeNotRun, nil, "not switched"},
+		{"deploy", deploy.OutcomeDeployed, nil, "✅ deployed"},
+		{"deploy", deploy.OutcomeRolledBack, nil, "rolled back"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.mode+" "+tt.outcome, func(t *testing.T) {
+			res := &deploy.Result{Mode: tt.mode, ReleaseID: "20261125231842",
+				Hosts: []deploy.HostResult{{Name: "web1", ReleaseID: "20261125231842", Outcome: tt.outcome, Err: tt.err}}}
+			row := cells(tableRows(t, report.Summary(res, nil, ""))[0])
+			if got := row[len(row)-1]; got != tt.want {
+				t.Errorf("result cell %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
