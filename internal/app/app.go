@@ -6,7 +6,6 @@ package app
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -16,7 +15,10 @@ import (
 	"sort"
 	"strings"
 	"sync/atomic"
+	"text/tabwriter"
 	"time"
+
+	"github.com/dustin/go-humanize"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/config"
 	"github.com/atomic-deploy/atomic-deploy/internal/deploy"
@@ -26,6 +28,7 @@ import (
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport/local"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport/sshx"
+	"github.com/atomic-deploy/atomic-deploy/internal/version"
 )
 
 // IO is where the program reads and writes.
@@ -59,9 +62,9 @@ func Main(ctx context.Context, args []string, environ []string, stdio IO) int {
 	} else {
 		log = report.NewTerminal(stdio.Stderr, stdio.IsTTY)
 		var err error
-		var help bool
-		command, lookup, help, err = parseCommandLine(args, env, stdio.Stdout)
-		if help {
+		var done bool
+		command, lookup, done, err = parseCommandLine(args, env, stdio.Stdout)
+		if done {
 			return 0
 		}
 		if err != nil {
@@ -156,7 +159,7 @@ func (a *run) main(ctx context.Context) int {
 			Stdout: a.log.Writer("build"), Stderr: a.log.Writer("build")})
 		if err == nil {
 			n, size := m.Files()
-			a.log.Infof("%d files, %s, revision %s", n, deploy.FormatBytes(size), cfg.Revision)
+			a.log.Infof("%s, %s, revision %s", report.Count(int64(n), "file"), report.Bytes(size), cfg.Revision)
 		}
 		end()
 		if err != nil {
@@ -273,7 +276,7 @@ func (a *run) targets() ([]deploy.Target, error) {
 			switch {
 			case err != nil:
 				return nil, err
-			case a.env["ATOMIC_DEPLOY_TRACE"] == "":
+			case !a.trace():
 				return t, nil
 			}
 			a.log.Infof("trace %s: connected in %s", h, time.Since(start).Round(time.Millisecond))
@@ -281,6 +284,13 @@ func (a *run) targets() ([]deploy.Target, error) {
 		}})
 	}
 	return targets, errors.Join(errs...)
+}
+
+// trace reports whether every remote operation is logged: asked for with
+// ATOMIC_DEPLOY_TRACE, or by re-running a job with debug logging, which sets
+// RUNNER_DEBUG=1.
+func (a *run) trace() bool {
+	return a.env["ATOMIC_DEPLOY_TRACE"] != "" || a.env["RUNNER_DEBUG"] == "1"
 }
 
 // dialEarly starts dialling every target now, at most parallel at a time,
@@ -357,14 +367,12 @@ func (a *run) writeReport(res *deploy.Result, runErr error) error {
 		{Name: "duration", Value: res.Duration.Round(time.Millisecond).String()},
 		{Name: "rolled-back", Value: fmt.Sprint(res.RolledBack)},
 	}
-	summary := report.Summary(res, redactErr(a.log, runErr), cfg.Revision)
+	summary := report.Summary(res, redactErr(a.log, runErr), cfg.Revision) + report.SummaryFooter(version.String())
 	var errs []error
 	if p := a.env["GITHUB_OUTPUT"]; p != "" {
 		errs = append(errs, report.AppendOutputs(p, outs))
 	}
-	if p := a.env["GITHUB_STEP_SUMMARY"]; p != "" {
-		errs = append(errs, report.AppendSummary(p, a.log.Redact(summary)))
-	}
+	errs = append(errs, report.AddStepSummary(func(k string) string { return a.env[k] }, a.log.Redact(summary)))
 	if !a.inActions {
 		for _, o := range outs {
 			a.log.Infof("%s: %s", o.Name, o.Value)
@@ -380,7 +388,8 @@ func redactErr(l *report.Log, err error) error {
 	return errors.New(l.Redact(err.Error()))
 }
 
-// releases prints the releases on every host.
+// releases prints the releases on every host, newest first, and which
+// build listed them.
 func (a *run) releases(ctx context.Context, w io.Writer) int {
 	targets, err := a.targets()
 	if err != nil {
@@ -394,9 +403,10 @@ func (a *run) releases(ctx context.Context, w io.Writer) int {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "%s:\n", n)
-		fmt.Fprintf(w, "  %-2s %-14s  %-12s  %-20s  %s\n", "", "RELEASE", "STATUS", "AGE", "REVISION")
 		list := lists[n]
+		fmt.Fprintf(w, "%s: %s\n", n, report.Count(int64(len(list)), "release"))
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  \tRELEASE\tSTATUS\tAGE\tREVISION")
 		for i := len(list) - 1; i >= 0; i-- {
 			r := list[i]
 			mark := ""
@@ -405,11 +415,13 @@ func (a *run) releases(ctx context.Context, w io.Writer) int {
 			}
 			age := "-"
 			if t, err := time.Parse(config.ReleaseIDLayout, r.ID); err == nil {
-				age = time.Since(t).Round(time.Minute).String()
+				age = humanize.Time(t)
 			}
-			fmt.Fprintf(w, "  %-2s %-14s  %-12s  %-20s  %s\n", mark, r.ID, r.Status, age, r.Revision)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", mark, r.ID, r.Status, age, orDash(r.Revision))
 		}
+		tw.Flush()
 	}
+	fmt.Fprintf(w, "(atomic-deploy %s)\n", version.String())
 	if err != nil {
 		a.log.Errorf("Releases", "%v", err)
 		return 1
@@ -435,8 +447,9 @@ func (a *run) plan(ctx context.Context, w io.Writer) int {
 		if p.Plan == nil {
 			continue // not reached: err says why
 		}
-		fmt.Fprintf(w, "%s (live: %s): upload %d files (%s), reuse %d files (%s), %d directories, %d symlinks\n",
-			p.Host, orDash(p.CurrentID), len(p.Plan.Upload), deploy.FormatBytes(p.Plan.UploadBytes), len(p.Plan.Reuse), deploy.FormatBytes(p.Plan.ReuseBytes), len(p.Plan.Dirs), len(p.Plan.Symlinks))
+		fmt.Fprintf(w, "%s (live: %s): upload %s (%s), reuse %s (%s), %s, %s\n",
+			p.Host, orDash(p.CurrentID), count(p.Plan.Upload, "file"), report.Bytes(p.Plan.UploadBytes), count(p.Plan.Reuse, "file"), report.Bytes(p.Plan.ReuseBytes),
+			count(p.Plan.Dirs, "directory"), count(p.Plan.Symlinks, "symlink"))
 		for _, e := range p.Plan.Upload {
 			fmt.Fprintf(w, "  + %q\n", e.Path)
 		}
@@ -450,6 +463,9 @@ func (a *run) plan(ctx context.Context, w io.Writer) int {
 	}
 	return 0
 }
+
+// count is len(items) things for people: 1 file, 2 files.
+func count[T any](items []T, noun string) string { return report.Count(int64(len(items)), noun) }
 
 func orDash(s string) string {
 	if s == "" {
@@ -523,84 +539,6 @@ func runContext(env map[string]string, lookup config.Lookup) config.Context {
 	}
 	return rc
 }
-
-// parseCommandLine reads `atomic-deploy [command] [--option value]...`.
-// Each option can also come from the environment (ATOMIC_DEPLOY_<NAME>,
-// the way to pass secrets without showing them in ps) or from the config
-// file (--config-file, default atomic-deploy.yml when present); flags win.
-func parseCommandLine(args []string, env map[string]string, stdout io.Writer) (command string, lookup config.Lookup, help bool, err error) {
-	command = "deploy"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		command, args = args[0], args[1:]
-	}
-	switch command {
-	case "deploy", "rollback", "unlock", "releases", "plan":
-	case "help":
-		fmt.Fprint(stdout, usage())
-		return "", nil, true, nil
-	default:
-		return "", nil, false, fmt.Errorf("unknown command %q", command)
-	}
-	fs := flag.NewFlagSet("atomic-deploy", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	values := map[string]*inputFlag{}
-	for _, in := range config.Inputs {
-		f := &inputFlag{isBool: in.Default == "true" || in.Default == "false"}
-		values[in.Name] = f
-		fs.Var(f, in.Name, in.Description)
-	}
-	keyFile := fs.String("private-key-file", "", "read private-key from this file")
-	knownHostsFile := fs.String("known-hosts-file", "", "read known-hosts from this file")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, usage())
-			return "", nil, true, nil
-		}
-		return "", nil, false, err
-	}
-	if fs.NArg() > 0 {
-		return "", nil, false, fmt.Errorf("unexpected argument %q (options are --name value)", fs.Arg(0))
-	}
-	for name, file := range map[string]string{"private-key": *keyFile, "known-hosts": *knownHostsFile} {
-		if file == "" {
-			continue
-		}
-		data, err := os.ReadFile(file)
-		if err != nil {
-			return "", nil, false, fmt.Errorf("--%s-file: %w", name, err)
-		}
-		values[name].Set(string(data))
-	}
-	if command == "rollback" || command == "unlock" {
-		values["mode"].Set(command)
-	}
-	given := func(name string) (string, bool) {
-		if f := values[name]; f != nil && f.set {
-			return f.value, true
-		}
-		v, ok := env["ATOMIC_DEPLOY_"+envName(name)]
-		return v, ok
-	}
-	path, explicit := given("config-file")
-	if !explicit {
-		path = DefaultConfigFile
-	}
-	file, err := readConfigFile(path, explicit)
-	if err != nil {
-		return "", nil, false, err
-	}
-	return command, layered(given, file, true), false, nil
-}
-
-type inputFlag struct {
-	value  string
-	set    bool
-	isBool bool
-}
-
-func (f *inputFlag) String() string     { return f.value }
-func (f *inputFlag) Set(v string) error { f.value, f.set = v, true; return nil }
-func (f *inputFlag) IsBoolFlag() bool   { return f.isBool }
 
 // StdIO is the process's own terminal.
 func StdIO() IO {

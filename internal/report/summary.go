@@ -2,9 +2,13 @@ package report
 
 import (
 	"fmt"
-	"os"
+	"io"
 	"strings"
 	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/dustin/go-humanize/english"
+	"github.com/sethvargo/go-githubactions"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/deploy"
 )
@@ -35,9 +39,9 @@ func Summary(res *deploy.Result, err error, revision string) string {
 		id = "—"
 	}
 	if res.Mode == "unlock" {
-		fmt.Fprintf(&b, "### %s %s %d host%s\n\n", icon, verb, len(res.Hosts), plural(len(res.Hosts)))
+		fmt.Fprintf(&b, "### %s %s %s\n\n", icon, verb, Count(int64(len(res.Hosts)), "host"))
 	} else {
-		fmt.Fprintf(&b, "### %s %s release `%s` (%d host%s)\n\n", icon, verb, id, len(res.Hosts), plural(len(res.Hosts)))
+		fmt.Fprintf(&b, "### %s %s release `%s` (%s)\n\n", icon, verb, id, Count(int64(len(res.Hosts)), "host"))
 	}
 	if revision != "" {
 		fmt.Fprintf(&b, "Revision `%s` · %s\n\n", cell(revision), res.Duration.Round(100*time.Millisecond))
@@ -51,8 +55,8 @@ func Summary(res *deploy.Result, err error, revision string) string {
 		} else if h.Outcome == deploy.OutcomeDeployed || h.Outcome == deploy.OutcomeUnlocked {
 			outcome = "✅ " + outcome
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d | %s | %s | %s |\n", cell(h.Name), code(h.ReleaseID), code(h.PreviousID),
-			h.FilesUploaded, h.FilesReused, deploy.FormatBytes(h.BytesUploaded), h.Duration.Round(100*time.Millisecond), cell(outcome))
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", cell(h.Name), code(h.ReleaseID), code(h.PreviousID),
+			humanize.Comma(int64(h.FilesUploaded)), humanize.Comma(int64(h.FilesReused)), Bytes(h.BytesUploaded), h.Duration.Round(100*time.Millisecond), cell(outcome))
 	}
 	if err != nil {
 		fmt.Fprintf(&b, "\n<details><summary>Error</summary>\n\n```\n%s\n```\n</details>\n", strings.ReplaceAll(err.Error(), "```", "'''"))
@@ -82,17 +86,30 @@ func hostOutcome(mode, outcome string) string {
 	return outcome
 }
 
-// AppendSummary adds markdown to the GITHUB_STEP_SUMMARY file.
-func AppendSummary(path, markdown string) error {
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-	if err != nil {
-		return fmt.Errorf("write job summary to %s: %w", path, err)
+// SummaryFooter names the build that wrote the summary.
+func SummaryFooter(version string) string {
+	return "\n<sub>atomic-deploy " + cell(version) + "</sub>\n"
+}
+
+// AddStepSummary appends markdown to the job summary (GITHUB_STEP_SUMMARY
+// from getenv; nothing when it is unset) through go-githubactions. Its
+// AddStepSummary has two traps handled here: it panics when the file
+// cannot be written (turned into an error: a summary is not worth a crash
+// or a stack trace), and it opens whatever path the variable holds, ""
+// included. It appends the markdown raw: masking and the runner's 1 MiB
+// cap are the caller's (Log.Redact, Summary's truncation).
+func AddStepSummary(getenv func(string) string, markdown string) (err error) {
+	path := getenv("GITHUB_STEP_SUMMARY")
+	if path == "" {
+		return nil
 	}
-	if _, err := f.WriteString(markdown); err != nil {
-		f.Close()
-		return fmt.Errorf("write job summary to %s: %w", path, err)
-	}
-	return f.Close()
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("write job summary to %s: %v", path, r)
+		}
+	}()
+	githubactions.New(githubactions.WithGetenv(getenv), githubactions.WithWriter(io.Discard)).AddStepSummary(markdown)
+	return nil
 }
 
 // cell keeps a value inside one Markdown table cell.
@@ -109,9 +126,14 @@ func code(s string) string {
 	return "`" + cell(s) + "`"
 }
 
-func plural(n int) string {
+// Count is a number of things for people: 1 file, 2 files, 12,345 files.
+func Count(n int64, noun string) string {
+	word := english.PluralWord(2, noun, "")
 	if n == 1 {
-		return ""
+		word = noun
 	}
-	return "s"
+	return humanize.Comma(n) + " " + word
 }
+
+// Bytes is a size for people: 512 B, 2.0 KiB, 79 MiB.
+func Bytes(n int64) string { return humanize.IBytes(uint64(max(n, 0))) }

@@ -1,5 +1,6 @@
-// Package release tests the release workflow's decisions
-// (.github/workflows/release.yml): which tags a pushed tag moves.
+// Package release tests how a release is built and tagged: which tags a
+// pushed tag moves (.github/workflows/release.yml), the version every
+// build stamps, and what Dependabot keeps fresh.
 package release
 
 import (
