@@ -1,8 +1,12 @@
-# atomic-deploy developer tasks. Every target works on a fresh Debian 12
-# machine with Go installed; `make test` installs the rest (as root).
+# atomic-deploy developer tasks. Every target works on a fresh Debian 12 or
+# Ubuntu 24.04 machine with Go installed; `make test` installs the rest (as root).
 
 GO  ?= go
 BIN ?= bin/atomic-deploy
+# The release tag at HEAD, if any; without one the binary says "dev" plus
+# the commit it was built from (atomic-deploy --version).
+VERSION ?= $(shell git describe --tags --exact-match --match 'v[0-9]*' 2>/dev/null)
+LDFLAGS := -s -w -X github.com/atomic-deploy/atomic-deploy/internal/version.Version=$(VERSION)
 
 .PHONY: all build test demo lint bench generate clean help
 
@@ -17,7 +21,7 @@ help:
 	@echo "make bench     run bench/run.sh"
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN) .
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) .
 
 test:
 	scripts/test.sh

@@ -1,23 +1,32 @@
 #!/usr/bin/env bash
-# make test: everything the test suite needs, from a fresh Debian 12 machine.
+# make test: everything the test suite needs, from a fresh Debian 12 or
+# Ubuntu 24.04 machine (the GitHub-hosted ubuntu-latest runner).
 #
-#   1. installs the Debian packages the integration tests use (only when one
-#      is missing: a prepared machine never touches apt);
+#   1. installs the distribution's packages the integration tests use (only
+#      when one is missing: a prepared machine never touches apt) and makes
+#      sshd's /run/sshd;
 #   2. go vet ./...;
 #   3. every fuzz target for a few seconds (scripts/fuzz.sh, FUZZTIME);
 #   4. go test ./... with ATOMIC_DEPLOY_REQUIRE_SSHD=1, so a missing sshd
 #      fails the run instead of skipping the SSH tests. The tests start their
 #      own servers (sshd, nginx, php-fpm) on 127.0.0.1 and stop them.
 #
-# Runs as root (or through sudo for apt). Ends with one line:
+# `scripts/test.sh --deps-only` does step 1 alone.
+#
+# Runs as root, as CI does (or through sudo for apt): as root the tests log
+# in as a user they create, start sshd in private mount namespaces (unshare
+# --mount, bind and tmpfs mounts) and run php-fpm as another user. Ends with
+# one line:
 #   test: N passed, N failed, N skipped
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# busybox and shellcheck: the remote scripts run under dash, bash and
-# busybox sh in the tests, and shellcheck reads them.
+# The same on Debian 12 and Ubuntu 24.04 (php-fpm is PHP 8.2 on one, 8.3 on
+# the other; the tests find either). busybox and shellcheck: the remote
+# scripts run under dash, bash and busybox sh in the tests, and shellcheck
+# reads them.
 packages=(openssh-server openssh-client rsync nginx php-fpm php-cli php-sqlite3
-  php-laravel-framework wrk iproute2 util-linux acl git busybox shellcheck)
+  wrk iproute2 util-linux acl git busybox shellcheck)
 commands=(/usr/sbin/sshd ssh rsync nginx php wrk ip unshare setfacl git busybox shellcheck dash bash)
 
 say() { printf '==> %s\n' "$*"; }
@@ -29,10 +38,22 @@ as_root() {
   fi
 }
 
+distro=$(sed -n 's/^ID=//p' /etc/os-release 2>/dev/null | tr -d '"')
+distro=${distro:-unknown}
+case "$distro" in
+  debian)
+    # Laravel for test/laravel: Debian packages the framework (Laravel 8).
+    packages+=(php-laravel-framework) ;;
+  *)
+    # Ubuntu has no php-laravel-framework; test/laravel skips and says why
+    # (it fails instead only on Debian, where apt can install it).
+    say "$distro: php-laravel-framework is packaged by Debian only; the Laravel tests (test/laravel) will be skipped" ;;
+esac
+
 install_packages() {
   local missing=() p c
   if ! command -v dpkg-query >/dev/null 2>&1; then
-    say "not a Debian system: skipping package installation (tests that need ${packages[*]} may fail)"
+    say "not a Debian or Ubuntu system: skipping package installation (tests that need ${packages[*]} may fail)"
     return 0
   fi
   for p in "${packages[@]}"; do
@@ -51,13 +72,16 @@ install_packages() {
   as_root apt-get -o DPkg::Lock::Timeout=600 install -y "${packages[@]}"
 }
 
-if ! command -v go >/dev/null 2>&1; then
-  echo "go is not on PATH: install Go $(sed -n 's/^go //p' go.mod) or newer first" >&2
-  exit 1
-fi
-
 install_packages
 as_root mkdir -p /run/sshd # sshd refuses to start without its privilege separation directory
+if [ "${1:-}" = --deps-only ]; then
+  exit 0
+fi
+
+if ! command -v go >/dev/null 2>&1; then
+  echo "go is not on PATH: install Go $(sed -n 's/^go //p' go.mod) or newer first (under sudo, keep PATH: sudo env \"PATH=\$PATH\" make test)" >&2
+  exit 1
+fi
 
 say "go vet ./..."
 go vet ./...

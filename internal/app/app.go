@@ -6,9 +6,9 @@ package app
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +24,7 @@ import (
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport/local"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport/sshx"
+	"github.com/atomic-deploy/atomic-deploy/internal/version"
 )
 
 // IO is where the program reads and writes.
@@ -57,9 +58,9 @@ func Main(ctx context.Context, args []string, environ []string, stdio IO) int {
 	} else {
 		log = report.NewTerminal(stdio.Stderr, stdio.IsTTY)
 		var err error
-		var help bool
-		command, lookup, help, err = parseCommandLine(args, env, stdio.Stdout)
-		if help {
+		var done bool
+		command, lookup, done, err = parseCommandLine(args, env, stdio.Stdout)
+		if done {
 			return 0
 		}
 		if err != nil {
@@ -88,6 +89,12 @@ func Main(ctx context.Context, args []string, environ []string, stdio IO) int {
 		return 2
 	}
 	log.Mask(cfg.Secrets())
+	if command == "plan" || (command != "releases" && cfg.Mode == config.ModeDeploy) {
+		if err := checkSource(cfg.Source); err != nil {
+			log.Errorf("Invalid input: "+err.Input, "%s", err.Reason)
+			return 2
+		}
+	}
 
 	a := &run{cfg: cfg, log: log, env: env, childEnv: children, inActions: inActions}
 	switch command {
@@ -97,6 +104,25 @@ func Main(ctx context.Context, args []string, environ []string, stdio IO) int {
 		return a.plan(ctx, stdio.Stdout)
 	}
 	return a.main(ctx)
+}
+
+// checkSource refuses a source that is not a directory before anything
+// runs (the build runs in it, and an empty release is never meant).
+func checkSource(source string) *config.InputError {
+	fi, err := os.Stat(source)
+	where := source
+	if wd, werr := os.Getwd(); werr == nil && !filepath.IsAbs(source) {
+		where = fmt.Sprintf("%s (in %s)", source, wd)
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return &config.InputError{Input: "source", Reason: where + " does not exist"}
+	case err != nil:
+		return &config.InputError{Input: "source", Reason: err.Error()}
+	case !fi.IsDir():
+		return &config.InputError{Input: "source", Reason: where + " is not a directory"}
+	}
+	return nil
 }
 
 type run struct {
@@ -137,7 +163,7 @@ func (a *run) main(ctx context.Context) int {
 			Env: a.childEnv, Stdout: a.log.Writer("build"), Stderr: a.log.Writer("build")})
 		if err == nil {
 			n, size := m.Files()
-			a.log.Infof("%d files, %s, revision %s", n, deploy.FormatBytes(size), cfg.Revision)
+			a.log.Infof("%s, %s, revision %s", report.Count(int64(n), "file"), report.Bytes(size), cfg.Revision)
 		}
 		end()
 		if err != nil {
@@ -255,7 +281,7 @@ func (a *run) targets() ([]deploy.Target, error) {
 			switch {
 			case err != nil:
 				return nil, err
-			case a.env["ATOMIC_DEPLOY_TRACE"] == "":
+			case !a.trace():
 				return t, nil
 			}
 			a.log.Infof("trace %s: connected in %s", h, time.Since(start).Round(time.Millisecond))
@@ -263,6 +289,13 @@ func (a *run) targets() ([]deploy.Target, error) {
 		}})
 	}
 	return targets, errors.Join(errs...)
+}
+
+// trace reports whether every remote operation is logged: asked for with
+// ATOMIC_DEPLOY_TRACE, or by re-running a job with debug logging, which sets
+// RUNNER_DEBUG=1.
+func (a *run) trace() bool {
+	return a.env["ATOMIC_DEPLOY_TRACE"] != "" || a.env["RUNNER_DEBUG"] == "1"
 }
 
 // dialEarly starts dialling every target now, at most parallel at a time,
@@ -339,14 +372,12 @@ func (a *run) writeReport(res *deploy.Result, runErr error) error {
 		{Name: "duration", Value: res.Duration.Round(time.Millisecond).String()},
 		{Name: "rolled-back", Value: fmt.Sprint(res.RolledBack)},
 	}
-	summary := report.Summary(res, redactErr(a.log, runErr), cfg.Revision)
+	summary := report.Summary(res, redactErr(a.log, runErr), cfg.Revision) + report.SummaryFooter(version.String())
 	var errs []error
 	if p := a.env["GITHUB_OUTPUT"]; p != "" {
 		errs = append(errs, report.AppendOutputs(p, outs))
 	}
-	if p := a.env["GITHUB_STEP_SUMMARY"]; p != "" {
-		errs = append(errs, report.AppendSummary(p, a.log.Redact(summary)))
-	}
+	errs = append(errs, report.AddStepSummary(func(k string) string { return a.env[k] }, a.log.Redact(summary)))
 	if !a.inActions {
 		for _, o := range outs {
 			a.log.Infof("%s: %s", o.Name, o.Value)
@@ -434,84 +465,6 @@ func runContext(env map[string]string, childEnv []string, lookup config.Lookup) 
 	}
 	return rc
 }
-
-// parseCommandLine reads `atomic-deploy [command] [--option value]...`.
-// Each option can also come from the environment (ATOMIC_DEPLOY_<NAME>,
-// the way to pass secrets without showing them in ps) or from the config
-// file (--config-file, default atomic-deploy.yml when present); flags win.
-func parseCommandLine(args []string, env map[string]string, stdout io.Writer) (command string, lookup config.Lookup, help bool, err error) {
-	command = "deploy"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		command, args = args[0], args[1:]
-	}
-	switch command {
-	case "deploy", "rollback", "unlock", "releases", "plan":
-	case "help":
-		fmt.Fprint(stdout, usage())
-		return "", nil, true, nil
-	default:
-		return "", nil, false, fmt.Errorf("unknown command %q", command)
-	}
-	fs := flag.NewFlagSet("atomic-deploy", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	values := map[string]*inputFlag{}
-	for _, in := range config.Inputs {
-		f := &inputFlag{isBool: in.Default == "true" || in.Default == "false"}
-		values[in.Name] = f
-		fs.Var(f, in.Name, in.Description)
-	}
-	keyFile := fs.String("private-key-file", "", "read private-key from this file")
-	knownHostsFile := fs.String("known-hosts-file", "", "read known-hosts from this file")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, usage())
-			return "", nil, true, nil
-		}
-		return "", nil, false, err
-	}
-	if fs.NArg() > 0 {
-		return "", nil, false, fmt.Errorf("unexpected argument %q (options are --name value)", fs.Arg(0))
-	}
-	for name, file := range map[string]string{"private-key": *keyFile, "known-hosts": *knownHostsFile} {
-		if file == "" {
-			continue
-		}
-		data, err := os.ReadFile(file)
-		if err != nil {
-			return "", nil, false, fmt.Errorf("--%s-file: %w", name, err)
-		}
-		values[name].Set(string(data))
-	}
-	if command == "rollback" || command == "unlock" {
-		values["mode"].Set(command)
-	}
-	given := func(name string) (string, bool) {
-		if f := values[name]; f != nil && f.set {
-			return f.value, true
-		}
-		v, ok := env["ATOMIC_DEPLOY_"+envName(name)]
-		return v, ok
-	}
-	path, explicit := given("config-file")
-	if !explicit {
-		path = DefaultConfigFile
-	}
-	file, err := readConfigFile(path, explicit)
-	if err != nil {
-		return "", nil, false, err
-	}
-	return command, layered(given, file, true), false, nil
-}
-
-type inputFlag struct {
-	value  string
-	set    bool
-	isBool bool
-}
-
-func (f *inputFlag) String() string     { return f.value }
-func (f *inputFlag) Set(v string) error { f.value, f.set = v, true; return nil }
-func (f *inputFlag) IsBoolFlag() bool   { return f.isBool }
 
 // StdIO is the process's own terminal.
 func StdIO() IO {

@@ -5,15 +5,19 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"text/tabwriter"
 	"time"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/config"
 	"github.com/atomic-deploy/atomic-deploy/internal/deploy"
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
 	"github.com/atomic-deploy/atomic-deploy/internal/report"
+	"github.com/atomic-deploy/atomic-deploy/internal/version"
+	"github.com/dustin/go-humanize"
 )
 
-// releases prints the releases on every host.
+// releases prints the releases on every host, newest first, and which
+// build listed them.
 func (a *run) releases(ctx context.Context, w io.Writer) int {
 	targets, err := a.targets()
 	if err != nil {
@@ -27,9 +31,10 @@ func (a *run) releases(ctx context.Context, w io.Writer) int {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "%s:\n", n)
-		fmt.Fprintf(w, "  %-2s %-14s  %-12s  %-20s  %s\n", "", "RELEASE", "STATUS", "AGE", "REVISION")
 		list := lists[n]
+		fmt.Fprintf(w, "%s: %s\n", n, report.Count(int64(len(list)), "release"))
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  \tRELEASE\tSTATUS\tAGE\tREVISION")
 		for i := len(list) - 1; i >= 0; i-- {
 			r := list[i]
 			mark := ""
@@ -38,12 +43,14 @@ func (a *run) releases(ctx context.Context, w io.Writer) int {
 			}
 			age := "-"
 			if t, err := time.Parse(config.ReleaseIDLayout, r.ID); err == nil {
-				age = time.Since(t).Round(time.Minute).String()
+				age = humanize.Time(t)
 			}
 			// What the server's releases log says is shown, never obeyed by the terminal.
-			fmt.Fprintf(w, "  %-2s %-14s  %-12s  %-20s  %s\n", mark, report.Displayable(r.ID), report.Displayable(r.Status), age, report.Displayable(r.Revision))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", mark, report.Displayable(r.ID), report.Displayable(r.Status), age, report.Displayable(orDash(r.Revision)))
 		}
+		tw.Flush()
 	}
+	fmt.Fprintf(w, "(atomic-deploy %s)\n", version.String())
 	if err != nil {
 		a.log.Errorf("Releases", "%v", err)
 		return 1
@@ -67,8 +74,12 @@ func (a *run) plan(ctx context.Context, w io.Writer) int {
 	}
 	plans, err := deploy.PlanAll(ctx, a.options(targets), m)
 	for _, p := range plans {
-		fmt.Fprintf(w, "%s (live: %s): upload %d files (%s), reuse %d files (%s), %d directories, %d symlinks\n",
-			p.Host, report.Displayable(orDash(p.CurrentID)), len(p.Plan.Upload), deploy.FormatBytes(p.Plan.UploadBytes), len(p.Plan.Reuse), deploy.FormatBytes(p.Plan.ReuseBytes), len(p.Plan.Dirs), len(p.Plan.Symlinks))
+		if p.Plan == nil {
+			continue // not reached: err says why
+		}
+		fmt.Fprintf(w, "%s (live: %s): upload %s (%s), reuse %s (%s), %s, %s\n",
+			p.Host, report.Displayable(orDash(p.CurrentID)), count(p.Plan.Upload, "file"), report.Bytes(p.Plan.UploadBytes), count(p.Plan.Reuse, "file"), report.Bytes(p.Plan.ReuseBytes),
+			count(p.Plan.Dirs, "directory"), count(p.Plan.Symlinks, "symlink"))
 		for _, e := range p.Plan.Upload {
 			fmt.Fprintf(w, "  + %q\n", e.Path)
 		}
@@ -82,6 +93,9 @@ func (a *run) plan(ctx context.Context, w io.Writer) int {
 	}
 	return 0
 }
+
+// count is len(items) things for people: 1 file, 2 files.
+func count[T any](items []T, noun string) string { return report.Count(int64(len(items)), noun) }
 
 func orDash(s string) string {
 	if s == "" {

@@ -50,7 +50,7 @@ func readConfigFile(path string, explicit bool) (map[string]string, error) {
 		in, ok := known[k]
 		switch {
 		case !ok:
-			errs = append(errs, fmt.Errorf("config file %s: %q is not an option (see atomic-deploy --help)", path, k))
+			errs = append(errs, unknownKey(path, k))
 			continue
 		case in.Secret:
 			errs = append(errs, fmt.Errorf("config file %s: %q is a secret and is not read from files; pass it with --%s or the ATOMIC_DEPLOY_%s environment variable", path, k, k, envName(k)))
@@ -64,6 +64,19 @@ func readConfigFile(path string, explicit bool) (map[string]string, error) {
 		out[k] = v
 	}
 	return out, errors.Join(errs...)
+}
+
+// unknownKey names a key that is no option, and the option it is most
+// likely a typo of.
+func unknownKey(path, key string) error {
+	names := make([]string, len(config.Inputs))
+	for i, in := range config.Inputs {
+		names[i] = in.Name
+	}
+	if near := closest(key, names); near != "" {
+		return fmt.Errorf("config file %s: unknown key %s; did you mean %s?", path, key, near)
+	}
+	return fmt.Errorf("config file %s: unknown key %s (the keys are the options of atomic-deploy --help)", path, key)
 }
 
 func yamlText(v any) (string, error) {

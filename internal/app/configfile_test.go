@@ -57,7 +57,9 @@ func TestConfigFileSharesSettings(t *testing.T) {
 func TestConfigFileRefusals(t *testing.T) {
 	tests := []struct{ file, want string }{
 		{"private-key: abc\n", "is a secret"},
-		{"pathh: /x\n", `"pathh" is not an option`},
+		{"pathh: /x\n", "unknown key pathh; did you mean path?"},
+		{"keep-release: 3\n", "unknown key keep-release; did you mean keep-releases?"},
+		{"exclude-paths: [a]\n", "unknown key exclude-paths (the keys are the options of atomic-deploy --help)"},
 		{"path: [\n", "config file"},
 		{"shared-dirs: {a: b}\n", "shared-dirs"},
 	}
@@ -104,7 +106,7 @@ func TestReleasesAndPlanCommands(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(ws, "b.txt"), []byte("2"), 0o644)
 	code, out := runCLI(t, nil, "plan", "--source", ws, "--path", root)
-	if code != 0 || !strings.Contains(out, "upload 1 files") || !strings.Contains(out, "reuse 2 files") || !strings.Contains(out, `+ "b.txt"`) {
+	if code != 0 || !strings.Contains(out, "upload 1 file (") || !strings.Contains(out, "reuse 2 files") || !strings.Contains(out, `+ "b.txt"`) {
 		t.Fatalf("plan: exit %d\n%s", code, out)
 	}
 	code, out = runCLI(t, nil, "releases", "--path", root)

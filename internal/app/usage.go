@@ -12,7 +12,8 @@ func usage() string {
 	b.WriteString(`atomic-deploy — zero-downtime releases over SSH (or to a local path)
 
 USAGE
-  atomic-deploy [command] [--option value]...
+  atomic-deploy [command] [--option value | --option=value]...
+  atomic-deploy --version | --help
 
 COMMANDS
   deploy     upload a new release, run hooks, switch current to it (default)
@@ -44,10 +45,17 @@ OPTIONS (the same names as the GitHub Action's inputs)
 	}
 	b.WriteString(`  --private-key-file FILE     read private-key from FILE (CLI only)
   --known-hosts-file FILE     read known-hosts from FILE (CLI only)
+  --version                   print the version and exit
+
+  A true/false option alone means true (--auto-rollback); say --name=false for false.
 
 ENVIRONMENT
   ATOMIC_DEPLOY_<OPTION>      any option, e.g. ATOMIC_DEPLOY_PRIVATE_KEY, ATOMIC_DEPLOY_PATH;
                               the way to pass secrets without showing them in ps
+  ATOMIC_DEPLOY_TRACE=1       log every remote operation (SSH command, SFTP request) with
+                              its timing
+  RUNNER_DEBUG=1              the same; the runner sets it when a job is re-run with debug
+                              logging
   GITHUB_ACTIONS=true         with no arguments: read INPUT_* as the GitHub Action does
 
 FILES
@@ -60,10 +68,17 @@ EXIT STATUS
 
 EXAMPLES
   atomic-deploy --source ./build --path /tmp/site
+
+  # The key from a file, the host key pinned by a known_hosts file that was
+  # checked out of band (ssh-keyscan output compared with
+  # ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on the server):
   atomic-deploy --host deploy@web1 --path /var/www/app \
-      --private-key "$(cat ~/.ssh/id_ed25519)" --known-hosts "$(ssh-keyscan web1)"
-  atomic-deploy plan --host deploy@web1 --path /var/www/app --private-key-file ~/.ssh/id_ed25519 \
-      --known-hosts-file ~/.ssh/known_hosts
+      --private-key-file ~/.ssh/deploy_ed25519 --known-hosts-file deploy/known_hosts
+
+  # The key from the environment (a CI secret), never on the command line:
+  ATOMIC_DEPLOY_PRIVATE_KEY="$DEPLOY_KEY" atomic-deploy plan --host deploy@web1 \
+      --path /var/www/app --known-hosts-file deploy/known_hosts
+
   atomic-deploy releases --path /tmp/site
   atomic-deploy rollback --path /tmp/site [--release-id 20261125231842]
 `)

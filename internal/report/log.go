@@ -14,6 +14,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/dustin/go-humanize"
 	"github.com/sethvargo/go-githubactions"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/deploy"
@@ -324,8 +325,8 @@ func (l *Log) Progress(p deploy.Progress) {
 	if rate > 0 && p.BytesTotal > p.BytesDone {
 		eta = time.Duration(float64(p.BytesTotal-p.BytesDone) / rate * float64(time.Second)).Round(time.Second).String()
 	}
-	text := fmt.Sprintf("%s: %d/%d files, %s/%s (%.0f%%), %s/s, ETA %s", p.Host, p.FilesDone, p.FilesTotal,
-		deploy.FormatBytes(p.BytesDone), deploy.FormatBytes(p.BytesTotal), pct, deploy.FormatBytes(int64(rate)), eta)
+	text := fmt.Sprintf("%s: %s/%s, %s/%s (%.0f%%), %s/s, ETA %s", p.Host, humanize.Comma(int64(p.FilesDone)), Count(p.FilesTotal, "file"),
+		Bytes(p.BytesDone), Bytes(p.BytesTotal), pct, Bytes(int64(rate)), eta)
 	if !l.tty {
 		l.println(text)
 		return

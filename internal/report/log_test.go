@@ -171,6 +171,11 @@ func TestLogProgress(t *testing.T) {
 	if want := "web1: 5/10 files, 1.0 KiB/2.0 KiB (50%), 1.0 KiB/s, ETA 1s\n"; out.String() != want {
 		t.Errorf("progress = %q, want %q", out.String(), want)
 	}
+	out.Reset()
+	l.Progress(deploy.Progress{Host: "web1", FilesDone: 1, FilesTotal: 1, BytesDone: 10, BytesTotal: 10, Elapsed: time.Second})
+	if want := "web1: 1/1 file, 10 B/10 B (100%), 10 B/s, ETA -\n"; out.String() != want {
+		t.Errorf("progress = %q, want %q", out.String(), want)
+	}
 	var tty bytes.Buffer
 	l = report.NewTerminal(&tty, true)
 	l.Progress(deploy.Progress{Host: "web1", FilesTotal: 0, BytesTotal: 0, Elapsed: 0})

@@ -2,9 +2,13 @@ package report
 
 import (
 	"fmt"
-	"os"
+	"io"
 	"strings"
 	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/dustin/go-humanize/english"
+	"github.com/sethvargo/go-githubactions"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/deploy"
 )
@@ -35,9 +39,9 @@ func Summary(res *deploy.Result, err error, revision string) string {
 		id = "—"
 	}
 	if res.Mode == "unlock" {
-		fmt.Fprintf(&b, "### %s %s %d host%s\n\n", icon, verb, len(res.Hosts), plural(len(res.Hosts)))
+		fmt.Fprintf(&b, "### %s %s %s\n\n", icon, verb, Count(int64(len(res.Hosts)), "host"))
 	} else {
-		fmt.Fprintf(&b, "### %s %s release `%s` (%d host%s)\n\n", icon, verb, id, len(res.Hosts), plural(len(res.Hosts)))
+		fmt.Fprintf(&b, "### %s %s release `%s` (%s)\n\n", icon, verb, id, Count(int64(len(res.Hosts)), "host"))
 	}
 	if revision != "" {
 		fmt.Fprintf(&b, "Revision `%s` · %s\n\n", cell(revision), res.Duration.Round(100*time.Millisecond))
@@ -45,14 +49,14 @@ func Summary(res *deploy.Result, err error, revision string) string {
 	b.WriteString("| Host | Release | Previous | Files uploaded | Files reused | Bytes uploaded | Duration | Result |\n")
 	b.WriteString("|---|---|---|--:|--:|--:|--:|---|\n")
 	for _, h := range res.Hosts {
-		outcome := h.Outcome
+		outcome := hostOutcome(res.Mode, h.Outcome)
 		if h.Err != nil {
-			outcome = "❌ " + h.Outcome + ": " + h.Err.Error()
+			outcome = "❌ " + outcome + ": " + h.Err.Error()
 		} else if h.Outcome == deploy.OutcomeDeployed || h.Outcome == deploy.OutcomeUnlocked {
-			outcome = "✅ " + h.Outcome
+			outcome = "✅ " + outcome
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d | %s | %s | %s |\n", cell(h.Name), code(h.ReleaseID), code(h.PreviousID),
-			h.FilesUploaded, h.FilesReused, deploy.FormatBytes(h.BytesUploaded), h.Duration.Round(100*time.Millisecond), cell(outcome))
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", cell(h.Name), code(h.ReleaseID), code(h.PreviousID),
+			humanize.Comma(int64(h.FilesUploaded)), humanize.Comma(int64(h.FilesReused)), Bytes(h.BytesUploaded), h.Duration.Round(100*time.Millisecond), cell(outcome))
 	}
 	if err != nil {
 		fmt.Fprintf(&b, "\n<details><summary>Error</summary>\n\n```\n%s\n```\n</details>\n", strings.ReplaceAll(err.Error(), "```", "'''"))
@@ -65,17 +69,47 @@ func Summary(res *deploy.Result, err error, revision string) string {
 	return s
 }
 
-// AppendSummary adds markdown to the GITHUB_STEP_SUMMARY file.
-func AppendSummary(path, markdown string) error {
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-	if err != nil {
-		return fmt.Errorf("write job summary to %s: %w", path, err)
+// hostOutcome names what happened on a host in words that fit the mode.
+// deploy.Rollback reports a host it switched to the target as "deployed",
+// and one it had to put back on its release after another host failed as
+// "rolled back".
+func hostOutcome(mode, outcome string) string {
+	if mode != "rollback" {
+		return outcome
 	}
-	if _, err := f.WriteString(markdown); err != nil {
-		f.Close()
-		return fmt.Errorf("write job summary to %s: %w", path, err)
+	switch outcome {
+	case deploy.OutcomeDeployed:
+		return "rolled back"
+	case deploy.OutcomeRolledBack:
+		return "put back"
 	}
-	return f.Close()
+	return outcome
+}
+
+// SummaryFooter names the build that wrote the summary.
+func SummaryFooter(version string) string {
+	return "\n<sub>atomic-deploy " + cell(version) + "</sub>\n"
+}
+
+// AddStepSummary appends markdown to the job summary (GITHUB_STEP_SUMMARY
+// from getenv; nothing when it is unset) through go-githubactions. Its
+// AddStepSummary has two traps handled here: it panics when the file
+// cannot be written (turned into an error: a summary is not worth a crash
+// or a stack trace), and it opens whatever path the variable holds, ""
+// included. It appends the markdown raw: masking and the runner's 1 MiB
+// cap are the caller's (Log.Redact, Summary's truncation).
+func AddStepSummary(getenv func(string) string, markdown string) (err error) {
+	path := getenv("GITHUB_STEP_SUMMARY")
+	if path == "" {
+		return nil
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("write job summary to %s: %v", path, r)
+		}
+	}()
+	githubactions.New(githubactions.WithGetenv(getenv), githubactions.WithWriter(io.Discard)).AddStepSummary(markdown)
+	return nil
 }
 
 // cell keeps a value inside one Markdown table cell.
@@ -92,9 +126,14 @@ func code(s string) string {
 	return "`" + cell(s) + "`"
 }
 
-func plural(n int) string {
+// Count is a number of things for people: 1 file, 2 files, 12,345 files.
+func Count(n int64, noun string) string {
+	word := english.PluralWord(2, noun, "")
 	if n == 1 {
-		return ""
+		word = noun
 	}
-	return "s"
+	return humanize.Comma(n) + " " + word
 }
+
+// Bytes is a size for people: 512 B, 2.0 KiB, 79 MiB.
+func Bytes(n int64) string { return humanize.IBytes(uint64(max(n, 0))) }

@@ -167,18 +167,90 @@ func TestSummaryTruncated(t *testing.T) {
 	}
 }
 
-func TestAppendSummary(t *testing.T) {
+// The job summary goes through go-githubactions' AddStepSummary, which
+// appends (with a newline) and panics when it cannot write: that must come
+// back as an error.
+func TestAddStepSummary(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "summary.md")
-	if err := report.AppendSummary(p, "one\n"); err != nil {
-		t.Fatal(err)
+	env := func(path string) func(string) string {
+		return func(k string) string {
+			if k == "GITHUB_STEP_SUMMARY" {
+				return path
+			}
+			return ""
+		}
 	}
-	if err := report.AppendSummary(p, "two\n"); err != nil {
-		t.Fatal(err)
+	for _, md := range []string{"one\n", "two\n"} {
+		if err := report.AddStepSummary(env(p), md); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if data, _ := os.ReadFile(p); string(data) != "one\ntwo\n" {
+	if data, _ := os.ReadFile(p); string(data) != "one\n\ntwo\n\n" {
 		t.Errorf("summary file %q", data)
 	}
-	if err := report.AppendSummary(filepath.Join(p, "x"), "y"); err == nil {
-		t.Error("AppendSummary under a file succeeded")
+	if err := report.AddStepSummary(env(""), "nowhere"); err != nil {
+		t.Errorf("no GITHUB_STEP_SUMMARY: %v, want nothing written and no error", err)
+	}
+	err := report.AddStepSummary(env(filepath.Join(p, "x")), "y")
+	if err == nil || !strings.Contains(err.Error(), "write job summary to "+filepath.Join(p, "x")) {
+		t.Errorf("a summary under a file: %v, want an error naming the path", err)
+	}
+}
+
+func TestSummaryFooterAndNumbers(t *testing.T) {
+	res := &deploy.Result{Mode: "deploy", ReleaseID: "20261125231842", Hosts: []deploy.HostResult{
+		{Name: "web1", ReleaseID: "20261125231842", Outcome: deploy.OutcomeDeployed, Stats: deploy.Stats{FilesUploaded: 12345, FilesReused: 1, BytesUploaded: 83 << 20}},
+	}}
+	md := report.Summary(res, nil, "") + report.SummaryFooter("v1.2.3")
+	if !strings.Contains(md, "(1 host)") {
+		t.Errorf("heading does not say 1 host:\n%s", md)
+	}
+	if row := cells(tableRows(t, md)[0]); row[3] != "12,345" || row[4] != "1" || row[5] != "83 MiB" {
+		t.Errorf("numbers %q, want 12,345 / 1 / 83 MiB", row[3:6])
+	}
+	if !strings.HasSuffix(md, "\n<sub>atomic-deploy v1.2.3</sub>\n") {
+		t.Errorf("no version footer:\n%s", md)
+	}
+}
+
+func TestCount(t *testing.T) {
+	tests := []struct {
+		n          int64
+		noun, want string
+	}{
+		{0, "file", "0 files"}, {1, "file", "1 file"}, {2, "file", "2 files"}, {12345, "file", "12,345 files"},
+		{1, "directory", "1 directory"}, {3, "directory", "3 directories"}, {1, "host", "1 host"}, {2, "release", "2 releases"},
+	}
+	for _, tt := range tests {
+		if got := report.Count(tt.n, tt.noun); got != tt.want {
+			t.Errorf("Count(%d, %q) = %q, want %q", tt.n, tt.noun, got, tt.want)
+		}
+	}
+}
+
+// deploy.Rollback reports the hosts it switched as "deployed"; the summary
+// of a rollback must not.
+func TestSummaryRollbackOutcomes(t *testing.T) {
+	tests := []struct {
+		mode, outcome string
+		err           error
+		want          string
+	}{
+		{"rollback", deploy.OutcomeDeployed, nil, "✅ rolled back"},
+		{"rollback", deploy.OutcomeRolledBack, nil, "put back"},
+		{"rollback", deploy.OutcomeFailed, errors.New("boom"), "❌ failed: boom"},
+		{"rollback", deploy.OutcomeNotRun, nil, "not switched"},
+		{"deploy", deploy.OutcomeDeployed, nil, "✅ deployed"},
+		{"deploy", deploy.OutcomeRolledBack, nil, "rolled back"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.mode+" "+tt.outcome, func(t *testing.T) {
+			res := &deploy.Result{Mode: tt.mode, ReleaseID: "20261125231842",
+				Hosts: []deploy.HostResult{{Name: "web1", ReleaseID: "20261125231842", Outcome: tt.outcome, Err: tt.err}}}
+			row := cells(tableRows(t, report.Summary(res, nil, ""))[0])
+			if got := row[len(row)-1]; got != tt.want {
+				t.Errorf("result cell %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

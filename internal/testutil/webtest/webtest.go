@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,11 +25,34 @@ import (
 	"github.com/atomic-deploy/atomic-deploy/internal/testutil"
 )
 
-// Binaries used; Debian 12 packages nginx and php8.2-fpm.
+// Binaries used: nginx, and the php-fpm of the distribution's PHP (8.2 on
+// Debian 12, 8.3 on Ubuntu 24.04, each named php-fpm<version>).
 var (
 	NginxPath  = "/usr/sbin/nginx"
-	PHPFPMPath = "/usr/sbin/php-fpm8.2"
+	PHPFPMPath = findPHPFPM("/usr/sbin")
 )
+
+// findPHPFPM returns dir's php-fpm<version> of the newest PHP, or
+// dir/php-fpm (which Available reports missing) when there is none.
+func findPHPFPM(dir string) string {
+	matches, _ := filepath.Glob(filepath.Join(dir, "php-fpm[0-9]*"))
+	best, bestVersion := filepath.Join(dir, "php-fpm"), []int(nil)
+	for _, m := range matches {
+		var v []int
+		for _, part := range strings.Split(strings.TrimPrefix(filepath.Base(m), "php-fpm"), ".") {
+			n, err := strconv.Atoi(part)
+			if err != nil {
+				v = nil
+				break
+			}
+			v = append(v, n)
+		}
+		if v != nil && slices.Compare(v, bestVersion) > 0 {
+			best, bestVersion = m, v
+		}
+	}
+	return best
+}
 
 // RequireEnv set to 1 turns missing servers into a test failure instead of
 // a skip (the same switch as the sshd harness, so CI fails loudly).
