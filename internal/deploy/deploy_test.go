@@ -16,6 +16,7 @@ import (
 
 	"github.com/atomic-deploy/atomic-deploy/internal/deploy"
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
+	"github.com/atomic-deploy/atomic-deploy/internal/shell"
 	"github.com/atomic-deploy/atomic-deploy/internal/testutil/sshtest"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport/local"
@@ -672,4 +673,34 @@ func TestLockCommandUnansweredFallsBackToSFTP(t *testing.T) {
 	if s.current() != res.ReleaseID || s.read("current/a.txt") != "1" {
 		t.Fatalf("current = %s", s.current())
 	}
+}
+
+// Every hook gets HookEnv (the env and secret-env inputs), and a hook that
+// runs past HookTimeout is ended with what it started, failing the deploy.
+func TestHookEnvironmentAndTimeout(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, kind string) {
+		s := newSiteOn(t, kind, map[string]string{"a.txt": "1"})
+		s.set.HookEnv = map[string]string{"GREETING": "it's\nme", "RELEASE_ID": "not this one"}
+		s.set.BeforeActivate = `printf '%s|%s' "$GREETING" "$RELEASE_ID" > seen`
+		res := s.mustDeploy()
+		if got := s.read("current/seen"); got != "it's\nme|"+res.ReleaseID {
+			t.Errorf("the hook saw %q", got)
+		}
+
+		marker := filepath.Join(s.root, "late")
+		s.set.HookTimeout = time.Second
+		s.set.BeforeActivate = `sleep 3 && touch ` + shell.Quote(marker)
+		start := time.Now()
+		_, err := s.deploy()
+		if err == nil || !strings.Contains(err.Error(), "command-timeout 1s") || time.Since(start) > 20*time.Second {
+			t.Fatalf("deploy = %v after %s", err, time.Since(start))
+		}
+		time.Sleep(3 * time.Second)
+		if _, err := os.Stat(marker); err == nil {
+			t.Error("the hook went on after its time ran out")
+		}
+		if s.current() != res.ReleaseID {
+			t.Errorf("current = %s, want %s", s.current(), res.ReleaseID)
+		}
+	}, onLocal, onSSH)
 }

@@ -2,8 +2,10 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"strings"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/deploy/remote"
@@ -32,12 +34,23 @@ func (e *HookError) Unwrap() error { return e.Err }
 // arguments (which any user of the server can read with ps).
 func (h *Host) runHook(ctx context.Context, name, script string) error {
 	h.Log.Infof("%s: running %s in release %s", h.Name, name, h.ReleaseID)
-	env := map[string]string{
+	env := maps.Clone(h.S.HookEnv)
+	if env == nil {
+		env = map[string]string{}
+	}
+	maps.Copy(env, map[string]string{
 		"RELEASE_ID":          h.ReleaseID,
 		"RELEASE_PATH":        h.L.Release(h.ReleaseID),
 		"DEPLOY_PATH":         h.L.Root,
 		"PREVIOUS_RELEASE_ID": h.CurrentID,
 		"REVISION":            h.S.Revision,
+	})
+	if h.S.HookTimeout > 0 {
+		// Ending the command ends the hook's input, and hook.sh's watcher
+		// then ends the hook's whole process group on the server.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, h.S.HookTimeout, errHookTimeout)
+		defer cancel()
 	}
 	cmd, input := hookCommand(h.L.Release(h.ReleaseID), env, script)
 	// hook.sh's watcher reads the rest of the input until the hook has
@@ -46,11 +59,16 @@ func (h *Host) runHook(ctx context.Context, name, script string) error {
 	defer held.Close()
 	out := h.Log.Writer(h.Name)
 	err := h.T.Exec(ctx, cmd, io.MultiReader(strings.NewReader(input), keepOpen), out, out)
+	if err != nil && errors.Is(context.Cause(ctx), errHookTimeout) {
+		err = fmt.Errorf("%w (command-timeout %s): it and what it started were ended", errHookTimeout, h.S.HookTimeout)
+	}
 	if err != nil {
 		return &HookError{Hook: name, Host: h.Name, Err: err}
 	}
 	return nil
 }
+
+var errHookTimeout = errors.New("ran too long")
 
 // hookCommand is remote/hook.sh running script in dir with env, and the
 // input it reads first: the exports, the script, the line that ends it.

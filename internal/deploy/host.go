@@ -28,18 +28,25 @@ type Settings struct {
 	SharedDirs         []string
 	SharedFiles        []string
 	WritableDirs       []string
+	WritableMode       string // how writable-dirs are opened: chmod (""), acl or chgrp (writable.go)
+	WritableUser       string // the web server's user (acl) or group (chgrp)
 	BeforeActivate     string
 	BeforeActivateOnce string // run by Deploy on the first host only
 	AfterActivate      string
-	KeepReleases       int
-	Revision           string
-	Actor              string
-	RunURL             string
-	Runner             string        // the machine running the deploy, shown to lock waiters
-	Parallel           int           // file operations in flight per host
-	Lock               LockOptions   // lease and wait
-	ProgressEvery      time.Duration // 0: no progress reports
-	NoTar              bool          // never upload as a tar stream (tests of the SFTP path)
+	// HookEnv is set in every hook's environment (the env and secret-env
+	// inputs), next to RELEASE_ID and the others, which it cannot replace:
+	// config refuses those names.
+	HookEnv       map[string]string
+	HookTimeout   time.Duration // a hook running longer is ended; 0: no limit
+	KeepReleases  int
+	Revision      string
+	Actor         string
+	RunURL        string
+	Runner        string        // the machine running the deploy, shown to lock waiters
+	Parallel      int           // file operations in flight per host
+	Lock          LockOptions   // lease and wait
+	ProgressEvery time.Duration // 0: no progress reports
+	NoTar         bool          // never upload as a tar stream (tests of the SFTP path)
 }
 
 // Stats are one host's numbers for outputs and the summary.
