@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bmatcuk/doublestar/v4"
+	"github.com/atomic-deploy/atomic-deploy/internal/release"
 )
 
 // Modes.
@@ -220,8 +220,8 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 	}
 	c.Exclude = splitList(get("exclude"), false)
 	for _, p := range c.Exclude {
-		if !doublestar.ValidatePattern(strings.TrimPrefix(p, "/")) {
-			fail("exclude", "%q is not a valid glob pattern", p)
+		if err := release.CheckExcludePattern(p); err != nil {
+			fail("exclude", "%v", err)
 		}
 	}
 

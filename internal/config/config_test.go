@@ -194,7 +194,8 @@ func TestParseHostileInputs(t *testing.T) {
 		{name: "path with NUL", inputs: map[string]string{"path": "/var/www\x00/etc"}, input: "path", phrase: "control character"},
 
 		// exclude
-		{name: "exclude bad glob", inputs: map[string]string{"exclude": ".git\n[unclosed"}, input: "exclude", phrase: "not a valid glob"},
+		{name: "exclude bad glob", inputs: map[string]string{"exclude": ".git\n[unclosed"}, input: "exclude", phrase: "not a valid pattern"},
+		{name: "exclude negated bad glob", inputs: map[string]string{"exclude": "!docs/[a-"}, input: "exclude", phrase: "not a valid pattern"},
 
 		// shared-dirs, shared-files, writable-dirs
 		{name: "shared-dirs escaping with ..", inputs: map[string]string{"shared-dirs": "../etc"}, input: "shared-dirs", phrase: "inside the release"},
@@ -392,7 +393,7 @@ func TestParseValid(t *testing.T) {
 	defaults := func(c *config.Config) {
 		c.Mode = "deploy"
 		c.Source = "."
-		c.Exclude = []string{".git", ".github"}
+		c.Exclude = []string{".github"}
 		c.KeepReleases = 5
 		c.HealthcheckTimeout = 30 * time.Second
 		c.LockTimeout = 5 * time.Minute

@@ -25,7 +25,7 @@ var Inputs = []Input{
 	{Name: "jump-host", Description: "[user@]host[:port] of a bastion to connect through (same credentials and host key pins)."},
 	{Name: "path", Description: "Deploy root on the server (absolute). Required."},
 	{Name: "source", Default: ".", Description: "Directory to release, relative to the workspace."},
-	{Name: "exclude", Default: ".git\n.github", Description: "Glob patterns (newline-separated) left out of the release."},
+	{Name: "exclude", Default: ".github", Description: "Paths left out of the release, one pattern a line, in .gitignore syntax (`!` re-includes, `dir/`, `/anchored`, `**`; the last matching line wins). `.git` is always left out (`!.git` ships it); `.deployignore` in source is read first, these lines after it."},
 	{Name: "build", Description: "Shell command run in source on the runner before upload."},
 	{Name: "preset", Description: "Defaults for a framework: laravel."},
 	{Name: "shared-dirs", Description: "Directories kept across releases in <path>/shared (newline-separated, relative)."},

@@ -87,7 +87,7 @@ func TestActionDeploysOverSSHAndRollsBack(t *testing.T) {
 	os.WriteFile(filepath.Join(ws, ".git/HEAD"), []byte("ref: x"), 0o644)
 	inputs := map[string]string{
 		// What action.yml's defaults give every run.
-		"mode": "deploy", "port": "22", "exclude": ".git\n.github", "keep-releases": "5",
+		"mode": "deploy", "port": "22", "exclude": ".github", "keep-releases": "5",
 		"healthcheck-timeout": "30s", "auto-rollback": "true", "insecure-ignore-host-key": "false", "concurrency": "10", "lock-timeout": "5m",
 		// The workflow's.
 		"host": srv.User + "@" + srv.Addr, "path": root, "private-key": srv.ClientKeyPEM, "known-hosts": srv.KnownHostsLine,
