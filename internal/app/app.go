@@ -233,6 +233,10 @@ func (a *run) targets() ([]deploy.Target, error) {
 			Host: h.Name, Port: h.Port, User: h.User,
 			PrivateKey: cfg.PrivateKey, Passphrase: cfg.Passphrase, Password: cfg.Password,
 			KnownHosts: cfg.KnownHosts, Fingerprints: cfg.Fingerprints, InsecureIgnoreHostKey: cfg.InsecureIgnoreHostKey,
+			ConnectTimeout: cfg.ConnectTimeout, ConnectRetries: cfg.ConnectRetries,
+			OnRetry: func(err error, attempt int, wait time.Duration) {
+				a.log.Infof("%s: %v; trying again in %s (attempt %d of %d)", h, err, wait.Round(100*time.Millisecond), attempt+1, cfg.ConnectRetries+1)
+			},
 		}
 		if cfg.JumpHost != nil {
 			sc.JumpHost = cfg.JumpHost.String()

@@ -24,6 +24,10 @@ const (
 	ModeUnlock   = "unlock"
 )
 
+// maxConnectRetries keeps a typo from retrying a dead host for an hour:
+// the waits grow to 10 s each.
+const maxConnectRetries = 10
+
 // Host is one target server.
 type Host struct {
 	User string
@@ -55,6 +59,8 @@ type Config struct {
 	Fingerprints          []string
 	InsecureIgnoreHostKey bool
 	JumpHost              *Host
+	ConnectTimeout        time.Duration // one attempt
+	ConnectRetries        int
 
 	Path    string // deploy root, absolute and clean
 	Source  string
@@ -247,6 +253,12 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 	}
 	if c.LockTimeout, err = ParseDuration(get("lock-timeout")); err != nil {
 		fail("lock-timeout", "%v", err)
+	}
+	if c.ConnectTimeout, err = ParseDuration(get("connect-timeout")); err != nil || c.ConnectTimeout == 0 {
+		fail("connect-timeout", "%q must be a duration above 0 (e.g. 20s)", get("connect-timeout"))
+	}
+	if c.ConnectRetries, err = strconv.Atoi(get("connect-retries")); err != nil || c.ConnectRetries < 0 || c.ConnectRetries > maxConnectRetries {
+		fail("connect-retries", "%q must be a whole number from 0 to %d", get("connect-retries"), maxConnectRetries)
 	}
 	if c.HealthcheckExpect != "" && c.HealthcheckURL == "" {
 		fail("healthcheck-expect", "needs healthcheck-url")

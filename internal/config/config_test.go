@@ -228,6 +228,11 @@ func TestParseHostileInputs(t *testing.T) {
 		{name: "healthcheck-timeout unit only", inputs: map[string]string{"healthcheck-timeout": "s"}, input: "healthcheck-timeout", phrase: "not a duration"},
 
 		{name: "lock-timeout abc", inputs: map[string]string{"lock-timeout": "abc"}, input: "lock-timeout", phrase: "not a duration"},
+		{name: "connect-timeout abc", inputs: map[string]string{"connect-timeout": "abc"}, input: "connect-timeout", phrase: "duration above 0"},
+		{name: "connect-timeout 0", inputs: map[string]string{"connect-timeout": "0s"}, input: "connect-timeout", phrase: "duration above 0"},
+		{name: "connect-retries -1", inputs: map[string]string{"connect-retries": "-1"}, input: "connect-retries", phrase: "from 0 to 10"},
+		{name: "connect-retries 11", inputs: map[string]string{"connect-retries": "11"}, input: "connect-retries", phrase: "from 0 to 10"},
+		{name: "connect-retries x", inputs: map[string]string{"connect-retries": "three"}, input: "connect-retries", phrase: "whole number"},
 		{name: "lock-timeout negative", inputs: map[string]string{"lock-timeout": "-1m"}, input: "lock-timeout", phrase: "not a duration"},
 		{name: "healthcheck-expect without url", inputs: map[string]string{"healthcheck-expect": "OK"}, input: "healthcheck-expect", phrase: "needs healthcheck-url"},
 
@@ -397,6 +402,7 @@ func TestParseValid(t *testing.T) {
 		c.KeepReleases = 5
 		c.HealthcheckTimeout = 30 * time.Second
 		c.LockTimeout = 5 * time.Minute
+		c.ConnectTimeout, c.ConnectRetries = 20*time.Second, 3
 		c.AutoRollback = true
 		c.Concurrency = 10
 		c.Revision, c.Actor, c.RunURL = "abc123", "octocat", "https://github.com/o/r/actions/runs/1"
@@ -507,8 +513,10 @@ func TestParseValid(t *testing.T) {
 		},
 		{
 			name:   "numbers",
-			inputs: map[string]string{"path": "/srv/a", "keep-releases": "1", "concurrency": " 64 "},
-			want:   func(c *config.Config) { c.Path, c.KeepReleases, c.Concurrency = "/srv/a", 1, 64 },
+			inputs: map[string]string{"path": "/srv/a", "keep-releases": "1", "concurrency": " 64 ", "connect-retries": "0", "connect-timeout": "5"},
+			want: func(c *config.Config) {
+				c.Path, c.KeepReleases, c.Concurrency, c.ConnectRetries, c.ConnectTimeout = "/srv/a", 1, 64, 0, 5*time.Second
+			},
 		},
 		{
 			name:   "empty source means the workspace",

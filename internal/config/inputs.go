@@ -23,6 +23,8 @@ var Inputs = []Input{
 	{Name: "fingerprint", Description: "Host key fingerprints (SHA256:...), one or more, instead of known-hosts."},
 	{Name: "insecure-ignore-host-key", Default: "false", Description: "Skip host key verification. Dangerous: anyone on the network path can impersonate the server."},
 	{Name: "jump-host", Description: "[user@]host[:port] of a bastion to connect through (same credentials and host key pins)."},
+	{Name: "connect-timeout", Default: "20s", Description: "How long one attempt to connect (TCP, SSH handshake, authentication) may take."},
+	{Name: "connect-retries", Default: "3", Description: "How many more times a connection that was refused, timed out or was reset is tried, after waits of about 1 s, 2 s, 4 s... (with jitter). A host key mismatch, an unknown host or refused credentials are never retried."},
 	{Name: "path", Description: "Deploy root on the server (absolute). Required."},
 	{Name: "source", Default: ".", Description: "Directory to release, relative to the workspace."},
 	{Name: "exclude", Default: ".github", Description: "Paths left out of the release, one pattern a line, in .gitignore syntax (`!` re-includes, `dir/`, `/anchored`, `**`; the last matching line wins). `.git` is always left out (`!.git` ships it); `.deployignore` in source is read first, these lines after it."},
