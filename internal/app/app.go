@@ -159,7 +159,7 @@ func (a *run) main(ctx context.Context) int {
 	case config.ModeUnlock:
 		res, err = deploy.Unlock(ctx, opts)
 	}
-	if werr := a.writeReport(res, err); werr != nil {
+	if werr := a.writeReport(ctx, targets, res, err); werr != nil {
 		a.log.Errorf("Report", "%v", werr)
 		if err == nil {
 			err = werr
@@ -314,28 +314,19 @@ func dialEarly(ctx context.Context, targets []deploy.Target, parallel int) ([]de
 
 // writeReport writes outputs and the job summary (Actions) or a short
 // report (terminal).
-func (a *run) writeReport(res *deploy.Result, runErr error) error {
+func (a *run) writeReport(ctx context.Context, targets []deploy.Target, res *deploy.Result, runErr error) error {
 	if res == nil {
 		return nil
 	}
 	cfg := a.cfg
-	tot := res.Totals()
-	releasePath := ""
-	if res.ReleaseID != "" {
-		releasePath = deploy.Layout{Root: cfg.Path}.Release(res.ReleaseID)
+	outs, now := a.outputs(ctx, targets, res, runErr)
+	// The summary's heading names the live release after a rollback, the
+	// attempted one otherwise; its revision goes with that release.
+	revision := cfg.Revision
+	if res.Mode == config.ModeRollback || res.RolledBack {
+		revision = now.revision
 	}
-	outs := []report.Output{
-		{Name: "release-id", Value: res.ReleaseID},
-		{Name: "release-path", Value: releasePath},
-		{Name: "previous-release-id", Value: res.PreviousID},
-		{Name: "revision", Value: cfg.Revision},
-		{Name: "files-uploaded", Value: fmt.Sprint(tot.FilesUploaded)},
-		{Name: "files-reused", Value: fmt.Sprint(tot.FilesReused)},
-		{Name: "bytes-uploaded", Value: fmt.Sprint(tot.BytesUploaded)},
-		{Name: "duration", Value: res.Duration.Round(time.Millisecond).String()},
-		{Name: "rolled-back", Value: fmt.Sprint(res.RolledBack)},
-	}
-	summary := report.Summary(res, redactErr(a.log, runErr), cfg.Revision)
+	summary := report.Summary(res, redactErr(a.log, runErr), revision)
 	var errs []error
 	if p := a.env["GITHUB_OUTPUT"]; p != "" {
 		errs = append(errs, report.AppendOutputs(p, outs))

@@ -47,15 +47,18 @@ var Inputs = []Input{
 	{Name: "lock-timeout", Default: "5m", Description: "How long to wait for another deploy to the same path to finish before failing with its holder's name."},
 }
 
-// Outputs lists every step output.
+// Outputs lists every step output. mode: unlock sets only status and
+// duration.
 var Outputs = []Input{
-	{Name: "release-id", Description: "Id of the release now live (or the rollback target)."},
-	{Name: "release-path", Description: "Absolute path of that release on the server."},
-	{Name: "previous-release-id", Description: "Id of the release that was live before."},
-	{Name: "revision", Description: "Revision (commit) recorded in the release."},
+	{Name: "status", Description: "What the run did. deploy: `deployed` (the new release is live on every host and passed its checks), `rolled-back` (it went live, after-activate or the health check failed, and every host is back on previous-release-id), `failed` (anything else; release-id says what is live). rollback: `rolled-back` (release-id is live now), `unchanged` (it already was), `failed` (nothing changed, or the hosts that switched were put back). unlock: `unchanged` (no release is switched) or `failed`."},
+	{Name: "release-id", Description: "Id of the release live on every host when the run ended: the new one after a deploy, the previous one after a failed or rolled-back deploy, the target after a rollback. Empty when no release is live, or when the hosts are not on one release or could not be read (the job summary has a row per host)."},
+	{Name: "release-path", Description: "Absolute path of release-id on the server (empty when release-id is)."},
+	{Name: "deployed-release-id", Description: "Id of the release this run tried to put live (deploy: the new release, rollback: the target), whether or not it is live now; empty when the run failed before choosing one."},
+	{Name: "previous-release-id", Description: "Id of the release that was live before the run."},
+	{Name: "revision", Description: "Revision (commit) recorded when release-id was deployed (empty when release-id is)."},
 	{Name: "files-uploaded", Description: "Files sent over the wire (summed over hosts)."},
 	{Name: "files-reused", Description: "Files reused from the previous release on the server (summed over hosts)."},
 	{Name: "bytes-uploaded", Description: "Bytes of file content sent (summed over hosts)."},
 	{Name: "duration", Description: "Wall time of the whole run, e.g. 12.3s."},
-	{Name: "rolled-back", Description: "true when the deploy was rolled back automatically."},
+	{Name: "rolled-back", Description: "true when the deploy went live and was rolled back automatically (status rolled-back in mode deploy)."},
 }

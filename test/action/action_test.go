@@ -45,6 +45,13 @@ type run struct {
 // runAction runs the binary in workspace with the given inputs.
 func runAction(t *testing.T, workspace string, inputs map[string]string) run {
 	t.Helper()
+	return runActionEnv(t, workspace, inputs, nil)
+}
+
+// runActionEnv is runAction with more environment variables (a later one
+// of the same name wins).
+func runActionEnv(t *testing.T, workspace string, inputs map[string]string, extraEnv []string) run {
+	t.Helper()
 	files := t.TempDir()
 	outFile, sumFile := filepath.Join(files, "output"), filepath.Join(files, "summary")
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + files, "GITHUB_ACTIONS=true",
@@ -56,7 +63,7 @@ func runAction(t *testing.T, workspace string, inputs map[string]string) run {
 		env = append(env, "INPUT_"+strings.ToUpper(k)+"="+v)
 	}
 	cmd := exec.Command(binary)
-	cmd.Dir, cmd.Env = workspace, env
+	cmd.Dir, cmd.Env = workspace, append(env, extraEnv...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
