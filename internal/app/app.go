@@ -154,6 +154,9 @@ func (a *run) main(ctx context.Context) int {
 			}
 		}
 		res, err = deploy.Deploy(ctx, opts, m)
+		if err != nil && cfg.MaintenanceMode && res != nil {
+			a.liftMaintenance(ctx, targets, res)
+		}
 	case config.ModeRollback:
 		res, err = deploy.Rollback(ctx, opts, cfg.ReleaseID)
 	case config.ModeUnlock:

@@ -67,6 +67,8 @@ type Config struct {
 	Exclude []string
 	Build   string
 	Preset  string
+	// MaintenanceMode wraps the hooks in php artisan down/up (preset.go).
+	MaintenanceMode bool
 
 	SharedDirs         []string
 	SharedFiles        []string
@@ -239,6 +241,11 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 	c.WritableDirs = relPaths(get("writable-dirs"), "writable-dirs", fail)
 	if c.Preset == "laravel" {
 		applyLaravel(c, lookup)
+	}
+	if c.MaintenanceMode, err = parseBool(get("maintenance-mode")); err != nil {
+		fail("maintenance-mode", "%v", err)
+	} else if c.MaintenanceMode {
+		applyMaintenance(c, fail)
 	}
 	checkOverlap(c.SharedDirs, c.SharedFiles, fail)
 

@@ -228,6 +228,9 @@ func TestParseHostileInputs(t *testing.T) {
 		{name: "healthcheck-timeout unit only", inputs: map[string]string{"healthcheck-timeout": "s"}, input: "healthcheck-timeout", phrase: "not a duration"},
 
 		{name: "lock-timeout abc", inputs: map[string]string{"lock-timeout": "abc"}, input: "lock-timeout", phrase: "not a duration"},
+		{name: "maintenance-mode without the preset", inputs: map[string]string{"maintenance-mode": "true"}, input: "maintenance-mode", phrase: "needs preset: laravel"},
+		{name: "maintenance-mode without shared storage", inputs: map[string]string{"maintenance-mode": "true", "preset": "laravel", "shared-dirs": "storage/app"}, input: "maintenance-mode", phrase: "storage/framework"},
+		{name: "maintenance-mode maybe", inputs: map[string]string{"maintenance-mode": "maybe", "preset": "laravel"}, input: "maintenance-mode", phrase: "not true or false"},
 		{name: "connect-timeout abc", inputs: map[string]string{"connect-timeout": "abc"}, input: "connect-timeout", phrase: "duration above 0"},
 		{name: "connect-timeout 0", inputs: map[string]string{"connect-timeout": "0s"}, input: "connect-timeout", phrase: "duration above 0"},
 		{name: "connect-retries -1", inputs: map[string]string{"connect-retries": "-1"}, input: "connect-retries", phrase: "from 0 to 10"},
@@ -529,9 +532,9 @@ func TestParseValid(t *testing.T) {
 			want: func(c *config.Config) {
 				c.Path, c.Preset = "/srv/a", "laravel"
 				c.SharedDirs, c.SharedFiles, c.WritableDirs = []string{"storage"}, []string{".env"}, []string{"bootstrap/cache", "storage"}
-				c.BeforeActivate = "php artisan config:cache\nphp artisan route:cache\nphp artisan view:cache"
-				c.BeforeActivateOnce = "php artisan migrate --force"
-				c.AfterActivate = "php artisan queue:restart"
+				c.BeforeActivate = config.LaravelBeforeActivate
+				c.BeforeActivateOnce = config.LaravelBeforeActivateOnce
+				c.AfterActivate = config.LaravelAfterActivate
 			},
 		},
 		{
@@ -551,9 +554,31 @@ func TestParseValid(t *testing.T) {
 			want: func(c *config.Config) {
 				c.Path, c.Preset = "/srv/a", "laravel"
 				c.SharedDirs, c.SharedFiles, c.WritableDirs = []string{"storage"}, []string{".env", "auth.json"}, []string{"bootstrap/cache", "storage"}
-				c.BeforeActivate = "php artisan config:cache\nphp artisan route:cache\nphp artisan view:cache"
-				c.BeforeActivateOnce = "php artisan migrate --force"
-				c.AfterActivate = "php artisan queue:restart"
+				c.BeforeActivate = config.LaravelBeforeActivate
+				c.BeforeActivateOnce = config.LaravelBeforeActivateOnce
+				c.AfterActivate = config.LaravelAfterActivate
+			},
+		},
+		{
+			name:   "maintenance mode wraps the preset's hooks",
+			inputs: map[string]string{"path": "/srv/a", "preset": "laravel", "maintenance-mode": "true"},
+			want: func(c *config.Config) {
+				c.Path, c.Preset, c.MaintenanceMode = "/srv/a", "laravel", true
+				c.SharedDirs, c.SharedFiles, c.WritableDirs = []string{"storage"}, []string{".env"}, []string{"bootstrap/cache", "storage"}
+				c.BeforeActivate = config.LaravelBeforeActivate + "\n" + config.LaravelMaintenanceDown
+				c.BeforeActivateOnce = config.LaravelBeforeActivateOnce
+				c.AfterActivate = config.LaravelMaintenanceUp + "\n" + config.LaravelAfterActivate
+			},
+		},
+		{
+			name: "maintenance mode wraps hooks given explicitly, with storage/framework shared",
+			inputs: map[string]string{"path": "/srv/a", "preset": "laravel", "maintenance-mode": "yes", "shared-dirs": "storage/framework\nstorage/app",
+				"before-activate": "php artisan migrate --force", "after-activate": ""},
+			want: func(c *config.Config) {
+				c.Path, c.Preset, c.MaintenanceMode = "/srv/a", "laravel", true
+				c.SharedDirs, c.SharedFiles, c.WritableDirs = []string{"storage/framework", "storage/app"}, []string{".env"}, []string{"bootstrap/cache", "storage"}
+				c.BeforeActivate = "php artisan migrate --force\n" + config.LaravelMaintenanceDown
+				c.AfterActivate = config.LaravelMaintenanceUp + "\n" + config.LaravelAfterActivate
 			},
 		},
 		{

@@ -30,6 +30,7 @@ var Inputs = []Input{
 	{Name: "exclude", Default: ".github", Description: "Paths left out of the release, one pattern a line, in .gitignore syntax (`!` re-includes, `dir/`, `/anchored`, `**`; the last matching line wins). `.git` is always left out (`!.git` ships it); `.deployignore` in source is read first, these lines after it."},
 	{Name: "build", Description: "Shell command run in source on the runner before upload."},
 	{Name: "preset", Description: "Defaults for a framework: laravel."},
+	{Name: "maintenance-mode", Default: "false", Description: "With preset: laravel, php artisan down once the new release is ready on every host (before the migrations), php artisan up right after the switch, and up again in the live release if the deploy fails."},
 	{Name: "shared-dirs", Description: "Directories kept across releases in <path>/shared (newline-separated, relative)."},
 	{Name: "shared-files", Description: "Files kept across releases in <path>/shared (newline-separated, relative)."},
 	{Name: "writable-dirs", Description: "Directories made writable (group and owner) in each release."},
