@@ -2,14 +2,12 @@ package app
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/config"
 	"github.com/atomic-deploy/atomic-deploy/internal/deploy"
 	"github.com/atomic-deploy/atomic-deploy/internal/shell"
-	"github.com/atomic-deploy/atomic-deploy/internal/transport/sshx"
 )
 
 // maintenanceUpScript ends maintenance mode in the release $1 points at.
@@ -28,8 +26,7 @@ func (a *run) liftMaintenance(ctx context.Context, targets []deploy.Target, res 
 	current := deploy.Layout{Root: a.cfg.Path}.Current()
 	var wg sync.WaitGroup
 	for i, h := range res.Hosts {
-		var ce *sshx.ConnectError
-		if i >= len(targets) || h.PreviousID == "" || errors.As(h.Err, &ce) {
+		if i >= len(targets) || h.PreviousID == "" || !reached(h) {
 			continue // nothing was live to put down, or the deploy never reached it
 		}
 		wg.Add(1)

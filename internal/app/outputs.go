@@ -107,11 +107,8 @@ func (a *run) liveNow(ctx context.Context, targets []deploy.Target, res *deploy.
 		read = targets[:min(1, len(targets))]
 	} else {
 		for i, t := range targets {
-			var ce *sshx.ConnectError
-			if i < len(res.Hosts) && errors.As(res.Hosts[i].Err, &ce) {
-				// Never reached: what it serves is not known, and asking
-				// again would wait out connect-timeout once more.
-				return live{}
+			if i < len(res.Hosts) && !reached(res.Hosts[i]) {
+				return live{} // what it serves is not known
 			}
 			read = append(read, t)
 		}
@@ -142,4 +139,12 @@ func (a *run) liveNow(ctx context.Context, targets []deploy.Target, res *deploy.
 		now = live{id: id, revision: revision, known: true}
 	}
 	return now
+}
+
+// reached reports whether the run connected to the host. One it could not
+// reach is not dialled again after the run: that would wait out
+// connect-timeout and the retries once more.
+func reached(h deploy.HostResult) bool {
+	var ce *sshx.ConnectError
+	return !errors.As(h.Err, &ce)
 }

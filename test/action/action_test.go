@@ -6,6 +6,7 @@ package action
 
 import (
 	"bytes"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/atomic-deploy/atomic-deploy/internal/config"
 	"github.com/atomic-deploy/atomic-deploy/internal/report"
 	"github.com/atomic-deploy/atomic-deploy/internal/testutil/sshtest"
 )
@@ -82,6 +84,17 @@ func runActionEnv(t *testing.T, workspace string, inputs map[string]string, extr
 	sum, _ := os.ReadFile(sumFile)
 	r.summary = string(sum)
 	return r
+}
+
+// workflowInputs is what a workflow step deploying to root on srv passes:
+// every input of action.yml at its default, and the connection.
+func workflowInputs(srv *sshtest.Server, root string) map[string]string {
+	in := map[string]string{}
+	for _, i := range config.Inputs {
+		in[i.Name] = i.Default
+	}
+	maps.Copy(in, map[string]string{"host": srv.User + "@" + srv.Addr, "path": root, "private-key": srv.ClientKeyPEM, "known-hosts": srv.KnownHostsLine})
+	return in
 }
 
 func TestActionDeploysOverSSHAndRollsBack(t *testing.T) {

@@ -1,13 +1,13 @@
 package action
 
 import (
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil"
 	"github.com/atomic-deploy/atomic-deploy/internal/testutil/sshtest"
 )
 
@@ -19,21 +19,9 @@ func TestActionConnectRetriesAndTimeout(t *testing.T) {
 	root := filepath.Join(srv.MkdirUserTemp(t), "app")
 	ws := t.TempDir()
 	os.WriteFile(filepath.Join(ws, "index.html"), []byte("hi"), 0o644)
-	inputs := map[string]string{
-		"mode": "deploy", "port": "22", "exclude": ".github", "keep-releases": "5", "healthcheck-timeout": "30s", "auto-rollback": "true",
-		"insecure-ignore-host-key": "false", "concurrency": "10", "lock-timeout": "5m", "connect-timeout": "20s", "connect-retries": "3",
-		"host": srv.User + "@" + srv.Addr, "path": root, "private-key": srv.ClientKeyPEM, "known-hosts": srv.KnownHostsLine,
-	}
+	inputs := workflowInputs(srv, root)
 
-	srv.Kill()
-	for {
-		c, err := net.Dial("tcp", srv.Addr)
-		if err != nil {
-			break
-		}
-		c.Close()
-		time.Sleep(10 * time.Millisecond)
-	}
+	srv.Down()
 	restarted := make(chan error, 1)
 	time.AfterFunc(time.Second, func() { restarted <- srv.Restart() })
 	r := runAction(t, ws, inputs)
@@ -47,21 +35,8 @@ func TestActionConnectRetriesAndTimeout(t *testing.T) {
 		t.Errorf("the log does not show the retry:\n%s", r.stdout)
 	}
 
-	silent, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer silent.Close()
-	go func() {
-		for {
-			c, err := silent.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
-	inputs["host"] = srv.User + "@" + silent.Addr().String()
+	silent, _ := testutil.SilentListener(t)
+	inputs["host"] = srv.User + "@" + silent
 	inputs["connect-timeout"], inputs["connect-retries"] = "1", "0"
 	start := time.Now()
 	r = runAction(t, ws, inputs)

@@ -24,11 +24,7 @@ func TestActionOutputsSayWhatIsLive(t *testing.T) {
 	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusInternalServerError) }))
 	defer failing.Close()
 
-	base := map[string]string{
-		"mode": "deploy", "port": "22", "exclude": ".github", "keep-releases": "5", "healthcheck-timeout": "30s", "auto-rollback": "true",
-		"insecure-ignore-host-key": "false", "concurrency": "10", "lock-timeout": "5m", "connect-timeout": "20s", "connect-retries": "3",
-		"host": srv.User + "@" + srv.Addr, "path": root, "private-key": srv.ClientKeyPEM, "known-hosts": srv.KnownHostsLine,
-	}
+	base := workflowInputs(srv, root)
 	step := func(name, sha string, inputs map[string]string, wantCode int) map[string]string {
 		t.Helper()
 		in := maps.Clone(base)

@@ -6,15 +6,16 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/skeema/knownhosts"
 
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil"
 	"github.com/atomic-deploy/atomic-deploy/internal/testutil/sshtest"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport/sshx"
 )
@@ -71,15 +72,7 @@ func recordRetries(cfg *sshx.Config) func() []retry {
 // restart, a host booting) is reached with the default waits.
 func TestDialRetriesUntilSSHDListens(t *testing.T) {
 	s := sshtest.Start(t, sshtest.Options{})
-	s.Kill()
-	for {
-		c, err := net.Dial("tcp", s.Addr)
-		if err != nil {
-			break
-		}
-		c.Close()
-		time.Sleep(10 * time.Millisecond)
-	}
+	s.Down()
 	restarted := make(chan error, 1)
 	time.AfterFunc(time.Second, func() { restarted <- s.Restart() })
 
@@ -166,30 +159,15 @@ func TestDialDoesNotRetryWhatCannotPass(t *testing.T) {
 func TestDialConnectTimeoutEachAttempt(t *testing.T) {
 	defer sshx.SetRetryWait(100 * time.Millisecond)()
 	s := sshtest.Start(t, sshtest.Options{})
-	silent, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer silent.Close()
-	var accepted atomic.Int32
-	go func() {
-		for {
-			c, err := silent.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			defer c.Close()
-		}
-	}()
-
+	silent, accepted := testutil.SilentListener(t)
 	cfg := s.Config()
-	cfg.Port = silent.Addr().(*net.TCPAddr).Port
+	_, port, _ := net.SplitHostPort(silent)
+	cfg.Port, _ = strconv.Atoi(port)
 	cfg.ConnectTimeout = 300 * time.Millisecond
 	cfg.ConnectRetries = 2
 	retries := recordRetries(&cfg)
 	start := time.Now()
-	_, err = sshx.Dial(context.Background(), cfg)
+	_, err := sshx.Dial(context.Background(), cfg)
 	elapsed := time.Since(start)
 	var re *sshx.RetriesError
 	if !errors.Is(err, sshx.ErrConnectTimeout) || !errors.As(err, &re) || re.Attempts != 3 {
