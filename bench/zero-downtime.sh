@@ -240,7 +240,7 @@ report() {
 	row "deploy wall time, median" "-" "$(awk -v m="$median_ms" 'BEGIN { printf "%.2f s", m / 1000 }')" "-" "-"
 	echo
 	echo "  answers from a release that was never deployed: $unknown"
-	echo "  deploying = full deploys (upload, 4 artisan commands before and 1 after the switch,"
+	echo "  deploying = full deploys (upload, 6 artisan commands before and 1 after the switch,"
 	echo "  prune); switching = rollback --release-id between two releases over SSH (the switch"
 	echo "  alone, plus the tool's and sshd's CPU); renaming = ln -s + mv -T on the server, no tool."
 }

@@ -187,12 +187,15 @@ func (a *run) main(ctx context.Context) int {
 			}
 		}
 		res, err = deploy.Deploy(ctx, opts, m)
+		if err != nil && cfg.MaintenanceMode && res != nil {
+			a.liftMaintenance(ctx, targets, res)
+		}
 	case config.ModeRollback:
 		res, err = deploy.Rollback(ctx, opts, cfg.ReleaseID)
 	case config.ModeUnlock:
 		res, err = deploy.Unlock(ctx, opts)
 	}
-	if werr := a.writeReport(res, err); werr != nil {
+	if werr := a.writeReport(ctx, targets, res, err); werr != nil {
 		a.log.Errorf("Report", "%v", werr)
 		if err == nil {
 			err = werr
@@ -266,6 +269,10 @@ func (a *run) targets() ([]deploy.Target, error) {
 			Host: h.Name, Port: h.Port, User: h.User,
 			PrivateKey: cfg.PrivateKey, Passphrase: cfg.Passphrase, Password: cfg.Password,
 			KnownHosts: cfg.KnownHosts, Fingerprints: cfg.FingerprintsFor(h), InsecureIgnoreHostKey: cfg.InsecureIgnoreHostKey,
+			ConnectTimeout: cfg.ConnectTimeout, ConnectRetries: cfg.ConnectRetries,
+			OnRetry: func(err error, attempt int, wait time.Duration) {
+				a.log.Infof("%s: %v; trying again in %s (attempt %d of %d)", h, err, wait.Round(100*time.Millisecond), attempt+1, cfg.ConnectRetries+1)
+			},
 		}
 		if cfg.JumpHost != nil {
 			sc.JumpHost = cfg.JumpHost.String()
@@ -351,28 +358,19 @@ func dialEarly(ctx context.Context, targets []deploy.Target, parallel int) ([]de
 
 // writeReport writes outputs and the job summary (Actions) or a short
 // report (terminal).
-func (a *run) writeReport(res *deploy.Result, runErr error) error {
+func (a *run) writeReport(ctx context.Context, targets []deploy.Target, res *deploy.Result, runErr error) error {
 	if res == nil {
 		return nil
 	}
 	cfg := a.cfg
-	tot := res.Totals()
-	releasePath := ""
-	if res.ReleaseID != "" {
-		releasePath = deploy.Layout{Root: cfg.Path}.Release(res.ReleaseID)
+	outs, now := a.outputs(ctx, targets, res, runErr)
+	// The summary's heading names the live release after a rollback, the
+	// attempted one otherwise; its revision goes with that release.
+	revision := cfg.Revision
+	if res.Mode == config.ModeRollback || res.RolledBack {
+		revision = now.revision
 	}
-	outs := []report.Output{
-		{Name: "release-id", Value: res.ReleaseID},
-		{Name: "release-path", Value: releasePath},
-		{Name: "previous-release-id", Value: res.PreviousID},
-		{Name: "revision", Value: cfg.Revision},
-		{Name: "files-uploaded", Value: fmt.Sprint(tot.FilesUploaded)},
-		{Name: "files-reused", Value: fmt.Sprint(tot.FilesReused)},
-		{Name: "bytes-uploaded", Value: fmt.Sprint(tot.BytesUploaded)},
-		{Name: "duration", Value: res.Duration.Round(time.Millisecond).String()},
-		{Name: "rolled-back", Value: fmt.Sprint(res.RolledBack)},
-	}
-	summary := report.Summary(res, redactErr(a.log, runErr), cfg.Revision) + report.SummaryFooter(version.String())
+	summary := report.Summary(res, redactErr(a.log, runErr), revision) + report.SummaryFooter(version.String())
 	var errs []error
 	if p := a.env["GITHUB_OUTPUT"]; p != "" {
 		errs = append(errs, report.AppendOutputs(p, outs))

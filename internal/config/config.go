@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bmatcuk/doublestar/v4"
+	"github.com/atomic-deploy/atomic-deploy/internal/release"
 )
 
 // Modes.
@@ -23,6 +23,10 @@ const (
 	ModeRollback = "rollback"
 	ModeUnlock   = "unlock"
 )
+
+// maxConnectRetries keeps a typo from retrying a dead host for an hour:
+// the waits grow to 10 s each.
+const maxConnectRetries = 10
 
 // Host is one target server.
 type Host struct {
@@ -55,12 +59,16 @@ type Config struct {
 	Fingerprints          []HostFingerprint
 	InsecureIgnoreHostKey bool
 	JumpHost              *Host
+	ConnectTimeout        time.Duration // one attempt
+	ConnectRetries        int
 
 	Path    string // deploy root, absolute and clean
 	Source  string
 	Exclude []string
 	Build   string
 	Preset  string
+	// MaintenanceMode wraps the hooks in php artisan down/up (preset.go).
+	MaintenanceMode bool
 
 	SharedDirs         []string
 	SharedFiles        []string
@@ -215,8 +223,8 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 	}
 	c.Exclude = splitList(get("exclude"), false)
 	for _, p := range c.Exclude {
-		if !doublestar.ValidatePattern(strings.TrimPrefix(p, "/")) {
-			fail("exclude", "%q is not a valid glob pattern", p)
+		if err := release.CheckExcludePattern(p); err != nil {
+			fail("exclude", "%v", err)
 		}
 	}
 
@@ -228,6 +236,11 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 	c.WritableDirs = relPaths(get("writable-dirs"), "writable-dirs", fail)
 	if c.Preset == "laravel" {
 		applyLaravel(c, lookup)
+	}
+	if c.MaintenanceMode, err = parseBool(get("maintenance-mode")); err != nil {
+		fail("maintenance-mode", "%v", err)
+	} else if c.MaintenanceMode {
+		applyMaintenance(c, fail)
 	}
 	checkOverlap(c.SharedDirs, c.SharedFiles, fail)
 
@@ -242,6 +255,12 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 	}
 	if c.LockTimeout, err = ParseDuration(get("lock-timeout")); err != nil {
 		fail("lock-timeout", "%v", err)
+	}
+	if c.ConnectTimeout, err = ParseDuration(get("connect-timeout")); err != nil || c.ConnectTimeout == 0 {
+		fail("connect-timeout", "%q must be a duration above 0 (e.g. 20s)", get("connect-timeout"))
+	}
+	if c.ConnectRetries, err = strconv.Atoi(get("connect-retries")); err != nil || c.ConnectRetries < 0 || c.ConnectRetries > maxConnectRetries {
+		fail("connect-retries", "%q must be a whole number from 0 to %d", get("connect-retries"), maxConnectRetries)
 	}
 	if c.HealthcheckExpect != "" && c.HealthcheckURL == "" {
 		fail("healthcheck-expect", "needs healthcheck-url")

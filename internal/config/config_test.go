@@ -219,7 +219,8 @@ func TestParseHostileInputs(t *testing.T) {
 		{name: "path with NUL", inputs: map[string]string{"path": "/var/www\x00/etc"}, input: "path", phrase: "control character"},
 
 		// exclude
-		{name: "exclude bad glob", inputs: map[string]string{"exclude": ".git\n[unclosed"}, input: "exclude", phrase: "not a valid glob"},
+		{name: "exclude bad glob", inputs: map[string]string{"exclude": ".git\n[unclosed"}, input: "exclude", phrase: "not a valid pattern"},
+		{name: "exclude negated bad glob", inputs: map[string]string{"exclude": "!docs/[a-"}, input: "exclude", phrase: "not a valid pattern"},
 
 		// shared-dirs, shared-files, writable-dirs
 		{name: "shared-dirs escaping with ..", inputs: map[string]string{"shared-dirs": "../etc"}, input: "shared-dirs", phrase: "inside the release"},
@@ -252,6 +253,14 @@ func TestParseHostileInputs(t *testing.T) {
 		{name: "healthcheck-timeout unit only", inputs: map[string]string{"healthcheck-timeout": "s"}, input: "healthcheck-timeout", phrase: "not a duration"},
 
 		{name: "lock-timeout abc", inputs: map[string]string{"lock-timeout": "abc"}, input: "lock-timeout", phrase: "not a duration"},
+		{name: "maintenance-mode without the preset", inputs: map[string]string{"maintenance-mode": "true"}, input: "maintenance-mode", phrase: "needs preset: laravel"},
+		{name: "maintenance-mode without shared storage", inputs: map[string]string{"maintenance-mode": "true", "preset": "laravel", "shared-dirs": "storage/app"}, input: "maintenance-mode", phrase: "storage/framework"},
+		{name: "maintenance-mode maybe", inputs: map[string]string{"maintenance-mode": "maybe", "preset": "laravel"}, input: "maintenance-mode", phrase: "not true or false"},
+		{name: "connect-timeout abc", inputs: map[string]string{"connect-timeout": "abc"}, input: "connect-timeout", phrase: "duration above 0"},
+		{name: "connect-timeout 0", inputs: map[string]string{"connect-timeout": "0s"}, input: "connect-timeout", phrase: "duration above 0"},
+		{name: "connect-retries -1", inputs: map[string]string{"connect-retries": "-1"}, input: "connect-retries", phrase: "from 0 to 10"},
+		{name: "connect-retries 11", inputs: map[string]string{"connect-retries": "11"}, input: "connect-retries", phrase: "from 0 to 10"},
+		{name: "connect-retries x", inputs: map[string]string{"connect-retries": "three"}, input: "connect-retries", phrase: "whole number"},
 		{name: "lock-timeout negative", inputs: map[string]string{"lock-timeout": "-1m"}, input: "lock-timeout", phrase: "not a duration"},
 		{name: "healthcheck-expect without url", inputs: map[string]string{"healthcheck-expect": "OK"}, input: "healthcheck-expect", phrase: "needs healthcheck-url"},
 
@@ -417,10 +426,11 @@ func TestParseValid(t *testing.T) {
 	defaults := func(c *config.Config) {
 		c.Mode = "deploy"
 		c.Source = "."
-		c.Exclude = []string{".git", ".github"}
+		c.Exclude = []string{".github"}
 		c.KeepReleases = 5
 		c.HealthcheckTimeout = 30 * time.Second
 		c.LockTimeout = 5 * time.Minute
+		c.ConnectTimeout, c.ConnectRetries = 20*time.Second, 3
 		c.AutoRollback = true
 		c.Concurrency = 10
 		c.Revision, c.Actor, c.RunURL = "abc123", "octocat", "https://github.com/o/r/actions/runs/1"
@@ -537,8 +547,10 @@ func TestParseValid(t *testing.T) {
 		},
 		{
 			name:   "numbers",
-			inputs: map[string]string{"path": "/srv/a", "keep-releases": "1", "concurrency": " 64 "},
-			want:   func(c *config.Config) { c.Path, c.KeepReleases, c.Concurrency = "/srv/a", 1, 64 },
+			inputs: map[string]string{"path": "/srv/a", "keep-releases": "1", "concurrency": " 64 ", "connect-retries": "0", "connect-timeout": "5"},
+			want: func(c *config.Config) {
+				c.Path, c.KeepReleases, c.Concurrency, c.ConnectRetries, c.ConnectTimeout = "/srv/a", 1, 64, 0, 5*time.Second
+			},
 		},
 		{
 			name:   "empty source means the workspace",
@@ -551,9 +563,9 @@ func TestParseValid(t *testing.T) {
 			want: func(c *config.Config) {
 				c.Path, c.Preset = "/srv/a", "laravel"
 				c.SharedDirs, c.SharedFiles, c.WritableDirs = []string{"storage"}, []string{".env"}, []string{"bootstrap/cache", "storage"}
-				c.BeforeActivate = "php artisan config:cache\nphp artisan route:cache\nphp artisan view:cache"
-				c.BeforeActivateOnce = "php artisan migrate --force"
-				c.AfterActivate = "php artisan queue:restart"
+				c.BeforeActivate = config.LaravelBeforeActivate
+				c.BeforeActivateOnce = config.LaravelBeforeActivateOnce
+				c.AfterActivate = config.LaravelAfterActivate
 			},
 		},
 		{
@@ -573,9 +585,31 @@ func TestParseValid(t *testing.T) {
 			want: func(c *config.Config) {
 				c.Path, c.Preset = "/srv/a", "laravel"
 				c.SharedDirs, c.SharedFiles, c.WritableDirs = []string{"storage"}, []string{".env", "auth.json"}, []string{"bootstrap/cache", "storage"}
-				c.BeforeActivate = "php artisan config:cache\nphp artisan route:cache\nphp artisan view:cache"
-				c.BeforeActivateOnce = "php artisan migrate --force"
-				c.AfterActivate = "php artisan queue:restart"
+				c.BeforeActivate = config.LaravelBeforeActivate
+				c.BeforeActivateOnce = config.LaravelBeforeActivateOnce
+				c.AfterActivate = config.LaravelAfterActivate
+			},
+		},
+		{
+			name:   "maintenance mode wraps the preset's hooks",
+			inputs: map[string]string{"path": "/srv/a", "preset": "laravel", "maintenance-mode": "true"},
+			want: func(c *config.Config) {
+				c.Path, c.Preset, c.MaintenanceMode = "/srv/a", "laravel", true
+				c.SharedDirs, c.SharedFiles, c.WritableDirs = []string{"storage"}, []string{".env"}, []string{"bootstrap/cache", "storage"}
+				c.BeforeActivate = config.LaravelBeforeActivate + "\n" + config.LaravelMaintenanceDown
+				c.BeforeActivateOnce = config.LaravelBeforeActivateOnce
+				c.AfterActivate = config.LaravelMaintenanceUp + "\n" + config.LaravelAfterActivate
+			},
+		},
+		{
+			name: "maintenance mode wraps hooks given explicitly, with storage/framework shared",
+			inputs: map[string]string{"path": "/srv/a", "preset": "laravel", "maintenance-mode": "yes", "shared-dirs": "storage/framework\nstorage/app",
+				"before-activate": "php artisan migrate --force", "after-activate": ""},
+			want: func(c *config.Config) {
+				c.Path, c.Preset, c.MaintenanceMode = "/srv/a", "laravel", true
+				c.SharedDirs, c.SharedFiles, c.WritableDirs = []string{"storage/framework", "storage/app"}, []string{".env"}, []string{"bootstrap/cache", "storage"}
+				c.BeforeActivate = "php artisan migrate --force\n" + config.LaravelMaintenanceDown
+				c.AfterActivate = config.LaravelMaintenanceUp + "\n" + config.LaravelAfterActivate
 			},
 		},
 		{

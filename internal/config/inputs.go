@@ -23,11 +23,14 @@ var Inputs = []Input{
 	{Name: "fingerprint", Description: "Host key fingerprints instead of known-hosts, one line per server: host=SHA256:... or [host]:port SHA256:... (each host and the jump-host is checked against its own only). A bare SHA256:... is accepted only with a single host and no jump-host."},
 	{Name: "insecure-ignore-host-key", Default: "false", Description: "Skip host key verification. Dangerous: anyone on the network path can impersonate the server."},
 	{Name: "jump-host", Description: "[user@]host[:port] of a bastion to connect through (same credentials and known-hosts; its own fingerprint line)."},
+	{Name: "connect-timeout", Default: "20s", Description: "How long one attempt to connect (TCP, SSH handshake, authentication) may take."},
+	{Name: "connect-retries", Default: "3", Description: "How many more times a connection that was refused, timed out or was reset is tried, after waits of about 1 s, 2 s, 4 s... (with jitter). A host key mismatch, an unknown host or refused credentials are never retried."},
 	{Name: "path", Description: "Deploy root on the server (absolute). Required."},
 	{Name: "source", Default: ".", Description: "Directory to release, relative to the workspace."},
-	{Name: "exclude", Default: ".git\n.github", Description: "Glob patterns (newline-separated) left out of the release."},
+	{Name: "exclude", Default: ".github", Description: "Paths left out of the release, one pattern a line, in .gitignore syntax (`!` re-includes, `dir/`, `/anchored`, `**`; the last matching line wins). `.git` is always left out (`!.git` ships it); `.deployignore` in source is read first, these lines after it."},
 	{Name: "build", Description: "Shell command run in source on the runner before upload."},
 	{Name: "preset", Description: "Defaults for a framework: laravel."},
+	{Name: "maintenance-mode", Default: "false", Description: "With preset: laravel, php artisan down once the new release is ready on every host (before the migrations), php artisan up right after the switch, and up again in the live release if the deploy fails."},
 	{Name: "shared-dirs", Description: "Directories kept across releases in <path>/shared (newline-separated, relative)."},
 	{Name: "shared-files", Description: "Files kept across releases in <path>/shared (newline-separated, relative)."},
 	{Name: "writable-dirs", Description: "Directories made writable (group and owner) in each release."},
@@ -45,15 +48,18 @@ var Inputs = []Input{
 	{Name: "lock-timeout", Default: "5m", Description: "How long to wait for another deploy to the same path to finish before failing with its holder's name."},
 }
 
-// Outputs lists every step output.
+// Outputs lists every step output. mode: unlock sets only status and
+// duration.
 var Outputs = []Input{
-	{Name: "release-id", Description: "Id of the release now live (or the rollback target)."},
-	{Name: "release-path", Description: "Absolute path of that release on the server."},
-	{Name: "previous-release-id", Description: "Id of the release that was live before."},
-	{Name: "revision", Description: "Revision (commit) recorded in the release."},
+	{Name: "status", Description: "What the run did. deploy: `deployed` (the new release is live on every host and passed its checks), `rolled-back` (it went live, after-activate or the health check failed, and every host is back on previous-release-id), `failed` (anything else; release-id says what is live). rollback: `rolled-back` (release-id is live now), `unchanged` (it already was), `failed` (nothing changed, or the hosts that switched were put back). unlock: `unchanged` (no release is switched) or `failed`."},
+	{Name: "release-id", Description: "Id of the release live on every host when the run ended: the new one after a deploy, the previous one after a failed or rolled-back deploy, the target after a rollback. Empty when no release is live, or when the hosts are not on one release or could not be read (the job summary has a row per host)."},
+	{Name: "release-path", Description: "Absolute path of release-id on the server (empty when release-id is)."},
+	{Name: "deployed-release-id", Description: "Id of the release this run tried to put live (deploy: the new release, rollback: the target), whether or not it is live now; empty when the run failed before choosing one."},
+	{Name: "previous-release-id", Description: "Id of the release that was live before the run."},
+	{Name: "revision", Description: "Revision (commit) recorded when release-id was deployed (empty when release-id is)."},
 	{Name: "files-uploaded", Description: "Files sent over the wire (summed over hosts)."},
 	{Name: "files-reused", Description: "Files reused from the previous release on the server (summed over hosts)."},
 	{Name: "bytes-uploaded", Description: "Bytes of file content sent (summed over hosts)."},
 	{Name: "duration", Description: "Wall time of the whole run, e.g. 12.3s."},
-	{Name: "rolled-back", Description: "true when the deploy was rolled back automatically."},
+	{Name: "rolled-back", Description: "true when the deploy went live and was rolled back automatically (status rolled-back in mode deploy)."},
 }

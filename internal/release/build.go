@@ -16,7 +16,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/bmatcuk/doublestar/v4"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -28,7 +27,7 @@ const RevisionFile = "REVISION"
 // Options says what to release.
 type Options struct {
 	Source   string   // directory on the runner
-	Exclude  []string // glob patterns, see Excluded
+	Exclude  []string // .gitignore patterns, after IgnoreFile's (see Excludes)
 	Build    string   // shell command run in Source first; empty for none
 	Revision string   // written to REVISION
 	Stdout   io.Writer
@@ -91,31 +90,9 @@ func Describe(ctx context.Context, o Options) (*Manifest, error) {
 	m.trim()
 	remember(m)
 	if n, _ := m.Files(); n == 1 {
-		return nil, fmt.Errorf("source %s has no files to release (after excludes %q)", o.Source, o.Exclude)
+		return nil, fmt.Errorf("source %s has no files to release (after %s, %s and excludes %q)", o.Source, AlwaysExcluded, IgnoreFile, o.Exclude)
 	}
 	return m, nil
-}
-
-// Excluded reports whether rel (slash-separated, relative to the source)
-// matches a pattern. Patterns follow .gitignore habits: one without a slash
-// matches a name at any depth ("*.log", ".git"); one with a slash matches
-// the path from the source root ("storage/logs/*", "/docs"); ** spans
-// directories. An excluded directory excludes everything below it.
-func Excluded(rel string, patterns []string) bool {
-	base := path.Base(rel)
-	for _, p := range patterns {
-		anchored := strings.Contains(strings.TrimSuffix(p, "/"), "/")
-		p = strings.TrimSuffix(strings.TrimPrefix(p, "/"), "/")
-		if ok, _ := doublestar.Match(p, rel); ok {
-			return true
-		}
-		if !anchored {
-			if ok, _ := doublestar.Match(p, base); ok {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // Walk describes the tree at root, hashing files on all cores.
@@ -141,9 +118,13 @@ func walk(root string, exclude, shared []string) (*Manifest, error) {
 	if real, err := filepath.EvalSymlinks(root); err == nil {
 		root = real
 	}
+	excludes, err := sourceExcludes(root, exclude)
+	if err != nil {
+		return nil, err
+	}
 	// Every file's content is read from root joined with its Path.
 	files := &source{root: root}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return fmt.Errorf("read source: %w", err)
 		}
@@ -156,7 +137,7 @@ func walk(root string, exclude, shared []string) (*Manifest, error) {
 		}
 		// Its own copy: rel shares the memory of p, the full local path.
 		rel = strings.Clone(filepath.ToSlash(rel))
-		if Excluded(rel, exclude) {
+		if excludes.Excluded(rel, d.IsDir()) {
 			if d.IsDir() {
 				return filepath.SkipDir
 			}

@@ -106,33 +106,93 @@ func exported(es []release.Entry) []release.Entry {
 	return out
 }
 
-func TestExcluded(t *testing.T) {
+// TestExcludes pins the .gitignore semantics of exclude patterns. .git is
+// excluded before any pattern, so every case also shows it stays out.
+func TestExcludes(t *testing.T) {
+	const dir, file = true, false
 	tests := []struct {
-		rel      string
 		patterns []string
+		rel      string
+		isDir    bool
 		want     bool
 	}{
-		{".git", []string{".git"}, true},
-		{"vendor/pkg/.git", []string{".git"}, true},
-		{".gitignore", []string{".git"}, false},
-		{"docs", []string{"/docs"}, true},
-		{"sub/docs", []string{"/docs"}, false},
-		{"docs", []string{"docs/"}, true},
-		{"a/docs", []string{"docs/"}, true},
-		{"app.log", []string{"**/*.log"}, true},
-		{"storage/logs/x.log", []string{"**/*.log"}, true},
-		{"app.log.gz", []string{"**/*.log"}, false},
-		{"x.log", []string{"*.log"}, true},
-		{"deep/er/x.log", []string{"*.log"}, true},
-		{"storage/logs/a", []string{"storage/logs/*"}, true},
-		{"x/storage/logs/a", []string{"storage/logs/*"}, false},
-		{"node_modules", []string{"node_modules"}, true},
-		{"README.md", []string{".git", "/docs", "**/*.log"}, false},
-		{"anything", nil, false},
+		// .git always, at any depth, as a directory or a file (a worktree's
+		// or a submodule's "gitdir:" file); only "!.git" ships it.
+		{nil, ".git", dir, true},
+		{nil, ".git", file, true},
+		{nil, "vendor/pkg/.git", dir, true},
+		{nil, ".gitignore", file, false},
+		{nil, ".github", dir, false},
+		{[]string{"tests"}, ".git", dir, true},
+		{[]string{"!.git"}, ".git", dir, false},
+		{[]string{"!.git"}, "vendor/pkg/.git", dir, false},
+		{[]string{"!/.git"}, "vendor/pkg/.git", dir, true},
+		// A name without a slash matches at any depth, files and directories.
+		{[]string{"tests"}, "tests", dir, true},
+		{[]string{"tests"}, "src/tests", dir, true},
+		{[]string{"tests"}, "tests.php", file, false},
+		{[]string{"tests"}, "app/tests", file, true},
+		{[]string{"tests/"}, "app/tests", file, false},
+		{[]string{"tests/"}, "app/tests", dir, true},
+		{[]string{"*.log"}, "x.log", file, true},
+		{[]string{"*.log"}, "deep/er/x.log", file, true},
+		{[]string{"node_modules"}, "node_modules", dir, true},
+		{[]string{"README.md"}, "README.md", file, true},
+		// A leading or middle slash anchors at the source root.
+		{[]string{"/docs"}, "docs", dir, true},
+		{[]string{"/docs"}, "sub/docs", dir, false},
+		{[]string{"/build"}, "build", file, true},
+		{[]string{"/tests"}, "app/tests", dir, false},
+		{[]string{"docs/*.md"}, "docs/a.md", file, true},
+		{[]string{"docs/*.md"}, "app/docs/a.md", file, false},
+		{[]string{"storage/logs/*"}, "storage/logs/a", file, true},
+		{[]string{"storage/logs/*"}, "x/storage/logs/a", file, false},
+		{[]string{"doc/*.txt"}, "doc/a/b.txt", file, false},
+		// A trailing slash: directories only.
+		{[]string{"docs/"}, "docs", dir, true},
+		{[]string{"docs/"}, "a/docs", dir, true},
+		{[]string{"docs/"}, "docs", file, false},
+		{[]string{"cache/"}, "bootstrap/cache", file, false},
+		// ** spans directories.
+		{[]string{"**/*.log"}, "app.log", file, true},
+		{[]string{"**/*.log"}, "storage/logs/x.log", file, true},
+		{[]string{"**/*.log"}, "app.log.gz", file, false},
+		{[]string{"a/**/b"}, "a/b", dir, true},
+		{[]string{"a/**/b"}, "a/x/y/b", dir, true},
+		{[]string{"a/**/b"}, "c/a/x/b", dir, false},
+		{[]string{"logs/**"}, "logs/x", file, true},
+		{[]string{"logs/**"}, "logs/a/b/c", file, true},
+		{[]string{"**/cache"}, "cache", dir, true},
+		{[]string{"**/cache"}, "bootstrap/cache", dir, true},
+		// ! re-includes; the last matching line wins.
+		{[]string{"*.log", "!keep.log"}, "a/keep.log", file, false},
+		{[]string{"*.log", "!keep.log"}, "a/other.log", file, true},
+		{[]string{"!keep.log", "*.log"}, "keep.log", file, true},
+		{[]string{"/public/*", "!/public/index.php"}, "public/index.php", file, false},
+		{[]string{"/public/*", "!/public/index.php"}, "public/app.js", file, true},
+		// Escapes, comments, blank lines, character classes.
+		{[]string{`\!important`}, "!important", file, true},
+		{[]string{`\#hash`}, "#hash", file, true},
+		{[]string{"# a comment", "", "  "}, "# a comment", file, false},
+		{[]string{"*.[oa]"}, "lib.a", file, true},
+		{[]string{"a?c"}, "a/c", file, false},
+		{[]string{".git", "/docs", "**/*.log"}, "README.md", file, false},
 	}
 	for _, tt := range tests {
-		if got := release.Excluded(tt.rel, tt.patterns); got != tt.want {
-			t.Errorf("Excluded(%q, %q) = %v, want %v", tt.rel, tt.patterns, got, tt.want)
+		x, err := release.NewExcludes(tt.patterns)
+		if err != nil {
+			t.Fatalf("NewExcludes(%q): %v", tt.patterns, err)
+		}
+		if got := x.Excluded(tt.rel, tt.isDir); got != tt.want {
+			t.Errorf("patterns %q: Excluded(%q, dir=%v) = %v, want %v", tt.patterns, tt.rel, tt.isDir, got, tt.want)
+		}
+	}
+}
+
+func TestExcludesRefuseBadPatterns(t *testing.T) {
+	for _, p := range []string{"[unclosed", "!docs/[a-", `trailing\`} {
+		if _, err := release.NewExcludes([]string{p}); err == nil || !strings.Contains(err.Error(), "not a valid pattern") {
+			t.Errorf("NewExcludes(%q) = %v, want an error", p, err)
 		}
 	}
 }
@@ -173,6 +233,82 @@ func TestWalkExcludes(t *testing.T) {
 			t.Errorf("%s comes before its directory", e.Path)
 		}
 		seen[e.Path] = true
+	}
+}
+
+// A checkout's .git/config holds the token actions/checkout used: no
+// exclude input, however it is set, ships it; only "!.git" does.
+func TestWalkNeverShipsGitUnlessAsked(t *testing.T) {
+	root := tree(t, map[string]node{
+		".git/config":           {content: "[http]\n\textraheader = AUTHORIZATION: basic c2VjcmV0"},
+		".git/HEAD":             {content: "ref: refs/heads/main"},
+		".github/workflows/a.y": {content: "on: push"},
+		"tests/a_test.php":      {content: "<?php"},
+		"index.php":             {content: "<?php"},
+	})
+	for _, tt := range []struct {
+		exclude []string
+		want    []string
+	}{
+		{nil, []string{".github", ".github/workflows", ".github/workflows/a.y", "index.php", "tests", "tests/a_test.php"}},
+		{[]string{"tests"}, []string{".github", ".github/workflows", ".github/workflows/a.y", "index.php"}},
+		{[]string{".github"}, []string{"index.php", "tests", "tests/a_test.php"}},
+		{[]string{"!.git", ".git/HEAD"}, []string{".git", ".git/config", ".github", ".github/workflows", ".github/workflows/a.y", "index.php", "tests", "tests/a_test.php"}},
+	} {
+		m, err := release.Walk(context.Background(), root, tt.exclude)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := paths(m); !slices.Equal(got, tt.want) {
+			t.Errorf("exclude %q: released\n%q\nwant\n%q", tt.exclude, got, tt.want)
+		}
+	}
+}
+
+// .deployignore in the source root is read first; the exclude input comes
+// after it and so has the last word.
+func TestWalkReadsDeployignore(t *testing.T) {
+	root := tree(t, map[string]node{
+		".deployignore":            {content: "# kept with the code\r\n/tests/\n*.log\n!storage/logs/keep.log\n\nnode_modules/\n"},
+		"tests/a_test.php":         {content: "<?php"},
+		"src/tests/helper.php":     {content: "<?php"},
+		"storage/logs/app.log":     {content: "log"},
+		"storage/logs/keep.log":    {content: "keep"},
+		"node_modules/dep/main.js": {content: "js"},
+		"node_modules.txt":         {content: "a file, not the directory"},
+		"index.php":                {content: "<?php"},
+	})
+	m, err := release.Walk(context.Background(), root, []string{"src/tests", "!app.log"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{".deployignore", "index.php", "node_modules.txt", "src", "storage", "storage/logs", "storage/logs/app.log", "storage/logs/keep.log"}
+	if got := paths(m); !slices.Equal(got, want) {
+		t.Errorf("released\n%q\nwant\n%q", got, want)
+	}
+
+	// Nothing inside an excluded directory comes back, as in git.
+	pub := tree(t, map[string]node{"public/index.php": {content: "<?php"}, "public/app.js": {content: "js"}, "x": {content: "x"}})
+	for _, tt := range []struct {
+		exclude []string
+		want    []string
+	}{
+		{[]string{"/public/*", "!/public/index.php"}, []string{"public", "public/index.php", "x"}},
+		{[]string{"/public", "!/public/index.php"}, []string{"x"}},
+	} {
+		m, err := release.Walk(context.Background(), pub, tt.exclude)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := paths(m); !slices.Equal(got, tt.want) {
+			t.Errorf("exclude %q: released %q, want %q", tt.exclude, got, tt.want)
+		}
+	}
+
+	bad := tree(t, map[string]node{".deployignore": {content: "ok\n\n[oops\n"}, "index.php": {content: "x"}})
+	_, err = release.Walk(context.Background(), bad, nil)
+	if err == nil || !strings.Contains(err.Error(), ".deployignore line 3") || !strings.Contains(err.Error(), `"[oops"`) {
+		t.Errorf("a bad pattern in .deployignore: %v", err)
 	}
 }
 

@@ -1,11 +1,14 @@
 // Package testutil holds what the server harnesses (sshtest, webtest)
-// share: a free loopback port and a buffer for a process's output.
+// share: a free loopback port, a buffer for a process's output, and a
+// listener that never speaks.
 package testutil
 
 import (
 	"bytes"
 	"net"
 	"sync"
+	"sync/atomic"
+	"testing"
 )
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -41,4 +44,39 @@ func (s *SyncBuffer) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.b.Reset()
+}
+
+// SilentListener listens on 127.0.0.1, accepts every connection and never
+// says a word (a server that hangs in its handshake). It returns the
+// address and how many connections it accepted; t.Cleanup closes it all.
+func SilentListener(t testing.TB) (addr string, accepted *atomic.Int32) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted = &atomic.Int32{}
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	return l.Addr().String(), accepted
 }

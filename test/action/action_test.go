@@ -6,6 +6,7 @@ package action
 
 import (
 	"bytes"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/atomic-deploy/atomic-deploy/internal/config"
 	"github.com/atomic-deploy/atomic-deploy/internal/report"
 	"github.com/atomic-deploy/atomic-deploy/internal/testutil/sshtest"
 )
@@ -46,6 +48,13 @@ type run struct {
 // runAction runs the binary in workspace with the given inputs.
 func runAction(t *testing.T, workspace string, inputs map[string]string) run {
 	t.Helper()
+	return runActionEnv(t, workspace, inputs, nil)
+}
+
+// runActionEnv is runAction with more environment variables (a later one
+// of the same name wins).
+func runActionEnv(t *testing.T, workspace string, inputs map[string]string, extraEnv []string) run {
+	t.Helper()
 	files := t.TempDir()
 	outFile, sumFile := filepath.Join(files, "output"), filepath.Join(files, "summary")
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + files, "GITHUB_ACTIONS=true",
@@ -57,7 +66,7 @@ func runAction(t *testing.T, workspace string, inputs map[string]string) run {
 		env = append(env, "INPUT_"+strings.ToUpper(k)+"="+v)
 	}
 	cmd := exec.Command(binary)
-	cmd.Dir, cmd.Env = workspace, env
+	cmd.Dir, cmd.Env = workspace, append(env, extraEnv...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -78,6 +87,17 @@ func runAction(t *testing.T, workspace string, inputs map[string]string) run {
 	return r
 }
 
+// workflowInputs is what a workflow step deploying to root on srv passes:
+// every input of action.yml at its default, and the connection.
+func workflowInputs(srv *sshtest.Server, root string) map[string]string {
+	in := map[string]string{}
+	for _, i := range config.Inputs {
+		in[i.Name] = i.Default
+	}
+	maps.Copy(in, map[string]string{"host": srv.User + "@" + srv.Addr, "path": root, "private-key": srv.ClientKeyPEM, "known-hosts": srv.KnownHostsLine})
+	return in
+}
+
 func TestActionDeploysOverSSHAndRollsBack(t *testing.T) {
 	srv := sshtest.Start(t, sshtest.Options{})
 	root := filepath.Join(srv.MkdirUserTemp(t), "app")
@@ -88,7 +108,7 @@ func TestActionDeploysOverSSHAndRollsBack(t *testing.T) {
 	os.WriteFile(filepath.Join(ws, ".git/HEAD"), []byte("ref: x"), 0o644)
 	inputs := map[string]string{
 		// What action.yml's defaults give every run.
-		"mode": "deploy", "port": "22", "exclude": ".git\n.github", "keep-releases": "5",
+		"mode": "deploy", "port": "22", "exclude": ".github", "keep-releases": "5",
 		"healthcheck-timeout": "30s", "auto-rollback": "true", "insecure-ignore-host-key": "false", "concurrency": "10", "lock-timeout": "5m",
 		// The workflow's.
 		"host": srv.User + "@" + srv.Addr, "path": root, "private-key": srv.ClientKeyPEM, "known-hosts": srv.KnownHostsLine,

@@ -465,6 +465,13 @@ func (s *Server) Kill() {
 	}
 }
 
+// Down kills sshd as Kill does and returns once it has exited: its port
+// refuses connections until Restart.
+func (s *Server) Down() {
+	s.Kill()
+	<-s.exitedChan()
+}
+
 func (s *Server) exitedChan() chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -48,8 +48,14 @@ type Config struct {
 	// and checked against the same known_hosts text as the target.
 	JumpHost string
 
-	ConnectTimeout time.Duration // 0 means DefaultConnectTimeout
-	Concurrency    int           // SFTP requests in flight; 0 means DefaultConcurrency
+	ConnectTimeout time.Duration // each attempt; 0 means DefaultConnectTimeout
+	// ConnectRetries is how many more attempts a failure that may pass by
+	// itself gets (see Retryable); 0 means one attempt only.
+	ConnectRetries int
+	// OnRetry, when set, is told of each failed attempt (numbered from 1)
+	// that will be tried again after wait.
+	OnRetry     func(err error, attempt int, wait time.Duration)
+	Concurrency int // SFTP requests in flight; 0 means DefaultConcurrency
 }
 
 // String names the target without any secret.
@@ -160,6 +166,9 @@ func (c Config) validate() ([]ssh.Signer, error) {
 	}
 	if c.ConnectTimeout < 0 {
 		add(fmt.Errorf("connect timeout %v is negative", c.ConnectTimeout))
+	}
+	if c.ConnectRetries < 0 {
+		add(fmt.Errorf("connect retries %d is negative", c.ConnectRetries))
 	}
 	if c.Concurrency < 0 {
 		add(fmt.Errorf("concurrency %d is negative", c.Concurrency))

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
@@ -76,7 +77,11 @@ var _ transport.Transport = (*Transport)(nil)
 // overlap whatever the caller does first, typically an Exec), every method
 // that needs it waits, and Ready reports how it went. Whether the server
 // runs commands is probed when first needed (CanExec, and the methods that
-// fall back to commands). ConnectTimeout bounds each.
+// fall back to commands). ConnectTimeout bounds each attempt and the probe.
+//
+// A failure that may pass by itself (see Retryable) is tried again up to
+// ConnectRetries times, after waits that grow exponentially with jitter
+// (retryBackOff); any other failure is returned at once.
 func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 	signers, err := cfg.validate()
 	if err != nil {
@@ -86,6 +91,69 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 	if err != nil {
 		return nil, err
 	}
+	attempts := 0
+	t, err := backoff.Retry(ctx, func() (*Transport, error) {
+		attempts++
+		t, err := dialOnce(ctx, cfg, signers, keys, jumpKeys)
+		if err != nil && !Retryable(err) {
+			return nil, backoff.Permanent(err)
+		}
+		return t, err
+	}, backoff.WithBackOff(retryBackOff()), backoff.WithMaxTries(uint(cfg.ConnectRetries)+1), backoff.WithMaxElapsedTime(0),
+		backoff.WithNotify(func(err error, wait time.Duration) {
+			if cfg.OnRetry != nil {
+				cfg.OnRetry(err, attempts, wait)
+			}
+		}))
+	var permanent *backoff.PermanentError
+	if errors.As(err, &permanent) {
+		err = permanent.Err
+	}
+	if err != nil && attempts > 1 {
+		err = &RetriesError{Attempts: attempts, Err: err}
+	}
+	return t, err
+}
+
+// retryBackOff is the wait between connection attempts: about 1 s, 2 s,
+// 4 s, ... up to 10 s, each at a random point within ±50 % so that the
+// hosts of a fleet that failed together do not all come back at once.
+// A variable so that tests can shorten it.
+var retryBackOff = func() backoff.BackOff {
+	return &backoff.ExponentialBackOff{
+		InitialInterval:     time.Second,
+		RandomizationFactor: 0.5,
+		Multiplier:          2,
+		MaxInterval:         10 * time.Second,
+	}
+}
+
+// Retryable reports whether a failed Dial may succeed if tried again: the
+// server refused the connection or did not answer in time, or the
+// connection was reset or closed before the handshake finished (sshd
+// restarting, its MaxStartups reached), or a name server failed for now.
+// A host key that does not match, an unknown host, refused credentials,
+// a bad key or a name that does not exist fail the same way every time.
+func Retryable(err error) bool {
+	var ce *ConnectError
+	var dns *net.DNSError
+	switch {
+	case err == nil || errors.Is(err, context.Canceled):
+		return false
+	case errors.As(err, &dns):
+		return !dns.IsNotFound && (dns.IsTemporary || dns.IsTimeout)
+	case !errors.As(err, &ce):
+		return false
+	case errors.Is(err, ErrConnectRefused), errors.Is(err, ErrConnectTimeout),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return true
+	}
+	return false
+}
+
+// dialOnce is one attempt of Dial.
+func dialOnce(ctx context.Context, cfg Config, signers []ssh.Signer, keys, jumpKeys *hostKeys) (*Transport, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.connectTimeout())
 	started := false
 	defer func() {
@@ -96,8 +164,11 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 
 	a := auth{signers: signers, password: cfg.Password}
 	target := hop{addr: cfg.addr(), user: cfg.User}
-	var jump *ssh.Client
-	var conn net.Conn
+	var (
+		jump *ssh.Client
+		conn net.Conn
+		err  error
+	)
 	if cfg.JumpHost != "" {
 		user, host, port, _ := parseJumpHost(cfg.JumpHost, cfg.User) // checked by cfg.validate
 		j := hop{addr: net.JoinHostPort(host, strconv.Itoa(port)), user: user, jump: true}

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	xknownhosts "golang.org/x/crypto/ssh/knownhosts"
 
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil"
 	"github.com/atomic-deploy/atomic-deploy/internal/testutil/sshtest"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport/sshx"
 )
@@ -270,21 +271,9 @@ func TestDialConnectErrors(t *testing.T) {
 	l.Close()
 
 	// A listener that accepts and never speaks SSH.
-	silent, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer silent.Close()
-	go func() {
-		for {
-			c, err := silent.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
-	silentPort := silent.Addr().(*net.TCPAddr).Port
+	silent, _ := testutil.SilentListener(t)
+	_, port, _ := net.SplitHostPort(silent)
+	silentPort, _ := strconv.Atoi(port)
 
 	t.Run("refused", func(t *testing.T) {
 		cfg := s.Config()

@@ -132,3 +132,15 @@ func (e *ConnectError) Unwrap() []error {
 	}
 	return []error{e.Kind, e.Err}
 }
+
+// RetriesError is the last failure of a Dial that tried more than once.
+type RetriesError struct {
+	Attempts int
+	Err      error
+}
+
+func (e *RetriesError) Error() string {
+	return fmt.Sprintf("%v (gave up after %d attempts)", e.Err, e.Attempts)
+}
+
+func (e *RetriesError) Unwrap() error { return e.Err }

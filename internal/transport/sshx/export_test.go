@@ -5,6 +5,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
+
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
 
@@ -32,4 +34,11 @@ func SetKeepalive(interval, timeout time.Duration) (restore func()) {
 	oldInterval, oldTimeout := keepaliveInterval, keepaliveTimeout
 	keepaliveInterval, keepaliveTimeout = interval, timeout
 	return func() { keepaliveInterval, keepaliveTimeout = oldInterval, oldTimeout }
+}
+
+// SetRetryWait makes every wait between connection attempts d until restore.
+func SetRetryWait(d time.Duration) (restore func()) {
+	old := retryBackOff
+	retryBackOff = func() backoff.BackOff { return backoff.NewConstantBackOff(d) }
+	return func() { retryBackOff = old }
 }
