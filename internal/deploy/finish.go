@@ -2,13 +2,15 @@ package deploy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
 
 // Abort undoes a release that never went live: its directory and manifest
@@ -34,7 +36,7 @@ func (h *Host) Abort(ctx context.Context, reason string) error {
 			if err := h.T.RemoveAll(ctx, h.L.Release(h.ReleaseID)); err != nil {
 				errs = append(errs, fmt.Errorf("remove unfinished release %s: %w", h.ReleaseID, err))
 			}
-			for _, p := range []string{h.L.Manifest(h.ReleaseID), path.Join(h.L.Manifests(), h.ReleaseID+".delta")} {
+			for _, p := range h.L.ReleaseFiles(h.ReleaseID) {
 				h.T.Remove(ctx, p)
 			}
 		}
@@ -55,52 +57,16 @@ func (h *Host) Finish(ctx context.Context) error {
 	h.CurrentID, h.switched = h.ReleaseID, false
 	// Decided before the log changes; deleting and logging then go together.
 	old := h.pruneCandidates()
-	done := Record{ID: h.ReleaseID, Status: StatusSuccess, FinishedAt: time.Now().UTC()}
-	if sl, ok := h.lock.(*sessionLock); ok {
-		// The lock holder appends the record and deletes the old releases
-		// as it lets go: no round trips for them, and both are done before
-		// the next deploy can take the lock.
-		var byHolder, byRequests []string
-		for _, id := range old {
-			if safePathElement(id) {
-				byHolder = append(byHolder, id)
-			} else {
-				byRequests = append(byRequests, id)
-			}
-		}
-		h.prune(ctx, byRequests)
-		h.lock = nil
-		var line []byte
-		if !h.recorded {
-			line, _ = json.Marshal(done)
-		}
-		if line == nil && len(byHolder) == 0 {
-			// Nothing left to confirm: the holder ends when its input
-			// does, and the lock goes with it.
-			sl.releaseUnconfirmed()
-			return nil
-		}
-		said, err := sl.releaseWithLog(ctx, line, byHolder)
-		if err != nil {
-			h.Log.Warnf("%s: could not write the releases log: %v", h.Name, err)
-		}
-		for _, msg := range strings.Split(said, "\n") {
-			if msg != "" {
-				h.Log.Warnf("%s: %s", h.Name, msg)
-			}
-		}
-		return nil
+	var records []Record
+	if !h.recorded {
+		records = append(records, Record{ID: h.ReleaseID, Status: StatusSuccess, FinishedAt: time.Now().UTC()})
 	}
-	parallel(ctx,
-		func(ctx context.Context) error {
-			if err := h.appendLog(ctx, done); err != nil {
-				h.Log.Warnf("%s: could not write the releases log: %v", h.Name, err)
-			}
-			return nil
-		},
-		func(ctx context.Context) error { h.prune(ctx, old); return nil },
-	)
-	return h.unlock(ctx)
+	lock := h.lock
+	h.lock = nil
+	for _, w := range lock.finish(ctx, h.rlog, records, old) {
+		h.Log.Warnf("%s: %s", h.Name, w)
+	}
+	return nil
 }
 
 // Close releases the lock if it is still held (cleanup after any failure).
@@ -112,7 +78,7 @@ func (h *Host) unlock(ctx context.Context) error {
 	if h.lock == nil {
 		return nil
 	}
-	err := h.lock.Release(ctx)
+	err := h.lock.release(ctx)
 	h.lock = nil
 	return err
 }
@@ -150,46 +116,56 @@ func (h *Host) pruneCandidates() []string {
 	return old
 }
 
-// prune deletes old releases. Trouble deleting is a warning: the new
+// pruneByRequests deletes old releases request by request and returns
+// what it could not do. Trouble deleting is only a warning: the new
 // release is live by now.
 //
-// A release is first renamed out of releases/ into .atomic-deploy/trash,
-// so it is either whole and listed or gone: one that cannot be deleted
-// completely (a read-only directory, another user's files) never stays
-// half deleted where a rollback could switch to it. One that cannot be
-// moved stays as it is, with a warning; what the trash keeps is deleted
-// again by the next prune.
-func (h *Host) prune(ctx context.Context, ids []string) {
+// A release is first renamed out of releases/ into the trash, so it is
+// either whole and listed or gone: one that cannot be deleted completely
+// (a read-only directory, another user's files) never stays half deleted
+// where a rollback could switch to it. One that cannot be moved stays as
+// it is; what the trash keeps is deleted again by the next prune.
+func pruneByRequests(ctx context.Context, t transport.Transport, l Layout, ids []string) []string {
 	if len(ids) == 0 {
-		return
+		return nil
 	}
-	trash := h.L.Trash()
-	if err := h.T.MkdirAll(ctx, trash, 0o755); err != nil {
-		h.Log.Warnf("%s: could not remove old releases %s: %v", h.Name, strings.Join(ids, ", "), err)
-		return
+	trash := l.Trash()
+	if err := t.MkdirAll(ctx, trash, 0o755); err != nil {
+		return []string{fmt.Sprintf("could not remove old releases %s: %v", strings.Join(ids, ", "), err)}
 	}
 	var leftovers []string
-	if entries, err := h.T.ReadDir(ctx, trash); err == nil {
+	if entries, err := t.ReadDir(ctx, trash); err == nil {
 		for _, e := range entries {
 			leftovers = append(leftovers, path.Join(trash, e.Name()))
 		}
 	}
 	forEach(ctx, 4, leftovers, func(ctx context.Context, p string) error {
-		h.T.RemoveAll(ctx, p) // reported when it was put there
+		t.RemoveAll(ctx, p) // reported when it was put there
 		return nil
 	})
+	var mu sync.Mutex
+	var warnings []string
 	forEach(ctx, 4, ids, func(ctx context.Context, id string) error {
 		aside := path.Join(trash, id+"-"+randomToken())
-		if err := h.T.Rename(ctx, h.L.Release(id), aside); err != nil {
-			h.Log.Warnf("%s: could not remove old release %s; it stays as it is: %v", h.Name, id, err)
-			return nil
+		var warning string
+		if err := t.Rename(ctx, l.Release(id), aside); err != nil {
+			warning = fmt.Sprintf("could not remove old release %s; it stays as it is: %v", id, err)
+		} else {
+			for _, p := range l.ReleaseFiles(id) {
+				t.Remove(ctx, p)
+			}
+			if err := t.RemoveAll(ctx, aside); err != nil {
+				warning = fmt.Sprintf("old release %s is out of releases/, but %s could not be deleted completely (the next deploy tries again): %v", id, aside, err)
+			}
 		}
-		h.T.Remove(ctx, h.L.Manifest(id))
-		if err := h.T.RemoveAll(ctx, aside); err != nil {
-			h.Log.Warnf("%s: old release %s is out of releases/, but %s could not be deleted completely (the next deploy tries again): %v", h.Name, id, aside, err)
+		if warning != "" {
+			mu.Lock()
+			warnings = append(warnings, warning)
+			mu.Unlock()
 		}
 		return nil
 	})
+	return warnings
 }
 
 // safePathElement reports whether name can be handed to the lock holder's

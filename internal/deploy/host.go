@@ -72,7 +72,7 @@ type Host struct {
 	Stats      Stats
 	SwitchedAt time.Time // when Activate's rename returned
 
-	lock   locker
+	lock   hostLock
 	gnuTar bool // upload as one tar stream (see tarstream.go)
 
 	wantPlan       bool         // Open also scans the live release (for a deploy)

@@ -5,15 +5,29 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
-	"path"
-	"sync"
 	"time"
-
-	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
+
+// hostLock is the deploy lock on one host, of one of two kinds: flock(2)
+// held by a process of the deploy's own SSH session where the server has
+// a shell (sessionLock), or a lease renewed over SFTP where it has none
+// (leaseLock). A deploy holds it from Open to Finish or Close.
+type hostLock interface {
+	// Held returns an error if the lock was lost; checked before the switch.
+	Held(ctx context.Context) error
+	// finish lets go after appending records to the releases log (log is
+	// the log as Open read it, for a lock that rewrites it) and deleting
+	// the releases in prune; it returns what went wrong, as warnings: the
+	// new release is live by then.
+	finish(ctx context.Context, log *releaseLog, records []Record, prune []string) (warnings []string)
+	// release lets go without writing anything: cleanup after a failure.
+	release(ctx context.Context) error
+	// guard is what a command on the server checks before it switches on
+	// the lock's behalf (upload.sh): the holder's pid, our token and the
+	// file that holds it; ok is false where no command can check the lock.
+	guard() (pid, token, file string, ok bool)
+}
 
 // Owner identifies a lock holder to whoever finds the lock taken.
 type Owner struct {
@@ -40,6 +54,7 @@ func (o Owner) String() string {
 type Duration time.Duration
 
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
@@ -70,218 +85,6 @@ type LockOptions struct {
 // more than a minute, while renewing often enough that a slow link or a
 // paused runner does not lose a live lease.
 var DefaultLockOptions = LockOptions{TTL: 60 * time.Second, Wait: 3 * time.Minute}
-
-// Lock is a lease on a deploy root: a directory created atomically (mkdir
-// fails if it exists, on every transport), with owner.json inside whose
-// modification time the holder refreshes. A holder that dies stops
-// renewing, so its lock goes stale after TTL and the next deploy breaks it:
-// a cancelled or killed job never needs a manual unlock.
-type Lock struct {
-	t     transport.Transport
-	dir   string
-	owner Owner
-
-	stop    chan struct{}
-	done    chan struct{}
-	mu      sync.Mutex
-	lostErr error
-}
-
-func ownerFile(dir string) string { return path.Join(dir, "owner.json") }
-
-// AcquireLock takes the lock at dir, waiting up to opts.Wait.
-func AcquireLock(ctx context.Context, t transport.Transport, dir string, owner Owner, opts LockOptions) (*Lock, error) {
-	owner.Token = randomToken()
-	owner.TTL = Duration(opts.TTL)
-	data, _ := json.Marshal(owner)
-	deadline := time.Now().Add(opts.Wait)
-	delay := 250 * time.Millisecond
-	for {
-		err := t.Mkdir(ctx, dir, 0o755)
-		if err == nil {
-			if err := t.WriteFile(ctx, ownerFile(dir), data, 0o644); err != nil {
-				t.RemoveAll(ctx, dir)
-				return nil, fmt.Errorf("lock %s: %w", dir, err)
-			}
-			l := &Lock{t: t, dir: dir, owner: owner, stop: make(chan struct{}), done: make(chan struct{})}
-			go l.renew(opts.TTL / 4)
-			return l, nil
-		}
-		if !errors.Is(err, fs.ErrExist) {
-			return nil, fmt.Errorf("lock %s: %w", dir, err)
-		}
-		held, stale, err := inspectLock(ctx, t, dir)
-		if err != nil {
-			return nil, err
-		}
-		if stale {
-			if err := breakLock(ctx, t, dir, held.Token); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		if time.Now().After(deadline) {
-			return nil, &LockedError{Path: dir, Owner: held}
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, 5*time.Second)
-	}
-}
-
-// inspectLock reads the holder and decides staleness by the server's clock.
-func inspectLock(ctx context.Context, t transport.Transport, dir string) (Owner, bool, error) {
-	var o Owner
-	info, err := t.Lstat(ctx, ownerFile(dir))
-	if errors.Is(err, fs.ErrNotExist) {
-		// Between the holder's mkdir and its owner.json, or a crash right
-		// there: judge by the directory's age instead.
-		info, err = t.Lstat(ctx, dir)
-		if errors.Is(err, fs.ErrNotExist) {
-			return o, false, nil // released meanwhile; retry
-		}
-	} else if err == nil {
-		data, rerr := t.ReadFile(ctx, ownerFile(dir))
-		if rerr == nil {
-			json.Unmarshal(data, &o)
-		}
-	}
-	if err != nil {
-		return o, false, fmt.Errorf("inspect lock %s: %w", dir, err)
-	}
-	ttl := time.Duration(o.TTL)
-	if ttl <= 0 {
-		ttl = DefaultLockOptions.TTL
-	}
-	now, err := t.Now(ctx)
-	if err != nil {
-		return o, false, fmt.Errorf("inspect lock %s: %w", dir, err)
-	}
-	return o, now.Sub(info.ModTime()) > ttl+time.Second, nil
-}
-
-// breakLock moves a stale lock aside atomically, so of several deploys
-// that found it stale only one takes it; the others see a fresh lock.
-func breakLock(ctx context.Context, t transport.Transport, dir, token string) error {
-	aside := dir + ".stale-" + randomToken()
-	if err := t.Rename(ctx, dir, aside); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		return fmt.Errorf("break stale lock %s: %w", dir, err)
-	}
-	var o Owner
-	if data, err := t.ReadFile(ctx, ownerFile(aside)); err == nil {
-		json.Unmarshal(data, &o)
-	}
-	if o.Token != token {
-		// Someone took the lock between our look and our rename: put it back.
-		if err := t.Rename(ctx, aside, dir); err != nil {
-			return fmt.Errorf("restore lock %s: %w", dir, err)
-		}
-		return nil
-	}
-	return t.RemoveAll(ctx, aside)
-}
-
-func (l *Lock) renew(every time.Duration) {
-	defer close(l.done)
-	data, _ := json.Marshal(l.owner)
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	lastOK := time.Now()
-	for {
-		select {
-		case <-l.stop:
-			return
-		case <-tick.C:
-			// A renewal that waits behind a large upload on a slow link is
-			// late, not lost; the lease is lost when it was taken over or
-			// removed, or when no renewal got through for most of the TTL
-			// (4 × every), before anyone may break it as stale.
-			ctx, cancel := context.WithTimeout(context.Background(), 2*every)
-			err := l.check(ctx)
-			if err == nil {
-				err = l.t.WriteFile(ctx, ownerFile(l.dir), data, 0o644)
-			}
-			cancel()
-			since := time.Since(lastOK)
-			switch {
-			case err == nil:
-				lastOK = time.Now()
-				continue
-			case errors.Is(err, errTakenOver), errors.Is(err, fs.ErrNotExist):
-			case since >= 3*every:
-				err = fmt.Errorf("lock %s not renewed for %s (TTL %s): %w", l.dir, since.Round(time.Millisecond), 4*every, err)
-			default:
-				continue
-			}
-			l.mu.Lock()
-			if l.lostErr == nil {
-				l.lostErr = err
-			}
-			l.mu.Unlock()
-		}
-	}
-}
-
-// check confirms the lock is still ours.
-func (l *Lock) check(ctx context.Context) error {
-	data, err := l.t.ReadFile(ctx, ownerFile(l.dir))
-	if err != nil {
-		return fmt.Errorf("lock %s lost: %w", l.dir, err)
-	}
-	var o Owner
-	json.Unmarshal(data, &o)
-	if o.Token != l.owner.Token {
-		return fmt.Errorf("lock %s was taken over (%s): %w", l.dir, o, errTakenOver)
-	}
-	return nil
-}
-
-var errTakenOver = errors.New("another deploy holds it now")
-
-// Held returns an error if the lease was lost; call it before the switch.
-func (l *Lock) Held(ctx context.Context) error {
-	l.mu.Lock()
-	err := l.lostErr
-	l.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	return l.check(ctx)
-}
-
-// Release stops renewing and removes the lock if it is still ours.
-func (l *Lock) Release(ctx context.Context) error {
-	close(l.stop)
-	<-l.done
-	if err := l.check(ctx); err != nil {
-		return nil // not ours any more; leave the new holder alone
-	}
-	if err := l.t.RemoveAll(ctx, l.dir); err != nil {
-		return fmt.Errorf("unlock %s: %w", l.dir, err)
-	}
-	return nil
-}
-
-// ForceUnlock removes a lock whoever holds it (mode: unlock).
-func ForceUnlock(ctx context.Context, t transport.Transport, dir string) (Owner, bool, error) {
-	var o Owner
-	if _, err := t.Lstat(ctx, dir); errors.Is(err, fs.ErrNotExist) {
-		return o, false, nil
-	}
-	if data, err := t.ReadFile(ctx, ownerFile(dir)); err == nil {
-		json.Unmarshal(data, &o)
-	}
-	if err := t.RemoveAll(ctx, dir); err != nil {
-		return o, true, fmt.Errorf("unlock %s: %w", dir, err)
-	}
-	return o, true, nil
-}
 
 func randomToken() string {
 	b := make([]byte, 8)

@@ -112,8 +112,8 @@ func (h *Host) Prepare(ctx context.Context, m *release.Manifest, id string) erro
 // between the upload and the switch: no hooks, no writable or shared
 // paths, and the upload is one command (Deploy adds: one host).
 func (h *Host) canSwitchInUpload() bool {
-	_, flock := h.lock.(*sessionLock) // whose holder the command can check
-	return flock && h.gnuTar && h.S.BeforeActivate == "" && h.S.BeforeActivateOnce == "" && !h.runsInRelease() && len(h.sharedPaths()) == 0
+	_, _, _, checkable := h.lock.guard() // the command switches only once it knows the lock is ours
+	return checkable && h.gnuTar && h.S.BeforeActivate == "" && h.S.BeforeActivateOnce == "" && !h.runsInRelease() && len(h.sharedPaths()) == 0
 }
 
 // previousManifest is the stored manifest of the live release, or nil.

@@ -101,10 +101,13 @@ func (rl *releaseLog) status(id string) string {
 // newest this many, and so does the lock holder after it appends.
 const maxLogRecords = 1000
 
-// append adds r and writes the log back atomically (temp file + rename).
-// Callers hold the deploy lock.
-func (rl *releaseLog) append(ctx context.Context, t transport.Transport, l Layout, r Record) error {
-	rl.records = append(rl.records, r)
+// append adds records and writes the log back atomically (temp file +
+// rename). Callers hold the deploy lock.
+func (rl *releaseLog) append(ctx context.Context, t transport.Transport, l Layout, records ...Record) error {
+	if len(records) == 0 {
+		return nil
+	}
+	rl.records = append(rl.records, records...)
 	if len(rl.records) > maxLogRecords {
 		rl.records = rl.records[len(rl.records)-maxLogRecords:]
 	}

@@ -185,7 +185,7 @@ func TestUploadScript(t *testing.T) {
 			next := filepath.Join(l.Root, tempLinkPrefix+"new")
 			args := []string{l.Releases(), l.Log(), `{"id":"` + id + `","status":"started"}`, "", "", l.Manifest(id), "", "", "", next, l.Current(), `{"id":"` + id + `","status":"success"}`}
 			if sl != nil {
-				args[6], args[7], args[8] = sl.guard()
+				args[6], args[7], args[8], _ = sl.guard()
 			}
 			var b bytes.Buffer
 			app := &release.Entry{Path: "app", Type: release.TypeDir, Mode: 0o755}
@@ -203,7 +203,7 @@ func TestUploadScript(t *testing.T) {
 			root := filepath.Join(t.TempDir(), "site")
 			l := Layout{Root: root}
 			sl := holdLock(t, root)
-			defer sl.Release(t.Context())
+			defer sl.release(t.Context())
 			cmd, stream := upload(t, l, sl, "20260101000000")
 			r := sh.run(t, cmd, stream)
 			if r.status != 0 {
@@ -223,9 +223,9 @@ func TestUploadScript(t *testing.T) {
 				sl := holdLock(t, root)
 				cmd, stream := upload(t, l, sl, "20260101000000")
 				if how == "holder gone" {
-					sl.Release(t.Context())
+					sl.release(t.Context())
 				} else {
-					defer sl.Release(t.Context())
+					defer sl.release(t.Context())
 					os.WriteFile(l.flockOwner(), []byte(`{"token":"someone else"}`), 0o644)
 				}
 				r := sh.run(t, cmd, stream)
@@ -241,7 +241,7 @@ func TestUploadScript(t *testing.T) {
 			root := filepath.Join(t.TempDir(), "site")
 			l := Layout{Root: root}
 			sl := holdLock(t, root)
-			defer sl.Release(t.Context())
+			defer sl.release(t.Context())
 			cmd, _ := upload(t, l, sl, "20260101000000")
 			r := sh.run(t, cmd, strings.NewReader("not a tar stream"))
 			if r.status == 0 || r.status >= 86 || exists(l.Current()) {

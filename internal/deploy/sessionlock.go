@@ -17,26 +17,6 @@ import (
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
 
-// locker is a held deploy lock.
-type locker interface {
-	// Held returns an error if the lock was lost; checked before the switch.
-	Held(ctx context.Context) error
-	Release(ctx context.Context) error
-}
-
-// acquireLease takes the deploy lock as a renewed lease: the fallback for
-// servers without a shell or flock(1) (SFTP-only servers).
-func acquireLease(ctx context.Context, t transport.Transport, l Layout, owner Owner, opts LockOptions) (locker, error) {
-	if err := t.MkdirAll(ctx, l.Meta(), 0o755); err != nil {
-		return nil, fmt.Errorf("create %s: %w", l.Meta(), err)
-	}
-	lease, err := AcquireLock(ctx, t, l.Lock(), owner, opts)
-	if err != nil {
-		return nil, err // not a typed nil inside the interface
-	}
-	return lease, nil
-}
-
 var (
 	errNoFlock    = errors.New("flock(1) is not available on the server")
 	errNotSymlink = errors.New("current is not a symlink")
@@ -51,6 +31,7 @@ var (
 // the heartbeat older than the TTL ends the orphaned holder process.
 type sessionLock struct {
 	t      transport.Transport
+	layout Layout
 	file   string // owner/heartbeat JSON
 	stdin  io.WriteCloser
 	done   chan error
@@ -70,8 +51,8 @@ type sessionLock struct {
 // lock's behalf: the holder's pid, and the token its identity file holds
 // while the lock is ours (a waiter that found us stale ends the holder and
 // writes its own).
-func (sl *sessionLock) guard() (pid, token, file string) {
-	return strconv.Itoa(sl.pid), sl.token, sl.file
+func (sl *sessionLock) guard() (pid, token, file string, ok bool) {
+	return strconv.Itoa(sl.pid), sl.token, sl.file, true
 }
 
 func (l Layout) flockFile() string  { return path.Join(l.Meta(), "lock.flock") }
@@ -135,7 +116,7 @@ type heartbeat struct {
 func trySessionLock(ctx context.Context, t transport.Transport, l Layout, owner Owner, wait time.Duration, want snapshotWant) (*sessionLock, error) {
 	stdinR, stdinW := io.Pipe()
 	outR, outW := io.Pipe()
-	sl := &sessionLock{t: t, file: l.flockOwner(), stdin: stdinW, done: make(chan error, 1), stop: make(chan struct{}), snap: make(chan snapshotResult, 1)}
+	sl := &sessionLock{t: t, layout: l, file: l.flockOwner(), stdin: stdinW, done: make(chan error, 1), stop: make(chan struct{}), snap: make(chan snapshotResult, 1)}
 	stderr := &strings.Builder{}
 	sl.stderr = stderr
 	// The session must outlive the ctx of Open: it is ended by Release.
@@ -243,24 +224,58 @@ func (sl *sessionLock) Held(context.Context) error {
 	return sl.lostErr
 }
 
-// Release ends the holder process, which removes its identity file and
+// release ends the holder process, which removes its identity file and
 // frees the flock.
-func (sl *sessionLock) Release(ctx context.Context) error {
+func (sl *sessionLock) release(ctx context.Context) error {
 	_, err := sl.releaseWithLog(ctx, nil, nil)
 	return err
 }
 
-// releaseWithLog releases the lock after the holder appended line (one JSON
-// record) to the releases log and deleted the old releases in prune (ids
-// safe as one path element, see holder.sh). It fails if the holder
-// could not confirm the record, and returns what it said about the
-// releases it could not delete.
-func (sl *sessionLock) releaseWithLog(ctx context.Context, line []byte, prune []string) (string, error) {
+// finish hands the records and the old releases to the holder, which
+// appends and deletes them as it lets go: no round trips for them, and
+// both are done before the next deploy can take the lock. Ids the holder
+// cannot take as one line and one path element are deleted request by
+// request first.
+func (sl *sessionLock) finish(ctx context.Context, _ *releaseLog, records []Record, prune []string) []string {
+	var byHolder, byRequests []string
+	for _, id := range prune {
+		if safePathElement(id) {
+			byHolder = append(byHolder, id)
+		} else {
+			byRequests = append(byRequests, id)
+		}
+	}
+	warnings := pruneByRequests(ctx, sl.t, sl.layout, byRequests)
+	if len(records) == 0 && len(byHolder) == 0 {
+		// Nothing left to confirm: the holder ends when its input does, and
+		// the lock goes with it.
+		sl.releaseUnconfirmed()
+		return warnings
+	}
+	said, err := sl.releaseWithLog(ctx, records, byHolder)
+	if err != nil {
+		warnings = append(warnings, fmt.Sprintf("could not write the releases log: %v", err))
+	}
+	for _, msg := range strings.Split(said, "\n") {
+		if msg != "" {
+			warnings = append(warnings, msg)
+		}
+	}
+	return warnings
+}
+
+// releaseWithLog releases the lock after the holder appended records to
+// the releases log and deleted the old releases in prune (ids safe as one
+// path element, see holder.sh). It fails if the holder could not confirm
+// the records, and returns what it said about the releases it could not
+// delete.
+func (sl *sessionLock) releaseWithLog(ctx context.Context, records []Record, prune []string) (string, error) {
 	close(sl.stop)
 	sl.wg.Wait()
-	if line != nil || len(prune) > 0 {
+	if len(records) > 0 || len(prune) > 0 {
 		var b strings.Builder
-		if line != nil {
+		for _, r := range records {
+			line, _ := json.Marshal(r)
 			b.Write(line)
 			b.WriteString("\n")
 		}
@@ -284,7 +299,7 @@ func (sl *sessionLock) releaseWithLog(ctx context.Context, line []byte, prune []
 	case <-time.After(limit):
 		err = fmt.Errorf("the lock holder did not end within %v", limit)
 	}
-	if line != nil && err != nil {
+	if len(records) > 0 && err != nil {
 		return "", fmt.Errorf("append to the releases log: %v", err)
 	}
 	if err != nil {

@@ -42,7 +42,7 @@ func TestHolderFinishes(t *testing.T) {
 			os.WriteFile(p, []byte("x"), 0o644)
 		}
 	}
-	said, err := sl.releaseWithLog(context.Background(), []byte(`{"id":"20260103000000","status":"success"}`), []string{"20260101000000", "20260199999999"})
+	said, err := sl.releaseWithLog(context.Background(), []Record{{ID: "20260103000000", Status: StatusSuccess}}, []string{"20260101000000", "20260199999999"})
 	if err != nil {
 		t.Fatal(err)
 	}

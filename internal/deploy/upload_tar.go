@@ -83,7 +83,7 @@ func (h *Host) uploadTar(ctx context.Context, plan *Plan, dir, prevDir string, s
 		manifestExtra = tarExtra{Name: args[3], Load: func() ([]byte, error) { m := encodedManifest(); return m.delta, m.err }}
 	}
 	if h.switchInUpload {
-		args[6], args[7], args[8] = h.lock.(*sessionLock).guard()
+		args[6], args[7], args[8], _ = h.lock.guard()
 		if h.recordInUpload {
 			line, _ := json.Marshal(Record{ID: h.ReleaseID, Status: StatusSuccess, FinishedAt: time.Now().UTC()})
 			args[11] = string(line)
