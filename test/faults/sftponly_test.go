@@ -25,7 +25,10 @@ func TestSFTPOnlyKilledDeployLeaseExpires(t *testing.T) {
 	first := e.mustGoDeploy()
 	e.writeBig("assets", 400, 64*1024)
 	e.px.limit(8 << 20)
-	cfg, _ := json.Marshal(helperConfig{SSH: e.sshConfig(), Root: e.root, Source: e.src, TTL: 2 * time.Second, Parallel: 4})
+	cfg, err := json.Marshal(helperConfig{SSH: e.sshConfig(), Root: e.root, Source: e.src, TTL: 2 * time.Second, Parallel: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)

@@ -54,8 +54,8 @@ type Config struct {
 	ConnectRetries int
 	// OnRetry, when set, is told of each failed attempt (numbered from 1)
 	// that will be tried again after wait.
-	OnRetry     func(err error, attempt int, wait time.Duration)
-	Concurrency int // SFTP requests in flight; 0 means DefaultConcurrency
+	OnRetry     func(err error, attempt int, wait time.Duration) `json:"-"`
+	Concurrency int                                              // SFTP requests in flight; 0 means DefaultConcurrency
 }
 
 // String names the target without any secret.
