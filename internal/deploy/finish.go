@@ -13,15 +13,16 @@ import (
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
 
-// Abort undoes a release that never went live: its directory and manifest
-// are removed, it is logged as failed, and the lock is released.
+// Abort undoes a release that is not live: one that never was is removed
+// with its files, one that may be or have been live stays (the next
+// deploy prunes it); either is logged as failed, and the lock is released.
 func (h *Host) Abort(ctx context.Context, reason string) error {
 	var errs []error
 	if h.nextLink != "" {
 		h.T.Remove(ctx, h.nextLink)
 		h.nextLink = ""
 	}
-	if h.created && !h.switched {
+	if h.state == created || h.state == maybeLive {
 		// Never remove what `current` points at, or may point at (it
 		// cannot be read): the next deploy prunes it once it is not live.
 		if live, err := h.liveID(ctx); err != nil || live == h.ReleaseID {
@@ -32,7 +33,7 @@ func (h *Host) Abort(ctx context.Context, reason string) error {
 			errs = append(errs, fmt.Errorf("release %s left in place: %s", h.ReleaseID, why))
 			return errors.Join(append(errs, h.unlock(ctx))...)
 		}
-		if !h.keep {
+		if h.state == created {
 			if err := h.T.RemoveAll(ctx, h.L.Release(h.ReleaseID)); err != nil {
 				errs = append(errs, fmt.Errorf("remove unfinished release %s: %w", h.ReleaseID, err))
 			}
@@ -40,7 +41,7 @@ func (h *Host) Abort(ctx context.Context, reason string) error {
 				h.T.Remove(ctx, p)
 			}
 		}
-		if h.rlog != nil {
+		if h.root.log != nil {
 			if err := h.appendLog(ctx, Record{ID: h.ReleaseID, Status: StatusFailed, FinishedAt: time.Now().UTC(), Message: reason}); err != nil {
 				errs = append(errs, err)
 			}
@@ -54,16 +55,17 @@ func (h *Host) Abort(ctx context.Context, reason string) error {
 
 // Finish records success, prunes old releases and releases the lock.
 func (h *Host) Finish(ctx context.Context) error {
-	h.CurrentID, h.switched = h.ReleaseID, false
+	h.root.currentID = h.ReleaseID
 	// Decided before the log changes; deleting and logging then go together.
 	old := h.pruneCandidates()
 	var records []Record
-	if !h.recorded {
+	if h.state != recorded {
 		records = append(records, Record{ID: h.ReleaseID, Status: StatusSuccess, FinishedAt: time.Now().UTC()})
 	}
 	lock := h.lock
 	h.lock = nil
-	for _, w := range lock.finish(ctx, h.rlog, records, old) {
+	h.state = recorded
+	for _, w := range lock.finish(ctx, h.root.log, records, old) {
 		h.Log.Warnf("%s: %s", h.Name, w)
 	}
 	return nil
@@ -89,15 +91,15 @@ func (h *Host) unlock(ctx context.Context) error {
 // abandoned releases never count. The lock is held, so the directories
 // found by Open plus the new release are all there is.
 func (h *Host) pruneCandidates() []string {
-	names := append(slices.Clone(h.existing), h.ReleaseID)
-	list := releasesFromNames(names, h.rlog, h.CurrentID)
+	names := append(slices.Clone(h.root.releases), h.ReleaseID)
+	list := releasesFromNames(names, h.root.log, h.root.currentID)
 	for i := range list {
 		if list[i].ID == h.ReleaseID {
 			list[i].Status = StatusSuccess
 		}
 	}
-	keep := map[string]bool{h.CurrentID: true}
-	if t := rollbackTarget(list, h.CurrentID); t != "" {
+	keep := map[string]bool{h.root.currentID: true}
+	if t := rollbackTarget(list, h.root.currentID); t != "" {
 		keep[t] = true
 	}
 	kept := 0

@@ -155,7 +155,7 @@ func hostErrors(es []error) string {
 
 // open dials and opens every host; on any failure every opened host is
 // closed again and nothing has changed.
-func (r *runner) open(ctx context.Context, needHooks, forDeploy bool) error {
+func (r *runner) open(ctx context.Context, w rootWant, needShell bool) error {
 	end := r.o.Groups(fmt.Sprintf("Connect and lock (%d host%s)", len(r.o.Targets), plural(len(r.o.Targets))))
 	defer end()
 	err := r.each(ctx, r.o.Concurrency, func(ctx context.Context, i int) error {
@@ -164,14 +164,14 @@ func (r *runner) open(ctx context.Context, needHooks, forDeploy bool) error {
 		if err != nil {
 			return err
 		}
-		h := &Host{Name: r.o.Targets[i].Name, T: t, L: Layout{Root: r.o.Root}, S: r.o.Settings, Log: r.o.Log, wantPlan: forDeploy}
-		if err := h.Open(ctx, needHooks); err != nil {
+		h := &Host{Name: r.o.Targets[i].Name, T: t, L: Layout{Root: r.o.Root}, S: r.o.Settings, Log: r.o.Log}
+		if err := h.Open(ctx, w, needShell); err != nil {
 			t.Close()
 			return err
 		}
 		r.hosts[i] = h
-		r.results[i].PreviousID = h.CurrentID
-		r.o.Log.Infof("%s: connected, locked %s (live release: %s)", h.Name, r.o.Root, orNone(h.CurrentID))
+		r.results[i].PreviousID = h.root.currentID
+		r.o.Log.Infof("%s: connected, locked %s (live release: %s)", h.Name, r.o.Root, orNone(h.root.currentID))
 		return nil
 	})
 	if err != nil {
@@ -266,7 +266,7 @@ func (r *runner) switchedBack(ctx context.Context) string {
 func (r *runner) revertAll(ctx context.Context, reason string) error {
 	return r.each(ctx, len(r.hosts), func(ctx context.Context, i int) error {
 		h := r.hosts[i]
-		if h == nil || !h.switched {
+		if h == nil || !h.state.switched() {
 			return nil
 		}
 		if err := h.Revert(ctx, reason); err != nil {
@@ -282,7 +282,7 @@ func (r *runner) revertAll(ctx context.Context, reason string) error {
 func (r *runner) abortAll(ctx context.Context, reason string) {
 	r.each(ctx, r.o.Concurrency, func(ctx context.Context, i int) error {
 		h := r.hosts[i]
-		if h == nil || h.switched {
+		if h == nil || h.state.switched() {
 			return nil
 		}
 		if r.results[i].Outcome == OutcomeNotRun && r.results[i].Err != nil {

@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
@@ -17,7 +18,8 @@ func Deploy(ctx context.Context, o Options, m *release.Manifest) (*Result, error
 	r := newRunner(o)
 	o = r.o
 	needHooks := o.Settings.BeforeActivate != "" || o.Settings.BeforeActivateOnce != "" || o.Settings.AfterActivate != ""
-	if err := r.open(ctx, needHooks, true); err != nil {
+	w := rootWant{plan: true, shared: append(slices.Clone(o.Settings.SharedDirs), o.Settings.SharedFiles...)}
+	if err := r.open(ctx, w, needHooks); err != nil {
 		return r.result("deploy", "", start), err
 	}
 	// Cleanup must run even when ctx is cancelled (the job was cancelled).
@@ -36,8 +38,10 @@ func Deploy(ctx context.Context, o Options, m *release.Manifest) (*Result, error
 		// nothing checks the release afterwards either, with its success
 		// record too.
 		h := r.hosts[0]
-		h.switchInUpload = true
-		h.recordInUpload = o.Verify == nil && o.Settings.AfterActivate == ""
+		h.inline = switchInUpload
+		if o.Verify == nil && o.Settings.AfterActivate == "" {
+			h.inline = switchAndRecord
+		}
 	}
 	end := o.Groups(fmt.Sprintf("Upload and prepare release %s", id))
 	err := r.each(ctx, o.Concurrency, func(ctx context.Context, i int) error {
@@ -60,7 +64,7 @@ func Deploy(ctx context.Context, o Options, m *release.Manifest) (*Result, error
 	}
 	end()
 	if err != nil {
-		if r.hosts[0].switchInUpload {
+		if r.hosts[0].inline != switchLater {
 			// Its upload ends with the switch: the error may come after it.
 			back := r.switchedBack(cleanup)
 			r.abortAll(cleanup, "upload and switch failed: "+err.Error())

@@ -9,20 +9,21 @@ import (
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
 )
 
-// look connects to target i and reads its state without taking the lock
-// or changing anything (a deploy root that does not exist yet is empty).
-// The caller closes h.T.
-func (r *runner) look(ctx context.Context, i int) (*Host, error) {
+// look connects to target i and reads its state (with what w asks for)
+// without taking the lock or changing anything (a deploy root that does
+// not exist yet is empty). The caller closes h.T.
+func (r *runner) look(ctx context.Context, i int, w rootWant) (*Host, error) {
 	t, err := r.o.Targets[i].Dial(ctx)
 	if err != nil {
 		return nil, err
 	}
 	h := &Host{Name: r.o.Targets[i].Name, T: t, L: Layout{Root: r.o.Root}, S: r.o.Settings, Log: r.o.Log}
 	if _, err := t.Lstat(ctx, h.L.Releases()); errors.Is(err, fs.ErrNotExist) {
-		h.rlog = &releaseLog{}
+		h.root.log = &releaseLog{}
 		return h, nil
 	}
-	if err := h.readState(ctx); err != nil {
+	warn := func(format string, args ...any) { h.Log.Warnf("%s: "+format, append([]any{h.Name}, args...)...) }
+	if err := h.root.complete(ctx, t, h.L, w, warn); err != nil {
 		t.Close()
 		return nil, err
 	}
@@ -35,7 +36,7 @@ func ListReleases(ctx context.Context, o Options) (map[string][]ReleaseInfo, err
 	out := map[string][]ReleaseInfo{}
 	r := newRunner(o)
 	err := r.each(ctx, o.Concurrency, func(ctx context.Context, i int) error {
-		h, err := r.look(ctx, i)
+		h, err := r.look(ctx, i, rootWant{})
 		if err != nil {
 			return err
 		}
@@ -63,13 +64,13 @@ func PlanAll(ctx context.Context, o Options, m *release.Manifest) ([]HostPlan, e
 	plans := make([]HostPlan, len(o.Targets))
 	r := newRunner(o)
 	err := r.each(ctx, o.Concurrency, func(ctx context.Context, i int) error {
-		h, err := r.look(ctx, i)
+		h, err := r.look(ctx, i, rootWant{plan: true})
 		if err != nil {
 			return err
 		}
 		defer h.T.Close()
-		prev := h.previousManifest(ctx)
-		hp := HostPlan{Host: h.Name, CurrentID: h.CurrentID, Plan: MakePlan(m, prev, h.previousScan(ctx))}
+		prev := h.root.live.manifest
+		hp := HostPlan{Host: h.Name, CurrentID: h.root.currentID, Plan: MakePlan(m, prev, h.root.live.scan)}
 		if prev != nil {
 			idx := m.Index()
 			for _, e := range prev.Entries {

@@ -12,7 +12,7 @@ func Rollback(ctx context.Context, o Options, id string) (*Result, error) {
 	start := time.Now()
 	r := newRunner(o)
 	o = r.o
-	if err := r.open(ctx, false, false); err != nil {
+	if err := r.open(ctx, rootWant{}, false); err != nil {
 		return r.result("rollback", id, start), err
 	}
 	cleanup := context.WithoutCancel(ctx)
@@ -47,7 +47,7 @@ func Rollback(ctx context.Context, o Options, id string) (*Result, error) {
 		// Put back the hosts that did switch, so the fleet stays on one release.
 		r.each(cleanup, len(r.hosts), func(ctx context.Context, i int) error {
 			h := r.hosts[i]
-			if !h.switched || r.results[i].PreviousID == "" {
+			if !h.state.switched() || r.results[i].PreviousID == "" {
 				return nil
 			}
 			r.results[i].Outcome = OutcomeRolledBack

@@ -42,7 +42,7 @@ func (h *Host) runHook(ctx context.Context, name, script string) error {
 		"RELEASE_ID":          h.ReleaseID,
 		"RELEASE_PATH":        h.L.Release(h.ReleaseID),
 		"DEPLOY_PATH":         h.L.Root,
-		"PREVIOUS_RELEASE_ID": h.CurrentID,
+		"PREVIOUS_RELEASE_ID": h.root.currentID,
 		"REVISION":            h.S.Revision,
 	})
 	if h.S.HookTimeout > 0 {

@@ -6,8 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
@@ -57,9 +55,13 @@ type Stats struct {
 	BytesReused   int64
 }
 
-// Host runs the steps of one deploy, rollback or unlock on one target.
-// Its methods are called in order by Run; each step leaves `current`
-// pointing at a complete release whatever happens.
+// Host runs the steps of one deploy, rollback or unlock on one target:
+// Open, Prepare, Activate, AfterActivate, Finish (or Revert, Abort, Close
+// when something fails), called by the fleet functions (fleet_*.go). Each
+// step leaves `current` pointing at a complete release whatever happens.
+// What a step knows is in three groups with names: what the server can do
+// (caps), what Open read of the deploy root (root), and what this run has
+// done to its release (state).
 type Host struct {
 	Name string
 	T    transport.Transport
@@ -67,56 +69,65 @@ type Host struct {
 	S    *Settings
 	Log  Logger
 
-	CurrentID  string // what `current` pointed to when the host was opened
-	ReleaseID  string // the release being deployed
+	ReleaseID  string // the release being deployed, or rolled back to
 	Stats      Stats
-	SwitchedAt time.Time // when Activate's rename returned
+	SwitchedAt time.Time // when the switch to ReleaseID returned
 
+	caps   serverCaps
+	root   rootState
 	lock   hostLock
-	gnuTar bool // upload as one tar stream (see tarstream.go)
+	upload uploader // chosen by Open from caps
 
-	wantPlan       bool         // Open also scans the live release (for a deploy)
-	snap           *snapshot    // what the lock holder printed, until Prepare has planned
-	snapManifest   bool         // snap holds the live release's manifest (or its absence)
-	prevLines      []lineDigest // the live release's stored manifest, line by line (manifestdelta.go)
-	prefetched     bool         // prefetchedScan/prefetchErr hold the live release's listing
-	prefetchedScan []transport.Stat
-	prefetchErr    error
-	rlog           *releaseLog
-	existing       []string
-	created        bool // releases/<ReleaseID> was made by this run
-	switched       bool
-	nextLink       string // temp symlink to the new release, renamed over current by Activate
-	switchInUpload bool   // the upload's command also switches (see Deploy)
-	recordInUpload bool   // ... and records the release's success
-	recorded       bool   // the success record is in the log
-	keep           bool   // Abort keeps the release's directory (it may have been live)
-	shellRan       bool   // the lock command ran: the server has a shell
-	manifest       *release.Manifest
-	linked         map[string]transport.Stat // files sharing an inode with an older release
-	mu             sync.Mutex                // guards rlog writes from concurrent phases
+	state    releaseState
+	inline   inlineSwitch      // what the upload's command does after the stream (Deploy decides)
+	nextLink string            // temporary link to the new release, renamed over current by Activate
+	manifest *release.Manifest // the new release's, without what shared/ holds
+	linked   map[string]transport.Stat
+	mu       sync.Mutex // guards root.log from steps running at once
 }
 
-// canExec reports whether commands run on the server: known without asking
-// once the lock command ran.
-func (h *Host) canExec() bool { return h.shellRan || h.T.CanExec() }
-
-// parallel runs fns at once and returns the first error.
-func parallel(ctx context.Context, fns ...func(context.Context) error) error {
-	g, ctx := errgroup.WithContext(ctx)
-	for _, fn := range fns {
-		g.Go(func() error { return fn(ctx) })
-	}
-	return g.Wait()
+// serverCaps is what the server can do, as far as a deploy cares. Open
+// learns it from the lock holder's printout, or asks.
+type serverCaps struct {
+	shell      bool // commands run
+	gnuTar     bool // the upload goes as one tar stream (upload_tar.go)
+	deltaTools bool // awk and sha256sum: the manifest goes as a delta (manifestdelta.go)
 }
+
+// releaseState is what this run has done to releases/<ReleaseID>; Abort,
+// Revert and Finish act on it.
+type releaseState int
+
+const (
+	notCreated releaseState = iota // nothing of it is on the server
+	created                        // its directory exists, maybe not whole; never live: Abort removes it
+	maybeLive                      // it is, may be, or was live (an answer was lost, or it was switched back): kept
+	live                           // current points at it
+	recorded                       // live, and its success is in the releases log
+)
+
+// switched reports whether current points at the release.
+func (s releaseState) switched() bool { return s >= live }
+
+// inlineSwitch is what the upload's command does after the stream.
+type inlineSwitch int
+
+const (
+	switchLater     inlineSwitch = iota // nothing: Activate renames
+	switchInUpload                      // it renames the new link over current
+	switchAndRecord                     // ... and appends the success record
+)
+
+// canExec reports whether commands run on the server.
+func (h *Host) canExec() bool { return h.caps.shell }
 
 // Existing lists the release directories found by Open.
-func (h *Host) Existing() []string { return h.existing }
+func (h *Host) Existing() []string { return h.root.releases }
 
 func (h *Host) appendLog(ctx context.Context, r Record) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.rlog.append(ctx, h.T, h.L, r)
+	return h.root.log.append(ctx, h.T, h.L, r)
 }
 
 func orNone(s string) string {

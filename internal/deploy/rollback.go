@@ -10,16 +10,16 @@ import (
 // marks the new release failed. Without a previous release it says so
 // and leaves `current` as it is.
 func (h *Host) Revert(ctx context.Context, reason string) error {
-	if !h.switched {
+	if !h.state.switched() {
 		return nil
 	}
-	if h.CurrentID == "" {
+	if h.root.currentID == "" {
 		return fmt.Errorf("no previous release on %s to roll back to; %s stays live", h.Name, h.ReleaseID)
 	}
-	if err := h.switchTo(ctx, h.CurrentID); err != nil {
+	if err := h.switchTo(ctx, h.root.currentID); err != nil {
 		return err
 	}
-	h.switched = false
+	h.state = maybeLive // it was live: requests may still use it, and the next deploy prunes it
 	return h.appendLog(ctx, Record{ID: h.ReleaseID, Status: StatusFailed, FinishedAt: time.Now().UTC(), Message: reason})
 }
 
@@ -37,13 +37,13 @@ func rollbackTarget(list []ReleaseInfo, currentID string) string {
 // ResolveRollback checks a rollback target: id, or the previous successful
 // release when id is empty. It changes nothing.
 func (h *Host) ResolveRollback(ctx context.Context, id string) (string, error) {
-	list, err := listReleases(ctx, h.T, h.L, h.rlog, h.CurrentID)
+	list, err := listReleases(ctx, h.T, h.L, h.root.log, h.root.currentID)
 	if err != nil {
 		return "", err
 	}
 	if id == "" {
-		if id = rollbackTarget(list, h.CurrentID); id == "" {
-			return "", fmt.Errorf("no earlier successful release on %s to roll back to (live: %s)", h.Name, orNone(h.CurrentID))
+		if id = rollbackTarget(list, h.root.currentID); id == "" {
+			return "", fmt.Errorf("no earlier successful release on %s to roll back to (live: %s)", h.Name, orNone(h.root.currentID))
 		}
 		return id, nil
 	}
@@ -64,15 +64,15 @@ func (h *Host) ResolveRollback(ctx context.Context, id string) (string, error) {
 // automatic rollback never picks it again.
 func (h *Host) RollbackTo(ctx context.Context, id string) error {
 	h.ReleaseID = id
-	if id == h.CurrentID {
+	if id == h.root.currentID {
 		return nil
 	}
 	if err := h.switchTo(ctx, id); err != nil {
 		return err
 	}
-	h.switched = true
+	h.state = live
 	now := time.Now().UTC()
-	prev := h.CurrentID
+	prev := h.root.currentID
 	if prev != "" {
 		if err := h.appendLog(ctx, Record{ID: prev, Status: StatusRolledBack, FinishedAt: now, Message: "rolled back to " + id}); err != nil {
 			h.Log.Warnf("%s: could not write the releases log: %v", h.Name, err)
@@ -86,5 +86,5 @@ func (h *Host) RollbackTo(ctx context.Context, id string) error {
 
 // Releases lists the releases on the host (oldest first).
 func (h *Host) Releases(ctx context.Context) ([]ReleaseInfo, error) {
-	return listReleases(ctx, h.T, h.L, h.rlog, h.CurrentID)
+	return listReleases(ctx, h.T, h.L, h.root.log, h.root.currentID)
 }

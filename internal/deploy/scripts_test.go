@@ -135,7 +135,7 @@ func TestHolderScript(t *testing.T) {
 			writeFiles(t, "/", map[string]string{l.Manifest("20260102000000"): "keep"})
 			os.Symlink("releases/20260102000000", l.Current())
 			os.Symlink("releases/20260101000000", filepath.Join(l.Root, tempLinkPrefix+"stale"))
-			cmd := holderCommand(l, time.Second, Owner{Actor: "test", Token: "t0k3n"}, snapshotWant{})
+			cmd := holderCommand(l, time.Second, Owner{Actor: "test", Token: "t0k3n"}, rootWant{})
 			r := sh.run(t, cmd, strings.NewReader(tail([]string{`{"id":"20260103000000","status":"success"}`}, []string{"20260101000000", "20260199999999"}, true)))
 			if r.status != 0 || !strings.HasPrefix(r.stdout, "locked ") {
 				t.Fatalf("status %d, stdout %q, stderr %q", r.status, r.stdout, r.stderr)
@@ -159,7 +159,7 @@ func TestHolderScript(t *testing.T) {
 		t.Run("a cut tail is not acted on", func(t *testing.T) {
 			l := Layout{Root: filepath.Join(t.TempDir(), "site")}
 			writeFiles(t, l.Root, map[string]string{"releases/20260101000000/a": "a"})
-			r := sh.run(t, holderCommand(l, time.Second, Owner{}, snapshotWant{}), strings.NewReader(tail([]string{`{"id":"x","status":"success"}`}, []string{"20260101000000"}, false)))
+			r := sh.run(t, holderCommand(l, time.Second, Owner{}, rootWant{}), strings.NewReader(tail([]string{`{"id":"x","status":"success"}`}, []string{"20260101000000"}, false)))
 			if r.status != 4 || exists(l.Log()) || !exists(l.Release("20260101000000")) {
 				t.Errorf("status %d (want 4), log written %v, release deleted %v", r.status, exists(l.Log()), !exists(l.Release("20260101000000")))
 			}
@@ -167,7 +167,7 @@ func TestHolderScript(t *testing.T) {
 		t.Run("current that is not a link: nothing touched", func(t *testing.T) {
 			l := Layout{Root: filepath.Join(t.TempDir(), "site")}
 			writeFiles(t, l.Root, map[string]string{"current/index.html": "live"})
-			r := sh.run(t, holderCommand(l, time.Second, Owner{}, snapshotWant{}), strings.NewReader(""))
+			r := sh.run(t, holderCommand(l, time.Second, Owner{}, rootWant{}), strings.NewReader(""))
 			if r.status != 65 || r.stdout != "notlink\n" || exists(l.Releases()) || exists(l.Meta()) {
 				t.Errorf("status %d, stdout %q; created: releases %v, meta %v", r.status, r.stdout, exists(l.Releases()), exists(l.Meta()))
 			}

@@ -66,7 +66,7 @@ type snapshotResult struct {
 // holderCommand is remote/holder.sh for this deploy root: it checks
 // `current`, creates the layout, takes the flock (waiting up to wait),
 // prints the snapshot and holds the lock until its input ends.
-func holderCommand(l Layout, wait time.Duration, owner Owner, want snapshotWant) transport.Command {
+func holderCommand(l Layout, wait time.Duration, owner Owner, want rootWant) transport.Command {
 	identity, _ := json.Marshal(owner)
 	args := []string{l.Current(), l.Releases(), l.Shared(), l.Meta(), l.Manifests(), l.Log(), l.Trash(),
 		l.flockFile(), l.flockOwner(), path.Join(l.Root, tempLinkPrefix), manifestEnding,
@@ -77,7 +77,7 @@ func holderCommand(l Layout, wait time.Duration, owner Owner, want snapshotWant)
 	return remote.Holder.Command(append(args, want.shared...)...)
 }
 
-func acquireSessionLock(ctx context.Context, t transport.Transport, l Layout, owner Owner, opts LockOptions, want snapshotWant) (*sessionLock, error) {
+func acquireSessionLock(ctx context.Context, t transport.Transport, l Layout, owner Owner, opts LockOptions, want rootWant) (*sessionLock, error) {
 	owner.Token = randomToken()
 	owner.TTL = Duration(opts.TTL)
 	deadline := time.Now().Add(opts.Wait)
@@ -113,7 +113,7 @@ type heartbeat struct {
 	PID int `json:"pid"`
 }
 
-func trySessionLock(ctx context.Context, t transport.Transport, l Layout, owner Owner, wait time.Duration, want snapshotWant) (*sessionLock, error) {
+func trySessionLock(ctx context.Context, t transport.Transport, l Layout, owner Owner, wait time.Duration, want rootWant) (*sessionLock, error) {
 	stdinR, stdinW := io.Pipe()
 	outR, outW := io.Pipe()
 	sl := &sessionLock{t: t, layout: l, file: l.flockOwner(), stdin: stdinW, done: make(chan error, 1), stop: make(chan struct{}), snap: make(chan snapshotResult, 1)}

@@ -15,7 +15,7 @@ import (
 func holdLock(t *testing.T, root string) *sessionLock {
 	t.Helper()
 	sl, err := acquireSessionLock(context.Background(), local.New(), Layout{Root: root}, Owner{Actor: "test"},
-		LockOptions{TTL: 10 * time.Second, Wait: 5 * time.Second}, snapshotWant{plan: true})
+		LockOptions{TTL: 10 * time.Second, Wait: 5 * time.Second}, rootWant{plan: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,29 +19,17 @@ func (h *Host) sharedPaths() []string {
 // withoutSeededShared drops manifest entries at or below shared paths whose
 // shared copy already exists: the release links to shared/ there, so
 // uploading them would be wasted. It returns the shared paths still to seed.
-func (h *Host) withoutSeededShared(ctx context.Context, m *release.Manifest) (*release.Manifest, []string, error) {
+func (h *Host) withoutSeededShared(m *release.Manifest) (*release.Manifest, []string) {
 	shared := h.sharedPaths()
 	if len(shared) == 0 {
-		return m, nil, nil
+		return m, nil
 	}
 	var seeded, unseeded []string
-	for i, p := range shared {
-		if h.snap != nil && len(h.snap.sharedExists) == len(shared) {
-			if h.snap.sharedExists[i] {
-				seeded = append(seeded, p)
-			} else {
-				unseeded = append(unseeded, p)
-			}
-			continue
-		}
-		_, err := h.T.Lstat(ctx, path.Join(h.L.Shared(), p))
-		switch {
-		case err == nil:
+	for _, p := range shared {
+		if h.root.shared[p] {
 			seeded = append(seeded, p)
-		case errors.Is(err, fs.ErrNotExist):
+		} else {
 			unseeded = append(unseeded, p)
-		default:
-			return nil, nil, fmt.Errorf("inspect shared %s: %w", p, err)
 		}
 	}
 	out := &release.Manifest{Entries: make([]release.Entry, 0, len(m.Entries))}
@@ -50,7 +38,7 @@ func (h *Host) withoutSeededShared(ctx context.Context, m *release.Manifest) (*r
 			out.Entries = append(out.Entries, e)
 		}
 	}
-	return out, unseeded, nil
+	return out, unseeded
 }
 
 // under reports whether p is one of roots or below one.

@@ -41,13 +41,6 @@ type snapshot struct {
 	scan          []transport.Stat // nil when not listed (then Scan lists it)
 }
 
-// snapshotWant says what a snapshot is for: plan asks for what a deploy
-// plans with, shared lists the shared paths whose existence it reports.
-type snapshotWant struct {
-	plan   bool
-	shared []string
-}
-
 var errNoSnapshot = errors.New("the server printed no snapshot (no gzip?)")
 
 // maxSection bounds what one snapshot section may claim to be.
@@ -60,7 +53,7 @@ const maxSection = 1 << 30
 //	   E\n
 //
 // "-" is absent, "!" is unreadable. P\n instead of all that: no snapshot.
-func parseSnapshot(br *bufio.Reader, want snapshotWant) (*snapshot, error) {
+func parseSnapshot(br *bufio.Reader, want rootWant) (*snapshot, error) {
 	kind, err := br.ReadByte()
 	if err != nil {
 		return nil, err

@@ -15,7 +15,7 @@ import (
 
 // snapshotOf runs the lock holder under sh on l's root, with nothing on
 // its input, and returns the snapshot it printed.
-func snapshotOf(t *testing.T, sh posixShell, l Layout, want snapshotWant) []byte {
+func snapshotOf(t *testing.T, sh posixShell, l Layout, want rootWant) []byte {
 	t.Helper()
 	r := sh.run(t, holderCommand(l, time.Second, Owner{}, want), strings.NewReader(""))
 	locked, snap, ok := strings.Cut(r.stdout, "\n")
@@ -27,7 +27,7 @@ func snapshotOf(t *testing.T, sh posixShell, l Layout, want snapshotWant) []byte
 
 // testSnapshot checks the holder's snapshot under sh (TestHolderScript).
 func testSnapshot(t *testing.T, sh posixShell) {
-	runSnapshot := func(t *testing.T, l Layout, want snapshotWant) []byte { return snapshotOf(t, sh, l, want) }
+	runSnapshot := func(t *testing.T, l Layout, want rootWant) []byte { return snapshotOf(t, sh, l, want) }
 	root := t.TempDir()
 	l := Layout{Root: root}
 	for _, d := range []string{"releases/20260101000000/app", "releases/20260102000000", "releases/.hidden", "shared", ".atomic-deploy/manifests"} {
@@ -50,7 +50,7 @@ func testSnapshot(t *testing.T, sh posixShell) {
 	os.WriteFile(l.Manifest("20260101000000"), mbuf.Bytes(), 0o644)
 
 	os.MkdirAll(filepath.Join(root, "shared/storage"), 0o755)
-	full := snapshotWant{plan: true, shared: []string{"storage", ".env"}}
+	full := rootWant{plan: true, shared: []string{"storage", ".env"}}
 	out := runSnapshot(t, l, full)
 	s, err := parseSnapshot(bufio.NewReader(bytes.NewReader(out)), full)
 	if err != nil {
@@ -91,7 +91,7 @@ func testSnapshot(t *testing.T, sh posixShell) {
 	}
 
 	// Without a plan: no manifest, no listing.
-	s, err = parseSnapshot(bufio.NewReader(bytes.NewReader(runSnapshot(t, l, snapshotWant{}))), snapshotWant{})
+	s, err = parseSnapshot(bufio.NewReader(bytes.NewReader(runSnapshot(t, l, rootWant{}))), rootWant{})
 	if err != nil || s.scan != nil || s.manifest != nil {
 		t.Errorf("no plan: %v %v %v", err, s.scan, s.manifest)
 	}
@@ -106,13 +106,13 @@ func testSnapshot(t *testing.T, sh posixShell) {
 
 func TestSnapshotEmptyRoot(t *testing.T) {
 	forEachShell(t, func(t *testing.T, sh posixShell) {
-		runSnapshot := func(t *testing.T, l Layout, want snapshotWant) []byte { return snapshotOf(t, sh, l, want) }
+		runSnapshot := func(t *testing.T, l Layout, want rootWant) []byte { return snapshotOf(t, sh, l, want) }
 		testSnapshotEmptyRoot(t, runSnapshot)
 	})
 }
 
-func testSnapshotEmptyRoot(t *testing.T, runSnapshot func(t *testing.T, l Layout, want snapshotWant) []byte) {
-	full := snapshotWant{plan: true}
+func testSnapshotEmptyRoot(t *testing.T, runSnapshot func(t *testing.T, l Layout, want rootWant) []byte) {
+	full := rootWant{plan: true}
 	root := t.TempDir()
 	l := Layout{Root: root}
 	s, err := parseSnapshot(bufio.NewReader(bytes.NewReader(runSnapshot(t, l, full))), full)
@@ -122,7 +122,7 @@ func testSnapshotEmptyRoot(t *testing.T, runSnapshot func(t *testing.T, l Layout
 	if s.current != "" || len(s.releases) != 0 || len(s.log.records) != 0 || s.scan != nil || s.manifest != nil {
 		t.Errorf("empty root: %+v", s)
 	}
-	if !strings.Contains(string(runSnapshot(t, l, snapshotWant{})), "log -") {
+	if !strings.Contains(string(runSnapshot(t, l, rootWant{})), "log -") {
 		t.Error("a missing log is not reported as absent")
 	}
 }

@@ -15,7 +15,7 @@ import (
 // Activate switches `current` to the prepared release: one rename of the
 // link made by Prepare.
 func (h *Host) Activate(ctx context.Context) error {
-	if h.switched {
+	if h.state.switched() {
 		return nil // the upload's command switched
 	}
 	if err := h.lock.Held(ctx); err != nil {
@@ -37,7 +37,7 @@ func (h *Host) Activate(ctx context.Context) error {
 
 func (h *Host) switchedNow() {
 	h.nextLink = ""
-	h.switched = true
+	h.state = live
 	h.SwitchedAt = time.Now()
 }
 
@@ -51,7 +51,9 @@ func (h *Host) settleInlineSwitch(ctx context.Context, err error, streamed bool)
 	switch {
 	case err == nil:
 		h.switchedNow()
-		h.recorded = h.recordInUpload
+		if h.inline == switchAndRecord {
+			h.state = recorded
+		}
 		return nil
 	case errors.As(err, &exit):
 		switch exit.Status {
@@ -72,21 +74,21 @@ func (h *Host) settleInlineSwitch(ctx context.Context, err error, streamed bool)
 	// it: it may have served requests, or be about to); where it is live
 	// and there is a previous release, that goes back, so the deploy fails
 	// as a whole.
-	h.keep = true
+	h.state = maybeLive
 	ctx = context.WithoutCancel(ctx)
 	live, lerr := h.liveID(ctx)
 	switch {
 	case lerr != nil || live != h.ReleaseID:
 		return err
-	case h.CurrentID == "":
+	case h.root.currentID == "":
 		h.switchedNow()
 		return fmt.Errorf("%w; %s went live before that, and there is no previous release to go back to", err, h.ReleaseID)
 	}
-	if rerr := h.switchTo(ctx, h.CurrentID); rerr != nil {
+	if rerr := h.switchTo(ctx, h.root.currentID); rerr != nil {
 		h.switchedNow()
 		return fmt.Errorf("%w; it switched to %s before that, and switching back failed: %v", err, h.ReleaseID, rerr)
 	}
-	return fmt.Errorf("%w; it had switched to %s, and current is back on %s", err, h.ReleaseID, h.CurrentID)
+	return fmt.Errorf("%w; it had switched to %s, and current is back on %s", err, h.ReleaseID, h.root.currentID)
 }
 
 // liveID reads which release `current` points at ("" when it does not exist).

@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
 )
 
@@ -38,23 +36,21 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// forEach runs fn for every item with bounded parallelism; the first error wins.
-func forEach[T any](ctx context.Context, parallel int, items []T, fn func(context.Context, T) error) error {
-	if len(items) == 0 {
-		return nil
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(parallel)
-	for _, it := range items {
-		g.Go(func() error { return fn(gctx, it) })
-	}
-	return g.Wait()
+// uploader is how a release's files reach the server, chosen by Open from
+// what the server can do: one tar stream (tarUpload, upload_tar.go) or
+// pipelined requests (sftpUpload, upload_sftp.go).
+type uploader interface {
+	// begin logs the release as started and creates its directory, unless
+	// send does both itself (one round trip less).
+	begin(ctx context.Context, started Record) error
+	// send writes plan into the release directory. It returns the mtime
+	// each file got (by entry), or nil when a scan must find them.
+	send(ctx context.Context, plan *Plan, started Record, st *uploadStats) (map[*release.Entry]int64, error)
 }
 
-// upload writes the plan into dir, as one tar stream where the server has
-// GNU tar (returning the mtime each file got, by entry) or over pipelined
-// SFTP (returning nil: a scan finds the mtimes).
-func (h *Host) upload(ctx context.Context, plan *Plan, dir string, started Record) (map[*release.Entry]int64, error) {
+// transfer sends the plan with the host's uploader and reports progress
+// while it runs.
+func (h *Host) transfer(ctx context.Context, plan *Plan, started Record) (map[*release.Entry]int64, error) {
 	var st uploadStats
 	start := time.Now()
 	stop := make(chan struct{})
@@ -77,26 +73,21 @@ func (h *Host) upload(ctx context.Context, plan *Plan, dir string, started Recor
 			}
 		}()
 	}
-	prevDir := ""
-	if h.CurrentID != "" {
-		prevDir = h.L.Release(h.CurrentID)
-	}
-	parallel := h.S.Parallel
-	if parallel < 1 {
-		parallel = 64
-	}
-	var mtimes map[*release.Entry]int64
-	var err error
-	if h.gnuTar {
-		mtimes, err = h.uploadTar(ctx, plan, dir, prevDir, started, &st)
-	} else {
-		err = plan.execute(ctx, h.T, dir, prevDir, parallel, &st)
-	}
+	mtimes, err := h.upload.send(ctx, plan, started, &st)
 	close(stop)
 	wg.Wait()
 	h.Stats = Stats{FilesUploaded: int(st.files.Load()), FilesReused: int(st.reused.Load()), BytesUploaded: st.bytes.Load(), BytesReused: st.reusedBytes.Load()}
 	if err != nil {
-		return nil, fmt.Errorf("upload to %s: %w", dir, err)
+		return nil, fmt.Errorf("upload to %s: %w", h.L.Release(h.ReleaseID), err)
 	}
 	return mtimes, nil
+}
+
+// liveDir is the live release's directory, which reused files come from
+// ("" when there is none).
+func (h *Host) liveDir() string {
+	if h.root.currentID == "" {
+		return ""
+	}
+	return h.L.Release(h.root.currentID)
 }

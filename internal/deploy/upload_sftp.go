@@ -2,8 +2,10 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path"
 	"sort"
 	"strings"
@@ -12,6 +14,35 @@ import (
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 	"golang.org/x/sync/errgroup"
 )
+
+// sftpUpload makes the release request by request, many in flight at
+// once: servers without a shell or GNU tar.
+type sftpUpload struct{ h *Host }
+
+func (u sftpUpload) begin(ctx context.Context, started Record) error {
+	h := u.h
+	if err := h.appendLog(ctx, started); err != nil {
+		return fmt.Errorf("write %s: %w", h.L.Log(), err)
+	}
+	// The lock guarantees nobody else made it since Open listed releases/.
+	dir := h.L.Release(h.ReleaseID)
+	if err := h.T.Mkdir(ctx, dir, 0o755); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return h.releaseExists()
+		}
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	return nil
+}
+
+// send returns no mtimes: recordState's scan finds them.
+func (u sftpUpload) send(ctx context.Context, plan *Plan, _ Record, st *uploadStats) (map[*release.Entry]int64, error) {
+	parallel := u.h.S.Parallel
+	if parallel < 1 {
+		parallel = 64
+	}
+	return nil, plan.execute(ctx, u.h.T, u.h.L.Release(u.h.ReleaseID), u.h.liveDir(), parallel, st)
+}
 
 // execute writes the plan into dir with up to `parallel` operations in
 // flight. Directories are made level by level (a level's mkdirs go out

@@ -39,12 +39,24 @@ func probeGNUTar(ctx context.Context, t transport.Transport) bool {
 	return err == nil && strings.Contains(out.String(), "GNU tar")
 }
 
-// uploadTar sends the plan as one tar stream into remote/upload.sh and
-// returns the mtime each file got (by entry): every mtime is known before
-// anything is sent, so the manifest and the link for the switch travel in
-// the same stream. With switchInUpload the command also switches, and
-// what came of that is settled here (settleInlineSwitch).
-func (h *Host) uploadTar(ctx context.Context, plan *Plan, dir, prevDir string, started Record, st *uploadStats) (map[*release.Entry]int64, error) {
+// tarUpload sends the release as one tar stream into remote/upload.sh,
+// which also logs it as started and creates its directory.
+type tarUpload struct{ h *Host }
+
+// begin only notes the started record: upload.sh appends it to the log.
+func (u tarUpload) begin(_ context.Context, started Record) error {
+	u.h.mu.Lock()
+	u.h.root.log.records = append(u.h.root.log.records, started)
+	u.h.mu.Unlock()
+	return nil
+}
+
+// send returns the mtime each file got (by entry): every mtime is known
+// before anything is sent, so the manifest and the link for the switch
+// travel in the same stream. With an inline switch the command also
+// switches, and what came of that is settled here (settleInlineSwitch).
+func (u tarUpload) send(ctx context.Context, plan *Plan, started Record, st *uploadStats) (map[*release.Entry]int64, error) {
+	h := u.h
 	now := time.Now().Truncate(time.Second) // what a tar header carries exactly
 	mtimes := make(map[*release.Entry]int64, len(plan.Upload)+len(plan.Reuse))
 	for _, e := range plan.Upload {
@@ -59,14 +71,15 @@ func (h *Host) uploadTar(ctx context.Context, plan *Plan, dir, prevDir string, s
 		data, delta []byte
 		err         error
 	}
-	useDelta := h.prevLines != nil
+	prevLines := h.root.live.lines
+	useDelta := prevLines != nil
 	manifest := make(chan encoded, 1)
 	go func() {
 		var enc encoded
 		enc.data, enc.err = h.encodeManifest(func(e *release.Entry) int64 { return mtimes[e] })
 		if enc.err == nil && useDelta {
 			var d *manifestDelta
-			if d, enc.err = makeManifestDelta(enc.data, h.prevLines); enc.err == nil {
+			if d, enc.err = makeManifestDelta(enc.data, prevLines); enc.err == nil {
 				enc.delta = d.file()
 			}
 		}
@@ -79,21 +92,22 @@ func (h *Host) uploadTar(ctx context.Context, plan *Plan, dir, prevDir string, s
 	args := []string{h.L.Releases(), h.L.Log(), string(startedLine), "", "", h.L.Manifest(h.ReleaseID), "", "", "", h.nextLink, h.L.Current(), ""}
 	manifestExtra := tarExtra{Name: h.L.Manifest(h.ReleaseID), Load: func() ([]byte, error) { m := encodedManifest(); return m.data, m.err }}
 	if useDelta {
-		args[3], args[4] = h.L.ManifestDelta(h.ReleaseID), h.L.Manifest(h.CurrentID)
+		args[3], args[4] = h.L.ManifestDelta(h.ReleaseID), h.L.Manifest(h.root.currentID)
 		manifestExtra = tarExtra{Name: args[3], Load: func() ([]byte, error) { m := encodedManifest(); return m.delta, m.err }}
 	}
-	if h.switchInUpload {
+	if h.inline != switchLater {
 		args[6], args[7], args[8], _ = h.lock.guard()
-		if h.recordInUpload {
+		if h.inline == switchAndRecord {
 			line, _ := json.Marshal(Record{ID: h.ReleaseID, Status: StatusSuccess, FinishedAt: time.Now().UTC()})
 			args[11] = string(line)
 		}
 	}
-	err := plan.executeTar(ctx, h.T, remote.Upload.Command(args...), dir, prevDir, now, []tarExtra{
+	dir := h.L.Release(h.ReleaseID)
+	err := plan.executeTar(ctx, h.T, remote.Upload.Command(args...), dir, h.liveDir(), now, []tarExtra{
 		manifestExtra,
 		{Name: h.nextLink, Target: currentTarget(h.ReleaseID)},
 	}, st)
-	if h.switchInUpload {
+	if h.inline != switchLater {
 		err = h.settleInlineSwitch(ctx, err, st.streamed.Load())
 	}
 	var exit *transport.ExitError
