@@ -25,6 +25,7 @@ import (
 	"github.com/atomic-deploy/atomic-deploy/internal/transport/local"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport/sshx"
 	"github.com/atomic-deploy/atomic-deploy/internal/version"
+	"github.com/atomic-deploy/atomic-deploy/internal/words"
 )
 
 // IO is where the program reads and writes.
@@ -163,7 +164,7 @@ func (a *run) main(ctx context.Context) int {
 			Env: a.childEnv, Stdout: a.log.Writer("build"), Stderr: a.log.Writer("build")})
 		if err == nil {
 			n, size := m.Files()
-			a.log.Infof("%s, %s, revision %s", report.Count(int64(n), "file"), report.Bytes(size), cfg.Revision)
+			a.log.Infof("%s, %s, revision %s", words.Count(int64(n), "file"), words.Bytes(size), cfg.Revision)
 		}
 		end()
 		if err != nil {

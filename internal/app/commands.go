@@ -8,11 +8,11 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/atomic-deploy/atomic-deploy/internal/config"
 	"github.com/atomic-deploy/atomic-deploy/internal/deploy"
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
 	"github.com/atomic-deploy/atomic-deploy/internal/report"
 	"github.com/atomic-deploy/atomic-deploy/internal/version"
+	"github.com/atomic-deploy/atomic-deploy/internal/words"
 	"github.com/dustin/go-humanize"
 )
 
@@ -32,7 +32,7 @@ func (a *run) releases(ctx context.Context, w io.Writer) int {
 	sort.Strings(names)
 	for _, n := range names {
 		list := lists[n]
-		fmt.Fprintf(w, "%s: %s\n", n, report.Count(int64(len(list)), "release"))
+		fmt.Fprintf(w, "%s: %s\n", n, words.Count(int64(len(list)), "release"))
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "  \tRELEASE\tSTATUS\tAGE\tREVISION")
 		for i := len(list) - 1; i >= 0; i-- {
@@ -42,7 +42,7 @@ func (a *run) releases(ctx context.Context, w io.Writer) int {
 				mark = "*"
 			}
 			age := "-"
-			if t, err := time.Parse(config.ReleaseIDLayout, r.ID); err == nil {
+			if t, err := time.Parse(release.IDLayout, r.ID); err == nil {
 				age = humanize.Time(t)
 			}
 			// What the server's releases log says is shown, never obeyed by the terminal.
@@ -78,7 +78,7 @@ func (a *run) plan(ctx context.Context, w io.Writer) int {
 			continue // not reached: err says why
 		}
 		fmt.Fprintf(w, "%s (live: %s): upload %s (%s), reuse %s (%s), %s, %s\n",
-			p.Host, report.Displayable(orDash(p.CurrentID)), count(p.Plan.Upload, "file"), report.Bytes(p.Plan.UploadBytes), count(p.Plan.Reuse, "file"), report.Bytes(p.Plan.ReuseBytes),
+			p.Host, report.Displayable(orDash(p.CurrentID)), count(p.Plan.Upload, "file"), words.Bytes(p.Plan.UploadBytes), count(p.Plan.Reuse, "file"), words.Bytes(p.Plan.ReuseBytes),
 			count(p.Plan.Dirs, "directory"), count(p.Plan.Symlinks, "symlink"))
 		for _, e := range p.Plan.Upload {
 			fmt.Fprintf(w, "  + %q\n", e.Path)
@@ -95,7 +95,7 @@ func (a *run) plan(ctx context.Context, w io.Writer) int {
 }
 
 // count is len(items) things for people: 1 file, 2 files.
-func count[T any](items []T, noun string) string { return report.Count(int64(len(items)), noun) }
+func count[T any](items []T, noun string) string { return words.Count(int64(len(items)), noun) }
 
 func orDash(s string) string {
 	if s == "" {

@@ -340,15 +340,12 @@ var (
 	releaseIDRE   = regexp.MustCompile(`^[0-9]{14}$`)
 )
 
-// ReleaseIDLayout is the UTC timestamp format of release ids.
-const ReleaseIDLayout = "20060102150405"
-
 // ValidReleaseID accepts only ids of the form YYYYMMDDHHMMSS.
 func ValidReleaseID(id string) error {
 	if !releaseIDRE.MatchString(id) {
 		return fmt.Errorf("%q is not a release id (YYYYMMDDHHMMSS, UTC, e.g. 20261125231842)", id)
 	}
-	if _, err := time.Parse(ReleaseIDLayout, id); err != nil {
+	if _, err := time.Parse(release.IDLayout, id); err != nil {
 		return fmt.Errorf("%q is not a valid timestamp (YYYYMMDDHHMMSS)", id)
 	}
 	return nil

@@ -10,8 +10,11 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-multierror"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/atomic-deploy/atomic-deploy/internal/release"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
+	"github.com/atomic-deploy/atomic-deploy/internal/words"
 )
 
 // Target is one host to deploy to, and how to reach it.
@@ -108,21 +111,17 @@ func newRunner(o Options) *runner {
 	return r
 }
 
-// each runs fn for every open host (or every target when all is set), at
-// most Concurrency at a time, and collects the errors by host.
-func (r *runner) each(ctx context.Context, parallel int, fn func(ctx context.Context, i int) error) error {
+// each runs fn for every target, at most limit at a time, and collects
+// the errors by host: one host's failure stops no other.
+func (r *runner) each(ctx context.Context, limit int, fn func(ctx context.Context, i int) error) error {
 	var (
 		mu   sync.Mutex
 		errs *multierror.Error
-		wg   sync.WaitGroup
-		sem  = make(chan struct{}, parallel)
+		g    errgroup.Group
 	)
+	g.SetLimit(limit)
 	for i := range r.o.Targets {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
+		g.Go(func() error {
 			if err := fn(ctx, i); err != nil {
 				mu.Lock()
 				if r.results[i].Err == nil {
@@ -131,9 +130,10 @@ func (r *runner) each(ctx context.Context, parallel int, fn func(ctx context.Con
 				errs = multierror.Append(errs, fmt.Errorf("%s: %w", r.o.Targets[i].Name, err))
 				mu.Unlock()
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	g.Wait()
 	if errs == nil {
 		return nil
 	}
@@ -156,7 +156,7 @@ func hostErrors(es []error) string {
 // open dials and opens every host; on any failure every opened host is
 // closed again and nothing has changed.
 func (r *runner) open(ctx context.Context, w rootWant, needShell bool) error {
-	end := r.o.Groups(fmt.Sprintf("Connect and lock (%d host%s)", len(r.o.Targets), plural(len(r.o.Targets))))
+	end := r.o.Groups("Connect and lock (" + words.Count(int64(len(r.o.Targets)), "host") + ")")
 	defer end()
 	err := r.each(ctx, r.o.Concurrency, func(ctx context.Context, i int) error {
 		r.started[i] = time.Now()
@@ -183,24 +183,20 @@ func (r *runner) open(ctx context.Context, w rootWant, needShell bool) error {
 // closeAll unlocks and disconnects every open host, all at once: each
 // waits for its server's answers.
 func (r *runner) closeAll(ctx context.Context) {
-	var wg sync.WaitGroup
-	for i, h := range r.hosts {
+	r.each(ctx, len(r.hosts), func(ctx context.Context, i int) error {
+		h := r.hosts[i]
 		if h == nil {
-			continue
+			return nil
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := h.Close(ctx); err != nil {
-				r.o.Log.Warnf("%s: %v", h.Name, err)
-			}
-			h.T.Close()
-			if !r.started[i].IsZero() {
-				r.results[i].Duration = time.Since(r.started[i])
-			}
-		}()
-	}
-	wg.Wait()
+		if err := h.Close(ctx); err != nil {
+			r.o.Log.Warnf("%s: %v", h.Name, err)
+		}
+		h.T.Close()
+		if !r.started[i].IsZero() {
+			r.results[i].Duration = time.Since(r.started[i])
+		}
+		return nil
+	})
 	clear(r.hosts)
 }
 
@@ -225,12 +221,12 @@ func (r *runner) chooseID() string {
 	t := r.o.Now().UTC().Truncate(time.Second)
 	for _, h := range r.hosts {
 		for _, id := range h.Existing() {
-			if p, err := time.Parse("20060102150405", id); err == nil && !p.Before(t) {
+			if p, err := time.Parse(release.IDLayout, id); err == nil && !p.Before(t) {
 				t = p.Add(time.Second)
 			}
 		}
 	}
-	return t.Format("20060102150405")
+	return t.Format(release.IDLayout)
 }
 
 // switchedBack reads current on every host after a failed switch and says
@@ -293,27 +289,6 @@ func (r *runner) abortAll(ctx context.Context, reason string) {
 		}
 		return nil
 	})
-}
-
-func plural(n int) string {
-	if n == 1 {
-		return ""
-	}
-	return "s"
-}
-
-// FormatBytes prints a size for people.
-func FormatBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // ErrLocked reports whether err is a lock held by someone else.

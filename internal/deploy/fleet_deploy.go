@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
+	"github.com/atomic-deploy/atomic-deploy/internal/words"
 )
 
 // Deploy releases m to every target: all hosts are prepared in parallel,
@@ -50,7 +51,7 @@ func Deploy(ctx context.Context, o Options, m *release.Manifest) (*Result, error
 		err := h.Prepare(ctx, m, id)
 		r.results[i].Stats = h.Stats
 		if err == nil {
-			o.Log.Infof("%s: release %s ready: %d files uploaded (%s), %d reused", h.Name, id, h.Stats.FilesUploaded, FormatBytes(h.Stats.BytesUploaded), h.Stats.FilesReused)
+			o.Log.Infof("%s: release %s ready: %s uploaded (%s), %d reused", h.Name, id, words.Count(int64(h.Stats.FilesUploaded), "file"), words.Bytes(h.Stats.BytesUploaded), h.Stats.FilesReused)
 		}
 		return err
 	})
@@ -74,7 +75,7 @@ func Deploy(ctx context.Context, o Options, m *release.Manifest) (*Result, error
 		return r.result("deploy", id, start), fmt.Errorf("release %s was not switched on any host: %w", id, err)
 	}
 
-	end = o.Groups(fmt.Sprintf("Switch %d host%s to %s", len(r.hosts), plural(len(r.hosts)), id))
+	end = o.Groups(fmt.Sprintf("Switch %s to %s", words.Count(int64(len(r.hosts)), "host"), id))
 	err = r.each(ctx, len(r.hosts), func(ctx context.Context, i int) error {
 		err := r.hosts[i].Activate(ctx)
 		r.results[i].SwitchedAt = r.hosts[i].SwitchedAt
@@ -86,7 +87,7 @@ func Deploy(ctx context.Context, o Options, m *release.Manifest) (*Result, error
 		r.abortAll(cleanup, "switch failed: "+err.Error())
 		return r.result("deploy", id, start), fmt.Errorf("switch to %s failed; %s: %w", id, r.switchedBack(cleanup), err)
 	}
-	o.Log.Infof("current -> releases/%s on %d host%s", id, len(r.hosts), plural(len(r.hosts)))
+	o.Log.Infof("current -> releases/%s on %s", id, words.Count(int64(len(r.hosts)), "host"))
 
 	end = o.Groups("After activate and health check")
 	err = r.each(ctx, o.Concurrency, func(ctx context.Context, i int) error { return r.hosts[i].AfterActivate(ctx) })

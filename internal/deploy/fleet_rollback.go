@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/words"
 )
 
 // Rollback switches every host to id, or to the previous successful
@@ -32,7 +34,7 @@ func Rollback(ctx context.Context, o Options, id string) (*Result, error) {
 		}
 	}
 	id = targets[0]
-	end := o.Groups(fmt.Sprintf("Roll back %d host%s to %s", len(r.hosts), plural(len(r.hosts)), id))
+	end := o.Groups(fmt.Sprintf("Roll back %s to %s", words.Count(int64(len(r.hosts)), "host"), id))
 	defer end()
 	err = r.each(ctx, len(r.hosts), func(ctx context.Context, i int) error {
 		r.results[i].ReleaseID = id

@@ -12,8 +12,10 @@ import (
 
 // parallel runs fns at once.
 func parallel(ctx context.Context, fns ...func(context.Context) error) error {
-	return forEach(ctx, len(fns), fns, func(ctx context.Context, fn func(context.Context) error) error { return fn(ctx) })
+	return forEach(ctx, len(fns), fns, run)
 }
+
+func run(ctx context.Context, fn func(context.Context) error) error { return fn(ctx) }
 
 // forEach runs fn for every item, at most limit at a time.
 func forEach[T any](ctx context.Context, limit int, items []T, fn func(context.Context, T) error) error {

@@ -123,7 +123,7 @@ func trySessionLock(ctx context.Context, t transport.Transport, l Layout, owner 
 	execCtx, endExec := context.WithCancel(context.WithoutCancel(ctx))
 	go func() {
 		defer endExec()
-		err := t.Exec(execCtx, holderCommand(l, wait, owner, want), stdinR, outW, &limitedWriter{w: stderr, n: 4096})
+		err := t.Exec(execCtx, holderCommand(l, wait, owner, want), stdinR, outW, transport.LimitWriter(stderr, 4096))
 		outW.CloseWithError(io.EOF)
 		sl.done <- err
 	}()
@@ -338,18 +338,4 @@ func readHeartbeat(ctx context.Context, t transport.Transport, file string) (hea
 		return hb, false, fmt.Errorf("inspect lock: %w", err)
 	}
 	return hb, now.Sub(info.ModTime()) > ttl+time.Second, nil
-}
-
-type limitedWriter struct {
-	w io.Writer
-	n int
-}
-
-func (l *limitedWriter) Write(p []byte) (int, error) {
-	if l.n > 0 {
-		k := min(len(p), l.n)
-		l.w.Write(p[:k])
-		l.n -= k
-	}
-	return len(p), nil
 }

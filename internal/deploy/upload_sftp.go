@@ -12,7 +12,6 @@ import (
 
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
-	"golang.org/x/sync/errgroup"
 )
 
 // sftpUpload makes the release request by request, many in flight at
@@ -70,35 +69,34 @@ func (p *Plan) execute(ctx context.Context, t transport.Transport, dir, prevDir 
 		}
 	}
 
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(parallel)
+	ops := make([]func(context.Context) error, 0, len(p.Upload)+len(p.Reuse)+len(p.Symlinks))
 	for _, e := range p.Upload {
-		g.Go(func() error { return uploadFile(gctx, t, dir, e, st) })
+		ops = append(ops, func(ctx context.Context) error { return uploadFile(ctx, t, dir, e, st) })
 	}
 	for _, r := range p.Reuse {
-		g.Go(func() error {
-			err := t.Link(gctx, path.Join(prevDir, r.From), path.Join(dir, r.Entry.Path))
+		ops = append(ops, func(ctx context.Context) error {
+			err := t.Link(ctx, path.Join(prevDir, r.From), path.Join(dir, r.Entry.Path))
 			if err == nil {
 				st.reused.Add(1)
 				st.reusedBytes.Add(r.Entry.Size)
 				return nil
 			}
-			if gctx.Err() != nil {
-				return gctx.Err()
+			if ctx.Err() != nil {
+				return ctx.Err()
 			}
 			// Too many links, another filesystem, no hardlink support: send it.
-			return uploadFile(gctx, t, dir, r.Entry, st)
+			return uploadFile(ctx, t, dir, r.Entry, st)
 		})
 	}
 	for _, s := range p.Symlinks {
-		g.Go(func() error {
-			if err := t.Symlink(gctx, s.Target, path.Join(dir, s.Path)); err != nil {
+		ops = append(ops, func(ctx context.Context) error {
+			if err := t.Symlink(ctx, s.Target, path.Join(dir, s.Path)); err != nil {
 				return fmt.Errorf("symlink %s: %w", s.Path, err)
 			}
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
+	if err := forEach(ctx, parallel, ops, run); err != nil {
 		return err
 	}
 

@@ -35,7 +35,7 @@ func probeGNUTar(ctx context.Context, t transport.Transport) bool {
 		return false
 	}
 	var out strings.Builder
-	err := t.Exec(ctx, remote.TarVersion.Command(), nil, &limitedWriter{w: &out, n: 256}, io.Discard)
+	err := t.Exec(ctx, remote.TarVersion.Command(), nil, transport.LimitWriter(&out, 256), io.Discard)
 	return err == nil && strings.Contains(out.String(), "GNU tar")
 }
 
@@ -136,7 +136,7 @@ func (p *Plan) executeTar(ctx context.Context, t transport.Transport, cmd transp
 		writeErr <- err
 	}()
 	var stderr strings.Builder
-	err := t.Exec(ctx, cmd, pr, io.Discard, &limitedWriter{w: &stderr, n: 4096})
+	err := t.Exec(ctx, cmd, pr, io.Discard, transport.LimitWriter(&stderr, 4096))
 	pr.CloseWithError(errTarEnded)
 	werr := <-writeErr
 	if werr != nil && !errors.Is(werr, errTarEnded) && err != nil {

@@ -20,6 +20,10 @@ import (
 	"github.com/klauspost/compress/gzip"
 )
 
+// IDLayout is the layout of release ids: the UTC time the release was made
+// (time.Format), so that ids sort in the order releases were made.
+const IDLayout = "20060102150405"
+
 // EntryType says what an entry is: one byte in memory, its letter in JSON.
 type EntryType byte
 

@@ -18,6 +18,7 @@ import (
 	"github.com/sethvargo/go-githubactions"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/deploy"
+	"github.com/atomic-deploy/atomic-deploy/internal/words"
 )
 
 // Log writes what a run has to say, to the Actions log (with workflow
@@ -325,8 +326,8 @@ func (l *Log) Progress(p deploy.Progress) {
 	if rate > 0 && p.BytesTotal > p.BytesDone {
 		eta = time.Duration(float64(p.BytesTotal-p.BytesDone) / rate * float64(time.Second)).Round(time.Second).String()
 	}
-	text := fmt.Sprintf("%s: %s/%s, %s/%s (%.0f%%), %s/s, ETA %s", p.Host, humanize.Comma(int64(p.FilesDone)), Count(p.FilesTotal, "file"),
-		Bytes(p.BytesDone), Bytes(p.BytesTotal), pct, Bytes(int64(rate)), eta)
+	text := fmt.Sprintf("%s: %s/%s, %s/%s (%.0f%%), %s/s, ETA %s", p.Host, humanize.Comma(int64(p.FilesDone)), words.Count(p.FilesTotal, "file"),
+		words.Bytes(p.BytesDone), words.Bytes(p.BytesTotal), pct, words.Bytes(int64(rate)), eta)
 	if !l.tty {
 		l.println(text)
 		return

@@ -7,10 +7,10 @@ import (
 	"time"
 
 	"github.com/dustin/go-humanize"
-	"github.com/dustin/go-humanize/english"
 	"github.com/sethvargo/go-githubactions"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/deploy"
+	"github.com/atomic-deploy/atomic-deploy/internal/words"
 )
 
 // maxSummary is below the runner's 1 MiB cap per step summary.
@@ -39,9 +39,9 @@ func Summary(res *deploy.Result, err error, revision string) string {
 		id = "—"
 	}
 	if res.Mode == "unlock" {
-		fmt.Fprintf(&b, "### %s %s %s\n\n", icon, verb, Count(int64(len(res.Hosts)), "host"))
+		fmt.Fprintf(&b, "### %s %s %s\n\n", icon, verb, words.Count(int64(len(res.Hosts)), "host"))
 	} else {
-		fmt.Fprintf(&b, "### %s %s release `%s` (%s)\n\n", icon, verb, id, Count(int64(len(res.Hosts)), "host"))
+		fmt.Fprintf(&b, "### %s %s release `%s` (%s)\n\n", icon, verb, id, words.Count(int64(len(res.Hosts)), "host"))
 	}
 	if revision != "" {
 		fmt.Fprintf(&b, "Revision `%s` · %s\n\n", cell(revision), res.Duration.Round(100*time.Millisecond))
@@ -56,7 +56,7 @@ func Summary(res *deploy.Result, err error, revision string) string {
 			outcome = "✅ " + outcome
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", cell(h.Name), code(h.ReleaseID), code(h.PreviousID),
-			humanize.Comma(int64(h.FilesUploaded)), humanize.Comma(int64(h.FilesReused)), Bytes(h.BytesUploaded), h.Duration.Round(100*time.Millisecond), cell(outcome))
+			humanize.Comma(int64(h.FilesUploaded)), humanize.Comma(int64(h.FilesReused)), words.Bytes(h.BytesUploaded), h.Duration.Round(100*time.Millisecond), cell(outcome))
 	}
 	if err != nil {
 		fmt.Fprintf(&b, "\n<details><summary>Error</summary>\n\n```\n%s\n```\n</details>\n", strings.ReplaceAll(err.Error(), "```", "'''"))
@@ -125,15 +125,3 @@ func code(s string) string {
 	}
 	return "`" + cell(s) + "`"
 }
-
-// Count is a number of things for people: 1 file, 2 files, 12,345 files.
-func Count(n int64, noun string) string {
-	word := english.PluralWord(2, noun, "")
-	if n == 1 {
-		word = noun
-	}
-	return humanize.Comma(n) + " " + word
-}
-
-// Bytes is a size for people: 512 B, 2.0 KiB, 79 MiB.
-func Bytes(n int64) string { return humanize.IBytes(uint64(max(n, 0))) }

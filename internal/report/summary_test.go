@@ -213,21 +213,6 @@ func TestSummaryFooterAndNumbers(t *testing.T) {
 	}
 }
 
-func TestCount(t *testing.T) {
-	tests := []struct {
-		n          int64
-		noun, want string
-	}{
-		{0, "file", "0 files"}, {1, "file", "1 file"}, {2, "file", "2 files"}, {12345, "file", "12,345 files"},
-		{1, "directory", "1 directory"}, {3, "directory", "3 directories"}, {1, "host", "1 host"}, {2, "release", "2 releases"},
-	}
-	for _, tt := range tests {
-		if got := report.Count(tt.n, tt.noun); got != tt.want {
-			t.Errorf("Count(%d, %q) = %q, want %q", tt.n, tt.noun, got, tt.want)
-		}
-	}
-}
-
 // deploy.Rollback reports the hosts it switched as "deployed"; the summary
 // of a rollback must not.
 func TestSummaryRollbackOutcomes(t *testing.T) {

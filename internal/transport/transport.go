@@ -135,3 +135,22 @@ type ExitError struct {
 func (e *ExitError) Error() string {
 	return fmt.Sprintf("exit status %d", e.Status)
 }
+
+// LimitWriter passes the first n bytes written to it on to w and drops the
+// rest, never failing: a command's stderr kept for an error message, which
+// must not grow without end nor stop the command.
+func LimitWriter(w io.Writer, n int) io.Writer { return &limitWriter{w: w, n: n} }
+
+type limitWriter struct {
+	w io.Writer
+	n int
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if l.n > 0 {
+		k := min(len(p), l.n)
+		l.w.Write(p[:k])
+		l.n -= k
+	}
+	return len(p), nil
+}

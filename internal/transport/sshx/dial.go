@@ -334,7 +334,7 @@ func (t *Transport) hasShell() bool {
 		}
 	}()
 	var out bytes.Buffer
-	err := t.exec(ctx, command("probe", probeScript), nil, &limitWriter{w: &out, n: 4096}, nil)
+	err := t.exec(ctx, command("probe", probeScript), nil, transport.LimitWriter(&out, 4096), nil)
 	var exit *transport.ExitError
 	if err != nil && !errors.As(err, &exit) {
 		return false
@@ -474,17 +474,3 @@ func handshake(ctx context.Context, conn net.Conn, h hop, a auth, keys *hostKeys
 	return nil, h.connectErr(ctx, err)
 }
 
-// limitWriter keeps the first n bytes and drops the rest.
-type limitWriter struct {
-	w io.Writer
-	n int
-}
-
-func (l *limitWriter) Write(p []byte) (int, error) {
-	if l.n > 0 {
-		k := min(len(p), l.n)
-		l.w.Write(p[:k])
-		l.n -= k
-	}
-	return len(p), nil
-}

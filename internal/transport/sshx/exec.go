@@ -113,7 +113,7 @@ func (t *Transport) newSession(ctx context.Context) (*ssh.Session, error) {
 // stderr goes into the error, which is what explains a failed mv or find.
 func (t *Transport) run(ctx context.Context, cmd transport.Command) ([]byte, error) {
 	var out, errOut bytes.Buffer
-	err := t.exec(ctx, cmd, nil, &out, &limitWriter{w: &errOut, n: 2048})
+	err := t.exec(ctx, cmd, nil, &out, transport.LimitWriter(&errOut, 2048))
 	if err != nil {
 		if msg := strings.TrimSpace(errOut.String()); msg != "" {
 			err = fmt.Errorf("%w: %s", err, msg)

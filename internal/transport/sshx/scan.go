@@ -55,7 +55,7 @@ func (t *Transport) scanFind(ctx context.Context, root string) ([]transport.Stat
 		done <- result{stats, err}
 	}()
 	var errOut bytes.Buffer
-	err := t.exec(ctx, command("scan", scanScript, root), nil, pw, &limitWriter{w: &errOut, n: 2048})
+	err := t.exec(ctx, command("scan", scanScript, root), nil, pw, transport.LimitWriter(&errOut, 2048))
 	pw.CloseWithError(io.EOF)
 	res := <-done
 	if err != nil {
