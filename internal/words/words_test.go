@@ -21,7 +21,6 @@ func TestCount(t *testing.T) {
 	}
 }
 
-
 func TestBytes(t *testing.T) {
 	for n, want := range map[int64]string{-1: "0 B", 512: "512 B", 2048: "2.0 KiB", 83 << 20: "83 MiB"} {
 		if got := words.Bytes(n); got != want {

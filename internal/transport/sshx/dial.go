@@ -473,4 +473,3 @@ func handshake(ctx context.Context, conn net.Conn, h hop, a auth, keys *hostKeys
 	}
 	return nil, h.connectErr(ctx, err)
 }
-
