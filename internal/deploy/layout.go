@@ -1,6 +1,3 @@
-// Package deploy holds the steps of a release on one host (lock, upload,
-// shared links, hooks, the rename switch, prune, log) and the orchestration
-// of one or many hosts. It is written once against transport.Transport.
 package deploy
 
 import (

@@ -25,7 +25,7 @@ import (
 // file contents, and hard-link entries that point at the previous release
 // for every reused file. That is one round trip for the whole upload, and
 // every file operation happens inside one server process, instead of a few
-// SFTP requests per file. SFTP-only servers use Plan.execute.
+// SFTP requests per file. Servers without it use sftpUpload.
 
 // probeGNUTar reports whether the target's tar is GNU tar (its -P for the
 // absolute extras, hard links relative to -C and PAX headers are what the
