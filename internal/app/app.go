@@ -196,7 +196,7 @@ func (a *run) main(ctx context.Context) int {
 	case config.ModeUnlock:
 		res, err = deploy.Unlock(ctx, opts)
 	}
-	if werr := a.writeReport(ctx, targets, res, err); werr != nil {
+	if werr := a.writeReport(res, err); werr != nil {
 		a.log.Errorf("Report", "%v", werr)
 		if err == nil {
 			err = werr
@@ -359,12 +359,12 @@ func dialEarly(ctx context.Context, targets []deploy.Target, parallel int) ([]de
 
 // writeReport writes outputs and the job summary (Actions) or a short
 // report (terminal).
-func (a *run) writeReport(ctx context.Context, targets []deploy.Target, res *deploy.Result, runErr error) error {
+func (a *run) writeReport(res *deploy.Result, runErr error) error {
 	if res == nil {
 		return nil
 	}
 	cfg := a.cfg
-	outs, now := a.outputs(ctx, targets, res, runErr)
+	outs, now := a.outputs(res, runErr)
 	// The summary's heading names the live release after a rollback, the
 	// attempted one otherwise; its revision goes with that release.
 	revision := cfg.Revision

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -30,14 +29,14 @@ type live struct {
 }
 
 // outputs are the step outputs of a run that returned res and runErr.
-func (a *run) outputs(ctx context.Context, targets []deploy.Target, res *deploy.Result, runErr error) ([]report.Output, live) {
+func (a *run) outputs(res *deploy.Result, runErr error) ([]report.Output, live) {
 	cfg := a.cfg
 	duration := report.Output{Name: "duration", Value: res.Duration.Round(time.Millisecond).String()}
 	if cfg.Mode == config.ModeUnlock {
 		// Unlock switches nothing: no release output means anything.
 		return []report.Output{{Name: "status", Value: statusOf(res, runErr)}, duration}, live{}
 	}
-	now := a.liveNow(ctx, targets, res, runErr)
+	now := a.liveNow(res)
 	releasePath := ""
 	if now.id != "" {
 		releasePath = deploy.Layout{Root: cfg.Path}.Release(now.id)
@@ -92,51 +91,19 @@ func attempted(res *deploy.Result) string {
 	return res.ReleaseID
 }
 
-// liveNow says what the run left live. After a deploy that succeeded it is
-// the new release, with this run's revision. Otherwise the result does not
-// say what every host serves, nor the revision recorded for a release
-// deployed earlier, so they are read back from the hosts (read-only, no
-// lock): from the first host after a rollback that succeeded (every host
-// is on its target), from every host the run reached after a failure.
-func (a *run) liveNow(ctx context.Context, targets []deploy.Target, res *deploy.Result, runErr error) live {
-	if runErr == nil && res.Mode == config.ModeDeploy {
-		return live{id: res.ReleaseID, revision: a.cfg.Revision, known: true}
-	}
-	var read []deploy.Target
-	if runErr == nil {
-		read = targets[:min(1, len(targets))]
-	} else {
-		for i, t := range targets {
-			if i < len(res.Hosts) && !reached(res.Hosts[i]) {
-				return live{} // what it serves is not known
-			}
-			read = append(read, t)
-		}
-	}
-	if len(read) == 0 {
-		return live{}
-	}
-	// The job may be cancelled; the answer is still worth a bounded wait.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ConnectTimeout+15*time.Second)
-	defer cancel()
-	lists, err := deploy.ListReleases(ctx, a.options(read))
-	if err != nil || len(lists) != len(read) {
-		a.log.Infof("could not read back which release is live: %v", err)
-		return live{}
-	}
+// liveNow says what the run left live: the release every host serves (as
+// deploy read it at the end of the run), and its recorded revision.
+func (a *run) liveNow(res *deploy.Result) live {
 	var now live
-	for i, t := range read {
-		var id, revision string
-		for _, r := range lists[t.Name] {
-			if r.Current {
-				id, revision = r.ID, r.Revision
-			}
+	for i, h := range res.Hosts {
+		if !h.LiveKnown {
+			return live{} // a host was not reached, or current could not be read
 		}
-		if i > 0 && id != now.id {
-			a.log.Infof("the hosts are not on one release (%s: %s, %s: %s)", read[0].Name, orDash(now.id), t.Name, orDash(id))
+		if i > 0 && h.Live != now.id {
+			a.log.Infof("the hosts are not on one release (%s: %s, %s: %s)", res.Hosts[0].Name, orDash(now.id), h.Name, orDash(h.Live))
 			return live{}
 		}
-		now = live{id: id, revision: revision, known: true}
+		now = live{id: h.Live, revision: h.LiveRevision, known: true}
 	}
 	return now
 }

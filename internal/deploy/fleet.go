@@ -63,6 +63,11 @@ type HostResult struct {
 	SwitchedAt time.Time
 	Outcome    string
 	Err        error
+	// Live is the release current points at when the run ended, with the
+	// revision recorded for it; LiveKnown is false where that could not be
+	// told (the host was never reached, or current could not be read).
+	Live, LiveRevision string
+	LiveKnown          bool
 }
 
 // Result is what a run did, for outputs and the summary.
@@ -188,6 +193,8 @@ func (r *runner) closeAll(ctx context.Context) {
 		if h == nil {
 			return nil
 		}
+		r.results[i].Live, r.results[i].LiveKnown = h.liveAtEnd(ctx)
+		r.results[i].LiveRevision = h.root.log.latest()[r.results[i].Live].Revision
 		if err := h.Close(ctx); err != nil {
 			r.o.Log.Warnf("%s: %v", h.Name, err)
 		}

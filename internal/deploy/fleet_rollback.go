@@ -53,6 +53,7 @@ func Rollback(ctx context.Context, o Options, id string) (*Result, error) {
 				return nil
 			}
 			r.results[i].Outcome = OutcomeRolledBack
+			h.state = maybeLive // where current points is read back at the end
 			return h.switchTo(ctx, r.results[i].PreviousID)
 		})
 		return r.result("rollback", id, start), fmt.Errorf("rollback to %s failed: %w", id, err)

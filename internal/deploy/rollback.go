@@ -67,6 +67,7 @@ func (h *Host) RollbackTo(ctx context.Context, id string) error {
 	if id == h.root.currentID {
 		return nil
 	}
+	h.state = maybeLive // until switchTo has said how it went
 	if err := h.switchTo(ctx, id); err != nil {
 		return err
 	}

@@ -91,6 +91,19 @@ func (h *Host) settleInlineSwitch(ctx context.Context, err error, streamed bool)
 	return fmt.Errorf("%w; it had switched to %s, and current is back on %s", err, h.ReleaseID, h.root.currentID)
 }
 
+// liveAtEnd says which release current points at once the run is over:
+// known from what this run did, read back only where it is not.
+func (h *Host) liveAtEnd(ctx context.Context) (id string, known bool) {
+	switch h.state {
+	case live, recorded:
+		return h.ReleaseID, true
+	case notCreated, created:
+		return h.root.currentID, true // what Open read; the lock kept it still
+	}
+	id, err := h.liveID(ctx)
+	return id, err == nil
+}
+
 // liveID reads which release `current` points at ("" when it does not exist).
 func (h *Host) liveID(ctx context.Context) (string, error) {
 	target, err := h.T.Readlink(ctx, h.L.Current())
