@@ -188,9 +188,6 @@ func (a *run) main(ctx context.Context) int {
 			}
 		}
 		res, err = deploy.Deploy(ctx, opts, m)
-		if err != nil && cfg.MaintenanceMode && res != nil {
-			a.liftMaintenance(ctx, targets, res)
-		}
 	case config.ModeRollback:
 		res, err = deploy.Rollback(ctx, opts, cfg.ReleaseID)
 	case config.ModeUnlock:
@@ -233,7 +230,7 @@ func (a *run) options(targets []deploy.Target) deploy.Options {
 		Root:    cfg.Path,
 		Settings: &deploy.Settings{
 			SharedDirs: cfg.SharedDirs, SharedFiles: cfg.SharedFiles, WritableDirs: cfg.WritableDirs,
-			BeforeActivate: cfg.BeforeActivate, BeforeActivateOnce: cfg.BeforeActivateOnce, AfterActivate: cfg.AfterActivate,
+			BeforeActivate: cfg.BeforeActivate, BeforeActivateOnce: cfg.BeforeActivateOnce, AfterActivate: cfg.AfterActivate, OnFailure: cfg.OnFailure,
 			KeepReleases: cfg.KeepReleases, Revision: cfg.Revision, Actor: cfg.Actor, RunURL: cfg.RunURL,
 			Runner: runner, Parallel: parallel, Lock: deploy.LockOptions{TTL: deploy.DefaultLockOptions.TTL, Wait: cfg.LockTimeout},
 			ProgressEvery: 3 * time.Second,

@@ -76,6 +76,7 @@ type Config struct {
 	BeforeActivate     string
 	BeforeActivateOnce string
 	AfterActivate      string
+	OnFailure          string
 
 	KeepReleases       int
 	HealthcheckURL     string
@@ -155,6 +156,7 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 		Preset:             strings.ToLower(get("preset")),
 		BeforeActivate:     get("before-activate"),
 		AfterActivate:      get("after-activate"),
+		OnFailure:          get("on-failure"),
 		HealthcheckURL:     get("healthcheck-url"),
 		HealthcheckExpect:  get("healthcheck-expect"),
 		BeforeActivateOnce: get("before-activate-once"),

@@ -599,6 +599,7 @@ func TestParseValid(t *testing.T) {
 				c.BeforeActivate = config.LaravelBeforeActivate + "\n" + config.LaravelMaintenanceDown
 				c.BeforeActivateOnce = config.LaravelBeforeActivateOnce
 				c.AfterActivate = config.LaravelMaintenanceUp + "\n" + config.LaravelAfterActivate
+				c.OnFailure = config.LaravelMaintenanceUp
 			},
 		},
 		{
@@ -610,6 +611,7 @@ func TestParseValid(t *testing.T) {
 				c.SharedDirs, c.SharedFiles, c.WritableDirs = []string{"storage/framework", "storage/app"}, []string{".env"}, []string{"bootstrap/cache", "storage"}
 				c.BeforeActivate = "php artisan migrate --force\n" + config.LaravelMaintenanceDown
 				c.AfterActivate = config.LaravelMaintenanceUp + "\n" + config.LaravelAfterActivate
+				c.OnFailure = config.LaravelMaintenanceUp
 			},
 		},
 		{

@@ -37,6 +37,7 @@ var Inputs = []Input{
 	{Name: "before-activate", Description: "Shell script run on each server in the new release before it goes live."},
 	{Name: "before-activate-once", Description: "Shell script run on the first server only, after every server is ready and before any switches (database migrations in a fleet)."},
 	{Name: "after-activate", Description: "Shell script run on each server after the switch."},
+	{Name: "on-failure", Description: "Shell script run on each server in the live release when a deploy fails (before the lock is released), with the error in $DEPLOY_ERROR: undo what before-activate did to shared state, or notify."},
 	{Name: "keep-releases", Default: "5", Description: "How many successful releases to keep."},
 	{Name: "healthcheck-url", Description: "URL polled from the runner after the switch; a failure rolls back. A password in it (https://user:pass@host/up) is masked and never printed."},
 	{Name: "healthcheck-timeout", Default: "30s", Description: "How long the health check may take."},

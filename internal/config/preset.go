@@ -72,9 +72,8 @@ fi`
 //   - up is the first step of after-activate on every host, right after
 //     the switch (and before the health check, which must see the app);
 //   - a deploy that fails after down ran (a failed migration, another host
-//     that could not be prepared, a failed switch) lifts it with
-//     LaravelMaintenanceUp in the live release of every host it reached
-//     (internal/app), since no hook of the deploy runs after a failure.
+//     that could not be prepared, a failed switch) lifts it in on-failure,
+//     which runs in the live release of every host, lock still held.
 const (
 	laravelMaintenanceDown = `if [ -n "$PREVIOUS_RELEASE_ID" ]; then
   echo "> php artisan down (release $PREVIOUS_RELEASE_ID is live: maintenance mode until after the switch)"
@@ -125,6 +124,7 @@ func applyMaintenance(c *Config, fail func(input, format string, a ...any)) {
 	}
 	c.BeforeActivate = joinScripts(c.BeforeActivate, laravelMaintenanceDown)
 	c.AfterActivate = joinScripts(LaravelMaintenanceUp, c.AfterActivate)
+	c.OnFailure = joinScripts(LaravelMaintenanceUp, c.OnFailure)
 }
 
 func joinScripts(a, b string) string {

@@ -704,3 +704,31 @@ func TestHookEnvironmentAndTimeout(t *testing.T) {
 		}
 	}, onLocal, onSSH)
 }
+
+// A deploy that fails runs on-failure in the live release of every host,
+// with the error, while it still holds the lock; with no release live
+// (a first deploy) it does not run.
+func TestOnFailureRunsInTheLiveRelease(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, kind string) {
+		s := newSiteOn(t, kind, map[string]string{"a.txt": "1"})
+		s.set.OnFailure = `printf '%s|%s|%s' "$(basename "$(pwd -P)")" "$RELEASE_ID" "$DEPLOY_ERROR" > "$DEPLOY_PATH/failed"`
+		s.set.BeforeActivate = "exit 3"
+		if _, err := s.deploy(); err == nil {
+			t.Fatal("the first deploy succeeded")
+		}
+		if _, err := os.Stat(filepath.Join(s.root, "failed")); err == nil {
+			t.Fatal("on-failure ran with no release live")
+		}
+		s.set.BeforeActivate = ""
+		first := s.mustDeploy()
+		s.set.BeforeActivate = "exit 3"
+		res, err := s.deploy()
+		if err == nil {
+			t.Fatal("deploy succeeded")
+		}
+		got := strings.SplitN(s.read("failed"), "|", 3)
+		if len(got) != 3 || got[0] != first.ReleaseID || got[1] != res.ReleaseID || !strings.Contains(got[2], "exit status 3") {
+			t.Errorf("on-failure saw %q; want it in %s about %s with the error", got, first.ReleaseID, res.ReleaseID)
+		}
+	}, onLocal, onSSH)
+}

@@ -13,12 +13,13 @@ import (
 // Deploy releases m to every target: all hosts are prepared in parallel,
 // then switched only if every one is ready, so a fleet never serves two
 // releases because one host failed early. A failed switch or check puts
-// every switched host back (with AutoRollback).
-func Deploy(ctx context.Context, o Options, m *release.Manifest) (*Result, error) {
+// every switched host back (with AutoRollback). A deploy that fails once
+// the hosts are open runs the on-failure hook on them before letting go.
+func Deploy(ctx context.Context, o Options, m *release.Manifest) (_ *Result, err error) {
 	start := time.Now()
 	r := newRunner(o)
 	o = r.o
-	needHooks := o.Settings.BeforeActivate != "" || o.Settings.BeforeActivateOnce != "" || o.Settings.AfterActivate != ""
+	needHooks := o.Settings.BeforeActivate != "" || o.Settings.BeforeActivateOnce != "" || o.Settings.AfterActivate != "" || o.Settings.OnFailure != ""
 	w := rootWant{plan: true, shared: append(slices.Clone(o.Settings.SharedDirs), o.Settings.SharedFiles...)}
 	if err := r.open(ctx, w, needHooks); err != nil {
 		return r.result("deploy", "", start), err
@@ -26,6 +27,11 @@ func Deploy(ctx context.Context, o Options, m *release.Manifest) (*Result, error
 	// Cleanup must run even when ctx is cancelled (the job was cancelled).
 	cleanup := context.WithoutCancel(ctx)
 	defer r.closeAll(cleanup)
+	defer func() {
+		if err != nil {
+			r.onFailure(cleanup, err)
+		}
+	}()
 	if o.ManifestReady != nil {
 		if err := o.ManifestReady(ctx); err != nil {
 			return r.result("deploy", "", start), fmt.Errorf("release not prepared, nothing deployed: %w", err)
@@ -45,7 +51,7 @@ func Deploy(ctx context.Context, o Options, m *release.Manifest) (*Result, error
 		}
 	}
 	end := o.Groups(fmt.Sprintf("Upload and prepare release %s", id))
-	err := r.each(ctx, o.Concurrency, func(ctx context.Context, i int) error {
+	err = r.each(ctx, o.Concurrency, func(ctx context.Context, i int) error {
 		h := r.hosts[i]
 		r.results[i].ReleaseID = id
 		err := h.Prepare(ctx, m, id)
@@ -119,4 +125,31 @@ func Deploy(ctx context.Context, o Options, m *release.Manifest) (*Result, error
 	})
 	end()
 	return r.result("deploy", id, start), nil
+}
+
+// onFailure runs the on-failure hook on every open host that has a live
+// release, in it (current), with the lock still held: whatever the failed
+// deploy left undone there (php artisan up after a maintenance-mode
+// deploy, a notification). Its own failure is only a warning.
+func (r *runner) onFailure(ctx context.Context, cause error) {
+	if r.o.Settings.OnFailure == "" {
+		return
+	}
+	end := r.o.Groups("On failure")
+	defer end()
+	r.each(ctx, r.o.Concurrency, func(ctx context.Context, i int) error {
+		h := r.hosts[i]
+		if h == nil {
+			return nil
+		}
+		if id, known := h.liveAtEnd(ctx); !known || id == "" {
+			r.o.Log.Infof("%s: on-failure not run: no release is known to be live", h.Name)
+			return nil
+		}
+		env := map[string]string{"DEPLOY_ERROR": cause.Error()}
+		if err := h.runHookIn(ctx, "on-failure", h.L.Current(), h.S.OnFailure, env); err != nil {
+			r.o.Log.Warnf("%s: %v", h.Name, err)
+		}
+		return nil
+	})
 }

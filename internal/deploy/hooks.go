@@ -29,15 +29,22 @@ func (e *HookError) Error() string { return fmt.Sprintf("%s failed on %s: %v", e
 
 func (e *HookError) Unwrap() error { return e.Err }
 
-// runHook runs script in the new release with remote/hook.sh. The script
-// and its environment travel on the command's input, never in its
-// arguments (which any user of the server can read with ps).
+// runHook runs script in the new release.
 func (h *Host) runHook(ctx context.Context, name, script string) error {
 	h.Log.Infof("%s: running %s in release %s", h.Name, name, h.ReleaseID)
+	return h.runHookIn(ctx, name, h.L.Release(h.ReleaseID), script, nil)
+}
+
+// runHookIn runs script in dir with remote/hook.sh, its environment made of
+// HookEnv, extra and the release's variables, which win. The script and
+// its environment travel on the command's input, never in its arguments
+// (which any user of the server can read with ps).
+func (h *Host) runHookIn(ctx context.Context, name, dir, script string, extra map[string]string) error {
 	env := maps.Clone(h.S.HookEnv)
 	if env == nil {
 		env = map[string]string{}
 	}
+	maps.Copy(env, extra)
 	maps.Copy(env, map[string]string{
 		"RELEASE_ID":          h.ReleaseID,
 		"RELEASE_PATH":        h.L.Release(h.ReleaseID),
@@ -52,7 +59,7 @@ func (h *Host) runHook(ctx context.Context, name, script string) error {
 		ctx, cancel = context.WithTimeoutCause(ctx, h.S.HookTimeout, errHookTimeout)
 		defer cancel()
 	}
-	cmd, input := hookCommand(h.L.Release(h.ReleaseID), env, script)
+	cmd, input := hookCommand(dir, env, script)
 	// hook.sh's watcher reads the rest of the input until the hook has
 	// ended: it stays open while the deploy waits.
 	keepOpen, held := io.Pipe()

@@ -31,6 +31,7 @@ type Settings struct {
 	BeforeActivate     string
 	BeforeActivateOnce string // run by Deploy on the first host only
 	AfterActivate      string
+	OnFailure          string // run in the live release of every host when a deploy fails (Deploy)
 	// HookEnv is set in every hook's environment (the env and secret-env
 	// inputs), next to RELEASE_ID and the others, which it cannot replace:
 	// config refuses those names.

@@ -118,7 +118,7 @@ func TestLaravelPresetParity(t *testing.T) {
 		t.Fatalf("deploy with a failing migration: exit %d\n%s", failed.Code, failed.Stderr)
 	}
 	inOrder(t, "failed deploy", failed.Stderr, "Application is now in maintenance mode", "this migration fails on purpose",
-		"Maintenance mode: php artisan up after the failed deploy", "> php artisan up", "Application is now live")
+		"==> On failure", "> php artisan up", "Application is now live")
 	if st := getStatus(t, web); st.Release != idB {
 		t.Errorf("serving %s after the failed deploy, want %s", st.Release, idB)
 	}
