@@ -732,3 +732,62 @@ func TestOnFailureRunsInTheLiveRelease(t *testing.T) {
 		}
 	}, onLocal, onSSH)
 }
+
+// The two kinds of lock see each other: a deploy that takes a lease (its
+// transport sees no shell, say the probe failed) while another deploy
+// holds the flock waits, and a deploy with a shell waits while a fresh
+// lease is held. Neither changes anything.
+func TestLockKindsSeeEachOther(t *testing.T) {
+	t.Run("lease while the flock is held", func(t *testing.T) {
+		s := newSite(t, map[string]string{"a.txt": "1"})
+		s.mustDeploy()
+		s.set.BeforeActivate = "sleep 4"
+		s.set.Actor = "first"
+		firstDone := make(chan error, 1)
+		go func() { _, err := s.deploy(); firstDone <- err }()
+		time.Sleep(1500 * time.Millisecond) // holding the flock, in its hook
+		before := s.releases()
+		second := *s
+		second.set.BeforeActivate, second.set.Actor = "", "second"
+		second.set.Lock.Wait = time.Second
+		second.useSFTPOnly()
+		_, err := second.deploy()
+		if !deploy.ErrLocked(err) || !strings.Contains(err.Error(), "first") {
+			t.Errorf("second deploy: %v, want it locked out by the first", err)
+		}
+		if err := <-firstDone; err != nil {
+			t.Fatalf("first deploy: %v", err)
+		}
+		if got := s.releases(); len(got) != len(before) {
+			t.Errorf("releases %v, before the second deploy %v: it changed something", got, before)
+		}
+	})
+	t.Run("flock while a lease is held", func(t *testing.T) {
+		s := newSite(t, map[string]string{"a.txt": "1"})
+		first := s.mustDeploy()
+		writeOwner(t, filepath.Join(s.root, ".atomic-deploy/lock/owner.json"), fmt.Sprintf(octocat, 0), 0)
+		s.set.Lock.Wait = 2 * time.Second
+		_, err := s.deploy()
+		if !deploy.ErrLocked(err) || !strings.Contains(err.Error(), "octocat") {
+			t.Errorf("deploy: %v, want it locked out by the lease", err)
+		}
+		if got := s.releases(); len(got) != 1 || s.current() != first.ReleaseID {
+			t.Errorf("releases %v, current %s: the deploy changed something", got, s.current())
+		}
+		os.RemoveAll(filepath.Join(s.root, ".atomic-deploy/lock"))
+		s.mustDeploy()
+	})
+	t.Run("a shell without flock is refused", func(t *testing.T) {
+		s := newSite(t, map[string]string{"a.txt": "1"})
+		s.target.Dial = func(context.Context) (transport.Transport, error) {
+			return local.NewWithEnv([]string{"PATH=/nonexistent"}), nil
+		}
+		_, err := s.deploy()
+		if err == nil || !strings.Contains(err.Error(), "flock") {
+			t.Fatalf("deploy = %v", err)
+		}
+		if _, err := os.Stat(s.root); !os.IsNotExist(err) {
+			t.Errorf("the deploy root was created: %v", err)
+		}
+	})
+}

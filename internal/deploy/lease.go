@@ -37,38 +37,23 @@ func acquireLease(ctx context.Context, t transport.Transport, l Layout, owner Ow
 	if err := t.MkdirAll(ctx, l.Meta(), 0o755); err != nil {
 		return nil, fmt.Errorf("create %s: %w", l.Meta(), err)
 	}
-	dir := l.Lock()
 	owner.Token = randomToken()
 	owner.TTL = Duration(opts.TTL)
-	data, _ := json.Marshal(owner)
 	deadline := time.Now().Add(opts.Wait)
 	delay := 250 * time.Millisecond
 	for {
-		err := t.Mkdir(ctx, dir, 0o755)
-		if err == nil {
-			if err := t.WriteFile(ctx, ownerFile(dir), data, 0o644); err != nil {
-				t.RemoveAll(ctx, dir)
-				return nil, fmt.Errorf("lock %s: %w", dir, err)
-			}
-			lease := &leaseLock{t: t, layout: l, dir: dir, owner: owner, stop: make(chan struct{}), done: make(chan struct{})}
+		taken, held, err := takeLease(ctx, t, l, owner)
+		switch {
+		case err != nil:
+			return nil, err
+		case taken:
+			lease := &leaseLock{t: t, layout: l, dir: l.Lock(), owner: owner, stop: make(chan struct{}), done: make(chan struct{})}
 			go lease.renew(opts.TTL / 4)
 			return lease, nil
-		}
-		if !errors.Is(err, fs.ErrExist) {
-			return nil, fmt.Errorf("lock %s: %w", dir, err)
-		}
-		held, stale, err := inspectLock(ctx, t, dir)
-		if err != nil {
-			return nil, err
-		}
-		if stale {
-			if err := breakLock(ctx, t, dir, held.Token); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		if time.Now().After(deadline) {
-			return nil, &LockedError{Path: dir, Owner: held}
+		case held == nil:
+			continue // a stale lease was broken: try again at once
+		case time.Now().After(deadline):
+			return nil, &LockedError{Path: l.Lock(), Owner: *held}
 		}
 		select {
 		case <-ctx.Done():
@@ -77,6 +62,50 @@ func acquireLease(ctx context.Context, t transport.Transport, l Layout, owner Ow
 		}
 		delay = min(delay*2, 5*time.Second)
 	}
+}
+
+// takeLease tries once. It says who holds the lock when it is not taken
+// (nil when a stale lease was broken and it is worth trying again). The
+// flock of a deploy with a shell is a lock too: the lease is written
+// first and then the flock holder's heartbeat looked at, as holder.sh does
+// the other way round, so of two deploys at least one sees the other.
+func takeLease(ctx context.Context, t transport.Transport, l Layout, owner Owner) (bool, *Owner, error) {
+	dir := l.Lock()
+	err := t.Mkdir(ctx, dir, 0o755)
+	if errors.Is(err, fs.ErrExist) {
+		held, stale, err := inspectLock(ctx, t, dir)
+		switch {
+		case err != nil:
+			return false, nil, err
+		case stale:
+			return false, nil, breakLock(ctx, t, dir, held.Token)
+		}
+		return false, &held, nil
+	}
+	if err != nil {
+		return false, nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	data, _ := json.Marshal(owner)
+	if err := t.WriteFile(ctx, ownerFile(dir), data, 0o644); err != nil {
+		t.RemoveAll(ctx, dir)
+		return false, nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	flock, held, err := flockHeld(ctx, t, l)
+	if err != nil || held {
+		t.RemoveAll(ctx, dir)
+		return false, &flock, err
+	}
+	return true, nil, nil
+}
+
+// flockHeld reports whether a lock holder of the other kind (holder.sh)
+// keeps its heartbeat fresh.
+func flockHeld(ctx context.Context, t transport.Transport, l Layout) (Owner, bool, error) {
+	if _, err := t.Lstat(ctx, l.flockOwner()); errors.Is(err, fs.ErrNotExist) {
+		return Owner{}, false, nil
+	}
+	hb, stale, err := readHeartbeat(ctx, t, l.flockOwner())
+	return hb.Owner, err == nil && !stale, err
 }
 
 // inspectLock reads the holder and decides staleness by the server's clock.

@@ -69,9 +69,10 @@ func (h *Host) open(ctx context.Context, w rootWant, needShell bool) error {
 // the lock and print the state (remote/holder.sh). It goes out before the
 // transport knows whether the server runs commands at all (that probe
 // costs round trips of its own, in parallel): when it does not, the
-// command is ended and no lock is taken, as when the server lacks flock;
-// Open then takes a lease over SFTP. The snapshot is nil where the holder
-// printed none that could be read.
+// command is ended and no lock is taken; Open then takes a lease over
+// SFTP. A server with a shell but no flock is refused: one kind of lock a
+// server. The snapshot is nil where the holder printed none that could be
+// read.
 func (h *Host) lockWithShell(ctx context.Context, owner Owner, w rootWant) (*snapshot, error) {
 	lockCtx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
@@ -106,12 +107,15 @@ func (h *Host) lockWithShell(ctx context.Context, owner Owner, w rootWant) (*sna
 	case errors.Is(err, errNotSymlink):
 		return nil, h.notSymlinkError()
 	case errors.Is(err, errNoFlock):
+		// A lease here would not see a flock another deploy takes where
+		// flock exists; one lock kind per server with a shell.
+		return nil, fmt.Errorf("%w: atomic-deploy locks a server with a shell with flock(2); install it (util-linux, or busybox's flock) for user %s", errNoFlock, h.T)
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
 	case h.T.CanExec():
 		return nil, err
 	}
-	// No shell (its forced command got ours) or no flock.
+	// No shell: its forced command got ours.
 	return nil, nil
 }
 

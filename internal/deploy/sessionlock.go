@@ -70,7 +70,8 @@ func holderCommand(l Layout, wait time.Duration, owner Owner, want rootWant) tra
 	identity, _ := json.Marshal(owner)
 	args := []string{l.Current(), l.Releases(), l.Shared(), l.Meta(), l.Manifests(), l.Log(), l.Trash(),
 		l.flockFile(), l.flockOwner(), path.Join(l.Root, tempLinkPrefix), manifestEnding,
-		strconv.Itoa(int(wait.Seconds() + 0.5)), string(identity[:len(identity)-1]), "0", strconv.Itoa(maxLogRecords)}
+		strconv.Itoa(int(wait.Seconds() + 0.5)), string(identity[:len(identity)-1]), "0", strconv.Itoa(maxLogRecords),
+		ownerFile(l.Lock()), strconv.Itoa(int(time.Duration(owner.TTL).Seconds()) + 1)}
 	if want.plan {
 		args[13] = "1"
 	}
@@ -89,6 +90,18 @@ func acquireSessionLock(ctx context.Context, t transport.Transport, l Layout, ow
 		held, stale, err := readHeartbeat(ctx, t, l.flockOwner())
 		if err != nil {
 			return nil, err
+		}
+		if held.Token == "" {
+			// Not a flock holder: a fresh lease made the holder let go. It
+			// is renewed every TTL/4; look again in a second.
+			if lease, _, err := inspectLock(ctx, t, l.Lock()); err == nil {
+				held.Owner = lease
+			}
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(time.Second):
+			}
 		}
 		if stale && held.PID > 0 {
 			// The holder's runner is gone but its server process lingers

@@ -29,13 +29,14 @@
 # 13 the identity: JSON without its closing brace (the pid completes it)
 # 14 1: also what a deploy plans with (the live manifest and listing)
 # 15 how many records the releases log keeps
-# 16... shared paths whose existence the snapshot reports
+# 16 the SFTP lease's owner file   17 seconds after which a lease is stale
+# 18... shared paths whose existence the snapshot reports
 # Exit statuses: status.go.
 
 current=$1 releases=$2 shared=$3 meta=$4 manifests=$5 log=$6 trash=$7 lockfile=$8 owner=$9
 shift 9
-templinks=$1 manifest_ending=$2 wait=$3 identity=$4 plan=$5 keep_log=$6
-shift 6
+templinks=$1 manifest_ending=$2 wait=$3 identity=$4 plan=$5 keep_log=$6 lease=$7 lease_ttl=$8
+shift 8
 
 command -v flock >/dev/null 2>&1 || { echo noflock; exit 69; }
 if [ -e "$current" ] && [ ! -L "$current" ]; then echo notlink; exit 65; fi
@@ -43,6 +44,14 @@ mkdir -p "$releases" "$shared" "$manifests" "$meta" || { echo error; exit 1; }
 exec 9>>"$lockfile" || { echo error; exit 1; }
 flock -w "$wait" 9 || { echo busy; exit 75; }
 printf '%s,"pid":%s}' "$identity" "$$" > "$owner.tmp" && mv -f "$owner.tmp" "$owner"
+# A lease, taken over SFTP by a deploy that could not see this server's
+# shell, is a lock too. Each kind writes its own mark first and then looks
+# for the other's (lease.go does the same), so two deploys never both go on.
+if [ -f "$lease" ] && [ $(($(date +%s) - $(stat -c %Y "$lease" 2>/dev/null || echo 0))) -le "$lease_ttl" ]; then
+	rm -f "$owner"
+	echo busy
+	exit 75
+fi
 # snapshot [SHARED...] prints the state of the deploy root as the lock
 # holder sees it, in the format parseSnapshot reads (snapshot.go): where
 # current points, the first line of tar --version, whether awk and
