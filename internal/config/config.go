@@ -68,6 +68,7 @@ type Config struct {
 	BeforeActivate     string
 	BeforeActivateOnce string
 	AfterActivate      string
+	CommandTimeout     time.Duration // per hook; 0: no limit
 
 	KeepReleases       int
 	HealthcheckURL     string
@@ -242,6 +243,11 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 	}
 	if c.LockTimeout, err = ParseDuration(get("lock-timeout")); err != nil {
 		fail("lock-timeout", "%v", err)
+	}
+	if v := get("command-timeout"); v != "" {
+		if c.CommandTimeout, err = ParseDuration(v); err != nil {
+			fail("command-timeout", "%v; empty or 0 means no limit", err)
+		}
 	}
 	if c.HealthcheckExpect != "" && c.HealthcheckURL == "" {
 		fail("healthcheck-expect", "needs healthcheck-url")

@@ -34,6 +34,7 @@ var Inputs = []Input{
 	{Name: "before-activate", Description: "Shell script run on each server in the new release before it goes live."},
 	{Name: "before-activate-once", Description: "Shell script run on the first server only, after every server is ready and before any switches (database migrations in a fleet)."},
 	{Name: "after-activate", Description: "Shell script run on each server after the switch."},
+	{Name: "command-timeout", Description: "How long each hook (before-activate, before-activate-once, after-activate) may run, e.g. 10m. A hook that runs longer is ended with everything it started and the deploy fails (and rolls back after the switch, with auto-rollback). Empty or 0: no limit."},
 	{Name: "keep-releases", Default: "5", Description: "How many successful releases to keep."},
 	{Name: "healthcheck-url", Description: "URL polled from the runner after the switch; a failure rolls back. A password in it (https://user:pass@host/up) is masked and never printed."},
 	{Name: "healthcheck-timeout", Default: "30s", Description: "How long the health check may take."},

@@ -46,6 +46,13 @@ type run struct {
 // runAction runs the binary in workspace with the given inputs.
 func runAction(t *testing.T, workspace string, inputs map[string]string) run {
 	t.Helper()
+	return runActionEnv(t, workspace, inputs, nil)
+}
+
+// runActionEnv is runAction with more variables in the step's environment
+// (what a workflow's env: gives it).
+func runActionEnv(t *testing.T, workspace string, inputs map[string]string, extraEnv []string) run {
+	t.Helper()
 	files := t.TempDir()
 	outFile, sumFile := filepath.Join(files, "output"), filepath.Join(files, "summary")
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + files, "GITHUB_ACTIONS=true",
@@ -56,6 +63,7 @@ func runAction(t *testing.T, workspace string, inputs map[string]string) run {
 		// The runner upper-cases names and keeps hyphens.
 		env = append(env, "INPUT_"+strings.ToUpper(k)+"="+v)
 	}
+	env = append(env, extraEnv...)
 	cmd := exec.Command(binary)
 	cmd.Dir, cmd.Env = workspace, env
 	var out bytes.Buffer
