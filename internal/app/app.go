@@ -74,6 +74,10 @@ func Main(ctx context.Context, args []string, environ []string, stdio IO) int {
 	}
 	children := childEnv(environ)
 	rc := runContext(env, children, lookup)
+	// A name alone in env or secret-env reads the environment the build
+	// gets too: the step's variables, not atomic-deploy's own secrets.
+	childVars := envMap(children)
+	rc.Getenv = func(name string) (string, bool) { v, ok := childVars[name]; return v, ok }
 	cfg, err := config.Parse(lookup, rc)
 	if err != nil {
 		// Mask what we can before saying anything: the values are not validated yet.
@@ -230,7 +234,7 @@ func (a *run) options(targets []deploy.Target) deploy.Options {
 		Settings: &deploy.Settings{
 			SharedDirs: cfg.SharedDirs, SharedFiles: cfg.SharedFiles, WritableDirs: cfg.WritableDirs,
 			BeforeActivate: cfg.BeforeActivate, BeforeActivateOnce: cfg.BeforeActivateOnce, AfterActivate: cfg.AfterActivate,
-			HookTimeout:  cfg.CommandTimeout,
+			HookEnv: cfg.HookEnv(), HookTimeout: cfg.CommandTimeout,
 			KeepReleases: cfg.KeepReleases, Revision: cfg.Revision, Actor: cfg.Actor, RunURL: cfg.RunURL,
 			Runner: runner, Parallel: parallel, Lock: deploy.LockOptions{TTL: deploy.DefaultLockOptions.TTL, Wait: cfg.LockTimeout},
 			ProgressEvery: 3 * time.Second,
@@ -418,7 +422,12 @@ func actionsLookup(env map[string]string) config.Lookup {
 func rawSecrets(lookup config.Lookup) []string {
 	var s []string
 	for _, in := range config.Inputs {
-		if v, ok := lookup(in.Name); ok && in.Secret && v != "" {
+		v, ok := lookup(in.Name)
+		switch {
+		case !ok || !in.Secret || v == "":
+		case in.Name == "secret-env":
+			s = append(s, config.SecretEnvValues(v)...) // its names stay readable in the messages
+		default:
 			s = append(s, v)
 		}
 	}

@@ -6,10 +6,12 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"path"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -68,7 +70,9 @@ type Config struct {
 	BeforeActivate     string
 	BeforeActivateOnce string
 	AfterActivate      string
-	CommandTimeout     time.Duration // per hook; 0: no limit
+	CommandTimeout     time.Duration     // per hook; 0: no limit
+	Env                map[string]string // env: set in every hook
+	SecretEnv          map[string]string // secret-env: set in every hook, masked
 
 	KeepReleases       int
 	HealthcheckURL     string
@@ -89,7 +93,7 @@ type Config struct {
 func (c *Config) Remote() bool { return len(c.Hosts) > 0 }
 
 // Secrets returns the values that must never be printed: the secret
-// inputs and the password in healthcheck-url.
+// inputs (each value of secret-env) and the password in healthcheck-url.
 func (c *Config) Secrets() []string {
 	var s []string
 	for _, v := range append([]string{c.PrivateKey, c.Passphrase, c.Password}, URLPasswords(c.HealthcheckURL)...) {
@@ -97,7 +101,29 @@ func (c *Config) Secrets() []string {
 			s = append(s, v)
 		}
 	}
+	names := make([]string, 0, len(c.SecretEnv))
+	for name := range c.SecretEnv {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if v := c.SecretEnv[name]; v != "" {
+			s = append(s, v)
+		}
+	}
 	return s
+}
+
+// HookEnv is what env and secret-env set in every hook's environment
+// (nil when neither sets anything).
+func (c *Config) HookEnv() map[string]string {
+	if len(c.Env)+len(c.SecretEnv) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(c.Env)+len(c.SecretEnv))
+	maps.Copy(m, c.Env)
+	maps.Copy(m, c.SecretEnv)
+	return m
 }
 
 // InputError is a bad value for one input.
@@ -116,6 +142,9 @@ type Context struct {
 	Revision string
 	Actor    string
 	RunURL   string
+	// Getenv reads the runner's environment, for a name alone in env or
+	// secret-env; nil: nothing is set.
+	Getenv func(name string) (string, bool)
 }
 
 // Parse reads every input through lookup (falling back to the table's
@@ -241,6 +270,10 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 	if c.HealthcheckTimeout, err = ParseDuration(get("healthcheck-timeout")); err != nil {
 		fail("healthcheck-timeout", "%v", err)
 	}
+	// Not trimmed: a value may end in white space.
+	envText, _ := lookup("env")
+	secretEnvText, _ := lookup("secret-env")
+	c.Env, c.SecretEnv = parseHookEnvs(envText, secretEnvText, rc.Getenv, fail)
 	if c.LockTimeout, err = ParseDuration(get("lock-timeout")); err != nil {
 		fail("lock-timeout", "%v", err)
 	}
@@ -291,7 +324,7 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 		fail("path", "refusing to deploy into /")
 	}
 	if len(errs) > 0 {
-		hideSecrets(c.Secrets(), errs)
+		hideSecrets(append(c.Secrets(), SecretEnvValues(secretEnvText)...), errs)
 		return nil, errors.Join(errs...)
 	}
 	return c, nil

@@ -35,6 +35,8 @@ var Inputs = []Input{
 	{Name: "before-activate-once", Description: "Shell script run on the first server only, after every server is ready and before any switches (database migrations in a fleet)."},
 	{Name: "after-activate", Description: "Shell script run on each server after the switch."},
 	{Name: "command-timeout", Description: "How long each hook (before-activate, before-activate-once, after-activate) may run, e.g. 10m. A hook that runs longer is ended with everything it started and the deploy fails (and rolls back after the switch, with auto-rollback). Empty or 0: no limit."},
+	{Name: "env", Description: "Environment variables for every hook (before-activate, before-activate-once, after-activate), one a line: NAME=value; NAME alone for the step's own variable of that name; NAME<<EOF, then lines, then EOF for a value of several lines (the form of $GITHUB_ENV). Shown like any input: put secrets in secret-env."},
+	{Name: "secret-env", Description: "Like env, for secrets: each value reaches the hooks inside their standard input (never in a command line), is masked however a hook prints it, and is never read from config-file.", Secret: true},
 	{Name: "keep-releases", Default: "5", Description: "How many successful releases to keep."},
 	{Name: "healthcheck-url", Description: "URL polled from the runner after the switch; a failure rolls back. A password in it (https://user:pass@host/up) is masked and never printed."},
 	{Name: "healthcheck-timeout", Default: "30s", Description: "How long the health check may take."},
