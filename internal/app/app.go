@@ -232,7 +232,8 @@ func (a *run) options(targets []deploy.Target) deploy.Options {
 		Targets: targets,
 		Root:    cfg.Path,
 		Settings: &deploy.Settings{
-			SharedDirs: cfg.SharedDirs, SharedFiles: cfg.SharedFiles, WritableDirs: cfg.WritableDirs,
+			SharedDirs: cfg.SharedDirs, SharedFiles: cfg.SharedFiles,
+			WritableDirs: cfg.WritableDirs, WritableMode: cfg.WritableMode, WritableUser: cfg.WritableUser,
 			BeforeActivate: cfg.BeforeActivate, BeforeActivateOnce: cfg.BeforeActivateOnce, AfterActivate: cfg.AfterActivate,
 			HookEnv: cfg.HookEnv(), HookTimeout: cfg.CommandTimeout,
 			KeepReleases: cfg.KeepReleases, Revision: cfg.Revision, Actor: cfg.Actor, RunURL: cfg.RunURL,

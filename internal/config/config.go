@@ -67,6 +67,8 @@ type Config struct {
 	SharedDirs         []string
 	SharedFiles        []string
 	WritableDirs       []string
+	WritableMode       string // "" (chmod), "acl" or "chgrp"
+	WritableUser       string // the web server's user (acl) or group (chgrp)
 	BeforeActivate     string
 	BeforeActivateOnce string
 	AfterActivate      string
@@ -260,6 +262,7 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 		applyLaravel(c, lookup)
 	}
 	checkOverlap(c.SharedDirs, c.SharedFiles, fail)
+	c.WritableMode, c.WritableUser = parseWritableMode(strings.ToLower(get("writable-mode")), get("writable-user"), len(c.WritableDirs) > 0, fail)
 
 	if c.KeepReleases, err = strconv.Atoi(get("keep-releases")); err != nil || c.KeepReleases < 1 {
 		fail("keep-releases", "%q must be a whole number of at least 1", get("keep-releases"))
