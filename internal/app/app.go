@@ -180,6 +180,7 @@ func (a *run) main(ctx context.Context) int {
 				return health.Check{URL: cfg.HealthcheckURL, Timeout: cfg.HealthcheckTimeout, Expect: cfg.HealthcheckExpect}.Run(ctx, id, previousID)
 			}
 		}
+		opts.Verify = a.withOPcacheReset(opts.Verify)
 		hashed := make(chan error, 1)
 		go func() { hashed <- m.Hash(ctx) }()
 		opts.ManifestReady = func(ctx context.Context) error {
@@ -196,6 +197,7 @@ func (a *run) main(ctx context.Context) int {
 	case config.ModeUnlock:
 		res, err = deploy.Unlock(ctx, opts)
 	}
+	err = a.resetAfterRollback(ctx, res, err)
 	if werr := a.writeReport(res, err); werr != nil {
 		a.log.Errorf("Report", "%v", werr)
 		if err == nil {
@@ -234,7 +236,7 @@ func (a *run) options(targets []deploy.Target) deploy.Options {
 		Settings: &deploy.Settings{
 			SharedDirs: cfg.SharedDirs, SharedFiles: cfg.SharedFiles,
 			WritableDirs: cfg.WritableDirs, WritableMode: cfg.WritableMode, WritableUser: cfg.WritableUser,
-			BeforeActivate: cfg.BeforeActivate, BeforeActivateOnce: cfg.BeforeActivateOnce, AfterActivate: cfg.AfterActivate,
+			BeforeActivate: cfg.BeforeActivate, BeforeActivateOnce: cfg.BeforeActivateOnce, AfterActivate: afterActivateScript(cfg),
 			HookEnv: cfg.HookEnv(), HookTimeout: cfg.CommandTimeout,
 			KeepReleases: cfg.KeepReleases, Revision: cfg.Revision, Actor: cfg.Actor, RunURL: cfg.RunURL,
 			Runner: runner, Parallel: parallel, Lock: deploy.LockOptions{TTL: deploy.DefaultLockOptions.TTL, Wait: cfg.LockTimeout},
@@ -418,8 +420,8 @@ func actionsLookup(env map[string]string) config.Lookup {
 	}
 }
 
-// rawSecrets are the secret inputs as given, and the password in
-// healthcheck-url, for masking before validation.
+// rawSecrets are the secret inputs as given, and the passwords in
+// healthcheck-url and opcache-reset-url, for masking before validation.
 func rawSecrets(lookup config.Lookup) []string {
 	var s []string
 	for _, in := range config.Inputs {
@@ -434,6 +436,11 @@ func rawSecrets(lookup config.Lookup) []string {
 	}
 	if v, ok := lookup("healthcheck-url"); ok {
 		s = append(s, config.URLPasswords(strings.TrimSpace(v))...)
+	}
+	if v, ok := lookup("opcache-reset-url"); ok {
+		for _, line := range strings.Split(v, "\n") {
+			s = append(s, config.URLPasswords(strings.TrimSpace(line))...)
+		}
 	}
 	return s
 }

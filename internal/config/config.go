@@ -76,6 +76,10 @@ type Config struct {
 	Env                map[string]string // env: set in every hook
 	SecretEnv          map[string]string // secret-env: set in every hook, masked
 
+	OpcacheReset        string   // "", OpcacheFPMReload or OpcacheURL
+	OpcacheResetCommand string   // fpm-reload
+	OpcacheResetURLs    []string // url
+
 	KeepReleases       int
 	HealthcheckURL     string
 	HealthcheckTimeout time.Duration
@@ -95,10 +99,15 @@ type Config struct {
 func (c *Config) Remote() bool { return len(c.Hosts) > 0 }
 
 // Secrets returns the values that must never be printed: the secret
-// inputs (each value of secret-env) and the password in healthcheck-url.
+// inputs (each value of secret-env) and the passwords in healthcheck-url
+// and opcache-reset-url.
 func (c *Config) Secrets() []string {
 	var s []string
-	for _, v := range append([]string{c.PrivateKey, c.Passphrase, c.Password}, URLPasswords(c.HealthcheckURL)...) {
+	urlPasswords := URLPasswords(c.HealthcheckURL)
+	for _, u := range c.OpcacheResetURLs {
+		urlPasswords = append(urlPasswords, URLPasswords(u)...)
+	}
+	for _, v := range append([]string{c.PrivateKey, c.Passphrase, c.Password}, urlPasswords...) {
 		if v != "" {
 			s = append(s, v)
 		}
@@ -295,6 +304,7 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 			fail("healthcheck-url", "%q is not a URL with a host, e.g. https://example.com/up", RedactURL(c.HealthcheckURL))
 		}
 	}
+	parseOpcacheReset(c, strings.ToLower(get("opcache-reset")), get("opcache-reset-command"), splitList(get("opcache-reset-url"), false), fail)
 	if c.ReleaseID != "" {
 		if err := ValidReleaseID(c.ReleaseID); err != nil {
 			fail("release-id", "%v", err)
