@@ -11,7 +11,7 @@ import (
 	"net/url"
 	"path"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -112,29 +112,12 @@ func (c *Config) Secrets() []string {
 			s = append(s, v)
 		}
 	}
-	names := make([]string, 0, len(c.SecretEnv))
-	for name := range c.SecretEnv {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(c.SecretEnv)) {
 		if v := c.SecretEnv[name]; v != "" {
 			s = append(s, v)
 		}
 	}
 	return s
-}
-
-// HookEnv is what env and secret-env set in every hook's environment
-// (nil when neither sets anything).
-func (c *Config) HookEnv() map[string]string {
-	if len(c.Env)+len(c.SecretEnv) == 0 {
-		return nil
-	}
-	m := make(map[string]string, len(c.Env)+len(c.SecretEnv))
-	maps.Copy(m, c.Env)
-	maps.Copy(m, c.SecretEnv)
-	return m
 }
 
 // InputError is a bad value for one input.
@@ -282,10 +265,6 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 	if c.HealthcheckTimeout, err = ParseDuration(get("healthcheck-timeout")); err != nil {
 		fail("healthcheck-timeout", "%v", err)
 	}
-	// Not trimmed: a value may end in white space.
-	envText, _ := lookup("env")
-	secretEnvText, _ := lookup("secret-env")
-	c.Env, c.SecretEnv = parseHookEnvs(envText, secretEnvText, rc.Getenv, fail)
 	if c.LockTimeout, err = ParseDuration(get("lock-timeout")); err != nil {
 		fail("lock-timeout", "%v", err)
 	}
@@ -294,6 +273,10 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 			fail("command-timeout", "%v; empty or 0 means no limit", err)
 		}
 	}
+	// Not trimmed: a value may end in white space.
+	envText, _ := lookup("env")
+	secretEnvText, _ := lookup("secret-env")
+	c.Env, c.SecretEnv = parseHookEnvs(envText, secretEnvText, rc.Getenv, fail)
 	if c.HealthcheckExpect != "" && c.HealthcheckURL == "" {
 		fail("healthcheck-expect", "needs healthcheck-url")
 	}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 	"strings"
 )
@@ -21,6 +22,18 @@ import (
 // could carry them without a second syntax.
 
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// HookEnv is what env and secret-env set in every hook's environment
+// (nil when neither sets anything).
+func (c *Config) HookEnv() map[string]string {
+	if len(c.Env)+len(c.SecretEnv) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(c.Env)+len(c.SecretEnv))
+	maps.Copy(m, c.Env)
+	maps.Copy(m, c.SecretEnv)
+	return m
+}
 
 // hookVar is one variable of env or secret-env.
 type hookVar struct {

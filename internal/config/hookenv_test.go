@@ -129,22 +129,30 @@ func TestHookEnvRefused(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			other := map[string]string{"env": "secret-env", "secret-env": "env"}[tt.input]
-			in := merge(remoteBase(), map[string]string{tt.input: tt.text, other: tt.other})
-			_, err := config.Parse(lookupOf(in), runner)
-			if err == nil {
-				t.Fatal("Parse accepted it")
-			}
-			found := false
-			for _, ie := range inputErrors(t, err) {
-				if ie.Input != tt.input {
-					t.Errorf("error names input %q, want %q: %v", ie.Input, tt.input, ie)
-				}
-				found = found || strings.Contains(ie.Reason, tt.phrase)
-			}
-			if !found {
-				t.Errorf("no error says %q; got:\n%v", tt.phrase, err)
-			}
-			assertNoSecrets(t, err.Error(), testPassphrase, testPassword, testKey, secretValue, strings.ReplaceAll(secretValue, "-", "_"))
+			assertRefused(t, map[string]string{tt.input: tt.text, other: tt.other}, runner, tt.input, tt.phrase,
+				testPassphrase, testPassword, testKey, secretValue, strings.ReplaceAll(secretValue, "-", "_"))
 		})
 	}
+}
+
+// assertRefused checks that Parse refuses remoteBase with inputs, every
+// error naming input and one saying phrase, and that no message holds a
+// secret (the base's when none are given).
+func assertRefused(t *testing.T, inputs map[string]string, rc config.Context, input, phrase string, secrets ...string) {
+	t.Helper()
+	_, err := config.Parse(lookupOf(merge(remoteBase(), inputs)), rc)
+	if err == nil {
+		t.Fatal("Parse accepted it")
+	}
+	found := false
+	for _, ie := range inputErrors(t, err) {
+		if ie.Input != input {
+			t.Errorf("error names input %q, want %q: %v", ie.Input, input, ie)
+		}
+		found = found || strings.Contains(ie.Reason, phrase)
+	}
+	if !found {
+		t.Errorf("no error says %q; got:\n%v", phrase, err)
+	}
+	assertNoSecrets(t, err.Error(), secrets...)
 }
