@@ -75,6 +75,10 @@ func Main(ctx context.Context, args []string, environ []string, stdio IO) int {
 	}
 	children := childEnv(environ)
 	rc := runContext(env, children, lookup)
+	// A name alone in env or secret-env reads the environment the build
+	// gets too: the step's variables, not atomic-deploy's own secrets.
+	childVars := envMap(children)
+	rc.Getenv = func(name string) (string, bool) { v, ok := childVars[name]; return v, ok }
 	cfg, err := config.Parse(lookup, rc)
 	if err != nil {
 		// Mask what we can before saying anything: the values are not validated yet.
@@ -177,6 +181,7 @@ func (a *run) main(ctx context.Context) int {
 				return health.Check{URL: cfg.HealthcheckURL, Timeout: cfg.HealthcheckTimeout, Expect: cfg.HealthcheckExpect}.Run(ctx, id, previousID)
 			}
 		}
+		opts.Verify = a.withOPcacheReset(opts.Verify)
 		hashed := make(chan error, 1)
 		go func() { hashed <- m.Hash(ctx) }()
 		opts.ManifestReady = func(ctx context.Context) error {
@@ -193,6 +198,7 @@ func (a *run) main(ctx context.Context) int {
 	case config.ModeUnlock:
 		res, err = deploy.Unlock(ctx, opts)
 	}
+	err = a.resetAfterRollback(ctx, res, err)
 	if werr := a.writeReport(res, err); werr != nil {
 		a.log.Errorf("Report", "%v", werr)
 		if err == nil {
@@ -229,8 +235,10 @@ func (a *run) options(targets []deploy.Target) deploy.Options {
 		Targets: targets,
 		Root:    cfg.Path,
 		Settings: &deploy.Settings{
-			SharedDirs: cfg.SharedDirs, SharedFiles: cfg.SharedFiles, WritableDirs: cfg.WritableDirs,
-			BeforeActivate: cfg.BeforeActivate, BeforeActivateOnce: cfg.BeforeActivateOnce, AfterActivate: cfg.AfterActivate, OnFailure: cfg.OnFailure,
+			SharedDirs: cfg.SharedDirs, SharedFiles: cfg.SharedFiles,
+			WritableDirs: cfg.WritableDirs, WritableMode: cfg.WritableMode, WritableUser: cfg.WritableUser,
+			BeforeActivate: cfg.BeforeActivate, BeforeActivateOnce: cfg.BeforeActivateOnce, AfterActivate: afterActivateScript(cfg), OnFailure: cfg.OnFailure,
+			HookEnv: cfg.HookEnv(), HookTimeout: cfg.CommandTimeout,
 			KeepReleases: cfg.KeepReleases, Revision: cfg.Revision, Actor: cfg.Actor, RunURL: cfg.RunURL,
 			Runner: runner, Parallel: parallel, Lock: deploy.LockOptions{TTL: deploy.DefaultLockOptions.TTL, Wait: cfg.LockTimeout},
 			ProgressEvery: 3 * time.Second,
@@ -408,17 +416,27 @@ func actionsLookup(env map[string]string) config.Lookup {
 	}
 }
 
-// rawSecrets are the secret inputs as given, and the password in
-// healthcheck-url, for masking before validation.
+// rawSecrets are the secret inputs as given, and the passwords in
+// healthcheck-url and opcache-reset-url, for masking before validation.
 func rawSecrets(lookup config.Lookup) []string {
 	var s []string
 	for _, in := range config.Inputs {
-		if v, ok := lookup(in.Name); ok && in.Secret && v != "" {
+		v, ok := lookup(in.Name)
+		switch {
+		case !ok || !in.Secret || v == "":
+		case in.Name == "secret-env":
+			s = append(s, config.SecretEnvValues(v)...) // its names stay readable in the messages
+		default:
 			s = append(s, v)
 		}
 	}
 	if v, ok := lookup("healthcheck-url"); ok {
 		s = append(s, config.URLPasswords(strings.TrimSpace(v))...)
+	}
+	if v, ok := lookup("opcache-reset-url"); ok {
+		for _, line := range strings.Split(v, "\n") {
+			s = append(s, config.URLPasswords(strings.TrimSpace(line))...)
+		}
 	}
 	return s
 }

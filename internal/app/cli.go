@@ -37,7 +37,8 @@ func parseCommandLine(args []string, env map[string]string, stdout io.Writer) (c
 	fs.SetOutput(io.Discard)
 	values := map[string]*inputFlag{}
 	for _, in := range config.Inputs {
-		f := &inputFlag{}
+		// One variable a flag: --env A=1 --env B=2.
+		f := &inputFlag{repeatable: in.Name == "env" || in.Name == "secret-env"}
 		values[in.Name] = f
 		flag := fs.VarPF(f, in.Name, "", in.Description)
 		if in.Default == "true" || in.Default == "false" {
@@ -120,10 +121,17 @@ func flagError(fs *pflag.FlagSet, err error) error {
 }
 
 type inputFlag struct {
-	value string
-	set   bool
+	value      string
+	set        bool
+	repeatable bool // each use adds a line
 }
 
-func (f *inputFlag) String() string     { return f.value }
-func (f *inputFlag) Set(v string) error { f.value, f.set = v, true; return nil }
-func (f *inputFlag) Type() string       { return "value" }
+func (f *inputFlag) String() string { return f.value }
+func (f *inputFlag) Set(v string) error {
+	if f.repeatable && f.set {
+		v = f.value + "\n" + v
+	}
+	f.value, f.set = v, true
+	return nil
+}
+func (f *inputFlag) Type() string { return "value" }

@@ -6,10 +6,12 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -73,10 +75,19 @@ type Config struct {
 	SharedDirs         []string
 	SharedFiles        []string
 	WritableDirs       []string
+	WritableMode       string // "" (chmod), "acl" or "chgrp"
+	WritableUser       string // the web server's user (acl) or group (chgrp)
 	BeforeActivate     string
 	BeforeActivateOnce string
 	AfterActivate      string
 	OnFailure          string
+	CommandTimeout     time.Duration     // per hook; 0: no limit
+	Env                map[string]string // env: set in every hook
+	SecretEnv          map[string]string // secret-env: set in every hook, masked
+
+	OpcacheReset        string   // "", OpcacheFPMReload or OpcacheURL
+	OpcacheResetCommand string   // fpm-reload
+	OpcacheResetURLs    []string // url
 
 	KeepReleases       int
 	HealthcheckURL     string
@@ -97,11 +108,21 @@ type Config struct {
 func (c *Config) Remote() bool { return len(c.Hosts) > 0 }
 
 // Secrets returns the values that must never be printed: the secret
-// inputs and the password in healthcheck-url.
+// inputs (each value of secret-env) and the passwords in healthcheck-url
+// and opcache-reset-url.
 func (c *Config) Secrets() []string {
 	var s []string
-	for _, v := range append([]string{c.PrivateKey, c.Passphrase, c.Password}, URLPasswords(c.HealthcheckURL)...) {
+	urlPasswords := URLPasswords(c.HealthcheckURL)
+	for _, u := range c.OpcacheResetURLs {
+		urlPasswords = append(urlPasswords, URLPasswords(u)...)
+	}
+	for _, v := range append([]string{c.PrivateKey, c.Passphrase, c.Password}, urlPasswords...) {
 		if v != "" {
+			s = append(s, v)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.SecretEnv)) {
+		if v := c.SecretEnv[name]; v != "" {
 			s = append(s, v)
 		}
 	}
@@ -124,6 +145,9 @@ type Context struct {
 	Revision string
 	Actor    string
 	RunURL   string
+	// Getenv reads the runner's environment, for a name alone in env or
+	// secret-env; nil: nothing is set.
+	Getenv func(name string) (string, bool)
 }
 
 // Parse reads every input through lookup (falling back to the table's
@@ -245,6 +269,7 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 		applyMaintenance(c, fail)
 	}
 	checkOverlap(c.SharedDirs, c.SharedFiles, fail)
+	c.WritableMode, c.WritableUser = parseWritableMode(strings.ToLower(get("writable-mode")), get("writable-user"), len(c.WritableDirs) > 0, fail)
 
 	if c.KeepReleases, err = strconv.Atoi(get("keep-releases")); err != nil || c.KeepReleases < 1 {
 		fail("keep-releases", "%q must be a whole number of at least 1", get("keep-releases"))
@@ -264,6 +289,15 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 	if c.ConnectRetries, err = strconv.Atoi(get("connect-retries")); err != nil || c.ConnectRetries < 0 || c.ConnectRetries > maxConnectRetries {
 		fail("connect-retries", "%q must be a whole number from 0 to %d", get("connect-retries"), maxConnectRetries)
 	}
+	if v := get("command-timeout"); v != "" {
+		if c.CommandTimeout, err = ParseDuration(v); err != nil {
+			fail("command-timeout", "%v; empty or 0 means no limit", err)
+		}
+	}
+	// Not trimmed: a value may end in white space.
+	envText, _ := lookup("env")
+	secretEnvText, _ := lookup("secret-env")
+	c.Env, c.SecretEnv = parseHookEnvs(envText, secretEnvText, rc.Getenv, fail)
 	if c.HealthcheckExpect != "" && c.HealthcheckURL == "" {
 		fail("healthcheck-expect", "needs healthcheck-url")
 	}
@@ -274,6 +308,7 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 			fail("healthcheck-url", "%q is not a URL with a host, e.g. https://example.com/up", RedactURL(c.HealthcheckURL))
 		}
 	}
+	parseOpcacheReset(c, strings.ToLower(get("opcache-reset")), get("opcache-reset-command"), splitList(get("opcache-reset-url"), false), fail)
 	if c.ReleaseID != "" {
 		if err := ValidReleaseID(c.ReleaseID); err != nil {
 			fail("release-id", "%v", err)
@@ -306,7 +341,7 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 		fail("path", "refusing to deploy into /")
 	}
 	if len(errs) > 0 {
-		hideSecrets(c.Secrets(), errs)
+		hideSecrets(append(c.Secrets(), SecretEnvValues(secretEnvText)...), errs)
 		return nil, errors.Join(errs...)
 	}
 	return c, nil

@@ -262,6 +262,9 @@ func TestParseHostileInputs(t *testing.T) {
 		{name: "connect-retries 11", inputs: map[string]string{"connect-retries": "11"}, input: "connect-retries", phrase: "from 0 to 10"},
 		{name: "connect-retries x", inputs: map[string]string{"connect-retries": "three"}, input: "connect-retries", phrase: "whole number"},
 		{name: "lock-timeout negative", inputs: map[string]string{"lock-timeout": "-1m"}, input: "lock-timeout", phrase: "not a duration"},
+		{name: "command-timeout abc", inputs: map[string]string{"command-timeout": "abc"}, input: "command-timeout", phrase: "not a duration (e.g. 30s, 2m); empty or 0 means no limit"},
+		{name: "command-timeout negative", inputs: map[string]string{"command-timeout": "-10m"}, input: "command-timeout", phrase: "not a duration"},
+		{name: "command-timeout in words", inputs: map[string]string{"command-timeout": "10 minutes"}, input: "command-timeout", phrase: "not a duration"},
 		{name: "healthcheck-expect without url", inputs: map[string]string{"healthcheck-expect": "OK"}, input: "healthcheck-expect", phrase: "needs healthcheck-url"},
 
 		// healthcheck-url
@@ -445,6 +448,16 @@ func TestParseValid(t *testing.T) {
 		{
 			name:   "local deploy with only a path",
 			inputs: map[string]string{"path": "/srv/site/"},
+			want:   func(c *config.Config) { c.Path = "/srv/site" },
+		},
+		{
+			name:   "command-timeout as a duration, or 0 for none",
+			inputs: map[string]string{"path": "/srv/site", "command-timeout": "1m30s"},
+			want:   func(c *config.Config) { c.Path, c.CommandTimeout = "/srv/site", 90*time.Second },
+		},
+		{
+			name:   "command-timeout 0",
+			inputs: map[string]string{"path": "/srv/site", "command-timeout": "0"},
 			want:   func(c *config.Config) { c.Path = "/srv/site" },
 		},
 		{

@@ -10,11 +10,22 @@ import (
 	"github.com/atomic-deploy/atomic-deploy/internal/deploy/remote"
 )
 
-// makeWritable creates writable-dirs and opens them to the owner and group
-// (recursively where a shell is available).
+// Writable modes (Settings.WritableMode); "" is WritableChmod.
+const (
+	WritableChmod = "chmod" // owner and group get rwX
+	WritableACL   = "acl"   // WritableUser and the deploy user get rwX, inherited (setfacl)
+	WritableChgrp = "chgrp" // the group becomes WritableUser, with rwX
+)
+
+// makeWritable creates writable-dirs and opens them as WritableMode says
+// (recursively where a shell is available; chmod alone over SFTP).
 func (h *Host) makeWritable(ctx context.Context) error {
 	if len(h.S.WritableDirs) == 0 {
 		return nil
+	}
+	mode := h.S.WritableMode
+	if mode != "" && mode != WritableChmod && !h.canExec() {
+		return fmt.Errorf("writable-mode %s needs a shell on the server (it runs setfacl or chgrp), but it only allows SFTP (ForceCommand internal-sftp): use writable-mode chmod or allow a shell for this user", mode)
 	}
 	dir := h.L.Release(h.ReleaseID)
 	var paths []string
@@ -26,9 +37,13 @@ func (h *Host) makeWritable(ctx context.Context) error {
 		paths = append(paths, p)
 	}
 	if h.canExec() {
+		args := paths
+		if mode == WritableACL || mode == WritableChgrp {
+			args = append([]string{mode, h.S.WritableUser}, paths...)
+		}
 		var out strings.Builder
-		if err := h.T.Exec(ctx, remote.Writable.Command(paths...), nil, &out, &out); err != nil {
-			return fmt.Errorf("make writable %s: %v: %s", strings.Join(h.S.WritableDirs, ", "), err, strings.TrimSpace(out.String()))
+		if err := h.T.Exec(ctx, remote.Writable.Command(args...), nil, &out, &out); err != nil {
+			return fmt.Errorf("make writable %s (writable-mode %s) on %s: %v: %s", strings.Join(h.S.WritableDirs, ", "), orChmod(mode), h.Name, err, strings.TrimSpace(out.String()))
 		}
 		return nil
 	}
@@ -37,13 +52,20 @@ func (h *Host) makeWritable(ctx context.Context) error {
 		if err == nil && info.Mode()&fs.ModeSymlink != 0 {
 			info, err = nil, nil // a shared dir: Chmod follows the link
 		}
-		mode := fs.FileMode(0o775)
+		perm := fs.FileMode(0o775)
 		if info != nil {
-			mode = info.Mode().Perm() | 0o770
+			perm = info.Mode().Perm() | 0o770
 		}
-		if err := h.T.Chmod(ctx, p, mode); err != nil {
+		if err := h.T.Chmod(ctx, p, perm); err != nil {
 			return fmt.Errorf("make writable %s: %w", h.S.WritableDirs[i], err)
 		}
 	}
 	return nil
+}
+
+func orChmod(mode string) string {
+	if mode == "" {
+		return WritableChmod
+	}
+	return mode
 }

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,31 +49,86 @@ func NewTerminal(w io.Writer, tty bool) *Log { return &Log{w: w, tty: tty} }
 
 // Mask registers secrets: Actions masks them in every log, and this Log
 // replaces them before printing. Multi-line secrets are masked line by
-// line, because the runner matches masks within a line. The redactor also
-// knows each secret as %q prints it (quotes and backslashes escaped), the
-// form error messages quote values in.
+// line, because the runner matches masks within a line. Each is also
+// masked in the forms it is likely printed in when some program (a hook,
+// an error message) encodes it (see encodedForms).
 func (l *Log) Mask(secrets []string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var pairs []string
-	seen := map[string]bool{}
+	var forms []string
+	masked, seen := map[string]bool{}, map[string]bool{}
 	for _, s := range secrets {
 		for _, part := range append([]string{s}, strings.Split(s, "\n")...) {
 			part = strings.TrimSpace(part)
-			if len(part) < 4 || seen[part] {
+			if len(part) < 4 || masked[part] {
 				continue // masking tiny strings would garble every line
 			}
-			seen[part] = true
+			masked[part] = true
 			if l.gha != nil {
-				l.gha.AddMask(part)
+				l.gha.AddMask(part) // the runner masks its own encodings of it
 			}
-			pairs = append(pairs, part, "***")
-			if q := strconv.Quote(part); q[1:len(q)-1] != part {
-				pairs = append(pairs, q[1:len(q)-1], "***")
+			for _, f := range encodedForms(part) {
+				if !seen[f] {
+					seen[f] = true
+					forms = append(forms, f)
+				}
 			}
 		}
 	}
+	// Longest first: where one form starts with another, all of it goes.
+	slices.SortStableFunc(forms, func(a, b string) int { return len(b) - len(a) })
+	pairs := make([]string, 0, 2*len(forms))
+	for _, f := range forms {
+		pairs = append(pairs, f, "***")
+	}
 	l.redactor = strings.NewReplacer(pairs...)
+}
+
+// percentEncode writes every byte of s as %XX except ASCII letters,
+// digits and the bytes in keep.
+func percentEncode(s, keep string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(keep, c) >= 0 {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
+// encodedForms is s and s as it reads quoted with %q (Go error messages),
+// as a JSON string, percent-encoded (in the usual flavours), and quoted for
+// a POSIX shell (bash's and busybox's set -x), without the quotes around
+// each.
+func encodedForms(s string) []string {
+	forms := []string{s}
+	add := func(f string) {
+		if f != s && !slices.Contains(forms, f) {
+			forms = append(forms, f)
+		}
+	}
+	q := strconv.Quote(s)
+	add(q[1 : len(q)-1])
+	var js bytes.Buffer
+	enc := json.NewEncoder(&js)
+	for _, html := range []bool{true, false} {
+		js.Reset()
+		enc.SetEscapeHTML(html)
+		if enc.Encode(s) == nil {
+			j := strings.TrimSuffix(js.String(), "\n")
+			add(j[1 : len(j)-1])
+		}
+	}
+	add(url.QueryEscape(s))
+	add(url.PathEscape(s))
+	add(percentEncode(s, "-_.~"))           // RFC 3986 unreserved only (jq @uri, curl --data-urlencode)
+	add(percentEncode(s, "-_.~!*'()"))      // JavaScript's encodeURIComponent
+	add(strings.ReplaceAll(s, "'", `'\''`)) // inside '...', as shell.Quote writes it
+	add(strings.ReplaceAll(s, "'", `'"'"'`))
+	return forms
 }
 
 // Redact removes registered secrets from s.

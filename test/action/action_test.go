@@ -51,8 +51,8 @@ func runAction(t *testing.T, workspace string, inputs map[string]string) run {
 	return runActionEnv(t, workspace, inputs, nil)
 }
 
-// runActionEnv is runAction with more environment variables (a later one
-// of the same name wins).
+// runActionEnv is runAction with more variables in the step's environment
+// (what a workflow's env: gives it).
 func runActionEnv(t *testing.T, workspace string, inputs map[string]string, extraEnv []string) run {
 	t.Helper()
 	files := t.TempDir()
@@ -65,8 +65,9 @@ func runActionEnv(t *testing.T, workspace string, inputs map[string]string, extr
 		// The runner upper-cases names and keeps hyphens.
 		env = append(env, "INPUT_"+strings.ToUpper(k)+"="+v)
 	}
+	env = append(env, extraEnv...)
 	cmd := exec.Command(binary)
-	cmd.Dir, cmd.Env = workspace, append(env, extraEnv...)
+	cmd.Dir, cmd.Env = workspace, env
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
