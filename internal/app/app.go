@@ -237,7 +237,7 @@ func (a *run) options(targets []deploy.Target) deploy.Options {
 		Settings: &deploy.Settings{
 			SharedDirs: cfg.SharedDirs, SharedFiles: cfg.SharedFiles,
 			WritableDirs: cfg.WritableDirs, WritableMode: cfg.WritableMode, WritableUser: cfg.WritableUser,
-			BeforeActivate: cfg.BeforeActivate, BeforeActivateOnce: cfg.BeforeActivateOnce, AfterActivate: afterActivateScript(cfg), OnFailure: cfg.OnFailure,
+			BeforeActivate: cfg.BeforeActivate, BeforeActivateOnce: cfg.BeforeActivateOnce, AfterActivate: cfg.AfterActivate, OnFailure: cfg.OnFailure, AfterSwitch: afterSwitch(cfg),
 			HookEnv: cfg.HookEnv(), HookTimeout: cfg.CommandTimeout,
 			KeepReleases: cfg.KeepReleases, Revision: cfg.Revision, Actor: cfg.Actor, RunURL: cfg.RunURL,
 			Runner: runner, Parallel: parallel, Lock: deploy.LockOptions{TTL: deploy.DefaultLockOptions.TTL, Wait: cfg.LockTimeout},

@@ -9,20 +9,13 @@ import (
 	"github.com/atomic-deploy/atomic-deploy/internal/health"
 )
 
-// afterActivateScript is the after-activate hook as the servers run it:
-// for opcache-reset: fpm-reload, opcache-reset-command comes first, so it
-// runs on every server right after the switch and before the user's own
-// after-activate, and its failure fails the hook like any other (rolled
-// back with auto-rollback). The trap names it when it is what failed.
-func afterActivateScript(cfg *config.Config) string {
+// afterSwitch is the hook deploy runs on every server right after every
+// switch of current: opcache-reset-command, for opcache-reset: fpm-reload.
+func afterSwitch(cfg *config.Config) deploy.Hook {
 	if cfg.OpcacheReset != config.OpcacheFPMReload {
-		return cfg.AfterActivate
+		return deploy.Hook{}
 	}
-	return `echo "opcache-reset: running opcache-reset-command"
-trap 'status=$?; [ "$status" = 0 ] || echo "opcache-reset-command failed (exit status $status): OPcache was not reset; after-activate did not run" >&2' EXIT
-` + cfg.OpcacheResetCommand + `
-trap - EXIT
-` + cfg.AfterActivate
+	return deploy.Hook{Name: "opcache-reset-command", Script: cfg.OpcacheResetCommand}
 }
 
 // withOPcacheReset makes verify (the health check, or nil) start by

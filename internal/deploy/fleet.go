@@ -160,7 +160,7 @@ func hostErrors(es []error) string {
 
 // open dials and opens every host; on any failure every opened host is
 // closed again and nothing has changed.
-func (r *runner) open(ctx context.Context, w rootWant, needShell bool) error {
+func (r *runner) open(ctx context.Context, w rootWant, needShell string) error {
 	end := r.o.Groups("Connect and lock (" + words.Count(int64(len(r.o.Targets)), "host") + ")")
 	defer end()
 	err := r.each(ctx, r.o.Concurrency, func(ctx context.Context, i int) error {
@@ -277,6 +277,9 @@ func (r *runner) revertAll(ctx context.Context, reason string) error {
 			return err
 		}
 		r.results[i].Outcome = OutcomeRolledBack
+		if err := h.AfterSwitch(ctx); err != nil {
+			r.o.Log.Warnf("%s: back on the previous release, but %v", h.Name, err)
+		}
 		return nil
 	})
 }

@@ -19,9 +19,8 @@ func Deploy(ctx context.Context, o Options, m *release.Manifest) (_ *Result, err
 	start := time.Now()
 	r := newRunner(o)
 	o = r.o
-	needHooks := o.Settings.BeforeActivate != "" || o.Settings.BeforeActivateOnce != "" || o.Settings.AfterActivate != "" || o.Settings.OnFailure != ""
 	w := rootWant{plan: true, shared: append(slices.Clone(o.Settings.SharedDirs), o.Settings.SharedFiles...)}
-	if err := r.open(ctx, w, needHooks); err != nil {
+	if err := r.open(ctx, w, o.Settings.needShell()); err != nil {
 		return r.result("deploy", "", start), err
 	}
 	// Cleanup must run even when ctx is cancelled (the job was cancelled).

@@ -14,7 +14,11 @@ func Rollback(ctx context.Context, o Options, id string) (*Result, error) {
 	start := time.Now()
 	r := newRunner(o)
 	o = r.o
-	if err := r.open(ctx, rootWant{}, false); err != nil {
+	needShell := ""
+	if o.Settings.AfterSwitch.Script != "" {
+		needShell = o.Settings.AfterSwitch.Name
+	}
+	if err := r.open(ctx, rootWant{}, needShell); err != nil {
 		return r.result("rollback", id, start), err
 	}
 	cleanup := context.WithoutCancel(ctx)
@@ -57,6 +61,15 @@ func Rollback(ctx context.Context, o Options, id string) (*Result, error) {
 			return h.switchTo(ctx, r.results[i].PreviousID)
 		})
 		return r.result("rollback", id, start), fmt.Errorf("rollback to %s failed: %w", id, err)
+	}
+	err = r.each(ctx, len(r.hosts), func(ctx context.Context, i int) error {
+		if r.hosts[i].root.currentID == id {
+			return nil // nothing switched there
+		}
+		return r.hosts[i].AfterSwitch(ctx)
+	})
+	if err != nil {
+		return r.result("rollback", id, start), fmt.Errorf("current is on %s, but: %w", id, err)
 	}
 	return r.result("rollback", id, start), nil
 }

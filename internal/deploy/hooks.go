@@ -89,8 +89,20 @@ func hookCommand(dir string, env map[string]string, script string) (transport.Co
 
 // AfterActivate runs the after-activate hook.
 func (h *Host) AfterActivate(ctx context.Context) error {
+	if err := h.AfterSwitch(ctx); err != nil {
+		return err
+	}
 	if h.S.AfterActivate == "" {
 		return nil
 	}
 	return h.runHook(ctx, "after-activate", h.S.AfterActivate)
+}
+
+// AfterSwitch runs the after-switch hook in the release now live.
+func (h *Host) AfterSwitch(ctx context.Context) error {
+	if h.S.AfterSwitch.Script == "" {
+		return nil
+	}
+	h.Log.Infof("%s: running %s", h.Name, h.S.AfterSwitch.Name)
+	return h.runHookIn(ctx, h.S.AfterSwitch.Name, h.L.Current(), h.S.AfterSwitch.Script, nil)
 }

@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,6 +33,10 @@ type Settings struct {
 	BeforeActivateOnce string // run by Deploy on the first host only
 	AfterActivate      string
 	OnFailure          string // run in the live release of every host when a deploy fails (Deploy)
+	// AfterSwitch runs on each host right after every switch of current:
+	// a deploy's, an automatic rollback's, a rollback's (reload php-fpm so
+	// OPcache forgets the release that is no longer live).
+	AfterSwitch Hook
 	// HookEnv is set in every hook's environment (the env and secret-env
 	// inputs), next to RELEASE_ID and the others, which it cannot replace:
 	// config refuses those names.
@@ -46,6 +51,11 @@ type Settings struct {
 	Lock          LockOptions   // lease and wait
 	ProgressEvery time.Duration // 0: no progress reports
 	NoTar         bool          // never upload as a tar stream (tests of the SFTP path)
+}
+
+// Hook is a script run on the servers, and what the log and errors call it.
+type Hook struct {
+	Name, Script string
 }
 
 // Stats are one host's numbers for outputs and the summary.
@@ -136,4 +146,20 @@ func orNone(s string) string {
 		return "none"
 	}
 	return s
+}
+
+// needShell names the settings that need a shell on the server ("" for
+// none): a deploy over SFTP alone is refused before it touches anything.
+func (s *Settings) needShell() string {
+	var names []string
+	for _, h := range []Hook{{"before-activate", s.BeforeActivate}, {"before-activate-once", s.BeforeActivateOnce},
+		{"after-activate", s.AfterActivate}, {"on-failure", s.OnFailure}, s.AfterSwitch} {
+		if h.Script != "" {
+			names = append(names, h.Name)
+		}
+	}
+	if s.WritableMode != "" && s.WritableMode != WritableChmod {
+		names = append(names, "writable-mode "+s.WritableMode+" (setfacl or chgrp)")
+	}
+	return strings.Join(names, ", ")
 }

@@ -12,14 +12,12 @@ import (
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
 
-// errHooksNeedShell is returned when hooks are set but the server only speaks SFTP.
-var errHooksNeedShell = errors.New("before-activate/after-activate need a shell on the server, but it only allows SFTP (ForceCommand internal-sftp): remove the hooks or allow a shell for this user")
-
 // Open takes the lock and reads what the steps after it need: what the
 // server can do (caps), the deploy root (root, with what w asks for), and
-// so how this deploy's files go up (upload). needShell refuses a server
-// that runs no commands (hooks are set). On failure nothing is held.
-func (h *Host) Open(ctx context.Context, w rootWant, needShell bool) error {
+// so how this deploy's files go up (upload). needShell, when not empty,
+// names what refuses a server that runs no commands (hooks are set). On
+// failure nothing is held.
+func (h *Host) Open(ctx context.Context, w rootWant, needShell string) error {
 	if err := h.open(ctx, w, needShell); err != nil {
 		h.Close(context.WithoutCancel(ctx))
 		return err
@@ -27,7 +25,7 @@ func (h *Host) Open(ctx context.Context, w rootWant, needShell bool) error {
 	return nil
 }
 
-func (h *Host) open(ctx context.Context, w rootWant, needShell bool) error {
+func (h *Host) open(ctx context.Context, w rootWant, needShell string) error {
 	owner := Owner{Actor: h.S.Actor, RunURL: h.S.RunURL, Host: h.S.Runner, StartedAt: time.Now().UTC()}
 	snap, err := h.lockWithShell(ctx, owner, w)
 	if err != nil {
@@ -121,9 +119,9 @@ func (h *Host) lockWithShell(ctx context.Context, owner Owner, w rootWant) (*sna
 
 // lockWithLease takes the lock as a lease over SFTP, once it is sure
 // `current` is a link or nothing, and creates the layout.
-func (h *Host) lockWithLease(ctx context.Context, owner Owner, needShell bool) error {
-	if needShell && !h.T.CanExec() {
-		return errHooksNeedShell
+func (h *Host) lockWithLease(ctx context.Context, owner Owner, needShell string) error {
+	if needShell != "" && !h.T.CanExec() {
+		return fmt.Errorf("%s: this needs a shell on the server, but it only allows SFTP (ForceCommand internal-sftp): do without, or allow a shell for this user", needShell)
 	}
 	if info, err := h.T.Lstat(ctx, h.L.Current()); err == nil && info.Mode()&fs.ModeSymlink == 0 {
 		// releases/ may not exist yet: nothing is created before this check.

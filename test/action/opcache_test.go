@@ -118,8 +118,9 @@ func TestActionOPcacheResetURL(t *testing.T) {
 }
 
 // TestActionOPcacheResetFPMReload: with opcache-reset: fpm-reload,
-// opcache-reset-command runs on the server right after the switch and
-// before after-activate; when it fails, the deploy says so and rolls back.
+// opcache-reset-command runs on the server right after every switch:
+// before after-activate, and again after an automatic rollback; when it
+// fails, the deploy says so and rolls back.
 func TestActionOPcacheResetFPMReload(t *testing.T) {
 	srv := sshtest.Start(t, sshtest.Options{})
 	dir := srv.MkdirUserTemp(t)
@@ -138,14 +139,18 @@ func TestActionOPcacheResetFPMReload(t *testing.T) {
 		t.Errorf("order.txt = %q, want the reload after the switch to %s, then after-activate", got, id)
 	}
 
+	// The reload is refused while the new release is live: the deploy rolls
+	// back, and the reload runs again once current is back.
 	os.Remove(order)
-	inputs["opcache-reset-command"] = `echo "php-fpm: reload refused" >&2; exit 3`
+	inputs["opcache-reset-command"] = `now=$(readlink "$DEPLOY_PATH/current"); echo "reload sees $now" >> "$DEPLOY_PATH/../order.txt"
+if [ "$now" != "releases/` + id + `" ]; then echo "php-fpm: reload refused" >&2; exit 3; fi`
 	failed := runAction(t, ws, inputs)
-	if failed.code != 1 || failed.outputs["rolled-back"] != "true" || !strings.Contains(failed.stdout, "opcache-reset-command failed (exit status 3)") || !strings.Contains(failed.stdout, "reload refused") {
+	if failed.code != 1 || failed.outputs["rolled-back"] != "true" || !strings.Contains(failed.stdout, "opcache-reset-command failed on") || !strings.Contains(failed.stdout, "exit status 3") || !strings.Contains(failed.stdout, "reload refused") {
 		t.Fatalf("exit %d, outputs %q; want a rollback naming opcache-reset-command\n%s", failed.code, failed.outputs, failed.stdout)
 	}
-	if _, err := os.Stat(order); err == nil {
-		t.Errorf("after-activate ran after the reset failed")
+	newID := failed.outputs["deployed-release-id"]
+	if got, _ := os.ReadFile(order); string(got) != "reload sees releases/"+newID+"\nreload sees releases/"+id+"\n" {
+		t.Errorf("order.txt = %q, want a reload after the switch to %s, none of after-activate, and one after the switch back to %s", got, newID, id)
 	}
 	if got := currentRelease(t, root); got != id {
 		t.Errorf("current -> %s, want %s", got, id)

@@ -109,7 +109,7 @@ func TestActionWritableModeNeedsAShell(t *testing.T) {
 	root := filepath.Join(srv.MkdirUserTemp(t), "app")
 	ws := siteWorkspace(t)
 	r := runAction(t, ws, sshInputs(srv, root, map[string]string{"writable-dirs": "cache", "writable-mode": "acl", "writable-user": "www-data"}))
-	if r.code != 1 || !strings.Contains(r.stdout, "writable-mode acl needs a shell on the server") {
+	if r.code != 1 || !strings.Contains(r.stdout, "writable-mode acl (setfacl or chgrp): this needs a shell on the server") {
 		t.Fatalf("exit %d, want 1 saying acl needs a shell\n%s", r.code, r.stdout)
 	}
 	if _, err := os.Lstat(filepath.Join(root, "current")); err == nil {
