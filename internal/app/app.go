@@ -246,8 +246,8 @@ func (a *run) options(targets []deploy.Target) deploy.Options {
 		Log:          a.log,
 		Groups:       a.log.Group,
 		Concurrency:  cfg.Concurrency,
-		AutoRollback: cfg.AutoRollback,
-		ReleaseID:    releaseIDForDeploy(cfg),
+		AutoRollback: cfg.AutoRollback, Force: cfg.Force,
+		ReleaseID: releaseIDForDeploy(cfg),
 	}
 }
 

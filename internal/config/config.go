@@ -95,6 +95,7 @@ type Config struct {
 	HealthcheckExpect  string
 	LockTimeout        time.Duration
 	AutoRollback       bool
+	Force              bool
 	ReleaseID          string
 	Concurrency        int
 
@@ -237,6 +238,9 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 	}
 	if c.AutoRollback, err = parseBool(get("auto-rollback")); err != nil {
 		fail("auto-rollback", "%v", err)
+	}
+	if c.Force, err = parseBool(get("force")); err != nil {
+		fail("force", "%v", err)
 	}
 
 	c.Path, err = validDeployPath(get("path"))

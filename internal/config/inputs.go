@@ -51,6 +51,7 @@ var Inputs = []Input{
 	{Name: "healthcheck-timeout", Default: "30s", Description: "How long the health check may take."},
 	{Name: "healthcheck-expect", Description: "Text the health check response (body or a header) must contain; {release-id} stands for the new release id, so a stale release is caught."},
 	{Name: "auto-rollback", Default: "true", Description: "Switch back to the previous release when after-activate or the health check fails."},
+	{Name: "force", Default: "false", Description: "Go past a safety check that would refuse: with mode: rollback, roll back to a release-id the releases log has no record of (a directory newer than its first release, which may be half-written)."},
 	{Name: "release-id", Description: "Rollback target (mode: rollback), or the id to deploy as (fleets split over a matrix)."},
 	{Name: "concurrency", Default: "10", Description: "How many hosts are prepared at once."},
 	{Name: "config-file", Description: "YAML file of options (the names of these inputs) shared with CLI runs; inputs left at their defaults take its values. Secrets are never read from it."},

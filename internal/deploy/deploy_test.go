@@ -791,3 +791,57 @@ func TestLockKindsSeeEachOther(t *testing.T) {
 		}
 	})
 }
+
+// A release directory the log has no record of, newer than the log's first
+// release, may be half-written (another tool's deploy that crashed): it is
+// never a default rollback target nor a kept release, the next deploy
+// prunes it, and an explicit rollback to it needs force. One older than
+// the log (a site deployed another way before) is adopted as before.
+func TestUnrecordedReleases(t *testing.T) {
+	s := newSite(t, map[string]string{"a.txt": "1"})
+	os.MkdirAll(filepath.Join(s.root, "releases", "20000101000000"), 0o755) // before this tool's log
+	os.WriteFile(filepath.Join(s.root, "releases", "20000101000000", "a.txt"), []byte("old"), 0o644)
+	first := s.mustDeploy()
+	half := first.ReleaseID[:8] + "235959" // a crash later that day
+	os.MkdirAll(filepath.Join(s.root, "releases", half, "app"), 0o755)
+
+	list, err := deploy.ListReleases(context.Background(), s.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := map[string]string{}
+	for _, r := range list["local"] {
+		status[r.ID] = r.Status
+	}
+	if status[half] != deploy.StatusUnknown || status["20000101000000"] != deploy.StatusSuccess || status[first.ReleaseID] != deploy.StatusSuccess {
+		t.Errorf("statuses %v", status)
+	}
+	// Not the default rollback target (the adopted release is), and named
+	// it needs force.
+	if res, err := deploy.Rollback(context.Background(), s.options(), ""); err != nil || res.ReleaseID != "20000101000000" {
+		t.Fatalf("default rollback went to %+v (%v)", res, err)
+	}
+	if _, err := deploy.Rollback(context.Background(), s.options(), half); err == nil || !strings.Contains(err.Error(), "force") {
+		t.Fatalf("rollback to the unknown release: %v", err)
+	}
+	forced := s.options()
+	forced.Force = true
+	if _, err := deploy.Rollback(context.Background(), forced, half); err != nil || s.current() != half {
+		t.Fatalf("forced rollback: %v, current %s", err, s.current())
+	}
+
+	// The next deploy prunes one, and names it.
+	if _, err := deploy.Rollback(context.Background(), s.options(), first.ReleaseID); err != nil {
+		t.Fatal(err)
+	}
+	half2 := first.ReleaseID[:8] + "235958"
+	os.MkdirAll(filepath.Join(s.root, "releases", half2, "app"), 0o755)
+	s.write(map[string]string{"a.txt": "2"})
+	s.mustDeploy()
+	if _, err := os.Stat(filepath.Join(s.root, "releases", half2)); !os.IsNotExist(err) {
+		t.Errorf("the unknown release is still there: %v", err)
+	}
+	if !strings.Contains(s.log.String(), "removing release "+half2+": it has no record") {
+		t.Errorf("the prune of the unknown release was not named:\n%s", s.log)
+	}
+}

@@ -62,6 +62,11 @@ func (h *Host) Finish(ctx context.Context) error {
 	if h.state != recorded {
 		records = append(records, Record{ID: h.ReleaseID, Status: StatusSuccess, FinishedAt: time.Now().UTC()})
 	}
+	for _, id := range old {
+		if h.root.log.status(id) == StatusUnknown {
+			h.Log.Infof("%s: removing release %s: it has no record in the releases log and is newer than the first one there (left half-written by a crashed deploy of another tool?)", h.Name, id)
+		}
+	}
 	lock := h.lock
 	h.lock = nil
 	h.state = recorded

@@ -33,6 +33,7 @@ type Options struct {
 	Concurrency  int                             // hosts worked on at once
 	AutoRollback bool
 	ReleaseID    string           // fixed release id, or "" for the current time
+	Force        bool             // roll back to a release the log has no record of
 	Now          func() time.Time // clock for release ids
 	// Verify runs after every host switched and ran after-activate (the
 	// health check). An error rolls every host back when AutoRollback.

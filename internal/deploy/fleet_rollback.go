@@ -25,7 +25,7 @@ func Rollback(ctx context.Context, o Options, id string) (*Result, error) {
 	defer r.closeAll(cleanup)
 	targets := make([]string, len(r.hosts))
 	err := r.each(ctx, o.Concurrency, func(ctx context.Context, i int) error {
-		t, err := r.hosts[i].ResolveRollback(ctx, id)
+		t, err := r.hosts[i].ResolveRollback(ctx, id, o.Force)
 		targets[i] = t
 		return err
 	})

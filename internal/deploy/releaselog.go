@@ -19,6 +19,7 @@ const (
 	StatusSuccess    = "success"     // went live and passed its checks
 	StatusFailed     = "failed"      // never live, or rolled back automatically
 	StatusRolledBack = "rolled-back" // replaced by a manual rollback
+	StatusUnknown    = "unknown"     // a directory with no record, newer than the log's first: maybe half-written
 )
 
 // Record is one line of the releases log. The newest line for an id wins.
@@ -89,12 +90,34 @@ func (rl *releaseLog) latest() map[string]Record {
 	return m
 }
 
-// status of id; ids with no record (made by another tool) count as successful.
+// status of id.
 func (rl *releaseLog) status(id string) string {
 	if r, ok := rl.latest()[id]; ok {
 		return r.Status
 	}
-	return StatusSuccess
+	return rl.unrecorded(id).Status
+}
+
+// unrecorded is the record of a release directory the log does not name.
+// One older than every record was there before this log (deployed by hand
+// or by another tool) and is adopted as successful. One newer than the
+// log's first record appeared while this tool kept the log: a deploy of
+// another tool may have crashed half-way through writing it, so it is
+// unknown: never a rollback target by default, never a kept release.
+func (rl *releaseLog) unrecorded(id string) Record {
+	if len(rl.records) > 0 && id > rl.first() {
+		return Record{ID: id, Status: StatusUnknown, Message: "no record in the releases log (left by a crashed deploy or another tool?)"}
+	}
+	return Record{ID: id, Status: StatusSuccess}
+}
+
+// first is the oldest release id the log names.
+func (rl *releaseLog) first() string {
+	first := rl.records[0].ID
+	for _, r := range rl.records[1:] {
+		first = min(first, r.ID)
+	}
+	return first
 }
 
 // maxLogRecords keeps the log from growing without end: a rewrite keeps the
@@ -145,15 +168,15 @@ func listReleases(ctx context.Context, t transport.Transport, l Layout, rl *rele
 	return releasesFromNames(names, rl, currentID), nil
 }
 
-// releasesFromNames joins release ids with their log records, oldest first.
-// Ids with no record were made by another tool and count as successful.
+// releasesFromNames joins release ids with their log records, oldest first
+// (ids with no record: unrecorded).
 func releasesFromNames(names []string, rl *releaseLog, currentID string) []ReleaseInfo {
 	latest := rl.latest()
 	out := make([]ReleaseInfo, 0, len(names))
 	for _, id := range names {
 		r, ok := latest[id]
 		if !ok {
-			r = Record{ID: id, Status: StatusSuccess}
+			r = rl.unrecorded(id)
 		}
 		out = append(out, ReleaseInfo{Record: r, Current: id == currentID})
 	}

@@ -35,8 +35,9 @@ func rollbackTarget(list []ReleaseInfo, currentID string) string {
 }
 
 // ResolveRollback checks a rollback target: id, or the previous successful
-// release when id is empty. It changes nothing.
-func (h *Host) ResolveRollback(ctx context.Context, id string) (string, error) {
+// release when id is empty. A release the log has no record of (unknown)
+// is a target only when named, with force. It changes nothing.
+func (h *Host) ResolveRollback(ctx context.Context, id string, force bool) (string, error) {
 	list, err := listReleases(ctx, h.T, h.L, h.root.log, h.root.currentID)
 	if err != nil {
 		return "", err
@@ -51,8 +52,11 @@ func (h *Host) ResolveRollback(ctx context.Context, id string) (string, error) {
 		if r.ID != id {
 			continue
 		}
-		if r.Status == StatusFailed || r.Status == StatusStarted {
+		switch {
+		case r.Status == StatusFailed || r.Status == StatusStarted:
 			return "", fmt.Errorf("release %s on %s is marked %s and cannot be a rollback target", id, h.Name, r.Status)
+		case r.Status == StatusUnknown && !force:
+			return "", fmt.Errorf("release %s on %s has no record in the releases log, though it is newer than the first release there: it may be half-written (a deploy of another tool that crashed). Check it on the server; to roll back to it anyway, set force: true (--force)", id, h.Name)
 		}
 		return id, nil
 	}
