@@ -54,7 +54,7 @@
 //
 // holder.sh prints "locked <pid>\n", then the snapshot (parseSnapshot):
 //
-//	S  L<target>\0 | N\0   <tar --version line>\0   [01]\0 (awk, sha256sum)
+//	S  L<target>\0 | N\0   <tar --version>\0 <cp --version>\0   [01]\0 (awk, sha256sum)
 //	   <release>\0 ... \0   [01]...\0 (each shared path exists)
 //	   log <size>|-|!\n <gzip>   [manifest <size>|-|!\n <gzip>   scan <size>|-\n <gzip>]
 //	   E\n

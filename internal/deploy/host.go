@@ -51,7 +51,19 @@ type Settings struct {
 	Lock          LockOptions   // lease and wait
 	ProgressEvery time.Duration // 0: no progress reports
 	NoTar         bool          // never upload as a tar stream (tests of the SFTP path)
+	Reuse         string        // how a file of the live release is reused: ReuseCopy ("") or ReuseHardlink
 }
+
+// How an unchanged file of the live release becomes part of the new one.
+const (
+	// ReuseCopy makes a private copy on the server: no two releases share
+	// an inode, so nothing that writes into one release changes another.
+	ReuseCopy = "copy"
+	// ReuseHardlink links it: faster where the filesystem has no reflinks,
+	// but a hook or the app writing into a file in place changes every
+	// release holding it.
+	ReuseHardlink = "hardlink"
+)
 
 // Hook is a script run on the servers, and what the log and errors call it.
 type Hook struct {
@@ -102,6 +114,7 @@ type Host struct {
 type serverCaps struct {
 	shell      bool // commands run
 	gnuTar     bool // the upload goes as one tar stream (upload_tar.go)
+	gnuCp      bool // ... which copies reused files with cp --parents --reflink
 	deltaTools bool // awk and sha256sum: the manifest goes as a delta (manifestdelta.go)
 }
 

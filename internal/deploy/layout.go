@@ -27,13 +27,17 @@ const manifestEnding = ".json.gz"
 func (l Layout) ManifestDelta(id string) string { return path.Join(l.Manifests(), id+".delta") }
 
 // ReleaseFiles are the files kept for release id outside its directory:
-// its manifest, the delta it is rebuilt from, and upload.sh's temporaries.
-// Each is named <id>.<something> in manifests/, which is how holder.sh's
-// prune finds them.
+// its manifest, the delta it is rebuilt from, and upload.sh's temporaries
+// (named after the manifest). Each is named <id>.<something> in
+// manifests/, which is how holder.sh's prune finds them.
 func (l Layout) ReleaseFiles(id string) []string {
 	m := l.Manifest(id)
-	return []string{m, l.ManifestDelta(id), m + ".tmp", m + ".plain.tmp"}
+	return []string{m, l.ManifestDelta(id), m + ".tmp", m + ".plain.tmp", m + ".same.tmp", m + ".moved.tmp"}
 }
+
+// relative is p, a path below the root, relative to the root: the names
+// of the upload stream, which is extracted there.
+func (l Layout) relative(p string) string { return strings.TrimPrefix(p, l.Root+"/") }
 
 // currentTarget is what `current` holds for a release: relative, so the
 // deploy root can be moved or mounted elsewhere (a container, a chroot).

@@ -130,14 +130,14 @@ func TestManifestDeltaMismatch(t *testing.T) {
 // against release "old", and nothing else to do.
 func deltaUpload(t *testing.T, l Layout, d *manifestDelta) transport.Command {
 	os.MkdirAll(l.Releases(), 0o755)
-	return remote.Upload.Command(l.Releases(), l.Log(), `{"id":"new","status":"started"}`, l.ManifestDelta("new"), l.Manifest("old"), l.Manifest("new"), "", "", "", filepath.Join(l.Root, "next"), l.Current(), "")
+	return remote.Upload.Command(l.Root, l.Log(), `{"id":"new","status":"started"}`, l.ManifestDelta("new"), l.Manifest("old"), l.Manifest("new"), "", "", "", filepath.Join(l.Root, "next"), l.Current(), "", l.Release("old"), l.Release("new"))
 }
 
 // deltaStream is an upload stream of an empty release "new" with d.
 func deltaStream(t *testing.T, l Layout, d *manifestDelta) []byte {
-	var b bytes.Buffer
-	extras := []tarExtra{{Name: l.ManifestDelta("new"), Load: func() ([]byte, error) { return d.file(), nil }}}
-	if err := (&Plan{}).writeTar(&b, "new", "", time.Now(), extras, &uploadStats{}); err != nil {
+	b := bytes.NewBuffer(reuseLists(&Plan{}))
+	extras := []tarExtra{{Name: l.relative(l.ManifestDelta("new")), Load: func() ([]byte, error) { return d.file(), nil }}}
+	if err := (&Plan{}).writeTar(b, tarShape{top: "releases/new", now: time.Now(), extras: extras}, &uploadStats{}); err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()

@@ -41,6 +41,7 @@ func (h *Host) open(ctx context.Context, w rootWant, needShell string) error {
 	warn := func(format string, args ...any) { h.Log.Warnf("%s: "+format, append([]any{h.Name}, args...)...) }
 	if snap != nil {
 		h.caps.gnuTar = strings.Contains(snap.tarVersion, "GNU tar")
+		h.caps.gnuCp = strings.Contains(snap.cpVersion, "GNU coreutils")
 		h.caps.deltaTools = snap.deltaTools
 		if err := h.root.fromSnapshot(h.L, snap, w, warn); err != nil {
 			return err
@@ -49,7 +50,7 @@ func (h *Host) open(ctx context.Context, w rootWant, needShell string) error {
 	} else {
 		err = parallel(ctx,
 			func(ctx context.Context) error { return h.root.complete(ctx, h.T, h.L, w, warn) },
-			func(ctx context.Context) error { h.caps.gnuTar = probeGNUTar(ctx, h.T); return nil },
+			func(ctx context.Context) error { h.caps.gnuTar, h.caps.gnuCp = probeGNUTools(ctx, h.T); return nil },
 			func(ctx context.Context) error { removeTempLinks(ctx, h.T, h.L); return nil },
 		)
 	}
@@ -57,7 +58,7 @@ func (h *Host) open(ctx context.Context, w rootWant, needShell string) error {
 		return err
 	}
 	h.upload = sftpUpload{h}
-	if h.caps.gnuTar && !h.S.NoTar {
+	if h.caps.gnuTar && !h.S.NoTar && (h.caps.gnuCp || h.S.Reuse == ReuseHardlink) {
 		h.upload = tarUpload{h}
 	}
 	return h.T.Ready(ctx)

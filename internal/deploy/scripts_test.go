@@ -178,22 +178,27 @@ func TestHolderScript(t *testing.T) {
 
 func TestUploadScript(t *testing.T) {
 	forEachShell(t, func(t *testing.T, sh posixShell) {
-		// upload.sh bringing an empty release id with the new current link,
+		// upload.sh bringing release id (a directory app, and the files
+		// of plan copied from release "live") with the new current link,
 		// switching on behalf of sl when it is set.
-		upload := func(t *testing.T, l Layout, sl *sessionLock, id string) (transport.Command, io.Reader) {
+		uploadPlan := func(t *testing.T, l Layout, sl *sessionLock, id string, plan *Plan) (transport.Command, io.Reader) {
 			t.Helper()
 			next := filepath.Join(l.Root, tempLinkPrefix+"new")
-			args := []string{l.Releases(), l.Log(), `{"id":"` + id + `","status":"started"}`, "", "", l.Manifest(id), "", "", "", next, l.Current(), `{"id":"` + id + `","status":"success"}`}
+			args := []string{l.Root, l.Log(), `{"id":"` + id + `","status":"started"}`, "", "", l.Manifest(id), "", "", "", next, l.Current(), `{"id":"` + id + `","status":"success"}`,
+				l.Release("live"), l.Release(id)}
 			if sl != nil {
 				args[6], args[7], args[8], _ = sl.guard()
 			}
-			var b bytes.Buffer
-			app := &release.Entry{Path: "app", Type: release.TypeDir, Mode: 0o755}
-			extras := []tarExtra{{Name: next, Target: currentTarget(id)}}
-			if err := (&Plan{Dirs: []*release.Entry{app}}).writeTar(&b, id, "", time.Now(), extras, &uploadStats{}); err != nil {
+			b := bytes.NewBuffer(reuseLists(plan))
+			plan.Dirs = append(plan.Dirs, &release.Entry{Path: "app", Type: release.TypeDir, Mode: 0o755})
+			shape := tarShape{top: l.relative(l.Release(id)), now: time.Now(), extras: []tarExtra{{Name: l.relative(next), Target: currentTarget(id)}}}
+			if err := plan.writeTar(b, shape, &uploadStats{}); err != nil {
 				t.Fatal(err)
 			}
-			return remote.Upload.Command(args...), &b
+			return remote.Upload.Command(args...), b
+		}
+		upload := func(t *testing.T, l Layout, sl *sessionLock, id string) (transport.Command, io.Reader) {
+			return uploadPlan(t, l, sl, id, &Plan{})
 		}
 		lines := func(t *testing.T, l Layout) string {
 			t.Helper()
@@ -235,6 +240,32 @@ func TestUploadScript(t *testing.T) {
 				if got := lines(t, l); got != `{"id":"20260101000000","status":"started"}` {
 					t.Errorf("%s: log: %s", how, got)
 				}
+			}
+		})
+		t.Run("reused files become private copies", func(t *testing.T) {
+			l := Layout{Root: filepath.Join(t.TempDir(), "site")}
+			writeFiles(t, l.Release("live"), map[string]string{"vendor/a b/x.php": "x", "lib/y.php": "y", "moved.php": "m"})
+			os.MkdirAll(l.Manifests(), 0o755)
+			os.Chmod(filepath.Join(l.Release("live"), "lib/y.php"), 0o751)
+			plan := &Plan{Reuse: []Reuse{
+				{Entry: &release.Entry{Path: "vendor/a b/x.php"}, From: "vendor/a b/x.php"},
+				{Entry: &release.Entry{Path: "lib/y.php"}, From: "lib/y.php"},
+				{Entry: &release.Entry{Path: "new/place/moved.php"}, From: "moved.php"},
+			}}
+			cmd, stream := uploadPlan(t, l, nil, "20260101000000", plan)
+			if r := sh.run(t, cmd, stream); r.status != 0 {
+				t.Fatalf("status %d: %s", r.status, r.stderr)
+			}
+			for to, from := range map[string]string{"vendor/a b/x.php": "vendor/a b/x.php", "lib/y.php": "lib/y.php", "new/place/moved.php": "moved.php"} {
+				src, dst := filepath.Join(l.Release("live"), from), filepath.Join(l.Release("20260101000000"), to)
+				a, errA := os.Stat(src)
+				b, errB := os.Stat(dst)
+				if errA != nil || errB != nil || os.SameFile(a, b) || a.Mode() != b.Mode() || !a.ModTime().Equal(b.ModTime()) || readFile(t, src) != readFile(t, dst) {
+					t.Errorf("%s: not a private copy of %s with its mode and mtime (%v %v)", to, from, errA, errB)
+				}
+			}
+			if left, _ := filepath.Glob(filepath.Join(l.Manifests(), "*.tmp")); len(left) > 0 {
+				t.Errorf("left behind: %q", left)
 			}
 		})
 		t.Run("a broken stream: tar's status, nothing after it", func(t *testing.T) {
@@ -377,8 +408,8 @@ func TestSmallScripts(t *testing.T) {
 				}
 			}
 		})
-		t.Run("tar-version", func(t *testing.T) {
-			if r := sh.run(t, remote.TarVersion.Command(), nil); r.status != 0 || !strings.Contains(r.stdout, "GNU tar") || strings.Count(r.stdout, "\n") != 1 {
+		t.Run("gnu-tools", func(t *testing.T) {
+			if r := sh.run(t, remote.GNUTools.Command(), nil); r.status != 0 || !strings.Contains(r.stdout, "GNU tar") || !strings.Contains(r.stdout, "GNU coreutils") || strings.Count(r.stdout, "\n") != 2 {
 				t.Errorf("status %d, printed %q", r.status, r.stdout)
 			}
 		})

@@ -27,6 +27,7 @@ import (
 type snapshot struct {
 	current    string // target of `current`; "" when it does not exist
 	tarVersion string // first line of tar --version, if any
+	cpVersion  string // first line of cp --version, if any
 	deltaTools bool   // awk and sha256sum, to rebuild a manifest from a delta
 	releases   []string
 	// sharedExists says, for each shared path asked for, whether
@@ -48,7 +49,7 @@ const maxSection = 1 << 30
 
 // parseSnapshot reads what remote/holder.sh printed after "locked":
 //
-//	S  L<target>\0 | N\0   <tar --version line>\0   [01]\0 (delta tools)   <release>\0 ... \0   [01]...\0 (shared paths)
+//	S  L<target>\0 | N\0   <tar --version line>\0   <cp --version line>\0   [01]\0 (delta tools)   <release>\0 ... \0   [01]...\0 (shared paths)
 //	   log <size>|-|!\n <gzip>   [manifest <size>|-|!\n <gzip>   scan <size>|-\n <gzip>]
 //	   E\n
 //
@@ -80,6 +81,9 @@ func parseSnapshot(br *bufio.Reader, want rootWant) (*snapshot, error) {
 		return nil, fmt.Errorf("snapshot: bad current field %q", link)
 	}
 	if s.tarVersion, err = field(); err != nil {
+		return nil, err
+	}
+	if s.cpVersion, err = field(); err != nil {
 		return nil, err
 	}
 	tools, err := field()

@@ -3,6 +3,7 @@ package deploy
 import (
 	"archive/tar"
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,22 +22,27 @@ import (
 )
 
 // Where the server has a shell and GNU tar, the whole release goes out as
-// one compressed tar stream into one `tar -x`: directories, symlinks, new
-// file contents, and hard-link entries that point at the previous release
-// for every reused file. That is one round trip for the whole upload, and
-// every file operation happens inside one server process, instead of a few
-// SFTP requests per file. Servers without it use sftpUpload.
+// one compressed tar stream into one `tar -x`: directories, symlinks and
+// new file contents. Every reused file becomes a private copy of the live
+// release's, made on the server by GNU cp (a reflink where the filesystem
+// has them) from a list that comes before the stream, while the stream is
+// still arriving; with reuse: hardlink, a hard-link entry in the stream
+// instead. That is one round trip for the whole upload, and every file
+// operation happens on the server, instead of a few SFTP requests per
+// file. Servers without GNU tar (or GNU cp, to copy) use sftpUpload.
 
-// probeGNUTar reports whether the target's tar is GNU tar (its -P for the
-// absolute extras, hard links relative to -C and PAX headers are what the
-// stream relies on).
-func probeGNUTar(ctx context.Context, t transport.Transport) bool {
+// probeGNUTools reports whether the target's tar and cp are GNU's (what
+// the stream relies on: PAX headers, names relative to -C; cp --parents
+// and --reflink for the copies of reused files).
+func probeGNUTools(ctx context.Context, t transport.Transport) (tar, cp bool) {
 	if !t.CanExec() {
-		return false
+		return false, false
 	}
 	var out strings.Builder
-	err := t.Exec(ctx, remote.TarVersion.Command(), nil, transport.LimitWriter(&out, 256), io.Discard)
-	return err == nil && strings.Contains(out.String(), "GNU tar")
+	if err := t.Exec(ctx, remote.GNUTools.Command(), nil, transport.LimitWriter(&out, 512), io.Discard); err != nil {
+		return false, false
+	}
+	return strings.Contains(out.String(), "GNU tar"), strings.Contains(out.String(), "GNU coreutils")
 }
 
 // tarUpload sends the release as one tar stream into remote/upload.sh,
@@ -89,11 +95,12 @@ func (u tarUpload) send(ctx context.Context, plan *Plan, started Record, st *upl
 	h.nextLink = path.Join(h.L.Root, tempLinkPrefix+randomToken())
 	startedLine, _ := json.Marshal(started)
 	// The arguments of upload.sh, in its order.
-	args := []string{h.L.Releases(), h.L.Log(), string(startedLine), "", "", h.L.Manifest(h.ReleaseID), "", "", "", h.nextLink, h.L.Current(), ""}
-	manifestExtra := tarExtra{Name: h.L.Manifest(h.ReleaseID), Load: func() ([]byte, error) { m := encodedManifest(); return m.data, m.err }}
+	args := []string{h.L.Root, h.L.Log(), string(startedLine), "", "", h.L.Manifest(h.ReleaseID), "", "", "", h.nextLink, h.L.Current(), "",
+		h.liveDir(), h.L.Release(h.ReleaseID)}
+	manifestExtra := tarExtra{Name: h.L.relative(h.L.Manifest(h.ReleaseID)), Load: func() ([]byte, error) { m := encodedManifest(); return m.data, m.err }}
 	if useDelta {
 		args[3], args[4] = h.L.ManifestDelta(h.ReleaseID), h.L.Manifest(h.root.currentID)
-		manifestExtra = tarExtra{Name: args[3], Load: func() ([]byte, error) { m := encodedManifest(); return m.delta, m.err }}
+		manifestExtra = tarExtra{Name: h.L.relative(args[3]), Load: func() ([]byte, error) { m := encodedManifest(); return m.delta, m.err }}
 	}
 	if h.inline != switchLater {
 		args[6], args[7], args[8], _ = h.lock.guard()
@@ -102,10 +109,15 @@ func (u tarUpload) send(ctx context.Context, plan *Plan, started Record, st *upl
 			args[11] = string(line)
 		}
 	}
-	dir := h.L.Release(h.ReleaseID)
-	err := plan.executeTar(ctx, h.T, remote.Upload.Command(args...), dir, h.liveDir(), now, []tarExtra{
-		manifestExtra,
-		{Name: h.nextLink, Target: currentTarget(h.ReleaseID)},
+	// Reused files are copied by upload.sh from the lists before the
+	// stream, or, with reuse: hardlink, linked by entries in it.
+	lists, linkFrom := reuseLists(plan), ""
+	if h.S.Reuse == ReuseHardlink {
+		lists, linkFrom = reuseLists(&Plan{}), h.L.relative(h.liveDir())
+	}
+	err := plan.executeTar(ctx, h.T, remote.Upload.Command(args...), h.L.Release(h.ReleaseID), lists, tarShape{
+		top: h.L.relative(h.L.Release(h.ReleaseID)), linkFrom: linkFrom, now: now,
+		extras: []tarExtra{manifestExtra, {Name: h.L.relative(h.nextLink), Target: currentTarget(h.ReleaseID)}},
 	}, st)
 	if h.inline != switchLater {
 		err = h.settleInlineSwitch(ctx, err, st.streamed.Load())
@@ -123,20 +135,19 @@ func (u tarUpload) send(ctx context.Context, plan *Plan, started Record, st *upl
 	return mtimes, err
 }
 
-// executeTar sends the plan as one tar stream into cmd, which extracts it
-// in dir's parent, so that the stream also creates dir. New files get the
-// modification time now and reused files keep their Reuse.FromMTime.
-func (p *Plan) executeTar(ctx context.Context, t transport.Transport, cmd transport.Command, dir, prevDir string, now time.Time, extras []tarExtra, st *uploadStats) error {
+// executeTar sends lists, then the plan as one tar stream, into cmd,
+// which extracts it in the deploy root (the stream creates dir).
+func (p *Plan) executeTar(ctx context.Context, t transport.Transport, cmd transport.Command, dir string, lists []byte, shape tarShape, st *uploadStats) error {
 	pr, pw := io.Pipe()
 	writeErr := make(chan error, 1)
 	go func() {
-		err := p.writeTar(pw, path.Base(dir), prevDir, now, extras, st)
+		err := p.writeTar(pw, shape, st)
 		st.streamed.Store(err == nil)
 		pw.CloseWithError(err)
 		writeErr <- err
 	}()
 	var stderr strings.Builder
-	err := t.Exec(ctx, cmd, pr, io.Discard, transport.LimitWriter(&stderr, 4096))
+	err := t.Exec(ctx, cmd, io.MultiReader(bytes.NewReader(lists), pr), io.Discard, transport.LimitWriter(&stderr, 4096))
 	pr.CloseWithError(errTarEnded)
 	werr := <-writeErr
 	if werr != nil && !errors.Is(werr, errTarEnded) && err != nil {
@@ -156,22 +167,50 @@ func (p *Plan) executeTar(ctx context.Context, t transport.Transport, cmd transp
 	return nil
 }
 
+// reuseLists is what upload.sh reads before the stream: a line with the
+// byte counts of two lists, then the lists. The first holds the paths of
+// the files reused from the same path of the live release, NUL-terminated
+// (cp --parents copies them in one go); the second, pairs of paths where
+// the content moved (from, then to).
+func reuseLists(p *Plan) []byte {
+	var same, moved bytes.Buffer
+	for _, r := range p.Reuse {
+		if r.From == r.Entry.Path {
+			same.WriteString(r.From + "\x00")
+		} else {
+			moved.WriteString(r.From + "\x00" + r.Entry.Path + "\x00")
+		}
+	}
+	return append(fmt.Appendf(nil, "%d %d\n", same.Len(), moved.Len()), append(same.Bytes(), moved.Bytes()...)...)
+}
+
+// tarShape says what a stream's names are, relative to the deploy root
+// where it is extracted: top is the new release (releases/<id>); linkFrom
+// the live release that hard-link entries point into ("": reused files
+// are not in the stream); extras ride along at the end.
+type tarShape struct {
+	top, linkFrom string
+	now           time.Time
+	extras        []tarExtra
+}
+
 // errTarEnded is what the stream's writer sees when the command stopped
 // reading first.
 var errTarEnded = errors.New("tar ended")
 
 // tarExtra is a file or symlink outside the release that rides along at
-// the end of the stream (absolute name, -P): the release's manifest (or its
-// delta) and the link the switch will rename, which saves their round trips.
+// the end of the stream: the release's manifest (or its delta) and the
+// link the switch will rename, which saves their round trips.
 type tarExtra struct {
-	Name   string                 // absolute path
+	Name   string                 // relative to the deploy root
 	Load   func() ([]byte, error) // a regular file's content, when Target is empty
 	Target string                 // a symlink's target
 }
 
 // writeTar writes directories first (in manifest order, parents before
 // children), then symlinks, hard links and files.
-func (p *Plan) writeTar(w io.Writer, top, prevDir string, now time.Time, extras []tarExtra, st *uploadStats) error {
+func (p *Plan) writeTar(w io.Writer, shape tarShape, st *uploadStats) error {
+	top, now := shape.top, shape.now
 	bw := bufio.NewWriterSize(w, 256<<10)
 	// Blocks of 1 MB are compressed on every core at once (one gzip
 	// stream, as gzip -d expects): compression is most of the runner's
@@ -201,10 +240,11 @@ func (p *Plan) writeTar(w io.Writer, top, prevDir string, now time.Time, extras 
 		}
 	}
 	for _, r := range p.Reuse {
-		// Relative to the extraction directory (releases/): short names.
-		link := path.Join(path.Base(prevDir), r.From)
-		if err := hdr(&tar.Header{Typeflag: tar.TypeLink, Name: top + "/" + r.Entry.Path, Linkname: link, Mode: int64(r.Entry.Mode), ModTime: now}); err != nil {
-			return err
+		if shape.linkFrom != "" {
+			link := shape.linkFrom + "/" + r.From
+			if err := hdr(&tar.Header{Typeflag: tar.TypeLink, Name: top + "/" + r.Entry.Path, Linkname: link, Mode: int64(r.Entry.Mode), ModTime: now}); err != nil {
+				return err
+			}
 		}
 		st.reused.Add(1)
 		st.reusedBytes.Add(r.Entry.Size)
@@ -215,7 +255,7 @@ func (p *Plan) writeTar(w io.Writer, top, prevDir string, now time.Time, extras 
 		}
 		st.files.Add(1)
 	}
-	for _, x := range extras {
+	for _, x := range shape.extras {
 		if x.Target != "" {
 			if err := hdr(&tar.Header{Typeflag: tar.TypeSymlink, Name: x.Name, Linkname: x.Target, Mode: 0o777, ModTime: now}); err != nil {
 				return err

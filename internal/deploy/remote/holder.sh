@@ -54,7 +54,7 @@ if [ -f "$lease" ] && [ $(($(date +%s) - $(stat -c %Y "$lease" 2>/dev/null || ec
 fi
 # snapshot [SHARED...] prints the state of the deploy root as the lock
 # holder sees it, in the format parseSnapshot reads (snapshot.go): where
-# current points, the first line of tar --version, whether awk and
+# current points, the first lines of tar --version and cp --version, whether awk and
 # sha256sum are there, the release directories, which of the shared paths
 # exist, the releases log and, with plan=1, the live release's stored
 # manifest and a listing of its files (list_tree). Binary sections are
@@ -70,7 +70,7 @@ snapshot() {
 	fi
 	printf S
 	if [ -L "$current" ]; then printf 'L%s\0' "$(readlink "$current")"; else printf 'N\0'; fi
-	printf '%s\0' "$(tar --version 2>/dev/null | head -n 1)"
+	printf '%s\0' "$(tar --version 2>/dev/null | head -n 1)" "$(cp --version 2>/dev/null | head -n 1)"
 	if command -v awk >/dev/null 2>&1 && command -v sha256sum >/dev/null 2>&1; then printf '1\0'; else printf '0\0'; fi
 	for d in "$releases"/* "$releases"/.[!.]* "$releases"/..?*; do
 		if [ -d "$d" ] && [ ! -L "$d" ]; then printf '%s\0' "${d##*/}"; fi

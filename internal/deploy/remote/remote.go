@@ -30,7 +30,7 @@ var (
 	Upload     = load("upload")                     // the tar stream, and what follows it
 	Hook       = load("hook")                       // before-activate, after-activate
 	Writable   = load("writable")                   // writable-dirs
-	TarVersion = load("tar-version")                // is it GNU tar?
+	GNUTools   = load("gnu-tools")                  // GNU tar and cp, or not?
 	EndHolder  = load("end-holder")                 // a lock holder whose deploy is gone
 	// OlderCopies finds the copies of files a hook changed in place.
 	OlderCopies = load("older-copies")

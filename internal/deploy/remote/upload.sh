@@ -1,12 +1,18 @@
-# atomic-deploy:upload — extracts a release's tar stream (standard input)
-# and finishes in the same command what can be finished there: one round
-# trip for the whole upload.
+# atomic-deploy:upload — puts a release on the server from its standard
+# input and finishes in the same command what can be finished there: one
+# round trip for the whole upload.
 #
 # The "started" record goes into the releases log before anything else,
 # so a crash at any later point leaves a release the next deploy knows to
-# be unfinished. The stream creates releases/<id> and brings, as absolute
-# names, the release's manifest (or a delta against the live one's) and
-# the new current link. With a delta, the manifest is rebuilt here and
+# be unfinished. The input is a line with two byte counts, two lists of
+# files reused from the live release (same path, NUL-terminated; moved:
+# from and to, NUL-terminated), then a gzip tar stream. Each reused file
+# becomes a private copy (cp -p --reflink=auto: a reflink where the
+# filesystem has them), so no two releases share an inode; the stream,
+# buffered meanwhile, is then extracted in the deploy root, without -P:
+# every name is relative (releases/<id>/..., the release's manifest or a
+# delta against the live one's, the new current link), and GNU tar keeps
+# its guard against names that climb out with .. or start with /. With a delta, the manifest is rebuilt here and
 # checked against the SHA-256 the delta carries. With a lock holder's pid,
 # the new link is renamed over current (mv -T, rename(2)) once the lock is
 # known to be still ours: the holder lives and its identity file holds our
@@ -14,7 +20,7 @@
 # success record, that follows.
 #
 # Arguments:
-#  1 releases/, where the stream is extracted
+#  1 the deploy root, where the stream is extracted
 #  2 the releases log     3 the started record (one JSON line)
 #  4 the manifest delta the stream brings, or "" for a whole manifest
 #  5 the live release's manifest   6 the new release's manifest
@@ -22,11 +28,13 @@
 #  8 the lock's token     9 the lock's identity file
 # 10 the new current link 11 current
 # 12 the success record, or "" when the log gets it later
-# Exit statuses: status.go; tar's own when it fails.
+# 13 the live release, reused files are copied from
+# 14 the new release
+# Exit statuses: status.go; tar's or cp's own when they fail.
 
-releases=$1 log=$2 started=$3 delta=$4 live_manifest=$5 manifest=$6 holder=$7 token=$8 owner=$9
+root=$1 log=$2 started=$3 delta=$4 live_manifest=$5 manifest=$6 holder=$7 token=$8 owner=$9
 shift 9
-next=$1 current=$2 success=$3
+next=$1 current=$2 success=$3 live=$4 new=$5
 
 # The new manifest from the live one (standard input) and the delta
 # (file $AD_DELTA): "c N" copies the next N lines, "s N" skips N,
@@ -64,8 +72,23 @@ rebuild_manifest() {
 	fi
 }
 
+# Copies the reused files: the lists are read exactly (head -c reads no
+# further), cp --parents copies the same-path ones in few processes.
+copy_reused() {
+	IFS=' ' read -r same moved || exit 1
+	[ "$same" -gt 0 ] || [ "$moved" -gt 0 ] || return 0
+	head -c "$same" > "$manifest.same.tmp" && head -c "$moved" > "$manifest.moved.tmp" && mkdir -p "$new" || return
+	(cd "$live" && xargs -0 -r cp --parents -p --reflink=auto -t "$new" -- < "$manifest.same.tmp") || return
+	# shellcheck disable=SC2016 # the inner sh expands them
+	xargs -0 -r -n 2 sh -c 'to=$2/$4 && mkdir -p "${to%/*}" && exec cp -p --reflink=auto -- "$1/$3" "$to"' copy-moved "$live" "$new" < "$manifest.moved.tmp"
+}
+
 printf '%s\n' "$started" >> "$log" || exit 1
-tar -x -z -p -P --no-same-owner -C "$releases" -f - || exit
+copy_reused
+status=$?
+rm -f "$manifest.same.tmp" "$manifest.moved.tmp"
+[ "$status" = 0 ] || exit "$status"
+tar -x -z -p --no-same-owner -C "$root" -f - || exit
 if [ -n "$delta" ]; then
 	rebuild_manifest
 fi
