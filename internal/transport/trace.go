@@ -69,6 +69,11 @@ func (x *traced) Link(ctx context.Context, oldpath, newpath string) (err error) 
 	defer x.log("link", newpath, time.Now(), &err)
 	return x.t.Link(ctx, oldpath, newpath)
 }
+func (x *traced) Copy(ctx context.Context, oldpath, newpath string) (err error) {
+	defer x.log("copy", newpath, time.Now(), &err)
+	return x.t.Copy(ctx, oldpath, newpath)
+}
+func (x *traced) CopyMethod() string { return x.t.CopyMethod() }
 func (x *traced) Rename(ctx context.Context, oldpath, newpath string) (err error) {
 	defer x.log("rename", newpath, time.Now(), &err)
 	return x.t.Rename(ctx, oldpath, newpath)

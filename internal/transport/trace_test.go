@@ -19,8 +19,12 @@ func TestTraceReportsErrors(t *testing.T) {
 	if _, err := tr.Lstat(context.Background(), "/"); err != nil {
 		t.Fatal(err)
 	}
+	if err := tr.Copy(context.Background(), "/nonexistent/atomic-deploy-trace", "/nonexistent/copy"); err == nil {
+		t.Fatal("no error")
+	}
 	out := log.String()
-	if !strings.Contains(out, "readfile  /nonexistent/atomic-deploy-trace: open") || !strings.Contains(out, "lstat     /: ok") {
+	if !strings.Contains(out, "readfile  /nonexistent/atomic-deploy-trace: open") || !strings.Contains(out, "lstat     /: ok") ||
+		!strings.Contains(out, "copy      /nonexistent/copy: copy /nonexistent/atomic-deploy-trace /nonexistent/copy: no such file") {
 		t.Errorf("trace:\n%s", out)
 	}
 }

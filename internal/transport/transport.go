@@ -47,6 +47,20 @@ type Transport interface {
 	Readlink(ctx context.Context, path string) (string, error)
 	// Link creates newpath as a hard link to oldpath.
 	Link(ctx context.Context, oldpath, newpath string) error
+	// Copy makes newpath a private copy of oldpath, a regular file (a
+	// symbolic link is followed): the same content and permission bits
+	// (setuid, setgid and sticky included) under a new inode, so that a
+	// write into one never shows in the other. Its modification time is
+	// the time of the copy. It fails with fs.ErrExist when newpath exists,
+	// and leaves no newpath behind when it fails otherwise. The target
+	// copies by itself where it can (a reflink, SFTP's copy-data
+	// extension), so that the bytes do not cross the network; CopyMethod
+	// says which way it goes.
+	Copy(ctx context.Context, oldpath, newpath string) error
+	// CopyMethod names how Copy copies on this target, for the log and
+	// the docs: one of the Copy* constants. It may wait, like Copy would,
+	// until the transport knows (over SSH: SFTP started, shell probed).
+	CopyMethod() string
 	// Rename moves oldpath to newpath, atomically replacing newpath if it
 	// exists (rename(2) semantics). Implementations that cannot replace
 	// atomically must fail rather than emulate it.
@@ -91,6 +105,22 @@ type Transport interface {
 
 	Close() error
 }
+
+// How Copy copies, as CopyMethod names it.
+const (
+	// CopyLocal: this machine's filesystem, sharing the blocks (FICLONE)
+	// where the filesystem can, else copying them in the kernel.
+	CopyLocal = "reflink or local copy"
+	// CopyServerSide: SFTP's copy-data extension (OpenSSH 9.0 and later);
+	// the server reads and writes, nothing crosses the network.
+	CopyServerSide = "copy-data (server-side)"
+	// CopyShell: GNU cp over exec on the server (a reflink where its
+	// filesystem can); one command per file.
+	CopyShell = "cp on the server"
+	// CopyThroughClient: read over SFTP and written back, for a server
+	// with neither: every byte crosses the network twice.
+	CopyThroughClient = "through this machine (no server-side copy)"
+)
 
 // Command is a shell script for the target's /bin/sh. Script is constant
 // text, written in a .sh file of this program and embedded (never put

@@ -53,6 +53,10 @@ type Transport struct {
 	startErr    error
 	posixRename bool
 	hardLink    bool
+	copyData    bool // SFTP's copy-data extension
+
+	copyMu   sync.Mutex
+	copyChan *sftpChannel // for copy-data, opened on first need
 
 	// Set by the shell probe, run on first need until it gets an answer;
 	// read only after probed is closed (hasShell).
@@ -61,6 +65,7 @@ type Transport struct {
 	probeTimeout time.Duration
 	canExec      bool
 	gnuFind      bool // find -printf works, so Scan can use one command
+	gnuCp        bool // cp takes --reflink=auto --preserve=mode, so Copy can use it
 
 	warmMu sync.Mutex
 	warm   *warmSession // started by Warm, taken by the next Exec
@@ -244,6 +249,8 @@ func (t *Transport) start(ctx context.Context, target hop) error {
 	t.sftp = c
 	_, t.posixRename = c.HasExtension("posix-rename@openssh.com")
 	_, t.hardLink = c.HasExtension("hardlink@openssh.com")
+	version, _ := c.HasExtension("copy-data")
+	t.copyData = version == "1"
 	return nil
 }
 
@@ -345,6 +352,8 @@ func (t *Transport) hasShell() bool {
 			t.canExec = err == nil
 		case "gnu-find":
 			t.gnuFind = true
+		case "gnu-cp":
+			t.gnuCp = true
 		}
 	}
 	close(t.probed)

@@ -22,7 +22,7 @@ import (
 	"github.com/atomic-deploy/atomic-deploy/internal/transport/sshx"
 )
 
-func dial(t *testing.T, cfg sshx.Config) *sshx.Transport {
+func dial(t testing.TB, cfg sshx.Config) *sshx.Transport {
 	t.Helper()
 	tr, err := sshx.Dial(context.Background(), cfg)
 	if err != nil {

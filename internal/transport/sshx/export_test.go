@@ -23,10 +23,11 @@ func RemoveAllSFTP(t *Transport, ctx context.Context, p string) error {
 	return t.removeAllSFTP(ctx, p)
 }
 
-// DisableExtensions makes Rename and Link use their exec fallbacks.
+// DisableExtensions makes Rename, Link and Copy do without the SFTP
+// extensions, as on a server that does not offer them.
 func DisableExtensions(t *Transport) {
 	<-t.ready
-	t.posixRename, t.hardLink = false, false
+	t.posixRename, t.hardLink, t.copyData = false, false, false
 }
 
 // SetKeepalive shortens the keepalive for transports dialled until restore.

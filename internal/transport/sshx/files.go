@@ -48,11 +48,19 @@ func opErr(op, p string, err error) error {
 	return fmt.Errorf("%s %s: %w", op, p, err)
 }
 
+// isFailure reports SSH_FX_FAILURE, from pkg/sftp or the copy-data
+// channel: what OpenSSH answers for every errno SFTP v3 has no code for
+// (EEXIST, ENOSPC, EDQUOT, ...).
+func isFailure(err error) bool {
+	var se *sftp.StatusError
+	var fx *fxStatus
+	return errors.As(err, &se) && se.FxCode() == sftp.ErrSSHFxFailure || errors.As(err, &fx) && fx.code == fxFailure
+}
+
 // existsErr turns the generic SSH_FX_FAILURE that OpenSSH answers for EEXIST
 // into fs.ErrExist when p turns out to exist.
 func (t *Transport) existsErr(p string, err error) error {
-	var se *sftp.StatusError
-	if errors.As(err, &se) && se.FxCode() == sftp.ErrSSHFxFailure {
+	if isFailure(err) {
 		if _, lerr := t.sftp.Lstat(p); lerr == nil {
 			return fs.ErrExist
 		}
@@ -163,8 +171,7 @@ func (f *file) Close() error { return f.t.noSpace(f.path, f.File.Close()) }
 // the filesystem of p has less than 1 MiB or no inode left for this user,
 // the error wraps syscall.ENOSPC and says how much is free.
 func (t *Transport) noSpace(p string, err error) error {
-	var se *sftp.StatusError
-	if err == nil || !errors.As(err, &se) || se.FxCode() != sftp.ErrSSHFxFailure {
+	if err == nil || !isFailure(err) {
 		return err
 	}
 	vfs, verr := t.sftp.StatVFS(path.Dir(p))

@@ -12,6 +12,7 @@ var (
 	probeScript     = script("probe")
 	scanScript      = transport.ListTree + script("scan")
 	linkScript      = script("link")
+	copyScript      = script("copy")
 	renameScript    = script("rename")
 	removeAllScript = script("remove-all")
 	nowScript       = script("now")
