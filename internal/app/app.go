@@ -240,7 +240,7 @@ func (a *run) options(targets []deploy.Target) deploy.Options {
 			BeforeActivate: cfg.BeforeActivate, BeforeActivateOnce: cfg.BeforeActivateOnce, AfterActivate: cfg.AfterActivate, OnFailure: cfg.OnFailure, AfterSwitch: afterSwitch(cfg),
 			HookEnv: cfg.HookEnv(), HookTimeout: cfg.CommandTimeout,
 			KeepReleases: cfg.KeepReleases, Revision: cfg.Revision, Actor: cfg.Actor, RunURL: cfg.RunURL,
-			Runner: runner, Parallel: parallel, Lock: deploy.LockOptions{TTL: deploy.DefaultLockOptions.TTL, Wait: cfg.LockTimeout},
+			Runner: runner, Parallel: parallel, Reuse: cfg.Reuse, Lock: deploy.LockOptions{TTL: deploy.DefaultLockOptions.TTL, Wait: cfg.LockTimeout},
 			ProgressEvery: 3 * time.Second,
 		},
 		Log:          a.log,

@@ -95,6 +95,7 @@ type Config struct {
 	HealthcheckExpect  string
 	LockTimeout        time.Duration
 	AutoRollback       bool
+	Reuse              string // copy or hardlink
 	Force              bool
 	ReleaseID          string
 	Concurrency        int
@@ -241,6 +242,11 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 	}
 	if c.Force, err = parseBool(get("force")); err != nil {
 		fail("force", "%v", err)
+	}
+	switch c.Reuse = strings.ToLower(get("reuse")); c.Reuse {
+	case "copy", "hardlink":
+	default:
+		fail("reuse", "%q is not copy or hardlink", get("reuse"))
 	}
 
 	c.Path, err = validDeployPath(get("path"))

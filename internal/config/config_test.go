@@ -243,6 +243,8 @@ func TestParseHostileInputs(t *testing.T) {
 		{name: "keep-releases 0", inputs: map[string]string{"keep-releases": "0"}, input: "keep-releases", phrase: "at least 1"},
 		{name: "keep-releases -1", inputs: map[string]string{"keep-releases": "-1"}, input: "keep-releases", phrase: "at least 1"},
 		{name: "keep-releases abc", inputs: map[string]string{"keep-releases": "abc"}, input: "keep-releases", phrase: "whole number"},
+		{name: "reuse symlink", inputs: map[string]string{"reuse": "symlink"}, input: "reuse", phrase: "not copy or hardlink"},
+		{name: "force maybe", inputs: map[string]string{"force": "maybe"}, input: "force", phrase: "maybe"},
 		{name: "keep-releases 1.5", inputs: map[string]string{"keep-releases": "1.5"}, input: "keep-releases", phrase: "whole number"},
 		{name: "keep-releases empty", inputs: map[string]string{"keep-releases": ""}, input: "keep-releases", phrase: "whole number"},
 		{name: "concurrency 0", inputs: map[string]string{"concurrency": "0"}, input: "concurrency", phrase: "at least 1"},
@@ -434,7 +436,7 @@ func TestParseValid(t *testing.T) {
 		c.HealthcheckTimeout = 30 * time.Second
 		c.LockTimeout = 5 * time.Minute
 		c.ConnectTimeout, c.ConnectRetries = 20*time.Second, 3
-		c.AutoRollback = true
+		c.AutoRollback, c.Reuse = true, "copy"
 		c.Concurrency = 10
 		c.Revision, c.Actor, c.RunURL = "abc123", "octocat", "https://github.com/o/r/actions/runs/1"
 	}

@@ -105,8 +105,7 @@ type Host struct {
 	inline   inlineSwitch      // what the upload's command does after the stream (Deploy decides)
 	nextLink string            // temporary link to the new release, renamed over current by Activate
 	manifest *release.Manifest // the new release's, without what shared/ holds
-	linked   map[string]transport.Stat
-	mu       sync.Mutex // guards root.log from steps running at once
+	mu       sync.Mutex        // guards root.log from steps running at once
 }
 
 // serverCaps is what the server can do, as far as a deploy cares. Open

@@ -13,16 +13,13 @@ import (
 
 // recordState stores the manifest of the finished release with each file's
 // server mtime (the next deploy reuses a file only if it is unchanged
-// since), and remembers which files share an inode with an older release
-// when something will run in the release that could write into them. When
-// the upload could not report mtimes (SFTP), one scan provides them and
-// also checks that every file arrived whole.
+// since). When the upload could not report mtimes (SFTP), one scan provides
+// them and also checks that every file arrived whole.
 func (h *Host) recordState(ctx context.Context, mtimes map[*release.Entry]int64) error {
-	dir := h.L.Release(h.ReleaseID)
-	h.linked = map[string]transport.Stat{}
-	if mtimes != nil && !h.runsInRelease() {
+	if mtimes != nil {
 		return nil // the tar stream stored the manifest already
 	}
+	dir := h.L.Release(h.ReleaseID)
 	scan, err := h.T.Scan(ctx, dir)
 	if err != nil {
 		return fmt.Errorf("verify %s: %w", dir, err)
@@ -30,12 +27,6 @@ func (h *Host) recordState(ctx context.Context, mtimes map[*release.Entry]int64)
 	byPath := make(map[string]transport.Stat, len(scan))
 	for _, s := range scan {
 		byPath[s.Path] = s
-		if s.Links > 1 && s.Inode != 0 && s.Mode.IsRegular() {
-			h.linked[s.Path] = s
-		}
-	}
-	if mtimes != nil {
-		return nil
 	}
 	if err := waitPastMTimes(ctx, h.T, scan); err != nil {
 		return err
@@ -86,12 +77,6 @@ func (h *Host) encodeManifest(mtime func(e *release.Entry) int64) ([]byte, error
 	var buf bytes.Buffer
 	err := h.manifest.EncodeMTimes(&buf, recorded)
 	return buf.Bytes(), err
-}
-
-// runsInRelease reports whether anything will run inside the new release
-// (hooks, or chmod for writable-dirs) that could write into a reused file.
-func (h *Host) runsInRelease() bool {
-	return h.canExec() && (h.S.BeforeActivate != "" || h.S.AfterActivate != "" || len(h.S.WritableDirs) > 0)
 }
 
 // waitPastMTimes handles servers that report mtimes in whole seconds (SFTP

@@ -33,7 +33,8 @@ func (p *Plan) uploadOnly(roots []string) {
 }
 
 // Plan says, for each file of the new release, whether its bytes cross the
-// wire or an identical file already on the server is hard-linked.
+// wire or an identical file already on the server is reused (copied there,
+// or hard-linked with reuse: hardlink).
 type Plan struct {
 	Dirs     []*release.Entry
 	Symlinks []*release.Entry

@@ -47,9 +47,6 @@ func (h *Host) Prepare(ctx context.Context, m *release.Manifest, id string) erro
 			return err
 		}
 	}
-	if err := h.protectOlderReleases(ctx); err != nil {
-		return err
-	}
 	// The new link is made now (the tar stream brought it already), so the
 	// switch itself is one rename: across a fleet every host flips within
 	// about one round trip.
@@ -74,5 +71,5 @@ func (h *Host) releaseExists() error {
 func (h *Host) canSwitchInUpload() bool {
 	_, tar := h.upload.(tarUpload)
 	_, _, _, checkable := h.lock.guard()
-	return tar && checkable && h.S.BeforeActivate == "" && h.S.BeforeActivateOnce == "" && !h.runsInRelease() && len(h.sharedPaths()) == 0
+	return tar && checkable && h.S.BeforeActivate == "" && h.S.BeforeActivateOnce == "" && len(h.S.WritableDirs) == 0 && len(h.sharedPaths()) == 0
 }

@@ -8,9 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -428,22 +426,6 @@ func TestSmallScripts(t *testing.T) {
 			case <-time.After(5 * time.Second):
 				t.Error("the process still runs")
 				sleep.Process.Kill()
-			}
-		})
-		t.Run("older-copies, whatever the root's name", func(t *testing.T) {
-			l := Layout{Root: filepath.Join(t.TempDir(), "site[1]*?")}
-			writeFiles(t, l.Root, map[string]string{"releases/1/a": "a", "releases/2/b": "b", "releases/3/a": "x"})
-			shared := filepath.Join(l.Release("1"), "a")
-			os.Link(shared, filepath.Join(l.Release("2"), "a2"))
-			os.Link(shared, filepath.Join(l.Release("3"), "a3"))
-			var st syscall.Stat_t
-			syscall.Stat(shared, &st)
-			r := sh.run(t, remote.OlderCopies.Command(l.Releases(), l.Release("3"), fmt.Sprint(st.Ino), "1"), nil)
-			got := strings.Split(strings.TrimSuffix(r.stdout, "\x00"), "\x00")
-			slices.Sort(got)
-			want := []string{fmt.Sprintf("%d %s", st.Ino, shared), fmt.Sprintf("%d %s", st.Ino, filepath.Join(l.Release("2"), "a2"))}
-			if r.status != 0 || !slices.Equal(got, want) {
-				t.Errorf("status %d, found %q, want %q (%s)", r.status, got, want, r.stderr)
 			}
 		})
 	})

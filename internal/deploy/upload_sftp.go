@@ -40,15 +40,20 @@ func (u sftpUpload) send(ctx context.Context, plan *Plan, _ Record, st *uploadSt
 	if parallel < 1 {
 		parallel = 64
 	}
-	return nil, plan.execute(ctx, u.h.T, u.h.L.Release(u.h.ReleaseID), u.h.liveDir(), parallel, st)
+	reuse := u.h.T.Copy
+	if u.h.S.Reuse == ReuseHardlink {
+		reuse = u.h.T.Link
+	}
+	return nil, plan.execute(ctx, u.h.T, u.h.L.Release(u.h.ReleaseID), u.h.liveDir(), reuse, parallel, st)
 }
 
 // execute writes the plan into dir with up to `parallel` operations in
-// flight. Directories are made level by level (a level's mkdirs go out
-// together), then every file, link and symlink at once. Over SFTP each
+// flight, reused files with reuse (a copy, or a link). Directories are made
+// level by level (a level's mkdirs go out together), then every file and
+// symlink at once. Over SFTP each
 // operation is a round trip, so this pipelining is what makes a deploy over
 // a long link fast.
-func (p *Plan) execute(ctx context.Context, t transport.Transport, dir, prevDir string, parallel int, st *uploadStats) error {
+func (p *Plan) execute(ctx context.Context, t transport.Transport, dir, prevDir string, reuse func(ctx context.Context, from, to string) error, parallel int, st *uploadStats) error {
 	// Parents are made writable by us until the end, whatever their final mode.
 	levels := map[int][]*release.Entry{}
 	maxDepth := 0
@@ -75,7 +80,7 @@ func (p *Plan) execute(ctx context.Context, t transport.Transport, dir, prevDir 
 	}
 	for _, r := range p.Reuse {
 		ops = append(ops, func(ctx context.Context) error {
-			err := t.Link(ctx, path.Join(prevDir, r.From), path.Join(dir, r.Entry.Path))
+			err := reuse(ctx, path.Join(prevDir, r.From), path.Join(dir, r.Entry.Path))
 			if err == nil {
 				st.reused.Add(1)
 				st.reusedBytes.Add(r.Entry.Size)
@@ -84,7 +89,8 @@ func (p *Plan) execute(ctx context.Context, t transport.Transport, dir, prevDir 
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			// Too many links, another filesystem, no hardlink support: send it.
+			// Too many links, another filesystem, no copy or link on the
+			// server: send it.
 			return uploadFile(ctx, t, dir, r.Entry, st)
 		})
 	}

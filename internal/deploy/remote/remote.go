@@ -26,14 +26,12 @@ func (s Script) Name() string { return s.name }
 
 // The scripts; the arguments each takes are listed at its top.
 var (
-	Holder     = load("holder", transport.ListTree) // lock, state, prune (sessionlock.go)
-	Upload     = load("upload")                     // the tar stream, and what follows it
-	Hook       = load("hook")                       // before-activate, after-activate
-	Writable   = load("writable")                   // writable-dirs
-	GNUTools   = load("gnu-tools")                  // GNU tar and cp, or not?
-	EndHolder  = load("end-holder")                 // a lock holder whose deploy is gone
-	// OlderCopies finds the copies of files a hook changed in place.
-	OlderCopies = load("older-copies")
+	Holder    = load("holder", transport.ListTree) // lock, state, prune (sessionlock.go)
+	Upload    = load("upload")                     // the tar stream, and what follows it
+	Hook      = load("hook")                       // before-activate, after-activate
+	Writable  = load("writable")                   // writable-dirs
+	GNUTools  = load("gnu-tools")                  // GNU tar and cp, or not?
+	EndHolder = load("end-holder")                 // a lock holder whose deploy is gone
 )
 
 //go:embed *.sh

@@ -45,7 +45,7 @@ func TestEveryStatusHasAName(t *testing.T) {
 // Every script is loaded, says at its top what it is called, and holds no
 // Go formatting verb (nothing is put together from values).
 func TestScriptsAreConstantAndNamed(t *testing.T) {
-	all := []Script{Holder, Upload, Hook, Writable, GNUTools, EndHolder, OlderCopies}
+	all := []Script{Holder, Upload, Hook, Writable, GNUTools, EndHolder}
 	scripts, _ := fs.Glob(files, "*.sh")
 	if len(all) != len(scripts) {
 		t.Errorf("%d scripts loaded, %d files", len(all), len(scripts))
