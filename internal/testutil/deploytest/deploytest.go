@@ -61,10 +61,12 @@ type Host struct {
 // New makes a deploy root on one server of kind o.Kind.
 func New(t testing.TB, o Options) *Host {
 	t.Helper()
-	if o.Kind != Local {
+	switch {
+	case o.Kind == SSH || o.Kind == SFTPOnly:
 		return NewFleet(t, 1, o)[0]
-	}
-	if o.Tmpfs != "" {
+	case o.Kind != Local:
+		t.Fatalf("deploytest: unknown Kind %q", o.Kind)
+	case o.Tmpfs != "":
 		t.Fatal("deploytest: a tmpfs needs an sshd (Kind SSH or SFTPOnly)")
 	}
 	base := t.TempDir()
