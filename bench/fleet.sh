@@ -5,7 +5,8 @@
 # sshd), with the switch spread across the hosts and where the CPU went.
 # All servers share this machine's cores with the client; the report shows
 # how much of them they took. Prints a Markdown report and writes it to
-# bench/out/fleet-<timestamp>.md.
+# bench/out/fleet-<timestamp>.md. The benchmark itself is BenchmarkFleet
+# in bench/fleetbench.
 #
 # Knobs: FLEET_RTTS (ms, default 0,20,50), FLEET_RUNS (timed deploys per
 # cell, default 5), FLEET_HOSTS (default 20), BENCH_NICE (default -10).
@@ -39,7 +40,7 @@ export FLEET_REPORT=$W/report.md
 log "RTTs ${FLEET_RTTS} ms, ${FLEET_HOSTS} hosts, ${FLEET_RUNS} runs per cell"
 start=$SECONDS
 if ! ATOMIC_DEPLOY_REQUIRE_SSHD=1 go test -run '^$' -bench '^BenchmarkFleet$' -benchtime 1x -timeout 20m \
-	./internal/deploy/ >"$W/go.log" 2>&1 || [[ ! -s $FLEET_REPORT ]]; then
+	./bench/fleetbench/ >"$W/go.log" 2>&1 || [[ ! -s $FLEET_REPORT ]]; then
 	cat "$W/go.log" >&2
 	log "the benchmark failed"
 	exit 1

@@ -1,7 +1,6 @@
 package deploy_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,118 +14,61 @@ import (
 	"time"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/deploy"
-	"github.com/atomic-deploy/atomic-deploy/internal/release"
 	"github.com/atomic-deploy/atomic-deploy/internal/shell"
-	"github.com/atomic-deploy/atomic-deploy/internal/testutil/sshtest"
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil/deploytest"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport/local"
-	"github.com/atomic-deploy/atomic-deploy/internal/transport/sshx"
 )
 
-// testLog collects what a deploy says.
-type testLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *testLog) Infof(f string, a ...any) { l.printf("info: "+f, a...) }
-func (l *testLog) Warnf(f string, a ...any) { l.printf("warn: "+f, a...) }
-func (l *testLog) printf(f string, a ...any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	fmt.Fprintf(&l.buf, f+"\n", a...)
-}
-func (l *testLog) Writer(host string) io.Writer {
-	return writerFunc(func(p []byte) { l.printf("[%s] %s", host, p) })
-}
-func (l *testLog) Progress(deploy.Progress) {}
-func (l *testLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-type writerFunc func([]byte)
-
-func (w writerFunc) Write(p []byte) (int, error) { w(p); return len(p), nil }
-
-// site is a deploy root plus a source tree on this machine.
+// site is a deploy root on one host, a source tree, and the settings the
+// tests deploy it with.
 type site struct {
+	*deploytest.Host
 	t      *testing.T
-	root   string
-	src    string
-	log    *testLog
+	src    *deploytest.Source
+	log    *deploytest.Log
 	now    time.Time
-	target deploy.Target
+	target deploy.Target // the Host's, unless a test dials another way
 	set    deploy.Settings
 }
 
-// Transports the same deploy tests run on: this machine, a real OpenSSH
-// server with a shell, and one that only allows SFTP.
-const (
-	onLocal    = "local"
-	onSSH      = "ssh"
-	onSFTPOnly = "sftp-only"
-)
-
-// forEachTransport runs f as a subtest on each transport kind.
-func forEachTransport(t *testing.T, f func(t *testing.T, kind string), kinds ...string) {
+// forEachTransport runs f as a subtest on each kind of host (all of them
+// without kinds).
+func forEachTransport(t *testing.T, f func(t *testing.T, kind deploytest.Kind), kinds ...deploytest.Kind) {
 	if len(kinds) == 0 {
-		kinds = []string{onLocal, onSSH, onSFTPOnly}
+		kinds = deploytest.Kinds
 	}
 	for _, kind := range kinds {
-		t.Run(kind, func(t *testing.T) { f(t, kind) })
+		t.Run(string(kind), func(t *testing.T) { f(t, kind) })
 	}
 }
 
-func newSite(t *testing.T, files map[string]string) *site { return newSiteOn(t, onLocal, files) }
+func newSite(t *testing.T, files map[string]string) *site {
+	return newSiteOn(t, deploytest.Local, files)
+}
 
-func newSiteOn(t *testing.T, kind string, files map[string]string) *site {
+func newSiteOn(t *testing.T, kind deploytest.Kind, files map[string]string) *site {
 	t.Helper()
-	s := &site{t: t, root: filepath.Join(t.TempDir(), "site"), src: t.TempDir(), log: &testLog{},
-		now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	s.target = deploy.Target{Name: "local", Dial: func(context.Context) (transport.Transport, error) { return local.New(), nil }}
-	if kind != onLocal {
-		srv := sshtest.Start(t, sshtest.Options{SFTPOnly: kind == onSFTPOnly})
-		s.root = filepath.Join(srv.MkdirUserTemp(t), "site")
-		cfg := srv.Config()
-		s.target = deploy.Target{Name: srv.User + "@" + srv.Addr, Dial: func(ctx context.Context) (transport.Transport, error) { return sshx.Dial(ctx, cfg) }}
-	}
-	s.set = deploy.Settings{KeepReleases: 5, Revision: "abc123", Parallel: 8, Lock: deploy.LockOptions{TTL: 10 * time.Second, Wait: 15 * time.Second},
-		// Locally the per-file engine runs (the one SFTP-only servers get);
-		// over SSH with a shell the tar stream does.
-		NoTar: kind == onLocal}
-	s.write(files)
-	return s
-}
-
-func (s *site) write(files map[string]string) {
-	for p, content := range files {
-		full := filepath.Join(s.src, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			s.t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
-			s.t.Fatal(err)
-		}
-	}
+	h := deploytest.New(t, deploytest.Options{Kind: kind})
+	return &site{Host: h, t: t, src: deploytest.NewSource(t, files), log: &deploytest.Log{}, target: h.Target(),
+		now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+		set: deploy.Settings{KeepReleases: 5, Revision: "abc123", Parallel: 8, Lock: deploy.LockOptions{TTL: 10 * time.Second, Wait: 15 * time.Second},
+			// Locally the per-file engine runs (the one SFTP-only servers get);
+			// over SSH with a shell the tar stream does.
+			NoTar: kind == deploytest.Local}}
 }
 
 func (s *site) options() deploy.Options {
 	s.now = s.now.Add(time.Minute)
 	now := s.now
 	set := s.set
-	return deploy.Options{Targets: []deploy.Target{s.target}, Root: s.root, Settings: &set, Log: s.log,
+	return deploy.Options{Targets: []deploy.Target{s.target}, Root: s.Path, Settings: &set, Log: s.log,
 		Concurrency: 4, AutoRollback: true, Now: func() time.Time { return now }}
 }
 
 func (s *site) deploy() (*deploy.Result, error) {
 	s.t.Helper()
-	m, err := release.Build(context.Background(), release.Options{Source: s.src, Revision: s.set.Revision})
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	return deploy.Deploy(context.Background(), s.options(), m)
+	return deploy.Deploy(context.Background(), s.options(), s.src.Manifest(s.set.Revision))
 }
 
 func (s *site) mustDeploy() *deploy.Result {
@@ -138,56 +80,29 @@ func (s *site) mustDeploy() *deploy.Result {
 	return res
 }
 
-func (s *site) current() string {
-	s.t.Helper()
-	target, err := os.Readlink(filepath.Join(s.root, "current"))
-	if err != nil {
-		return ""
-	}
-	return filepath.Base(target)
-}
-
-func (s *site) read(p string) string {
-	s.t.Helper()
-	b, err := os.ReadFile(filepath.Join(s.root, p))
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	return string(b)
-}
-
-func (s *site) releases() []string {
-	entries, _ := os.ReadDir(filepath.Join(s.root, "releases"))
-	var ids []string
-	for _, e := range entries {
-		ids = append(ids, e.Name())
-	}
-	return ids
-}
-
 func TestFirstDeployLayout(t *testing.T) {
-	forEachTransport(t, func(t *testing.T, kind string) {
+	forEachTransport(t, func(t *testing.T, kind deploytest.Kind) {
 		s := newSiteOn(t, kind, map[string]string{"public/index.php": "<?php echo 1;", "app/a.txt": "a", "storage/logs/.keep": ""})
 		s.set.SharedDirs = []string{"storage"}
 		res := s.mustDeploy()
-		if res.ReleaseID == "" || s.current() != res.ReleaseID {
-			t.Fatalf("current = %q, release %q", s.current(), res.ReleaseID)
+		if res.ReleaseID == "" || s.Current() != res.ReleaseID {
+			t.Fatalf("current = %q, release %q", s.Current(), res.ReleaseID)
 		}
-		target, _ := os.Readlink(filepath.Join(s.root, "current"))
+		target, _ := os.Readlink(s.Root("current"))
 		if target != "releases/"+res.ReleaseID {
 			t.Errorf("current -> %q, want a relative link", target)
 		}
-		if got := s.read("current/REVISION"); got != "abc123\n" {
+		if got := s.Read("current/REVISION"); got != "abc123\n" {
 			t.Errorf("REVISION = %q", got)
 		}
-		link, err := os.Readlink(filepath.Join(s.root, "current", "storage"))
+		link, err := os.Readlink(s.Root("current", "storage"))
 		if err != nil || link != "../../shared/storage" {
 			t.Errorf("storage link = %q, %v", link, err)
 		}
-		if _, err := os.Stat(filepath.Join(s.root, "shared/storage/logs/.keep")); err != nil {
+		if _, err := os.Stat(s.Root("shared/storage/logs/.keep")); err != nil {
 			t.Errorf("shared/storage not seeded from the release: %v", err)
 		}
-		if _, err := os.Stat(filepath.Join(s.root, ".atomic-deploy/lock")); !os.IsNotExist(err) {
+		if _, err := os.Stat(s.Root(".atomic-deploy/lock")); !os.IsNotExist(err) {
 			t.Errorf("lock left behind: %v", err)
 		}
 		if res.Hosts[0].FilesUploaded != 4 || res.Hosts[0].FilesReused != 0 {
@@ -197,7 +112,7 @@ func TestFirstDeployLayout(t *testing.T) {
 }
 
 func TestIncrementalDeployReusesByContent(t *testing.T) {
-	forEachTransport(t, func(t *testing.T, kind string) {
+	forEachTransport(t, func(t *testing.T, kind deploytest.Kind) {
 		files := map[string]string{}
 		for i := range 50 {
 			files[fmt.Sprintf("vendor/pkg%d/file.php", i)] = strings.Repeat(fmt.Sprint(i), 100)
@@ -205,13 +120,13 @@ func TestIncrementalDeployReusesByContent(t *testing.T) {
 		s := newSiteOn(t, kind, files)
 		first := s.mustDeploy()
 		// A fresh checkout: every mtime new, two files changed, one renamed.
-		os.RemoveAll(s.src)
-		os.MkdirAll(s.src, 0o755)
+		os.RemoveAll(s.src.Dir)
+		os.MkdirAll(s.src.Dir, 0o755)
 		files["vendor/pkg1/file.php"] = "changed"
 		files["vendor/pkg2/file.php"] = "changed too"
 		files["vendor/moved/file.php"] = files["vendor/pkg3/file.php"]
 		delete(files, "vendor/pkg3/file.php")
-		s.write(files)
+		s.src.Write(files)
 		res := s.mustDeploy()
 		h := res.Hosts[0]
 		// REVISION is unchanged too, so 48 + REVISION reused; 2 changed uploaded.
@@ -222,28 +137,28 @@ func TestIncrementalDeployReusesByContent(t *testing.T) {
 			t.Errorf("previous = %q, want %q", res.PreviousID, first.ReleaseID)
 		}
 		for p, want := range files {
-			if got := s.read("current/" + p); got != want {
+			if got := s.Read("current/" + p); got != want {
 				t.Errorf("%s = %q, want %q", p, got, want)
 			}
 		}
 		// The old release is untouched.
-		if got := s.read("releases/" + first.ReleaseID + "/vendor/pkg1/file.php"); got != strings.Repeat("1", 100) {
+		if got := s.Read("releases/" + first.ReleaseID + "/vendor/pkg1/file.php"); got != strings.Repeat("1", 100) {
 			t.Errorf("old release changed: %q", got)
 		}
 	})
 }
 
 func TestTamperedPreviousReleaseIsNotReused(t *testing.T) {
-	forEachTransport(t, func(t *testing.T, kind string) {
+	forEachTransport(t, func(t *testing.T, kind deploytest.Kind) {
 		s := newSiteOn(t, kind, map[string]string{"a.txt": "original", "b.txt": "bbb"})
 		first := s.mustDeploy()
 		// Someone edits the live release on the server (same size, later mtime).
-		p := filepath.Join(s.root, "releases", first.ReleaseID, "a.txt")
+		p := s.Root("releases", first.ReleaseID, "a.txt")
 		if err := os.WriteFile(p, []byte("tampered"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		res := s.mustDeploy()
-		if got := s.read("current/a.txt"); got != "original" {
+		if got := s.Read("current/a.txt"); got != "original" {
 			t.Fatalf("tampered content leaked into the new release: %q", got)
 		}
 		if res.Hosts[0].FilesUploaded != 1 {
@@ -253,47 +168,47 @@ func TestTamperedPreviousReleaseIsNotReused(t *testing.T) {
 }
 
 func TestHookWritingInPlaceLeavesOlderReleasesIntact(t *testing.T) {
-	forEachTransport(t, func(t *testing.T, kind string) {
+	forEachTransport(t, func(t *testing.T, kind deploytest.Kind) {
 		s := newSiteOn(t, kind, map[string]string{"config.php": "base", "other.php": "x"})
 		first := s.mustDeploy()
 		s.set.BeforeActivate = "echo appended >> config.php; chmod 600 other.php"
 		s.mustDeploy()
-		if got := s.read("current/config.php"); got != "baseappended\n" {
+		if got := s.Read("current/config.php"); got != "baseappended\n" {
 			t.Errorf("new release config.php = %q, want the hook's change", got)
 		}
-		if got := s.read("releases/" + first.ReleaseID + "/config.php"); got != "base" {
+		if got := s.Read("releases/" + first.ReleaseID + "/config.php"); got != "base" {
 			t.Errorf("older release changed by the hook: %q", got)
 		}
-		info, _ := os.Stat(filepath.Join(s.root, "releases", first.ReleaseID, "other.php"))
+		info, _ := os.Stat(s.Root("releases", first.ReleaseID, "other.php"))
 		if info.Mode().Perm() != 0o644 {
 			t.Errorf("older release mode changed by the hook: %v", info.Mode())
 		}
 		if !strings.Contains(s.log.String(), "restored") {
 			t.Errorf("no warning about restored files:\n%s", s.log)
 		}
-	}, onLocal, onSSH)
+	}, deploytest.Local, deploytest.SSH)
 }
 
 func TestBeforeActivateFailureChangesNothing(t *testing.T) {
-	forEachTransport(t, func(t *testing.T, kind string) {
+	forEachTransport(t, func(t *testing.T, kind deploytest.Kind) {
 		s := newSiteOn(t, kind, map[string]string{"a.txt": "1"})
 		first := s.mustDeploy()
-		s.write(map[string]string{"a.txt": "2"})
+		s.src.Write(map[string]string{"a.txt": "2"})
 		s.set.BeforeActivate = "echo migrating; exit 3"
 		res, err := s.deploy()
 		if err == nil || !strings.Contains(err.Error(), "before-activate failed") || !strings.Contains(err.Error(), "exit status 3") {
 			t.Fatalf("err = %v", err)
 		}
-		if s.current() != first.ReleaseID {
-			t.Errorf("current = %s, want %s", s.current(), first.ReleaseID)
+		if s.Current() != first.ReleaseID {
+			t.Errorf("current = %s, want %s", s.Current(), first.ReleaseID)
 		}
-		if got := s.releases(); len(got) != 1 {
+		if got := s.Releases(); len(got) != 1 {
 			t.Errorf("releases = %v, want only the first (failed one removed)", got)
 		}
 		if res.Hosts[0].Outcome != deploy.OutcomeFailed {
 			t.Errorf("outcome = %q", res.Hosts[0].Outcome)
 		}
-		if _, err := os.Stat(filepath.Join(s.root, ".atomic-deploy/lock")); !os.IsNotExist(err) {
+		if _, err := os.Stat(s.Root(".atomic-deploy/lock")); !os.IsNotExist(err) {
 			t.Errorf("lock left behind")
 		}
 		if !strings.Contains(s.log.String(), "["+s.target.Name+"] migrating") {
@@ -302,11 +217,11 @@ func TestBeforeActivateFailureChangesNothing(t *testing.T) {
 		// The next deploy works.
 		s.set.BeforeActivate = ""
 		s.mustDeploy()
-	}, onLocal, onSSH)
+	}, deploytest.Local, deploytest.SSH)
 }
 
 func TestAfterActivateFailureRollsBack(t *testing.T) {
-	forEachTransport(t, func(t *testing.T, kind string) {
+	forEachTransport(t, func(t *testing.T, kind deploytest.Kind) {
 		s := newSiteOn(t, kind, map[string]string{"a.txt": "1"})
 		first := s.mustDeploy()
 		s.set.AfterActivate = "exit 1"
@@ -314,8 +229,8 @@ func TestAfterActivateFailureRollsBack(t *testing.T) {
 		if err == nil || !res.RolledBack {
 			t.Fatalf("err = %v, rolled back = %v", err, res.RolledBack)
 		}
-		if s.current() != first.ReleaseID {
-			t.Errorf("current = %s, want %s", s.current(), first.ReleaseID)
+		if s.Current() != first.ReleaseID {
+			t.Errorf("current = %s, want %s", s.Current(), first.ReleaseID)
 		}
 		// The failed release is never a rollback target and never counts.
 		s.set.AfterActivate = ""
@@ -325,7 +240,7 @@ func TestAfterActivateFailureRollsBack(t *testing.T) {
 			t.Fatalf("rollback went to %v (%v), want %s", rb.ReleaseID, err, first.ReleaseID)
 		}
 		_ = third
-	}, onLocal, onSSH)
+	}, deploytest.Local, deploytest.SSH)
 }
 
 func TestVerifyFailureWithoutAutoRollbackStaysLive(t *testing.T) {
@@ -334,45 +249,45 @@ func TestVerifyFailureWithoutAutoRollbackStaysLive(t *testing.T) {
 	o := s.options()
 	o.AutoRollback = false
 	o.Verify = func(context.Context, string, string) error { return fmt.Errorf("health check failed: 500") }
-	m, _ := release.Build(context.Background(), release.Options{Source: s.src})
+	m := s.src.Manifest("")
 	res, err := deploy.Deploy(context.Background(), o, m)
 	if err == nil || !strings.Contains(err.Error(), "auto-rollback is false") {
 		t.Fatalf("err = %v", err)
 	}
-	if s.current() != res.ReleaseID {
-		t.Errorf("current = %s, want the new release %s", s.current(), res.ReleaseID)
+	if s.Current() != res.ReleaseID {
+		t.Errorf("current = %s, want the new release %s", s.Current(), res.ReleaseID)
 	}
 }
 
 func TestMissingSharedFileFailsClearly(t *testing.T) {
-	forEachTransport(t, func(t *testing.T, kind string) {
+	forEachTransport(t, func(t *testing.T, kind deploytest.Kind) {
 		s := newSiteOn(t, kind, map[string]string{"a.txt": "1"})
 		s.set.SharedFiles = []string{".env"}
 		_, err := s.deploy()
 		if err == nil || !strings.Contains(err.Error(), "shared file") || !strings.Contains(err.Error(), ".env") {
 			t.Fatalf("err = %v", err)
 		}
-		if s.current() != "" || len(s.releases()) != 0 {
-			t.Errorf("something was left: current %q releases %v", s.current(), s.releases())
+		if s.Current() != "" || len(s.Releases()) != 0 {
+			t.Errorf("something was left: current %q releases %v", s.Current(), s.Releases())
 		}
-		os.WriteFile(filepath.Join(s.root, "shared/.env"), []byte("APP_KEY=x"), 0o600)
+		os.WriteFile(s.Root("shared/.env"), []byte("APP_KEY=x"), 0o600)
 		s.mustDeploy()
-		if got := s.read("current/.env"); got != "APP_KEY=x" {
+		if got := s.Read("current/.env"); got != "APP_KEY=x" {
 			t.Errorf(".env = %q", got)
 		}
 	})
 }
 
 func TestPruneKeepsSuccessfulAndCurrent(t *testing.T) {
-	forEachTransport(t, func(t *testing.T, kind string) {
+	forEachTransport(t, func(t *testing.T, kind deploytest.Kind) {
 		s := newSiteOn(t, kind, map[string]string{"a.txt": "1"})
 		s.set.KeepReleases = 2
 		var ids []string
 		for i := range 4 {
-			s.write(map[string]string{"a.txt": fmt.Sprint(i)})
+			s.src.Write(map[string]string{"a.txt": fmt.Sprint(i)})
 			ids = append(ids, s.mustDeploy().ReleaseID)
 		}
-		got := s.releases()
+		got := s.Releases()
 		if len(got) != 2 || got[0] != ids[2] || got[1] != ids[3] {
 			t.Fatalf("releases = %v, want %v", got, ids[2:])
 		}
@@ -381,7 +296,7 @@ func TestPruneKeepsSuccessfulAndCurrent(t *testing.T) {
 		s.deploy()
 		s.set.AfterActivate = ""
 		s.mustDeploy()
-		got = s.releases()
+		got = s.Releases()
 		if len(got) != 2 || got[0] != ids[3] {
 			t.Errorf("releases after a failed deploy = %v; %s should be kept", got, ids[3])
 		}
@@ -389,34 +304,34 @@ func TestPruneKeepsSuccessfulAndCurrent(t *testing.T) {
 }
 
 func TestRollbackToExplicitAndInvalid(t *testing.T) {
-	forEachTransport(t, func(t *testing.T, kind string) {
+	forEachTransport(t, func(t *testing.T, kind deploytest.Kind) {
 		s := newSiteOn(t, kind, map[string]string{"a.txt": "1"})
 		first := s.mustDeploy()
-		s.write(map[string]string{"a.txt": "2"})
+		s.src.Write(map[string]string{"a.txt": "2"})
 		s.mustDeploy()
 		if _, err := deploy.Rollback(context.Background(), s.options(), "20990101000000"); err == nil || !strings.Contains(err.Error(), "does not exist") {
 			t.Fatalf("err = %v", err)
 		}
 		res, err := deploy.Rollback(context.Background(), s.options(), first.ReleaseID)
-		if err != nil || s.current() != first.ReleaseID || res.ReleaseID != first.ReleaseID {
-			t.Fatalf("rollback: %v, current %s", err, s.current())
+		if err != nil || s.Current() != first.ReleaseID || res.ReleaseID != first.ReleaseID {
+			t.Fatalf("rollback: %v, current %s", err, s.Current())
 		}
-		if got := s.read("current/a.txt"); got != "1" {
+		if got := s.Read("current/a.txt"); got != "1" {
 			t.Errorf("a.txt = %q", got)
 		}
 	})
 }
 
 func TestCurrentAsDirectoryIsRefused(t *testing.T) {
-	forEachTransport(t, func(t *testing.T, kind string) {
+	forEachTransport(t, func(t *testing.T, kind deploytest.Kind) {
 		s := newSiteOn(t, kind, map[string]string{"a.txt": "1"})
-		os.MkdirAll(filepath.Join(s.root, "current"), 0o755)
-		os.WriteFile(filepath.Join(s.root, "current/index.html"), []byte("live site"), 0o644)
+		os.MkdirAll(s.Root("current"), 0o755)
+		os.WriteFile(s.Root("current/index.html"), []byte("live site"), 0o644)
 		_, err := s.deploy()
 		if err == nil || !strings.Contains(err.Error(), "not a symlink") {
 			t.Fatalf("err = %v", err)
 		}
-		if got := s.read("current/index.html"); got != "live site" {
+		if got := s.Read("current/index.html"); got != "live site" {
 			t.Errorf("user data changed")
 		}
 	})
@@ -426,21 +341,21 @@ func TestLeftoversFromACrashAreCleaned(t *testing.T) {
 	s := newSite(t, map[string]string{"a.txt": "1"})
 	first := s.mustDeploy()
 	// A crashed deploy: a partial release, a temp link, a lock nobody renews.
-	os.MkdirAll(filepath.Join(s.root, "releases/20260101000000/half"), 0o755)
-	logf, _ := os.OpenFile(filepath.Join(s.root, ".atomic-deploy/releases.log"), os.O_APPEND|os.O_WRONLY, 0)
+	os.MkdirAll(s.Root("releases/20260101000000/half"), 0o755)
+	logf, _ := os.OpenFile(s.Root(".atomic-deploy/releases.log"), os.O_APPEND|os.O_WRONLY, 0)
 	logf.WriteString(`{"id":"20260101000000","status":"started"}` + "\n")
 	logf.Close()
-	os.Symlink("releases/"+first.ReleaseID, filepath.Join(s.root, ".current.tmp-dead"))
-	lock := filepath.Join(s.root, ".atomic-deploy/lock")
+	os.Symlink("releases/"+first.ReleaseID, s.Root(".current.tmp-dead"))
+	lock := s.Root(".atomic-deploy/lock")
 	os.MkdirAll(lock, 0o755)
 	os.WriteFile(filepath.Join(lock, "owner.json"), []byte(`{"token":"dead","actor":"ghost","ttl":"1s","started_at":"2026-01-01T00:00:00Z"}`), 0o644)
 	old := time.Now().Add(-time.Hour)
 	os.Chtimes(filepath.Join(lock, "owner.json"), old, old)
 	s.mustDeploy()
-	if _, err := os.Lstat(filepath.Join(s.root, ".current.tmp-dead")); !os.IsNotExist(err) {
+	if _, err := os.Lstat(s.Root(".current.tmp-dead")); !os.IsNotExist(err) {
 		t.Errorf("temp link left")
 	}
-	if _, err := os.Stat(filepath.Join(s.root, "releases/20260101000000")); !os.IsNotExist(err) {
+	if _, err := os.Stat(s.Root("releases/20260101000000")); !os.IsNotExist(err) {
 		t.Errorf("partial release not pruned")
 	}
 }
@@ -473,7 +388,7 @@ func TestHeldLeaseLockNamesTheHolderAndUnlocks(t *testing.T) {
 	s := newSite(t, map[string]string{"a.txt": "1"})
 	s.useSFTPOnly()
 	s.mustDeploy()
-	writeOwner(t, filepath.Join(s.root, ".atomic-deploy/lock/owner.json"), fmt.Sprintf(octocat, 0), 0)
+	writeOwner(t, s.Root(".atomic-deploy/lock/owner.json"), fmt.Sprintf(octocat, 0), 0)
 	s.set.Lock.Wait = 300 * time.Millisecond
 	_, err := s.deploy()
 	if err == nil || !strings.Contains(err.Error(), "octocat") || !strings.Contains(err.Error(), "actions/runs/1") {
@@ -493,7 +408,7 @@ func TestStaleLeaseLockIsBroken(t *testing.T) {
 	s := newSite(t, map[string]string{"a.txt": "1"})
 	s.useSFTPOnly()
 	s.mustDeploy()
-	writeOwner(t, filepath.Join(s.root, ".atomic-deploy/lock/owner.json"), `{"token":"dead","ttl":"1s","started_at":"2026-01-01T00:00:00Z"}`, time.Hour)
+	writeOwner(t, s.Root(".atomic-deploy/lock/owner.json"), `{"token":"dead","ttl":"1s","started_at":"2026-01-01T00:00:00Z"}`, time.Hour)
 	s.mustDeploy()
 }
 
@@ -514,8 +429,8 @@ func holdFlock(t *testing.T, root string) *exec.Cmd {
 func TestHeldSessionLockNamesTheHolder(t *testing.T) {
 	s := newSite(t, map[string]string{"a.txt": "1"})
 	s.mustDeploy()
-	holder := holdFlock(t, s.root)
-	writeOwner(t, filepath.Join(s.root, ".atomic-deploy/lock.owner.json"), fmt.Sprintf(octocat, holder.Process.Pid), 0)
+	holder := holdFlock(t, s.Root())
+	writeOwner(t, s.Root(".atomic-deploy/lock.owner.json"), fmt.Sprintf(octocat, holder.Process.Pid), 0)
 	s.set.Lock.Wait = 1 * time.Second
 	_, err := s.deploy()
 	if err == nil || !strings.Contains(err.Error(), "octocat") || !deploy.ErrLocked(err) {
@@ -530,22 +445,22 @@ func TestHeldSessionLockNamesTheHolder(t *testing.T) {
 func TestOrphanedSessionLockHolderIsEnded(t *testing.T) {
 	s := newSite(t, map[string]string{"a.txt": "1"})
 	s.mustDeploy()
-	holder := holdFlock(t, s.root)
+	holder := holdFlock(t, s.Root())
 	// Its runner vanished: the heartbeat stopped long ago.
-	writeOwner(t, filepath.Join(s.root, ".atomic-deploy/lock.owner.json"),
+	writeOwner(t, s.Root(".atomic-deploy/lock.owner.json"),
 		fmt.Sprintf(`{"token":"gone","actor":"ghost","ttl":"1s","started_at":"2026-01-01T00:00:00Z","pid":%d}`, holder.Process.Pid), time.Hour)
 	s.set.Lock.Wait = 20 * time.Second
 	s.mustDeploy()
 }
 
 func TestConcurrentDeploysSerialise(t *testing.T) {
-	forEachTransport(t, func(t *testing.T, kind string) {
+	forEachTransport(t, func(t *testing.T, kind deploytest.Kind) {
 		s := newSiteOn(t, kind, map[string]string{"a.txt": "1"})
 		s.set.Lock.Wait = 30 * time.Second
 		s.set.BeforeActivate = "sleep 0.2"
 		var wg sync.WaitGroup
 		errs := make([]error, 5)
-		m, _ := release.Build(context.Background(), release.Options{Source: s.src})
+		m := s.src.Manifest("")
 		for i := range 5 {
 			wg.Add(1)
 			o := s.options()
@@ -560,36 +475,32 @@ func TestConcurrentDeploysSerialise(t *testing.T) {
 				t.Errorf("deploy %d: %v", i, err)
 			}
 		}
-		if got := s.read("current/a.txt"); got != "1" {
+		if got := s.Read("current/a.txt"); got != "1" {
 			t.Errorf("a.txt = %q", got)
 		}
-		if n := len(s.releases()); n != 5 {
+		if n := len(s.Releases()); n != 5 {
 			t.Errorf("%d releases, want 5", n)
 		}
-	}, onLocal, onSSH)
+	}, deploytest.Local, deploytest.SSH)
 }
 
 // The runner hashes the release while it connects; when that fails, the
 // lock is let go and nothing else changes.
 func TestManifestNotReady(t *testing.T) {
-	forEachTransport(t, func(t *testing.T, kind string) {
+	forEachTransport(t, func(t *testing.T, kind deploytest.Kind) {
 		s := newSiteOn(t, kind, map[string]string{"index.html": "v1"})
 		s.mustDeploy()
-		live := s.current()
-		m, err := release.Build(context.Background(), release.Options{Source: s.src, Revision: s.set.Revision})
-		if err != nil {
-			t.Fatal(err)
-		}
+		live := s.Current()
 		o := s.options()
 		o.ManifestReady = func(context.Context) error { return errors.New("hash index.html: input/output error") }
-		_, err = deploy.Deploy(context.Background(), o, m)
+		_, err := deploy.Deploy(context.Background(), o, s.src.Manifest(s.set.Revision))
 		if err == nil || !strings.Contains(err.Error(), "nothing deployed: hash index.html") {
 			t.Fatalf("error %v", err)
 		}
-		if got := s.current(); got != live {
+		if got := s.Current(); got != live {
 			t.Errorf("current %s, want %s", got, live)
 		}
-		s.write(map[string]string{"index.html": "v2"})
+		s.src.Write(map[string]string{"index.html": "v2"})
 		s.mustDeploy() // the lock was let go
 	})
 }
@@ -599,19 +510,15 @@ func TestManifestNotReady(t *testing.T) {
 // it only switches, and the record waits for the check. Either way the
 // log reads as after any deploy.
 func TestSwitchInTheUploadCommand(t *testing.T) {
-	s := newSiteOn(t, onSSH, map[string]string{"a.txt": "1"})
+	s := newSiteOn(t, deploytest.SSH, map[string]string{"a.txt": "1"})
 	first := s.mustDeploy()
-	s.write(map[string]string{"a.txt": "2"})
+	s.src.Write(map[string]string{"a.txt": "2"})
 	second := s.mustDeploy()
 	o := s.options()
 	checked := ""
-	o.Verify = func(_ context.Context, id, _ string) error { checked = s.current(); return nil }
-	s.write(map[string]string{"a.txt": "3"})
-	m, err := release.Build(context.Background(), release.Options{Source: s.src, Revision: s.set.Revision})
-	if err != nil {
-		t.Fatal(err)
-	}
-	third, err := deploy.Deploy(context.Background(), o, m)
+	o.Verify = func(_ context.Context, id, _ string) error { checked = s.Current(); return nil }
+	s.src.Write(map[string]string{"a.txt": "3"})
+	third, err := deploy.Deploy(context.Background(), o, s.src.Manifest(s.set.Revision))
 	if err != nil {
 		t.Fatalf("deploy: %v\n%s", err, s.log)
 	}
@@ -621,7 +528,7 @@ func TestSwitchInTheUploadCommand(t *testing.T) {
 	if third.Hosts[0].SwitchedAt.IsZero() {
 		t.Error("no switch time")
 	}
-	if got := s.read("current/a.txt"); got != "3" {
+	if got := s.Read("current/a.txt"); got != "3" {
 		t.Errorf("a.txt = %q", got)
 	}
 	lists, err := deploy.ListReleases(context.Background(), s.options())
@@ -642,7 +549,7 @@ func TestSwitchInTheUploadCommand(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("releases:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if n := strings.Count(s.read(".atomic-deploy/releases.log"), `"status":"success"`); n != 3 {
+	if n := strings.Count(s.Read(".atomic-deploy/releases.log"), `"status":"success"`); n != 3 {
 		t.Errorf("%d success records in the log, want 3", n)
 	}
 }
@@ -670,24 +577,24 @@ func TestLockCommandUnansweredFallsBackToSFTP(t *testing.T) {
 	if d := time.Since(start); d > 15*time.Second {
 		t.Errorf("deploy took %v", d)
 	}
-	if s.current() != res.ReleaseID || s.read("current/a.txt") != "1" {
-		t.Fatalf("current = %s", s.current())
+	if s.Current() != res.ReleaseID || s.Read("current/a.txt") != "1" {
+		t.Fatalf("current = %s", s.Current())
 	}
 }
 
 // Every hook gets HookEnv (the env and secret-env inputs), and a hook that
 // runs past HookTimeout is ended with what it started, failing the deploy.
 func TestHookEnvironmentAndTimeout(t *testing.T) {
-	forEachTransport(t, func(t *testing.T, kind string) {
+	forEachTransport(t, func(t *testing.T, kind deploytest.Kind) {
 		s := newSiteOn(t, kind, map[string]string{"a.txt": "1"})
 		s.set.HookEnv = map[string]string{"GREETING": "it's\nme", "RELEASE_ID": "not this one"}
 		s.set.BeforeActivate = `printf '%s|%s' "$GREETING" "$RELEASE_ID" > seen`
 		res := s.mustDeploy()
-		if got := s.read("current/seen"); got != "it's\nme|"+res.ReleaseID {
+		if got := s.Read("current/seen"); got != "it's\nme|"+res.ReleaseID {
 			t.Errorf("the hook saw %q", got)
 		}
 
-		marker := filepath.Join(s.root, "late")
+		marker := filepath.Join(s.Path, "late")
 		s.set.HookTimeout = time.Second
 		s.set.BeforeActivate = `sleep 3 && touch ` + shell.Quote(marker)
 		start := time.Now()
@@ -696,13 +603,13 @@ func TestHookEnvironmentAndTimeout(t *testing.T) {
 			t.Fatalf("deploy = %v after %s", err, time.Since(start))
 		}
 		time.Sleep(3 * time.Second)
-		if _, err := os.Stat(marker); err == nil {
+		if _, err := os.Stat(s.Root("late")); err == nil {
 			t.Error("the hook went on after its time ran out")
 		}
-		if s.current() != res.ReleaseID {
-			t.Errorf("current = %s, want %s", s.current(), res.ReleaseID)
+		if s.Current() != res.ReleaseID {
+			t.Errorf("current = %s, want %s", s.Current(), res.ReleaseID)
 		}
-	}, onLocal, onSSH)
+	}, deploytest.Local, deploytest.SSH)
 }
 
 // A deploy that fails runs on-failure in the live release of every host,

@@ -1,5 +1,5 @@
-// Package testutil holds what the server harnesses (sshtest, webtest)
-// share: a free loopback port, a buffer for a process's output, and a
+// Package testutil holds what the server harnesses (sshtest, webtest,
+// deploytest) share: a free loopback port, a buffer for a process's output, and a
 // listener that never speaks.
 package testutil
 

@@ -28,7 +28,7 @@ func journalHooks(e *env, hold string) []string {
 // deploy after another, and returns the ids in switch order.
 func checkJournal(t *testing.T, e *env) []string {
 	t.Helper()
-	data, err := os.ReadFile(e.local(e.marks + "/journal"))
+	data, err := os.ReadFile(e.Local(e.marks + "/journal"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestConcurrentDeploys(t *testing.T) {
 			if len(order) != n || len(got) != n {
 				t.Fatalf("%d switches, %d distinct release ids; want %d each", len(order), len(got), n)
 			}
-			live := assertCompleteRelease(t, e.localRoot())
+			live := assertCompleteRelease(t, e.Root())
 			if live != order[len(order)-1] {
 				t.Errorf("current = %s, but the last switch was to %s", live, order[len(order)-1])
 			}
@@ -119,7 +119,7 @@ func TestConcurrentDeployGivesUpNamingTheHolder(t *testing.T) {
 	if ids := checkJournal(t, e); len(ids) != 1 {
 		t.Errorf("%d switches, want 1", len(ids))
 	}
-	live := assertCompleteRelease(t, e.localRoot())
+	live := assertCompleteRelease(t, e.Root())
 	e.assertNoLeftovers(live)
 	e.mustAppDeploy()
 }
@@ -158,6 +158,6 @@ func TestConcurrentDeploysSFTPOnly(t *testing.T) {
 		}
 		seen[ids[i]] = true
 	}
-	live := assertCompleteRelease(t, e.localRoot())
+	live := assertCompleteRelease(t, e.Root())
 	e.assertNoLeftovers(live)
 }

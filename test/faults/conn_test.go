@@ -32,7 +32,7 @@ const noCurrent = "-"
 func (e *env) afterFault(want string) string {
 	e.t.Helper()
 	if want != noCurrent {
-		live := assertCompleteRelease(e.t, e.localRoot())
+		live := assertCompleteRelease(e.t, e.Root())
 		if want != "" && live != want {
 			e.t.Errorf("current = %s, want %s", live, want)
 		}
@@ -40,7 +40,7 @@ func (e *env) afterFault(want string) string {
 	start := time.Now()
 	next := e.mustGoDeploy()
 	e.t.Logf("next deploy: %s in %s", next, time.Since(start).Round(time.Millisecond))
-	live := assertCompleteRelease(e.t, e.localRoot())
+	live := assertCompleteRelease(e.t, e.Root())
 	if live != next {
 		e.t.Errorf("current = %s after the next deploy, want %s", live, next)
 	}
@@ -58,7 +58,7 @@ func TestConnectionDroppedMidUpload(t *testing.T) {
 			inject(t, "connection dropped mid-upload ("+k.name+")")
 			e := newEnv(t, envOptions{sftpOnly: k.sftp, proxy: true})
 			first := e.mustGoDeploy()
-			e.writeBig("assets", 300, 64*1024)
+			e.src.WriteBig("assets", 300, 64*1024)
 			e.px.dropAfterUpload(4 << 20)
 			_, err := e.goDeploy(context.Background(), nil)
 			if err == nil {
@@ -84,7 +84,7 @@ func TestConnectionDroppedMidHook(t *testing.T) {
 			inject(t, "connection dropped mid-"+hook+"-activate")
 			e := newEnv(t, envOptions{proxy: true})
 			first := e.mustGoDeploy()
-			e.write(map[string]string{"index.html": "v2"})
+			e.src.Write(map[string]string{"index.html": "v2"})
 			t.Cleanup(e.killHookOrphans)
 			errc := make(chan error, 1)
 			go func() {
@@ -190,7 +190,7 @@ func TestFaultAtTheSwitch(t *testing.T) {
 				inject(t, "switch: "+c.name+" ("+k.name+")")
 				e := newEnv(t, envOptions{sftpOnly: k.sftp, proxy: true})
 				first := e.mustGoDeploy()
-				e.write(map[string]string{"index.html": "v2"})
+				e.src.Write(map[string]string{"index.html": "v2"})
 				var calls atomic.Int32
 				onSwitch := c.onSwitch(e)
 				cfg := e.sshConfig()
@@ -218,7 +218,7 @@ func TestFaultAtTheSwitch(t *testing.T) {
 				}
 				t.Logf("deploy said: %v", err)
 				mentions(t, "the error", err.Error(), "switch")
-				live := assertCompleteRelease(t, e.localRoot())
+				live := assertCompleteRelease(t, e.Root())
 				if strings.Contains(err.Error(), "on its previous release") && live != first {
 					t.Errorf("the error says every host is on its previous release, but current = %s, not %s", live, first)
 				}
@@ -254,12 +254,12 @@ func TestSSHDRestartedDuringDeploy(t *testing.T) {
 			e := newEnv(t, envOptions{sftpOnly: w.sftp, proxy: true})
 			first := e.mustGoDeploy()
 			if w.big {
-				e.writeBig("assets", 300, 64*1024)
+				e.src.WriteBig("assets", 300, 64*1024)
 				e.px.limit(8 << 20) // about 2 s: the restart lands mid-upload
 			}
-			e.write(map[string]string{"index.html": "v2"})
+			e.src.Write(map[string]string{"index.html": "v2"})
 			t.Cleanup(e.killHookOrphans)
-			before := e.releases()
+			before := e.Releases()
 			errc := make(chan error, 1)
 			go func() {
 				_, err := e.goDeploy(context.Background(), func(o *deploy.Options) {
@@ -274,7 +274,7 @@ func TestSSHDRestartedDuringDeploy(t *testing.T) {
 			} else {
 				e.newRelease(before, 30*time.Second)
 			}
-			if err := e.srv.Restart(); err != nil {
+			if err := e.Server.Restart(); err != nil {
 				t.Fatal(err)
 			}
 			e.px.limit(0)
@@ -309,13 +309,13 @@ func TestSlowLinkKeepsTheLock(t *testing.T) {
 			// Renewed every second; the old code gave each write that long.
 			e.set.Lock.TTL = 4 * time.Second
 			first := e.mustGoDeploy()
-			e.writeBig("assets", 400, 64*1024)
+			e.src.WriteBig("assets", 400, 64*1024)
 			e.px.limit(4 << 20)
 			res, err := e.goDeploy(context.Background(), nil)
 			if err != nil {
 				t.Fatalf("deploy over a slow link failed: %v", err)
 			}
-			if live := assertCompleteRelease(t, e.localRoot()); live != res.ReleaseID || live == first {
+			if live := assertCompleteRelease(t, e.Root()); live != res.ReleaseID || live == first {
 				t.Errorf("current = %s, want %s", live, res.ReleaseID)
 			}
 			e.px.limit(0)

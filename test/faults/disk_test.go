@@ -20,25 +20,25 @@ func TestDiskFullDuringUpload(t *testing.T) {
 			inject(t, "disk full during upload ("+k.name+")")
 			e := newEnv(t, envOptions{sftpOnly: k.sftp, tmpfs: "2m"})
 			first := e.mustGoDeploy()
-			e.writeBig("assets", 48, 64*1024) // 3 MiB
+			e.src.WriteBig("assets", 48, 64*1024) // 3 MiB
 			_, err := e.goDeploy(context.Background(), nil)
 			if err == nil {
 				t.Fatalf("a 3 MiB release fit on a 2 MiB disk?\n%s", e.log)
 			}
 			t.Logf("deploy said: %v", err)
 			mentionsAny(t, "the error", err.Error(), "no space left", "disk full", "disk is full")
-			live := assertCompleteRelease(t, e.localRoot())
+			live := assertCompleteRelease(t, e.Root())
 			if live != first {
 				t.Errorf("current = %s, want %s", live, first)
 			}
-			if got := e.releases(); len(got) != 1 {
+			if got := e.Releases(); len(got) != 1 {
 				t.Errorf("releases = %v: the partial release was not removed", got)
 			}
 			// The next deploy, without the big files, goes through.
-			if err := os.RemoveAll(filepath.Join(e.src, "assets")); err != nil {
+			if err := os.RemoveAll(filepath.Join(e.src.Dir, "assets")); err != nil {
 				t.Fatal(err)
 			}
-			e.write(map[string]string{"index.html": "v3"})
+			e.src.Write(map[string]string{"index.html": "v3"})
 			e.afterFault("")
 		})
 	}

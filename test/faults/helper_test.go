@@ -9,7 +9,7 @@ import (
 
 	"github.com/atomic-deploy/atomic-deploy/internal/deploy"
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
-	"github.com/atomic-deploy/atomic-deploy/internal/transport"
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil/deploytest"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport/sshx"
 )
 
@@ -19,6 +19,7 @@ import (
 const helperEnv = "ATOMIC_DEPLOY_FAULTS_HELPER"
 
 type helperConfig struct {
+	Name     string // the target's
 	SSH      sshx.Config
 	Root     string
 	Source   string
@@ -39,9 +40,9 @@ func helperMain() int {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 2
 	}
-	log := &testLog{}
+	log := &deploytest.Log{}
 	o := deploy.Options{
-		Targets:  []deploy.Target{{Name: "web", Dial: func(ctx context.Context) (transport.Transport, error) { return sshx.Dial(ctx, c.SSH) }}},
+		Targets:  []deploy.Target{deploytest.SSHTarget(c.Name, c.SSH)},
 		Root:     c.Root,
 		Settings: &deploy.Settings{KeepReleases: 3, Revision: "helper", Actor: "helper", Parallel: c.Parallel, Lock: deploy.LockOptions{TTL: c.TTL, Wait: 20 * time.Second}},
 		Log:      log, Concurrency: 1, AutoRollback: true,

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -104,7 +103,7 @@ func TestFaultAtTheInlineSwitch(t *testing.T) {
 			first := ""
 			if !c.first {
 				first = e.mustGoDeploy()
-				e.write(map[string]string{"index.html": "v2"})
+				e.src.Write(map[string]string{"index.html": "v2"})
 			}
 			var calls atomic.Int32
 			var exit *transport.ExitError
@@ -125,7 +124,7 @@ func TestFaultAtTheInlineSwitch(t *testing.T) {
 			if calls.Load() == 0 {
 				t.Fatalf("no upload command ended with the switch: %v\n%s", err, e.log)
 			}
-			live := assertCompleteRelease(t, e.localRoot())
+			live := assertCompleteRelease(t, e.Root())
 			if c.wantExit != 0 && (exit == nil || exit.Status != c.wantExit) {
 				t.Errorf("the command ended with %v, want exit status %d", exit, c.wantExit)
 			}
@@ -157,7 +156,7 @@ func TestFaultAtTheInlineSwitch(t *testing.T) {
 			if c.wantFirst {
 				// It was live for a moment: its directory stays for requests
 				// that may still use it, until a later deploy prunes it.
-				if _, serr := os.Stat(filepath.Join(e.localRoot(), "releases", res.ReleaseID)); serr != nil {
+				if _, serr := os.Stat(e.Root("releases", res.ReleaseID)); serr != nil {
 					t.Errorf("the release that was live for a moment is gone: %v", serr)
 				}
 			}

@@ -29,7 +29,7 @@ func markerHook(e *env, name string) string {
 func waitMarker(e *env, name string) {
 	e.t.Helper()
 	waitFor(e.t, 30*time.Second, name+" marker", func() bool {
-		data, err := os.ReadFile(filepath.Join(e.local(e.marks), name+".pid"))
+		data, err := os.ReadFile(filepath.Join(e.Local(e.marks), name+".pid"))
 		return err == nil && strings.HasSuffix(string(data), "\n")
 	})
 }
@@ -69,7 +69,7 @@ func TestSIGKILLAtEachPhase(t *testing.T) {
 				e.px.limit(0)
 			}
 
-			live := assertCompleteRelease(t, e.localRoot())
+			live := assertCompleteRelease(t, e.Root())
 			switch ph.name {
 			case "after-activate":
 				if live == first {
@@ -110,7 +110,7 @@ func (e *env) assertHooksEnded(t *testing.T, name string) {
 		t.Logf("not checked, known bug hook-orphan: %s", why)
 		return
 	}
-	files, _ := filepath.Glob(filepath.Join(e.local(e.marks), "*.pid"))
+	files, _ := filepath.Glob(filepath.Join(e.Local(e.marks), "*.pid"))
 	for _, f := range files {
 		data, _ := os.ReadFile(f)
 		pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
@@ -151,13 +151,13 @@ func TestSIGKILLAroundTheSwitch(t *testing.T) {
 			inject(t, fmt.Sprintf("SIGKILL %s after before-activate (around the switch)", delay))
 			e.t = t
 			ready := fmt.Sprintf("%s/ready-%d", e.marks, i)
-			prev := e.current()
-			e.write(map[string]string{"index.html": fmt.Sprintf("v%d", i+10)})
+			prev := e.Current()
+			e.src.Write(map[string]string{"index.html": fmt.Sprintf("v%d", i+10)})
 			p := e.startBinary("--before-activate", "touch "+ready)
-			waitFor(t, 30*time.Second, "before-activate", func() bool { return exists(e.local(ready)) })
+			waitFor(t, 30*time.Second, "before-activate", func() bool { return exists(e.Local(ready)) })
 			time.Sleep(delay)
 			p.kill()
-			live := assertCompleteRelease(t, e.localRoot())
+			live := assertCompleteRelease(t, e.Root())
 			switch {
 			case live == prev:
 				outcomes["before the switch"]++
@@ -197,7 +197,7 @@ func TestSIGTERMAtEachPhase(t *testing.T) {
 				t.Fatalf("cancelled deploy exited 0:\n%s", out)
 			}
 			mentionsAny(t, "the cancelled deploy's error", out, "cancel")
-			live := assertCompleteRelease(t, e.localRoot())
+			live := assertCompleteRelease(t, e.Root())
 			if ph.name == "after-activate" {
 				// Cancelled after the switch: rolled back to the release before.
 				if live != first {
@@ -248,7 +248,7 @@ func TestSIGKILLWhileWaitingForTheLock(t *testing.T) {
 		t.Fatalf("the waiter got the lock while the holder had it:\n%s", waiter.output())
 	}
 	waiter.kill()
-	if err := os.WriteFile(e.local(gate), nil, 0o644); err != nil {
+	if err := os.WriteFile(e.Local(gate), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if code := holder.wait(time.Minute); code != 0 {
@@ -270,12 +270,12 @@ func startAtPhase(t *testing.T, ph phase) (e *env, first string, before []string
 	e = newEnv(t, envOptions{proxy: ph.big})
 	first = e.mustAppDeploy()
 	if ph.big {
-		e.writeBig("assets", 400, 64*1024)
+		e.src.WriteBig("assets", 400, 64*1024)
 		e.px.limit(8 << 20) // 25 MiB: about 3 s, so the kill lands mid-upload
 	}
-	e.write(map[string]string{"index.html": "v2"})
+	e.src.Write(map[string]string{"index.html": "v2"})
 	ph = phases(e)[indexOf(phases(e), ph.name)]
-	before = e.releases()
+	before = e.Releases()
 	p = e.startBinary(ph.extra...)
 	t.Cleanup(e.killHookOrphans)
 	ph.reached(e, p, before)

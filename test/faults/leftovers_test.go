@@ -14,7 +14,7 @@ import (
 // appendLog adds a line to the releases log, as a deploy would have.
 func (e *env) appendLog(line string) {
 	e.t.Helper()
-	f, err := os.OpenFile(filepath.Join(e.localRoot(), ".atomic-deploy", "releases.log"), os.O_APPEND|os.O_WRONLY, 0)
+	f, err := os.OpenFile(e.Root(".atomic-deploy", "releases.log"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -26,7 +26,7 @@ func (e *env) appendLog(line string) {
 // deploy had made it.
 func (e *env) asUser(p string) {
 	e.t.Helper()
-	owner, err := os.Stat(e.local(e.base))
+	owner, err := os.Stat(e.Local(e.Base))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestLeftoversOfACrashedDeploy(t *testing.T) {
 			inject(t, "leftover partial release and .current.tmp-* links ("+k.name+")")
 			e := newEnv(t, envOptions{sftpOnly: k.sftp})
 			first := e.mustGoDeploy()
-			root := e.localRoot()
+			root := e.Root()
 			partial := "20990101000000" // newer than anything: the next id must move past it
 			os.MkdirAll(filepath.Join(root, "releases", partial, "app"), 0o755)
 			os.WriteFile(filepath.Join(root, "releases", partial, "app", "a.txt"), []byte("a"), 0o644)
@@ -79,12 +79,12 @@ func TestCurrentMissing(t *testing.T) {
 			inject(t, "current missing, releases exist ("+k.name+")")
 			e := newEnv(t, envOptions{sftpOnly: k.sftp})
 			e.mustGoDeploy()
-			e.write(map[string]string{"index.html": "v2"})
+			e.src.Write(map[string]string{"index.html": "v2"})
 			e.mustGoDeploy()
-			if err := os.Remove(filepath.Join(e.localRoot(), "current")); err != nil {
+			if err := os.Remove(e.Root("current")); err != nil {
 				t.Fatal(err)
 			}
-			e.write(map[string]string{"index.html": "v3"})
+			e.src.Write(map[string]string{"index.html": "v3"})
 			e.afterFault(noCurrent)
 		})
 	}
@@ -98,7 +98,7 @@ func TestCurrentIsARealDirectory(t *testing.T) {
 	knownBug(t, "adopt-advice")
 	inject(t, "current is a real directory")
 	e := newEnv(t, envOptions{})
-	root := e.localRoot()
+	root := e.Root()
 	user := map[string]string{"current/index.php": "<?php echo 'legacy';", "current/uploads/cat.jpg": "meow", "current/.env": "SECRET=1"}
 	for p, c := range user {
 		os.MkdirAll(filepath.Dir(filepath.Join(root, p)), 0o755)
@@ -168,29 +168,29 @@ func TestReleaseIDAlreadyExists(t *testing.T) {
 			inject(t, "release-id of an existing release ("+k.name+")")
 			e := newEnv(t, envOptions{sftpOnly: k.sftp})
 			older := e.mustGoDeploy()
-			e.write(map[string]string{"index.html": "v2"})
+			e.src.Write(map[string]string{"index.html": "v2"})
 			live := e.mustGoDeploy()
-			e.write(map[string]string{"index.html": "v3"})
+			e.src.Write(map[string]string{"index.html": "v3"})
 			for _, id := range []string{live, older} {
-				before := snapshot(t, filepath.Join(e.localRoot(), "releases", id))
+				before := snapshot(t, e.Root("releases", id))
 				_, err := e.goDeploy(context.Background(), func(o *deployOptions) { o.ReleaseID = id })
 				if err == nil {
 					t.Fatalf("deploy as existing release %s succeeded", id)
 				}
 				t.Logf("deploy said: %v", err)
 				mentions(t, "the error", err.Error(), id, "already exists")
-				if after := snapshot(t, filepath.Join(e.localRoot(), "releases", id)); after != before {
+				if after := snapshot(t, e.Root("releases", id)); after != before {
 					t.Errorf("release %s changed", id)
 				}
 				if st := e.statuses()[id]; st != "success" {
 					t.Errorf("release %s is now %q in the log, want success", id, st)
 				}
-				if got := assertCompleteRelease(t, e.localRoot()); got != live {
+				if got := assertCompleteRelease(t, e.Root()); got != live {
 					t.Errorf("current = %s, want %s", got, live)
 				}
 			}
 			e.afterFault(live)
-			if !strings.Contains(strings.Join(e.releases(), " "), older) {
+			if !strings.Contains(strings.Join(e.Releases(), " "), older) {
 				t.Errorf("older release %s was pruned; keep-releases is 3", older)
 			}
 		})

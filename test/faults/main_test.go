@@ -19,7 +19,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path"
@@ -35,8 +34,8 @@ import (
 	"github.com/atomic-deploy/atomic-deploy/internal/deploy"
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
 	"github.com/atomic-deploy/atomic-deploy/internal/testutil"
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil/deploytest"
 	"github.com/atomic-deploy/atomic-deploy/internal/testutil/sshtest"
-	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport/sshx"
 )
 
@@ -220,130 +219,58 @@ func fileHash(p string) string {
 
 // ---- a deploy target -----------------------------------------------------
 
-// env is one server with a deploy root, a source tree, and the ways to
+// env is a deploy root on one server, a source tree, and the ways to
 // deploy to it.
 type env struct {
+	*deploytest.Host
 	t     *testing.T
-	srv   *sshtest.Server
 	px    *proxy // between client and sshd when set: connections can be dropped
-	base  string // user-owned directory on the server
-	root  string // deploy root, as the server sees it
 	marks string // where hooks leave markers, as the server sees it
-	src   string
-	sftp  bool
+	src   *deploytest.Source
 	actor string
 	set   deploy.Settings
-	log   *testLog
+	log   *deploytest.Log
 }
 
 type envOptions struct {
 	sftpOnly bool
 	proxy    bool
-	tmpfs    string // size of a tmpfs mounted as base (disk-full tests)
+	tmpfs    string // size of a tmpfs mounted as the server's Base (disk-full tests)
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
-	e := &env{t: t, src: t.TempDir(), sftp: o.sftpOnly, actor: "fault-tester", log: &testLog{}}
-	if o.tmpfs != "" {
-		// The tmpfs, owned by the login user, covers this directory inside
-		// the server's mount namespace only.
-		dir, err := os.MkdirTemp("", "faults-tmpfs-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(dir) })
-		os.Chmod(dir, 0o755)
-		e.base = dir
-		e.srv = sshtest.Start(t, sshtest.Options{SFTPOnly: o.sftpOnly, TmpfsMounts: map[string]string{e.base: o.tmpfs}})
-	} else {
-		e.srv = sshtest.Start(t, sshtest.Options{SFTPOnly: o.sftpOnly})
-		e.base = e.srv.MkdirUserTemp(t)
+	kind := deploytest.SSH
+	if o.sftpOnly {
+		kind = deploytest.SFTPOnly
 	}
-	e.root = e.base + "/site"
-	e.marks = e.base + "/marks"
-	if err := os.Mkdir(e.local(e.marks), 0o777); err != nil {
+	e := &env{Host: deploytest.New(t, deploytest.Options{Kind: kind, Tmpfs: o.tmpfs}), t: t, actor: "fault-tester", log: &deploytest.Log{},
+		src: deploytest.NewSource(t, map[string]string{"index.html": "v1", "app/a.txt": "aaa", "app/deep/b.txt": strings.Repeat("b", 3000)})}
+	e.marks = e.Base + "/marks"
+	if err := os.Mkdir(e.Local(e.marks), 0o777); err != nil {
 		t.Fatal(err)
 	}
-	os.Chmod(e.local(e.marks), 0o777)
+	os.Chmod(e.Local(e.marks), 0o777)
 	if o.proxy {
-		e.px = startProxy(t, e.srv.Addr)
+		e.px = startProxy(t, e.Server.Addr)
 	}
 	e.set = deploy.Settings{KeepReleases: 3, Revision: "rev1", Actor: e.actor, Parallel: 16,
 		Lock: deploy.LockOptions{TTL: 2 * time.Second, Wait: 20 * time.Second}}
-	e.write(map[string]string{"index.html": "v1", "app/a.txt": "aaa", "app/deep/b.txt": strings.Repeat("b", 3000)})
 	return e
-}
-
-// local is where this process finds server path p.
-func (e *env) local(p string) string { return e.srv.Path(p) }
-
-// localRoot is the deploy root as this process sees it.
-func (e *env) localRoot() string { return e.local(e.root) }
-
-func (e *env) write(files map[string]string) {
-	e.t.Helper()
-	for p, content := range files {
-		full := filepath.Join(e.src, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			e.t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
-			e.t.Fatal(err)
-		}
-	}
-}
-
-// writeBig adds n files of size bytes each of incompressible content.
-func (e *env) writeBig(dir string, n, size int) {
-	e.t.Helper()
-	rng := rand.New(rand.NewPCG(uint64(n), uint64(size)))
-	buf := make([]byte, size)
-	for i := range n {
-		for j := 0; j < size; j += 8 {
-			v := rng.Uint64()
-			for k := 0; k < 8 && j+k < size; k++ {
-				buf[j+k] = byte(v >> (8 * k))
-			}
-		}
-		p := filepath.Join(e.src, dir, fmt.Sprintf("f%04d.bin", i))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			e.t.Fatal(err)
-		}
-		if err := os.WriteFile(p, buf, 0o644); err != nil {
-			e.t.Fatal(err)
-		}
-	}
 }
 
 // sshConfig reaches the server, through the proxy when there is one.
 func (e *env) sshConfig() sshx.Config {
-	cfg := e.srv.Config()
 	if e.px != nil {
-		cfg.Port = e.px.port()
-		cfg.KnownHosts = e.px.knownHostsLine(e.srv) + "\n"
+		return e.Server.ConfigVia(e.t, e.px.addr())
 	}
-	return cfg
-}
-
-func (e *env) target() deploy.Target {
-	cfg := e.sshConfig()
-	return deploy.Target{Name: "web", Dial: func(ctx context.Context) (transport.Transport, error) { return sshx.Dial(ctx, cfg) }}
+	return e.Server.Config()
 }
 
 // options are Go-level deploy options with the env's settings.
 func (e *env) options() deploy.Options {
 	set := e.set
-	return deploy.Options{Targets: []deploy.Target{e.target()}, Root: e.root, Settings: &set, Log: e.log, Concurrency: 4, AutoRollback: true}
-}
-
-func (e *env) manifest() *release.Manifest {
-	e.t.Helper()
-	m, err := release.Build(context.Background(), release.Options{Source: e.src, Revision: e.set.Revision})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return m
+	return deploy.Options{Targets: []deploy.Target{deploytest.SSHTarget(e.Name, e.sshConfig())}, Root: e.Path, Settings: &set, Log: e.log, Concurrency: 4, AutoRollback: true}
 }
 
 // goDeploy deploys the source with deploy.Deploy; mut may change the options.
@@ -353,7 +280,7 @@ func (e *env) goDeploy(ctx context.Context, mut func(*deploy.Options)) (*deploy.
 	if mut != nil {
 		mut(&o)
 	}
-	return deploy.Deploy(ctx, o, e.manifest())
+	return deploy.Deploy(ctx, o, e.src.Manifest(e.set.Revision))
 }
 
 func (e *env) mustGoDeploy() string {
@@ -372,10 +299,10 @@ func (e *env) cliArgs(extra ...string) []string {
 	cfg := e.sshConfig()
 	return append([]string{"deploy",
 		"--host", fmt.Sprintf("%s@%s:%d", cfg.User, cfg.Host, cfg.Port),
-		"--path", e.root,
+		"--path", e.Path,
 		"--private-key", cfg.PrivateKey,
 		"--known-hosts", cfg.KnownHosts,
-		"--source", e.src,
+		"--source", e.src.Dir,
 		"--keep-releases", "3",
 		"--lock-timeout", "20s",
 	}, extra...)
@@ -411,34 +338,16 @@ func (e *env) mustAppDeploy(extra ...string) string {
 	if r.code != 0 {
 		e.t.Fatalf("next plain deploy failed (exit %d, %s):\n%s", r.code, r.elapsed, r.stderr)
 	}
-	id := assertCompleteRelease(e.t, e.localRoot())
+	id := assertCompleteRelease(e.t, e.Root())
 	if !strings.Contains(r.stderr, "release-id: "+id) {
 		e.t.Fatalf("deploy succeeded but current is %s:\n%s", id, r.stderr)
 	}
 	return id
 }
 
-// releases lists the release directories on the server.
-func (e *env) releases() []string {
-	entries, _ := os.ReadDir(filepath.Join(e.localRoot(), "releases"))
-	var ids []string
-	for _, d := range entries {
-		ids = append(ids, d.Name())
-	}
-	return ids
-}
-
-func (e *env) current() string {
-	target, err := os.Readlink(filepath.Join(e.localRoot(), "current"))
-	if err != nil {
-		return ""
-	}
-	return path.Base(target)
-}
-
 // statuses reads the releases log: the newest status of every id.
 func (e *env) statuses() map[string]string {
-	data, _ := os.ReadFile(filepath.Join(e.localRoot(), ".atomic-deploy", "releases.log"))
+	data, _ := os.ReadFile(e.Root(".atomic-deploy", "releases.log"))
 	out := map[string]string{}
 	for _, line := range strings.Split(string(data), "\n") {
 		var r struct{ ID, Status string }
@@ -453,13 +362,13 @@ func (e *env) statuses() map[string]string {
 // connection alive) left no temporary link, lock or unfinished release.
 func (e *env) assertNoLeftovers(live string, failedOK ...string) {
 	e.t.Helper()
-	entries, _ := os.ReadDir(e.localRoot())
+	entries, _ := os.ReadDir(e.Root())
 	for _, d := range entries {
 		if strings.HasPrefix(d.Name(), ".current.tmp-") {
 			e.t.Errorf("temporary link %s left behind", d.Name())
 		}
 	}
-	if _, err := os.Stat(filepath.Join(e.localRoot(), ".atomic-deploy", "lock")); err == nil {
+	if _, err := os.Stat(e.Root(".atomic-deploy", "lock")); err == nil {
 		e.t.Errorf("lease lock directory left behind")
 	}
 	st := e.statuses()
@@ -469,7 +378,7 @@ func (e *env) assertNoLeftovers(live string, failedOK ...string) {
 		}
 		live += " " + id
 	}
-	for _, id := range e.releases() {
+	for _, id := range e.Releases() {
 		if !strings.Contains(" "+live+" ", " "+id+" ") && st[id] != deploy.StatusSuccess {
 			e.t.Errorf("release %s (%s) left behind", id, st[id])
 		}
@@ -569,7 +478,7 @@ func exists(p string) bool {
 // hookPIDs kills processes whose pid a hook wrote into marker files (a hook
 // orphaned by a killed deploy), so no test leaves one behind.
 func (e *env) killHookOrphans() {
-	files, _ := filepath.Glob(filepath.Join(e.local(e.marks), "*.pid"))
+	files, _ := filepath.Glob(filepath.Join(e.Local(e.marks), "*.pid"))
 	for _, f := range files {
 		data, _ := os.ReadFile(f)
 		var pid int
@@ -589,11 +498,11 @@ func (e *env) newRelease(before []string, d time.Duration) string {
 	}
 	var id string
 	waitFor(e.t, d, "a new release directory with content", func() bool {
-		for _, r := range e.releases() {
+		for _, r := range e.Releases() {
 			if known[r] {
 				continue
 			}
-			if entries, _ := os.ReadDir(filepath.Join(e.localRoot(), "releases", r)); len(entries) > 0 {
+			if entries, _ := os.ReadDir(e.Root("releases", r)); len(entries) > 0 {
 				id = r
 				return true
 			}
@@ -611,7 +520,7 @@ func (e *env) releaseAfter(before []string) string {
 		known[id] = true
 	}
 	var found []string
-	for _, id := range e.releases() {
+	for _, id := range e.Releases() {
 		if !known[id] {
 			found = append(found, id)
 		}
@@ -631,20 +540,6 @@ func lastLines(s string, n int) string {
 }
 
 // ---- small helpers ------------------------------------------------------------
-
-// testLog is a deploy.Logger that keeps everything.
-type testLog struct{ testutil.SyncBuffer }
-
-func (l *testLog) Infof(f string, a ...any) { fmt.Fprintf(&l.SyncBuffer, "info: "+f+"\n", a...) }
-func (l *testLog) Warnf(f string, a ...any) { fmt.Fprintf(&l.SyncBuffer, "warn: "+f+"\n", a...) }
-func (l *testLog) Writer(host string) io.Writer {
-	return writerFunc(func(p []byte) { fmt.Fprintf(&l.SyncBuffer, "[%s] %s", host, p) })
-}
-func (l *testLog) Progress(deploy.Progress) {}
-
-type writerFunc func([]byte)
-
-func (w writerFunc) Write(p []byte) (int, error) { w(p); return len(p), nil }
 
 // mentions fails unless msg contains every one of wants (case-insensitive).
 func mentions(t testing.TB, what, msg string, wants ...string) {

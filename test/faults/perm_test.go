@@ -23,23 +23,23 @@ func TestPermissionDenied(t *testing.T) {
 		extra  func(o *deployOptions)
 	}{
 		{name: "parent of a new deploy root is read-only", fresh: true,
-			break_: func(e *env) string { os.Chmod(e.local(e.base), 0o555); return e.root },
-			fix:    func(e *env) { os.Chmod(e.local(e.base), 0o755) }},
+			break_: func(e *env) string { os.Chmod(e.Local(e.Base), 0o555); return e.Path },
+			fix:    func(e *env) { os.Chmod(e.Local(e.Base), 0o755) }},
 		{name: "deploy root owned by root",
-			break_: func(e *env) string { os.Lchown(e.localRoot(), 0, 0); return e.root },
-			fix:    func(e *env) { e.asUser(e.localRoot()) }},
+			break_: func(e *env) string { os.Lchown(e.Root(), 0, 0); return e.Path },
+			fix:    func(e *env) { e.asUser(e.Root()) }},
 		{name: "releases/ read-only",
 			break_: func(e *env) string {
-				os.Chmod(filepath.Join(e.localRoot(), "releases"), 0o555)
-				return e.root + "/releases"
+				os.Chmod(e.Root("releases"), 0o555)
+				return e.Path + "/releases"
 			},
-			fix: func(e *env) { os.Chmod(filepath.Join(e.localRoot(), "releases"), 0o755) }},
+			fix: func(e *env) { os.Chmod(e.Root("releases"), 0o755) }},
 		{name: "shared/ read-only",
 			break_: func(e *env) string {
-				os.Chmod(filepath.Join(e.localRoot(), "shared"), 0o555)
-				return e.root + "/shared"
+				os.Chmod(e.Root("shared"), 0o555)
+				return e.Path + "/shared"
 			},
-			fix:   func(e *env) { os.Chmod(filepath.Join(e.localRoot(), "shared"), 0o755) },
+			fix:   func(e *env) { os.Chmod(e.Root("shared"), 0o755) },
 			extra: func(o *deployOptions) { o.Settings.SharedDirs = []string{"storage"} }},
 	}
 	for _, k := range serverKinds {
@@ -48,12 +48,12 @@ func TestPermissionDenied(t *testing.T) {
 				t.Parallel()
 				inject(t, "permission denied: "+c.name+" ("+k.name+")")
 				e := newEnv(t, envOptions{sftpOnly: k.sftp})
-				e.write(map[string]string{"storage/logs/.keep": ""})
+				e.src.Write(map[string]string{"storage/logs/.keep": ""})
 				first := ""
 				if !c.fresh {
 					first = e.mustGoDeploy()
 				}
-				e.write(map[string]string{"index.html": "v2"})
+				e.src.Write(map[string]string{"index.html": "v2"})
 				where := c.break_(e)
 				_, err := e.goDeploy(context.Background(), func(o *deployOptions) {
 					if c.extra != nil {
@@ -70,7 +70,7 @@ func TestPermissionDenied(t *testing.T) {
 					e.afterFault(noCurrent)
 					return
 				}
-				if live := assertCompleteRelease(t, e.localRoot()); live != first {
+				if live := assertCompleteRelease(t, e.Root()); live != first {
 					t.Errorf("current = %s, want %s", live, first)
 				}
 				e.assertNoLeftovers(first)
@@ -94,34 +94,34 @@ func TestPruneCannotRemoveAnOldRelease(t *testing.T) {
 			e := newEnv(t, envOptions{sftpOnly: k.sftp})
 			e.set.KeepReleases = 1
 			old := e.mustGoDeploy()
-			e.write(map[string]string{"index.html": "v2"})
+			e.src.Write(map[string]string{"index.html": "v2"})
 			e.mustGoDeploy()
-			oldDir := filepath.Join(e.localRoot(), "releases", old)
+			oldDir := e.Root("releases", old)
 			if err := os.Chmod(oldDir, 0o555); err != nil {
 				t.Fatal(err)
 			}
-			e.write(map[string]string{"index.html": "v3"})
+			e.src.Write(map[string]string{"index.html": "v3"})
 			res, err := e.goDeploy(context.Background(), nil)
 			os.Chmod(oldDir, 0o755)
 			if err != nil {
 				t.Fatalf("deploy failed because pruning failed: %v", err)
 			}
-			if live := assertCompleteRelease(t, e.localRoot()); live != res.ReleaseID {
+			if live := assertCompleteRelease(t, e.Root()); live != res.ReleaseID {
 				t.Errorf("current = %s, want %s", live, res.ReleaseID)
 			}
 			mentions(t, "the deploy's warnings", e.log.String(), "warn:", old)
 			if !exists(oldDir) {
 				t.Fatalf("old release %s is gone although it could not be removed", old)
 			}
-			assertReleaseComplete(t, e.localRoot(), old)
+			assertReleaseComplete(t, e.Root(), old)
 			// Once the permission is back, the next deploy prunes it.
-			e.write(map[string]string{"index.html": "v4"})
+			e.src.Write(map[string]string{"index.html": "v4"})
 			e.mustGoDeploy()
 			if exists(oldDir) {
-				t.Errorf("old release %s still there after the next deploy: %v", old, e.releases())
+				t.Errorf("old release %s still there after the next deploy: %v", old, e.Releases())
 			}
-			if strings.Contains(fmt.Sprint(e.releases()), old) {
-				t.Errorf("releases = %v", e.releases())
+			if strings.Contains(fmt.Sprint(e.Releases()), old) {
+				t.Errorf("releases = %v", e.Releases())
 			}
 		})
 	}
@@ -140,31 +140,31 @@ func TestPruneCannotDeleteInsideAnOldRelease(t *testing.T) {
 			e := newEnv(t, envOptions{sftpOnly: k.sftp})
 			e.set.KeepReleases = 1
 			old := e.mustGoDeploy()
-			e.write(map[string]string{"index.html": "v2"})
+			e.src.Write(map[string]string{"index.html": "v2"})
 			e.mustGoDeploy()
-			deep := filepath.Join(e.localRoot(), "releases", old, "app", "deep")
+			deep := e.Root("releases", old, "app", "deep")
 			if err := os.Chmod(deep, 0o555); err != nil {
 				t.Fatal(err)
 			}
-			e.write(map[string]string{"index.html": "v3"})
+			e.src.Write(map[string]string{"index.html": "v3"})
 			if _, err := e.goDeploy(context.Background(), nil); err != nil {
 				t.Fatalf("deploy failed because pruning failed: %v", err)
 			}
-			assertCompleteRelease(t, e.localRoot())
-			if exists(filepath.Join(e.localRoot(), "releases", old)) {
-				assertReleaseComplete(t, e.localRoot(), old) // kept: then whole
+			assertCompleteRelease(t, e.Root())
+			if exists(e.Root("releases", old)) {
+				assertReleaseComplete(t, e.Root(), old) // kept: then whole
 			}
 			mentions(t, "the deploy's warnings", e.log.String(), "warn:", old)
 			// Put the permission back wherever the directory is now.
-			trash, _ := filepath.Glob(filepath.Join(e.localRoot(), ".atomic-deploy", "trash", old+"-*", "app", "deep"))
+			trash, _ := filepath.Glob(e.Root(".atomic-deploy", "trash", old+"-*", "app", "deep"))
 			for _, d := range append(trash, deep) {
 				os.Chmod(d, 0o755)
 			}
-			e.write(map[string]string{"index.html": "v4"})
+			e.src.Write(map[string]string{"index.html": "v4"})
 			e.mustGoDeploy()
-			left, _ := filepath.Glob(filepath.Join(e.localRoot(), ".atomic-deploy", "trash", "*"))
-			if exists(filepath.Join(e.localRoot(), "releases", old)) || len(left) > 0 {
-				t.Errorf("old release %s not deleted by the next prune: releases %v, trash %v", old, e.releases(), left)
+			left, _ := filepath.Glob(e.Root(".atomic-deploy", "trash", "*"))
+			if exists(e.Root("releases", old)) || len(left) > 0 {
+				t.Errorf("old release %s not deleted by the next prune: releases %v, trash %v", old, e.Releases(), left)
 			}
 		})
 	}

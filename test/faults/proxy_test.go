@@ -2,15 +2,10 @@ package faults_test
 
 import (
 	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/skeema/knownhosts"
-
-	"github.com/atomic-deploy/atomic-deploy/internal/testutil/sshtest"
 )
 
 // proxy forwards TCP connections from a port on 127.0.0.1 to sshd, so a
@@ -51,13 +46,8 @@ func startProxy(t *testing.T, target string) *proxy {
 	return p
 }
 
-func (p *proxy) port() int { return p.ln.Addr().(*net.TCPAddr).Port }
-
-// knownHostsLine pins srv's host key for the proxy's address.
-func (p *proxy) knownHostsLine(srv *sshtest.Server) string {
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port()))
-	return knownhosts.Line([]string{knownhosts.Normalize(addr)}, srv.HostPublicKey)
-}
+// addr is where the proxy listens.
+func (p *proxy) addr() string { return p.ln.Addr().String() }
 
 func (p *proxy) serve() {
 	defer p.wg.Done()

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -23,9 +22,9 @@ func TestSFTPOnlyKilledDeployLeaseExpires(t *testing.T) {
 	inject(t, "SIGKILL mid-upload, sftp-only: the lease expires")
 	e := newEnv(t, envOptions{sftpOnly: true, proxy: true})
 	first := e.mustGoDeploy()
-	e.writeBig("assets", 400, 64*1024)
+	e.src.WriteBig("assets", 400, 64*1024)
 	e.px.limit(8 << 20)
-	cfg, err := json.Marshal(helperConfig{SSH: e.sshConfig(), Root: e.root, Source: e.src, TTL: 2 * time.Second, Parallel: 4})
+	cfg, err := json.Marshal(helperConfig{Name: e.Name, SSH: e.sshConfig(), Root: e.Path, Source: e.src.Dir, TTL: 2 * time.Second, Parallel: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +36,7 @@ func TestSFTPOnlyKilledDeployLeaseExpires(t *testing.T) {
 	cmd.Env = append(os.Environ(), helperEnv+"="+string(cfg))
 	out := &testutil.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
-	before := e.releases()
+	before := e.Releases()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +47,7 @@ func TestSFTPOnlyKilledDeployLeaseExpires(t *testing.T) {
 	cmd.Process.Signal(syscall.SIGKILL)
 	<-done
 	e.px.limit(0)
-	if !exists(filepath.Join(e.localRoot(), ".atomic-deploy", "lock", "owner.json")) {
+	if !exists(e.Root(".atomic-deploy", "lock", "owner.json")) {
 		t.Fatalf("no lease left by the killed deploy (did it finish?):\n%s", out)
 	}
 	start := time.Now()

@@ -50,7 +50,7 @@ func TestLaravelPresetParity(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	s := newSite(t)
-	web := webtest.Start(t, webtest.Options{DeployPath: s.root, User: s.srv.User})
+	web := webtest.Start(t, webtest.Options{DeployPath: s.Path, User: s.Server.User})
 	if err := os.WriteFile(filepath.Join(s.src, "config", "filesystems.php"), []byte(publicDisk), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestLaravelPresetParity(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.putEnv(ctx)
-	down := filepath.Join(s.root, "shared", "storage", "framework", "down")
+	down := s.Root("shared", "storage", "framework", "down")
 
 	// 1. First deploy: nothing is live, so nothing goes down; the links and
 	// caches are made in the release.
@@ -70,11 +70,11 @@ func TestLaravelPresetParity(t *testing.T) {
 	if strings.Contains(first.Stderr, "> php artisan down") {
 		t.Errorf("the first deploy went into maintenance mode with nothing live:\n%s", first.Stderr)
 	}
-	rel := filepath.Join(s.root, "releases", idA)
+	rel := s.Root("releases", idA)
 	if _, err := os.Stat(filepath.Join(rel, "bootstrap", "cache", "events.php")); err != nil {
 		t.Errorf("event:cache left no bootstrap/cache/events.php: %v", err)
 	}
-	if target, err := os.Readlink(filepath.Join(rel, "public", "storage")); err != nil || target != rel+"/storage/app/public" {
+	if target, err := os.Readlink(filepath.Join(rel, "public", "storage")); err != nil || target != s.Path+"/releases/"+idA+"/storage/app/public" {
 		t.Errorf("public/storage -> %q (%v), want the release's storage/app/public", target, err)
 	}
 	if code, body, err := web.Get("/storage/hello.txt"); err != nil || code != 200 || body != "hello from the public disk\n" {

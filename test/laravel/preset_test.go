@@ -23,7 +23,7 @@ func TestLaravelPreset(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	s := newSite(t)
-	web := webtest.Start(t, webtest.Options{DeployPath: s.root, User: s.srv.User})
+	web := webtest.Start(t, webtest.Options{DeployPath: s.Path, User: s.Server.User})
 
 	// 1. No <path>/shared/.env yet: the deploy must stop before the switch
 	// with a message that says where the production .env goes, and must
@@ -32,20 +32,20 @@ func TestLaravelPreset(t *testing.T) {
 	if r.Code == 0 {
 		t.Fatalf("deploy without shared/.env succeeded:\n%s", r.Stderr)
 	}
-	envPath := s.root + "/shared/.env"
+	envPath := s.Path + "/shared/.env"
 	t.Logf("deploy without shared/.env (exit %d):\n%s", r.Code, lastLines(r.Stderr, 3))
 	for _, want := range []string{envPath, "production .env"} {
 		if !strings.Contains(r.Stderr, want) {
 			t.Errorf("the error does not mention %q:\n%s", want, r.Stderr)
 		}
 	}
-	if id := s.current(); id != "" {
+	if id := s.Current(); id != "" {
 		t.Errorf("current points to %s after a failed first deploy", id)
 	}
-	if _, err := os.Lstat(envPath); !os.IsNotExist(err) {
+	if _, err := os.Lstat(s.Root("shared/.env")); !os.IsNotExist(err) {
 		t.Errorf("%s was created by a failed deploy (err %v)", envPath, err)
 	}
-	if left, _ := os.ReadDir(filepath.Join(s.root, "releases")); len(left) != 0 {
+	if left, _ := os.ReadDir(s.Root("releases")); len(left) != 0 {
 		t.Errorf("the failed release was left behind: %v", left)
 	}
 
@@ -54,8 +54,8 @@ func TestLaravelPreset(t *testing.T) {
 	first := s.mustDeploy(ctx)
 	idA := first.ReleaseID()
 	t.Logf("first deploy: release %s in %s", idA, first.Elapsed.Round(time.Millisecond))
-	if s.current() != idA {
-		t.Fatalf("current = %q, want %s", s.current(), idA)
+	if s.Current() != idA {
+		t.Fatalf("current = %q, want %s", s.Current(), idA)
 	}
 	checkRelease(t, s, web, idA)
 
@@ -66,7 +66,7 @@ func TestLaravelPreset(t *testing.T) {
 	worker := func() (done <-chan error, out *testutil.SyncBuffer) {
 		out = &testutil.SyncBuffer{}
 		ch := make(chan error, 1)
-		worker := transport.Command{Name: "queue-worker", Script: `cd "$1" && exec php artisan queue:work --sleep=1 --tries=1 --max-time=150`, Args: []string{s.root + "/current"}}
+		worker := transport.Command{Name: "queue-worker", Script: `cd "$1" && exec php artisan queue:work --sleep=1 --tries=1 --max-time=150`, Args: []string{s.Path + "/current"}}
 		go func() { ch <- tr.Exec(ctx, worker, nil, out, out) }()
 		return ch, out
 	}
@@ -107,7 +107,7 @@ func TestLaravelPreset(t *testing.T) {
 	if r.Code == 0 || !strings.Contains(r.Stderr, envPath) {
 		t.Fatalf("deploy without shared/.env: exit %d, want a failure naming %s:\n%s", r.Code, envPath, r.Stderr)
 	}
-	if got := s.current(); got != idB {
+	if got := s.Current(); got != idB {
 		t.Fatalf("current = %q after the failed deploy, want %s untouched", got, idB)
 	}
 	if st := getStatus(t, web); st.Release != idB {
@@ -146,7 +146,7 @@ func checkRelease(t *testing.T, s *site, web *webtest.Server, id string) {
 		t.Errorf("GET /about = %d %v:\n%s", code, err, body)
 	}
 
-	rel := filepath.Join(s.root, "releases", id)
+	rel := s.Root("releases", id)
 	for _, f := range []string{"bootstrap/cache/config.php", "bootstrap/cache/routes-v7.php"} {
 		if _, err := os.Stat(filepath.Join(rel, f)); err != nil {
 			t.Errorf("%s: %v (config:cache / route:cache did not run in the release)", f, err)
@@ -160,13 +160,13 @@ func checkRelease(t *testing.T, s *site, web *webtest.Server, id string) {
 			t.Errorf("%s/%s -> %q (%v), want a link to %s", rel, link, got, err, want)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(s.root, "shared/storage/database.sqlite")); err != nil {
+	if _, err := os.Stat(s.Root("shared/storage/database.sqlite")); err != nil {
 		t.Errorf("the database is not in shared storage: %v", err)
 	}
 	// The cached configuration points into this release, never `current`.
 	cached, err := os.ReadFile(filepath.Join(rel, "bootstrap/cache/config.php"))
-	if err == nil && strings.Contains(string(cached), s.root+"/current") {
-		t.Errorf("bootstrap/cache/config.php refers to %s/current; cached paths must name the release", s.root)
+	if err == nil && strings.Contains(string(cached), s.Path+"/current") {
+		t.Errorf("bootstrap/cache/config.php refers to %s/current; cached paths must name the release", s.Path)
 	}
 }
 

@@ -25,7 +25,7 @@ import (
 
 	"github.com/atomic-deploy/atomic-deploy/internal/app"
 	"github.com/atomic-deploy/atomic-deploy/internal/report"
-	"github.com/atomic-deploy/atomic-deploy/internal/testutil/sshtest"
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil/deploytest"
 	"github.com/atomic-deploy/atomic-deploy/internal/testutil/webtest"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport/sshx"
 )
@@ -36,11 +36,10 @@ const exampleDir = "../../examples/laravel"
 // site is one deploy target: an sshd, a deploy root, and the source tree
 // the deploys are made from.
 type site struct {
-	t    testing.TB
-	srv  *sshtest.Server
-	root string // deploy root on the "server"
-	src  string // copy of examples/laravel, changed between deploys
-	dir  string // scratch space for outputs files
+	*deploytest.Host
+	t   testing.TB
+	src string // copy of examples/laravel, changed between deploys
+	dir string // scratch space for outputs files
 
 	builds map[string]int // release id -> build number it was deployed with
 	build  int            // build number of the next deploy
@@ -99,11 +98,9 @@ func osID() string {
 func newSite(t *testing.T) *site {
 	t.Helper()
 	skipUnlessPHP(t)
-	srv := sshtest.Start(t, sshtest.Options{})
 	s := &site{
+		Host:   deploytest.New(t, deploytest.Options{Kind: deploytest.SSH}),
 		t:      t,
-		srv:    srv,
-		root:   filepath.Join(srv.MkdirUserTemp(t), "app"),
 		src:    filepath.Join(t.TempDir(), "src"),
 		dir:    t.TempDir(),
 		builds: map[string]int{},
@@ -126,10 +123,10 @@ func (s *site) deploy(ctx context.Context, extra ...string) deployResult {
 	}
 	outFile := filepath.Join(s.dir, fmt.Sprintf("outputs-%d", build))
 	args := append([]string{"deploy",
-		"--host", s.srv.User + "@" + s.srv.Addr,
-		"--path", s.root,
-		"--private-key", s.srv.ClientKeyPEM,
-		"--known-hosts", s.srv.KnownHostsLine,
+		"--host", s.Server.User + "@" + s.Server.Addr,
+		"--path", s.Path,
+		"--private-key", s.Server.ClientKeyPEM,
+		"--known-hosts", s.Server.KnownHostsLine,
 		"--source", s.src,
 		"--preset", "laravel",
 	}, extra...)
@@ -191,24 +188,11 @@ func (s *site) mustDeploy(ctx context.Context, extra ...string) deployResult {
 	return r
 }
 
-// current is the release id `current` points at, or "" when it does not exist.
-func (s *site) current() string {
-	s.t.Helper()
-	target, err := os.Readlink(filepath.Join(s.root, "current"))
-	if err != nil {
-		if os.IsNotExist(err) {
-			return ""
-		}
-		s.t.Fatal(err)
-	}
-	return filepath.Base(target)
-}
-
 // ssh opens a transport as the deploy user, for what an operator does by
 // hand on the server (put .env in place, run a queue worker).
 func (s *site) ssh(ctx context.Context) *sshx.Transport {
 	s.t.Helper()
-	tr, err := sshx.Dial(ctx, s.srv.Config())
+	tr, err := sshx.Dial(ctx, s.Server.Config())
 	if err != nil {
 		s.t.Fatalf("ssh: %v", err)
 	}
@@ -238,7 +222,7 @@ func productionEnv(t testing.TB) []byte {
 func (s *site) putEnv(ctx context.Context) {
 	s.t.Helper()
 	tr := s.ssh(ctx)
-	shared := s.root + "/shared"
+	shared := s.Path + "/shared"
 	if err := tr.MkdirAll(ctx, shared, 0o755); err != nil {
 		s.t.Fatal(err)
 	}

@@ -23,8 +23,8 @@ func TestDocumentRootServesStaleRelease(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	s := newSite(t)
-	good := webtest.Start(t, webtest.Options{DeployPath: s.root, User: s.srv.User})
-	stale := webtest.Start(t, webtest.Options{DeployPath: s.root, User: s.srv.User, DocumentRoot: true})
+	good := webtest.Start(t, webtest.Options{DeployPath: s.Path, User: s.Server.User})
+	stale := webtest.Start(t, webtest.Options{DeployPath: s.Path, User: s.Server.User, DocumentRoot: true})
 	s.putEnv(ctx)
 	idA := s.mustDeploy(ctx).ReleaseID()
 
@@ -48,7 +48,7 @@ func TestDocumentRootServesStaleRelease(t *testing.T) {
 		// A freshly started misconfigured server, warmed on B, keeps
 		// serving B after the switch to C. A health check that wants the
 		// new release id in /health must fail and roll back to B.
-		stale2 := webtest.Start(t, webtest.Options{DeployPath: s.root, User: s.srv.User, DocumentRoot: true})
+		stale2 := webtest.Start(t, webtest.Options{DeployPath: s.Path, User: s.Server.User, DocumentRoot: true})
 		if got := releasesSeen(t, stale2, "/", 64, 8); len(got) != 1 || got[idB] == 0 {
 			t.Fatalf("the new $document_root server answered %v, want only %s", got, idB)
 		}
@@ -63,8 +63,8 @@ func TestDocumentRootServesStaleRelease(t *testing.T) {
 			t.Skipf("TODO(issue 4): the health check passed (2xx) while %s/health still served release %s instead of %s; it needs to require the new release id in the body (healthcheck-expect)", stale2.URL, idB, r.ReleaseID())
 		}
 		t.Logf("the health check caught the stale release (exit %d):\n%s", r.Code, lastLines(r.Stderr, 4))
-		if r.Outputs["rolled-back"] != "true" || s.current() != idB {
-			t.Fatalf("the health check failed but current = %s, rolled-back = %q; want a rollback to %s:\n%s", s.current(), r.Outputs["rolled-back"], idB, r.Stderr)
+		if r.Outputs["rolled-back"] != "true" || s.Current() != idB {
+			t.Fatalf("the health check failed but current = %s, rolled-back = %q; want a rollback to %s:\n%s", s.Current(), r.Outputs["rolled-back"], idB, r.Stderr)
 		}
 		if st := getStatus(t, good); st.Release != idB {
 			t.Fatalf("after the rollback the $realpath_root server answers %s, want %s", st.Release, idB)

@@ -53,7 +53,7 @@ func TestZeroDowntimeUnderLoad(t *testing.T) {
 	s := newSite(t)
 	// The traffic runs at a lower priority so that 30 deploys fit in CI
 	// time on a 2-core machine; it still keeps every PHP worker busy.
-	web := webtest.Start(t, webtest.Options{DeployPath: s.root, User: s.srv.User, Nice: 10})
+	web := webtest.Start(t, webtest.Options{DeployPath: s.Path, User: s.Server.User, Nice: 10})
 	s.putEnv(ctx)
 	first := s.mustDeploy(ctx)
 	if st := getStatus(t, web); st.Release != first.ReleaseID() {
@@ -62,7 +62,7 @@ func TestZeroDowntimeUnderLoad(t *testing.T) {
 
 	t0 := time.Now()
 	watchCtx, stopWatch := context.WithCancel(ctx)
-	w := newWatcher(s.root, t0)
+	w := newWatcher(s.Root(), t0)
 	watchDone := make(chan struct{})
 	go func() { w.run(watchCtx); close(watchDone) }()
 	defer func() { stopWatch(); <-watchDone }()

@@ -540,6 +540,24 @@ func (s *Server) Config() sshx.Config {
 	}
 }
 
+// ConfigVia returns a client config that reaches this server through a
+// forwarder listening on addr ("127.0.0.1:port", a proxy in front of sshd),
+// with the host key pinned under addr.
+func (s *Server) ConfigVia(t testing.TB, addr string) sshx.Config {
+	t.Helper()
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("sshtest: forwarder address %q: %v", addr, err)
+	}
+	cfg := s.Config()
+	cfg.Host = host
+	if cfg.Port, err = strconv.Atoi(port); err != nil {
+		t.Fatalf("sshtest: forwarder address %q: %v", addr, err)
+	}
+	cfg.KnownHosts = knownhosts.Line([]string{knownhosts.Normalize(addr)}, s.HostPublicKey) + "\n"
+	return cfg
+}
+
 // EncryptedClientKeyPEM returns the authorized client key encrypted with
 // passphrase (OpenSSH format, bcrypt KDF).
 func (s *Server) EncryptedClientKeyPEM(t testing.TB, passphrase string) string {
@@ -569,6 +587,19 @@ func (s *Server) MkdirUserTemp(t testing.TB) string {
 		}
 	}
 	return dir
+}
+
+// MkdirUserTemp makes an empty directory owned by the login user that
+// servers get by default (Options.User empty), removed in t.Cleanup: a
+// deploy target to bind-mount (PrivateMounts) into servers not started yet.
+func MkdirUserTemp(t testing.TB) string {
+	t.Helper()
+	requireSSHD(t)
+	var s Server
+	if err := s.setUser(""); err != nil {
+		t.Fatal(err)
+	}
+	return s.MkdirUserTemp(t)
 }
 
 // GenerateKeyPEM returns a new unencrypted OpenSSH private key that no

@@ -1,6 +1,9 @@
-package deploy_test
+// Package fleetbench holds BenchmarkFleet: one deploy to 1 host against one
+// to 20, each a real sshd on 127.0.0.1 (run it with bench/fleet.sh).
+package fleetbench
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,7 +15,7 @@ import (
 
 	"github.com/atomic-deploy/atomic-deploy/internal/deploy"
 	"github.com/atomic-deploy/atomic-deploy/internal/testutil"
-	"github.com/atomic-deploy/atomic-deploy/internal/testutil/sshtest"
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil/deploytest"
 )
 
 // BenchmarkFleet compares the wall time of one deploy to 1 host and to 20
@@ -39,25 +42,20 @@ func BenchmarkFleet(b *testing.B) {
 		}
 	}
 
-	f, servers := newFleetServers(b, hosts)
-	for i := range 500 {
-		p := filepath.Join(f.src, fmt.Sprintf("vendor/p%02d/f%03d.php", i%20, i))
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		os.WriteFile(p, []byte(fmt.Sprintf("<?php // %d %0500d", i, i)), 0o644)
-	}
+	f := newFleet(b, hosts)
 	// The initial deploy (every file sent) is not what is measured.
-	if _, err := f.deploy(func(o *deploy.Options) { o.Concurrency = hosts }); err != nil {
+	if _, err := f.deploy(f.hosts.Targets()); err != nil {
 		b.Fatalf("initial deploy: %v\n%s", err, f.log)
 	}
 
 	version := 1
 	var rows []fleetRow
 	for _, rtt := range rtts {
-		targets, proxyPid := f.targets, 0
+		targets, proxyPid := f.hosts.Targets(), 0
 		if rtt > 0 {
-			targets, proxyPid = startDelayProxy(b, proxyBin, time.Duration(rtt)*time.Millisecond, servers)
+			targets, proxyPid = startDelayProxy(b, proxyBin, time.Duration(rtt)*time.Millisecond, f.hosts)
 		}
-		c := &fleetCell{f: f, servers: servers, targets: targets, proxyPid: proxyPid, version: &version}
+		c := &fleetCell{f: f, targets: targets, proxyPid: proxyPid, version: &version}
 		// One untimed deploy of each size first (new proxy, warm caches).
 		c.run(b, 1)
 		c.run(b, hosts)
@@ -95,10 +93,35 @@ func BenchmarkFleet(b *testing.B) {
 	}
 }
 
+// fleet is the benchmark's hosts, the release it deploys to them and how.
+type fleet struct {
+	hosts deploytest.Fleet
+	src   *deploytest.Source
+	log   *deploytest.Log
+}
+
+// newFleet starts n sshd and writes a 500-file release.
+func newFleet(b *testing.B, n int) *fleet {
+	f := &fleet{hosts: deploytest.NewFleet(b, n, deploytest.Options{Kind: deploytest.SSH}),
+		src: deploytest.NewSource(b, map[string]string{"index.html": "v1"}), log: &deploytest.Log{}}
+	files := map[string]string{}
+	for i := range 500 {
+		files[fmt.Sprintf("vendor/p%02d/f%03d.php", i%20, i)] = fmt.Sprintf("<?php // %d %0500d", i, i)
+	}
+	f.src.Write(files)
+	return f
+}
+
+// deploy deploys the release to targets, all at once.
+func (f *fleet) deploy(targets []deploy.Target) (*deploy.Result, error) {
+	set := deploy.Settings{KeepReleases: 3, Revision: "r1", Parallel: 64, Lock: deploy.LockOptions{TTL: 10 * time.Second, Wait: 10 * time.Second}}
+	o := deploy.Options{Targets: targets, Root: f.hosts.Path(), Settings: &set, Log: f.log, Concurrency: len(targets), AutoRollback: true}
+	return deploy.Deploy(context.Background(), o, f.src.Manifest("r1"))
+}
+
 // fleetCell deploys to the first n of its targets, measuring each deploy.
 type fleetCell struct {
 	f        *fleet
-	servers  []*sshtest.Server
 	targets  []deploy.Target
 	proxyPid int
 	version  *int
@@ -121,9 +144,9 @@ type deployRun struct {
 
 func (c *fleetCell) run(b *testing.B, n int) deployRun {
 	*c.version++
-	c.f.write(fmt.Sprintf("v%d", *c.version)) // one file changes
-	quiet := settle(c.servers)
-	before := sampleCPU(c.servers, c.proxyPid)
+	c.f.src.Write(map[string]string{"index.html": fmt.Sprintf("v%d", *c.version)}) // one file changes
+	quiet := settle(c.f.hosts)
+	before := sampleCPU(c.f.hosts, c.proxyPid)
 	start := time.Now()
 	targets := c.targets[:n]
 	if c.traceTo != nil {
@@ -131,21 +154,18 @@ func (c *fleetCell) run(b *testing.B, n int) deployRun {
 	}
 	var closing closeSpan
 	targets = closeTimed(targets, &closing)
-	res, err := c.f.deploy(func(o *deploy.Options) {
-		o.Targets = targets
-		o.Concurrency = n
-	})
+	res, err := c.f.deploy(targets)
 	wall := time.Since(start)
 	end, _ := machineCPU()
 	if err != nil {
 		b.Fatalf("deploy to %d hosts: %v\n%s", n, err, c.f.log)
 	}
-	quiet = settle(c.servers) && quiet
-	cpu := sampleCPU(c.servers, c.proxyPid).sub(before)
+	quiet = settle(c.f.hosts) && quiet
+	cpu := sampleCPU(c.f.hosts, c.proxyPid).sub(before)
 	if other := cpu.other(); other > 50*time.Millisecond+cpu.machine/10 {
 		quiet = false
 	}
-	return deployRun{wall: wall, spread: switchSpread(res), closing: closing.span(), cpu: cpu, during: end - before.machine, noisy: !quiet}
+	return deployRun{wall: wall, spread: deploytest.SwitchSpread(res), closing: closing.span(), cpu: cpu, during: end - before.machine, noisy: !quiet}
 }
 
 // fleetStats collects the runs of one cell.

@@ -1,4 +1,4 @@
-package deploy_test
+package fleetbench
 
 import (
 	"bufio"
@@ -15,12 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/skeema/knownhosts"
-
 	"github.com/atomic-deploy/atomic-deploy/internal/deploy"
-	"github.com/atomic-deploy/atomic-deploy/internal/testutil/sshtest"
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil/deploytest"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
-	"github.com/atomic-deploy/atomic-deploy/internal/transport/sshx"
 )
 
 // Helpers of BenchmarkFleet: the fleet with its servers, the delay proxy,
@@ -34,11 +31,11 @@ const clockTick = 10 * time.Millisecond
 // free 127.0.0.1 port per server and forwards it with rtt/2 added in each
 // direction. It returns targets that dial the proxy ports, the host key
 // pinned under the proxy's [127.0.0.1]:port, and the proxy's pid.
-func startDelayProxy(b *testing.B, bin string, rtt time.Duration, servers []*sshtest.Server) ([]deploy.Target, int) {
+func startDelayProxy(b *testing.B, bin string, rtt time.Duration, hosts deploytest.Fleet) ([]deploy.Target, int) {
 	b.Helper()
 	args := []string{"-delay", (rtt / 2).String(), "-lifetime", "30m"}
-	for _, srv := range servers {
-		args = append(args, "-forward", "127.0.0.1:0="+srv.Addr)
+	for _, h := range hosts {
+		args = append(args, "-forward", "127.0.0.1:0="+h.Server.Addr)
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
@@ -58,7 +55,8 @@ func startDelayProxy(b *testing.B, bin string, rtt time.Duration, servers []*ssh
 	// "forward <listening addr> <target>", one line per server, in order.
 	sc := bufio.NewScanner(out)
 	var ts []deploy.Target
-	for i, srv := range servers {
+	for _, h := range hosts {
+		srv := h.Server
 		if !sc.Scan() {
 			b.Fatalf("delay proxy: no listening address for %s (%v)", srv.Addr, sc.Err())
 		}
@@ -66,25 +64,9 @@ func startDelayProxy(b *testing.B, bin string, rtt time.Duration, servers []*ssh
 		if len(f) != 3 || f[0] != "forward" || f[2] != srv.Addr {
 			b.Fatalf("delay proxy printed %q, want forward <addr> %s", sc.Text(), srv.Addr)
 		}
-		host, port, err := splitHostPort(f[1])
-		if err != nil {
-			b.Fatal(err)
-		}
-		cfg := srv.Config()
-		cfg.Host, cfg.Port = host, port
-		cfg.KnownHosts = knownhosts.Line([]string{knownhosts.Normalize(f[1])}, srv.HostPublicKey) + "\n"
-		ts = append(ts, deploy.Target{Name: fmt.Sprintf("host%d", i), Dial: func(ctx context.Context) (transport.Transport, error) { return sshx.Dial(ctx, cfg) }})
+		ts = append(ts, deploytest.SSHTarget(h.Name, srv.ConfigVia(b, f[1])))
 	}
 	return ts, cmd.Process.Pid
-}
-
-func splitHostPort(addr string) (string, int, error) {
-	i := strings.LastIndexByte(addr, ':')
-	if i < 0 {
-		return "", 0, fmt.Errorf("address %q has no port", addr)
-	}
-	port, err := strconv.Atoi(addr[i+1:])
-	return addr[:i], port, err
 }
 
 // tracedTargets wraps every target's transport in transport.Trace, all
@@ -240,10 +222,10 @@ type cpuSample struct {
 	machine time.Duration // all cores, busy
 }
 
-func sampleCPU(servers []*sshtest.Server, proxyPid int) cpuSample {
+func sampleCPU(hosts deploytest.Fleet, proxyPid int) cpuSample {
 	s := cpuSample{client: cpuTime()}
-	for _, srv := range servers {
-		self, kids := procTimes(srv.Pid())
+	for _, h := range hosts {
+		self, kids := procTimes(h.Server.Pid())
 		s.servers += self + kids
 	}
 	if proxyPid > 0 {
@@ -269,15 +251,15 @@ func (s cpuSample) add(o cpuSample) cpuSample {
 // deploy (so their CPU is counted: a listener's children time grows when it
 // reaps them) and the machine is mostly idle (at most 25% of its cores busy
 // over 100 ms), for at most 3 s. It reports whether the machine was quiet.
-func settle(servers []*sshtest.Server) bool {
+func settle(hosts deploytest.Fleet) bool {
 	deadline := time.Now().Add(3 * time.Second)
 	for {
 		b0, t0 := machineCPU()
 		time.Sleep(100 * time.Millisecond)
 		b1, t1 := machineCPU()
 		done := t1 > t0 && float64(b1-b0) <= 0.25*float64(t1-t0)
-		for _, srv := range servers {
-			if hasChildren(srv.Pid()) {
+		for _, h := range hosts {
+			if hasChildren(h.Server.Pid()) {
 				done = false
 			}
 		}
