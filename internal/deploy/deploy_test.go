@@ -167,26 +167,59 @@ func TestTamperedPreviousReleaseIsNotReused(t *testing.T) {
 	})
 }
 
-func TestHookWritingInPlaceLeavesOlderReleasesIntact(t *testing.T) {
+// No file of a release shares an inode with another release: a reused
+// file is a private copy made on the server, so a hook (or the app) that
+// writes into one in place changes nothing of the live release, nor of
+// the one a rollback would return to; reuse: hardlink opts out.
+func TestReleasesShareNoFile(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, kind deploytest.Kind) {
 		s := newSiteOn(t, kind, map[string]string{"config.php": "base", "other.php": "x"})
 		first := s.mustDeploy()
-		s.set.BeforeActivate = "echo appended >> config.php; chmod 600 other.php"
-		s.mustDeploy()
-		if got := s.Read("current/config.php"); got != "baseappended\n" {
-			t.Errorf("new release config.php = %q, want the hook's change", got)
+		if kind != deploytest.SFTPOnly {
+			// A before-activate that writes into a reused file, waits and fails.
+			s.set.BeforeActivate = "echo appended >> config.php; chmod 600 other.php; sleep 2; exit 1"
+			done := make(chan error, 1)
+			go func() { _, err := s.deploy(); done <- err }()
+			time.Sleep(1200 * time.Millisecond)
+			if got := s.Read("current/config.php"); got != "base" {
+				t.Errorf("while the hook runs, the live config.php reads %q", got)
+			}
+			if err := <-done; err == nil {
+				t.Fatal("the deploy succeeded")
+			}
+			if got := s.Read("current/config.php"); got != "base" || s.Current() != first.ReleaseID {
+				t.Errorf("after the hook failed: live config.php %q, current %s", got, s.Current())
+			}
+			if info, _ := os.Stat(s.Root("current/other.php")); info.Mode().Perm() != 0o644 {
+				t.Errorf("the hook changed the live release's mode: %v", info.Mode())
+			}
+			// An after-activate that writes in place into the new release.
+			s.set.BeforeActivate, s.set.AfterActivate = "", "echo after >> config.php"
 		}
+		second := s.mustDeploy()
 		if got := s.Read("releases/" + first.ReleaseID + "/config.php"); got != "base" {
-			t.Errorf("older release changed by the hook: %q", got)
+			t.Errorf("the previous release (the rollback target) reads %q", got)
 		}
-		info, _ := os.Stat(s.Root("releases", first.ReleaseID, "other.php"))
-		if info.Mode().Perm() != 0o644 {
-			t.Errorf("older release mode changed by the hook: %v", info.Mode())
+		for _, f := range []string{"config.php", "other.php"} {
+			a, errA := os.Stat(s.Root("releases", first.ReleaseID, f))
+			b, errB := os.Stat(s.Root("releases", second.ReleaseID, f))
+			if errA != nil || errB != nil || os.SameFile(a, b) {
+				t.Errorf("%s: the two releases share a file (%v %v)", f, errA, errB)
+			}
 		}
-		if !strings.Contains(s.log.String(), "restored") {
-			t.Errorf("no warning about restored files:\n%s", s.log)
+		if second.Hosts[0].FilesReused != 3 {
+			t.Errorf("reused %d files, want 3 (copied on the server)", second.Hosts[0].FilesReused)
 		}
-	}, deploytest.Local, deploytest.SSH)
+
+		// reuse: hardlink links them instead.
+		s.set.AfterActivate, s.set.Reuse = "", deploy.ReuseHardlink
+		third := s.mustDeploy()
+		a, _ := os.Stat(s.Root("releases", second.ReleaseID, "other.php"))
+		b, _ := os.Stat(s.Root("releases", third.ReleaseID, "other.php"))
+		if !os.SameFile(a, b) {
+			t.Error("reuse: hardlink made a copy")
+		}
+	})
 }
 
 func TestBeforeActivateFailureChangesNothing(t *testing.T) {
@@ -616,14 +649,14 @@ func TestHookEnvironmentAndTimeout(t *testing.T) {
 // with the error, while it still holds the lock; with no release live
 // (a first deploy) it does not run.
 func TestOnFailureRunsInTheLiveRelease(t *testing.T) {
-	forEachTransport(t, func(t *testing.T, kind string) {
+	forEachTransport(t, func(t *testing.T, kind deploytest.Kind) {
 		s := newSiteOn(t, kind, map[string]string{"a.txt": "1"})
 		s.set.OnFailure = `printf '%s|%s|%s' "$(basename "$(pwd -P)")" "$RELEASE_ID" "$DEPLOY_ERROR" > "$DEPLOY_PATH/failed"`
 		s.set.BeforeActivate = "exit 3"
 		if _, err := s.deploy(); err == nil {
 			t.Fatal("the first deploy succeeded")
 		}
-		if _, err := os.Stat(filepath.Join(s.root, "failed")); err == nil {
+		if _, err := os.Stat(s.Root("failed")); err == nil {
 			t.Fatal("on-failure ran with no release live")
 		}
 		s.set.BeforeActivate = ""
@@ -633,11 +666,11 @@ func TestOnFailureRunsInTheLiveRelease(t *testing.T) {
 		if err == nil {
 			t.Fatal("deploy succeeded")
 		}
-		got := strings.SplitN(s.read("failed"), "|", 3)
+		got := strings.SplitN(s.Read("failed"), "|", 3)
 		if len(got) != 3 || got[0] != first.ReleaseID || got[1] != res.ReleaseID || !strings.Contains(got[2], "exit status 3") {
 			t.Errorf("on-failure saw %q; want it in %s about %s with the error", got, first.ReleaseID, res.ReleaseID)
 		}
-	}, onLocal, onSSH)
+	}, deploytest.Local, deploytest.SSH)
 }
 
 // The two kinds of lock see each other: a deploy that takes a lease (its
@@ -653,7 +686,7 @@ func TestLockKindsSeeEachOther(t *testing.T) {
 		firstDone := make(chan error, 1)
 		go func() { _, err := s.deploy(); firstDone <- err }()
 		time.Sleep(1500 * time.Millisecond) // holding the flock, in its hook
-		before := s.releases()
+		before := s.Releases()
 		second := *s
 		second.set.BeforeActivate, second.set.Actor = "", "second"
 		second.set.Lock.Wait = time.Second
@@ -665,23 +698,23 @@ func TestLockKindsSeeEachOther(t *testing.T) {
 		if err := <-firstDone; err != nil {
 			t.Fatalf("first deploy: %v", err)
 		}
-		if got := s.releases(); len(got) != len(before) {
+		if got := s.Releases(); len(got) != len(before) {
 			t.Errorf("releases %v, before the second deploy %v: it changed something", got, before)
 		}
 	})
 	t.Run("flock while a lease is held", func(t *testing.T) {
 		s := newSite(t, map[string]string{"a.txt": "1"})
 		first := s.mustDeploy()
-		writeOwner(t, filepath.Join(s.root, ".atomic-deploy/lock/owner.json"), fmt.Sprintf(octocat, 0), 0)
+		writeOwner(t, s.Root(".atomic-deploy/lock/owner.json"), fmt.Sprintf(octocat, 0), 0)
 		s.set.Lock.Wait = 2 * time.Second
 		_, err := s.deploy()
 		if !deploy.ErrLocked(err) || !strings.Contains(err.Error(), "octocat") {
 			t.Errorf("deploy: %v, want it locked out by the lease", err)
 		}
-		if got := s.releases(); len(got) != 1 || s.current() != first.ReleaseID {
-			t.Errorf("releases %v, current %s: the deploy changed something", got, s.current())
+		if got := s.Releases(); len(got) != 1 || s.Current() != first.ReleaseID {
+			t.Errorf("releases %v, current %s: the deploy changed something", got, s.Current())
 		}
-		os.RemoveAll(filepath.Join(s.root, ".atomic-deploy/lock"))
+		os.RemoveAll(s.Root(".atomic-deploy/lock"))
 		s.mustDeploy()
 	})
 	t.Run("a shell without flock is refused", func(t *testing.T) {
@@ -693,7 +726,7 @@ func TestLockKindsSeeEachOther(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "flock") {
 			t.Fatalf("deploy = %v", err)
 		}
-		if _, err := os.Stat(s.root); !os.IsNotExist(err) {
+		if _, err := os.Stat(s.Root()); !os.IsNotExist(err) {
 			t.Errorf("the deploy root was created: %v", err)
 		}
 	})
@@ -706,18 +739,18 @@ func TestLockKindsSeeEachOther(t *testing.T) {
 // the log (a site deployed another way before) is adopted as before.
 func TestUnrecordedReleases(t *testing.T) {
 	s := newSite(t, map[string]string{"a.txt": "1"})
-	os.MkdirAll(filepath.Join(s.root, "releases", "20000101000000"), 0o755) // before this tool's log
-	os.WriteFile(filepath.Join(s.root, "releases", "20000101000000", "a.txt"), []byte("old"), 0o644)
+	os.MkdirAll(s.Root("releases", "20000101000000"), 0o755) // before this tool's log
+	os.WriteFile(s.Root("releases", "20000101000000", "a.txt"), []byte("old"), 0o644)
 	first := s.mustDeploy()
 	half := first.ReleaseID[:8] + "235959" // a crash later that day
-	os.MkdirAll(filepath.Join(s.root, "releases", half, "app"), 0o755)
+	os.MkdirAll(s.Root("releases", half, "app"), 0o755)
 
 	list, err := deploy.ListReleases(context.Background(), s.options())
 	if err != nil {
 		t.Fatal(err)
 	}
 	status := map[string]string{}
-	for _, r := range list["local"] {
+	for _, r := range list[s.target.Name] {
 		status[r.ID] = r.Status
 	}
 	if status[half] != deploy.StatusUnknown || status["20000101000000"] != deploy.StatusSuccess || status[first.ReleaseID] != deploy.StatusSuccess {
@@ -733,8 +766,8 @@ func TestUnrecordedReleases(t *testing.T) {
 	}
 	forced := s.options()
 	forced.Force = true
-	if _, err := deploy.Rollback(context.Background(), forced, half); err != nil || s.current() != half {
-		t.Fatalf("forced rollback: %v, current %s", err, s.current())
+	if _, err := deploy.Rollback(context.Background(), forced, half); err != nil || s.Current() != half {
+		t.Fatalf("forced rollback: %v, current %s", err, s.Current())
 	}
 
 	// The next deploy prunes one, and names it.
@@ -742,10 +775,10 @@ func TestUnrecordedReleases(t *testing.T) {
 		t.Fatal(err)
 	}
 	half2 := first.ReleaseID[:8] + "235958"
-	os.MkdirAll(filepath.Join(s.root, "releases", half2, "app"), 0o755)
-	s.write(map[string]string{"a.txt": "2"})
+	os.MkdirAll(s.Root("releases", half2, "app"), 0o755)
+	s.src.Write(map[string]string{"a.txt": "2"})
 	s.mustDeploy()
-	if _, err := os.Stat(filepath.Join(s.root, "releases", half2)); !os.IsNotExist(err) {
+	if _, err := os.Stat(s.Root("releases", half2)); !os.IsNotExist(err) {
 		t.Errorf("the unknown release is still there: %v", err)
 	}
 	if !strings.Contains(s.log.String(), "removing release "+half2+": it has no record") {
