@@ -167,6 +167,56 @@ func TestTamperedPreviousReleaseIsNotReused(t *testing.T) {
 	})
 }
 
+// An edit of the live release that puts size and mtime back (touch -r) is
+// seen all the same: the release was sealed when it was finished (its
+// files' inode and ctime), so the edited files are uploaded again, and the
+// warning names them. Whichever command finished the release sealed it:
+// the upload's (nothing between upload and switch), before-activate's, or
+// seal.sh's (writable-dirs, say).
+func TestEditedInPlaceIsNotReused(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		set  func(*deploy.Settings)
+	}{
+		{"sealed by the upload", func(*deploy.Settings) {}},
+		{"sealed by before-activate", func(s *deploy.Settings) { s.BeforeActivate = "true" }},
+		{"sealed on its own", func(s *deploy.Settings) { s.WritableDirs = []string{"cache"} }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			forEachTransport(t, func(t *testing.T, kind deploytest.Kind) {
+				files := map[string]string{"a.php": "aaaa", "b.php": "bbbb", "c.php": "cccc", "d.php": "dddd"}
+				s := newSiteOn(t, kind, files)
+				c.set(&s.set)
+				first := s.mustDeploy()
+				for _, f := range []string{"a.php", "b.php", "c.php"} {
+					p := s.Root("releases", first.ReleaseID, f)
+					info, _ := os.Stat(p)
+					w, err := os.OpenFile(p, os.O_WRONLY, 0)
+					if err != nil {
+						t.Fatal(err)
+					}
+					w.WriteString("EVIL")
+					w.Close()
+					os.Chtimes(p, info.ModTime(), info.ModTime())
+				}
+				res := s.mustDeploy()
+				for f, want := range files {
+					if got := s.Read("current/" + f); got != want {
+						t.Errorf("%s: the new release holds %q, the source %q", f, got, want)
+					}
+				}
+				if res.Hosts[0].FilesUploaded != 3 {
+					t.Errorf("uploaded %d files, want the 3 edited ones", res.Hosts[0].FilesUploaded)
+				}
+				if !strings.Contains(s.log.String(), "3 files of the live release "+first.ReleaseID+" changed on the server since it was deployed") ||
+					!strings.Contains(s.log.String(), "a.php, b.php, c.php") {
+					t.Errorf("no warning naming the edited files:\n%s", s.log)
+				}
+			}, deploytest.Local, deploytest.SSH)
+		})
+	}
+}
+
 // No file of a release shares an inode with another release: a reused
 // file is a private copy made on the server, so a hook (or the app) that
 // writes into one in place changes nothing of the live release, nor of

@@ -56,7 +56,7 @@
 //
 //	S  L<target>\0 | N\0   <tar --version>\0 <cp --version>\0   [01]\0 (awk, sha256sum)
 //	   <release>\0 ... \0   [01]...\0 (each shared path exists)
-//	   log <size>|-|!\n <gzip>   [manifest <size>|-|!\n <gzip>   scan <size>|-\n <gzip>]
+//	   log <size>|-|!\n <gzip>   [manifest, seal <size>|-|!\n <gzip>   scan <size>|-\n <gzip>]
 //	   E\n
 //
 // ("-" absent, "!" unreadable; "P\n" instead: no gzip, no snapshot). The

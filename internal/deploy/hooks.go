@@ -31,15 +31,15 @@ func (e *HookError) Unwrap() error { return e.Err }
 
 // runHook runs script in the new release.
 func (h *Host) runHook(ctx context.Context, name, script string) error {
-	h.Log.Infof("%s: running %s in release %s", h.Name, name, h.ReleaseID)
-	return h.runHookIn(ctx, name, h.L.Release(h.ReleaseID), script, nil)
+	return h.runHookIn(ctx, name, h.L.Release(h.ReleaseID), script, nil, finishing{})
 }
 
 // runHookIn runs script in dir with remote/hook.sh, its environment made of
 // HookEnv, extra and the release's variables, which win. The script and
 // its environment travel on the command's input, never in its arguments
 // (which any user of the server can read with ps).
-func (h *Host) runHookIn(ctx context.Context, name, dir, script string, extra map[string]string) error {
+func (h *Host) runHookIn(ctx context.Context, name, dir, script string, extra map[string]string, then finishing) error {
+	h.Log.Infof("%s: running %s in %s", h.Name, name, dir)
 	env := maps.Clone(h.S.HookEnv)
 	if env == nil {
 		env = map[string]string{}
@@ -59,7 +59,7 @@ func (h *Host) runHookIn(ctx context.Context, name, dir, script string, extra ma
 		ctx, cancel = context.WithTimeoutCause(ctx, h.S.HookTimeout, errHookTimeout)
 		defer cancel()
 	}
-	cmd, input := hookCommand(dir, env, script)
+	cmd, input := hookCommand(dir, env, script, then)
 	// hook.sh's watcher reads the rest of the input until the hook has
 	// ended: it stays open while the deploy waits.
 	keepOpen, held := io.Pipe()
@@ -79,12 +79,12 @@ var errHookTimeout = errors.New("ran too long")
 
 // hookCommand is remote/hook.sh running script in dir with env, and the
 // input it reads first: the exports, the script, the line that ends it.
-func hookCommand(dir string, env map[string]string, script string) (transport.Command, string) {
+func hookCommand(dir string, env map[string]string, script string, then finishing) (transport.Command, string) {
 	end := "--end-" + randomToken() + "--"
 	// The first line removes the file hook.sh keeps the script in, once the
 	// shell running it has it open.
 	input := "rm -f -- \"$0\"\n" + shell.Exports(env) + script + "\n" + end + "\n"
-	return remote.Hook.Command(dir, end), input
+	return remote.Hook.Command(dir, end, then.seal, then.link, then.target), input
 }
 
 // AfterActivate runs the after-activate hook.
@@ -103,6 +103,5 @@ func (h *Host) AfterSwitch(ctx context.Context) error {
 	if h.S.AfterSwitch.Script == "" {
 		return nil
 	}
-	h.Log.Infof("%s: running %s", h.Name, h.S.AfterSwitch.Name)
-	return h.runHookIn(ctx, h.S.AfterSwitch.Name, h.L.Current(), h.S.AfterSwitch.Script, nil)
+	return h.runHookIn(ctx, h.S.AfterSwitch.Name, h.L.Current(), h.S.AfterSwitch.Script, nil, finishing{})
 }

@@ -104,6 +104,7 @@ type Host struct {
 	state    releaseState
 	inline   inlineSwitch      // what the upload's command does after the stream (Deploy decides)
 	nextLink string            // temporary link to the new release, renamed over current by Activate
+	sealed   bool              // the release's seal is stored (seal.go)
 	manifest *release.Manifest // the new release's, without what shared/ holds
 	mu       sync.Mutex        // guards root.log from steps running at once
 }

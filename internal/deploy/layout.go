@@ -26,13 +26,18 @@ const manifestEnding = ".json.gz"
 // rebuilds Manifest(id) from.
 func (l Layout) ManifestDelta(id string) string { return path.Join(l.Manifests(), id+".delta") }
 
+// Seal is where release id's seal is kept (seal.go).
+func (l Layout) Seal(id string) string { return path.Join(l.Manifests(), id+sealEnding) }
+
+const sealEnding = ".seal"
+
 // ReleaseFiles are the files kept for release id outside its directory:
 // its manifest, the delta it is rebuilt from, and upload.sh's temporaries
 // (named after the manifest). Each is named <id>.<something> in
 // manifests/, which is how holder.sh's prune finds them.
 func (l Layout) ReleaseFiles(id string) []string {
 	m := l.Manifest(id)
-	return []string{m, l.ManifestDelta(id), m + ".tmp", m + ".plain.tmp", m + ".same.tmp", m + ".moved.tmp"}
+	return []string{m, l.ManifestDelta(id), m + ".tmp", m + ".plain.tmp", m + ".same.tmp", m + ".moved.tmp", l.Seal(id), l.Seal(id) + ".tmp"}
 }
 
 // relative is p, a path below the root, relative to the root: the names

@@ -5,9 +5,13 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/atomic-deploy/atomic-deploy/internal/deploy/remote"
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
+	"github.com/atomic-deploy/atomic-deploy/internal/transport"
+	"github.com/atomic-deploy/atomic-deploy/internal/words"
 )
 
 // Prepare puts release id on the host, complete and ready to switch to:
@@ -26,8 +30,13 @@ func (h *Host) Prepare(ctx context.Context, m *release.Manifest, id string) erro
 	h.state = created
 	m, unseeded := h.withoutSeededShared(m)
 	h.manifest = m
-	plan := MakePlan(m, h.root.live.manifest, h.root.live.scan)
-	h.root.live.manifest, h.root.live.scan = nil, nil // large on big releases; the plan has what it needs
+	scan, edited := unsealed(h.root.live.scan, h.root.live.seal, h.S.WritableDirs)
+	if len(edited) > 0 {
+		h.Log.Warnf("%s: %s of the live release %s changed on the server since it was deployed (edited in place?); uploaded again instead of reused: %s",
+			h.Name, words.Count(int64(len(edited)), "file"), h.root.currentID, listed(edited, 10))
+	}
+	plan := MakePlan(m, h.root.live.manifest, scan)
+	h.root.live.manifest, h.root.live.scan, h.root.live.seal = nil, nil, nil // large on big releases; the plan has what it needs
 	plan.uploadOnly(unseeded)
 	mtimes, err := h.transfer(ctx, plan, started)
 	if err != nil {
@@ -42,20 +51,52 @@ func (h *Host) Prepare(ctx context.Context, m *release.Manifest, id string) erro
 	if err := h.makeWritable(ctx); err != nil {
 		return err
 	}
-	if h.S.BeforeActivate != "" {
-		if err := h.runHook(ctx, "before-activate", h.S.BeforeActivate); err != nil {
-			return err
+	return h.finishRelease(ctx)
+}
+
+// finishing is what finishes a release on the server, in the command of
+// its last step: its seal (seal.go), and the link the switch renames.
+type finishing struct {
+	seal, link, target string
+}
+
+// finishRelease runs before-activate, seals the release and makes the new
+// link now (the tar stream may have brought it), so that the switch itself
+// is one rename: across a fleet every host flips within about one round
+// trip. Sealing and linking ride with the hook's command, or share one
+// (remote/seal.sh): no round trip of their own.
+func (h *Host) finishRelease(ctx context.Context) error {
+	if h.state.switched() {
+		return nil // the upload's command switched, once it had sealed
+	}
+	var then finishing
+	if h.seals() && !h.sealed {
+		then.seal = h.L.Seal(h.ReleaseID)
+	}
+	if h.nextLink == "" {
+		then.link, then.target = path.Join(h.L.Root, tempLinkPrefix+randomToken()), currentTarget(h.ReleaseID)
+	}
+	var err error
+	switch {
+	case h.S.BeforeActivate != "":
+		err = h.runHookIn(ctx, "before-activate", h.L.Release(h.ReleaseID), h.S.BeforeActivate, nil, then)
+	case then.seal != "":
+		var out strings.Builder
+		err = h.T.Exec(ctx, remote.Seal.Command(h.L.Release(h.ReleaseID), then.seal, then.link, then.target), nil, &out, transport.LimitWriter(&out, 4096))
+		if err != nil {
+			err = fmt.Errorf("finish %s: %w: %s", h.ReleaseID, err, strings.TrimSpace(out.String()))
+		}
+	case then.link != "":
+		if err = h.T.Symlink(ctx, then.target, then.link); err != nil {
+			err = fmt.Errorf("prepare the switch to %s: %w", h.ReleaseID, err)
 		}
 	}
-	// The new link is made now (the tar stream brought it already), so the
-	// switch itself is one rename: across a fleet every host flips within
-	// about one round trip.
-	if h.nextLink == "" && !h.state.switched() {
-		next := path.Join(h.L.Root, tempLinkPrefix+randomToken())
-		if err := h.T.Symlink(ctx, currentTarget(id), next); err != nil {
-			return fmt.Errorf("prepare the switch to %s: %w", id, err)
-		}
-		h.nextLink = next
+	if err != nil {
+		return err
+	}
+	h.sealed = h.sealed || then.seal != ""
+	if then.link != "" {
+		h.nextLink = then.link
 	}
 	return nil
 }
@@ -72,4 +113,12 @@ func (h *Host) canSwitchInUpload() bool {
 	_, tar := h.upload.(tarUpload)
 	_, _, _, checkable := h.lock.guard()
 	return tar && checkable && h.S.BeforeActivate == "" && h.S.BeforeActivateOnce == "" && len(h.S.WritableDirs) == 0 && len(h.sharedPaths()) == 0
+}
+
+// listed is the first n of paths, and how many more there are.
+func listed(paths []string, n int) string {
+	if len(paths) <= n {
+		return strings.Join(paths, ", ")
+	}
+	return strings.Join(paths[:n], ", ") + fmt.Sprintf(" and %d more", len(paths)-n)
 }

@@ -34,9 +34,10 @@ type liveRelease struct {
 	manifest *release.Manifest // its stored manifest: nil when there is none or it is unreadable
 	lines    []lineDigest      // the stored manifest's lines, where the server can rebuild from a delta
 	scan     []transport.Stat  // its files as they are now
-	// haveManifest and haveScan say that manifest and scan hold what
-	// could be read (after a warning, when that was nothing).
-	haveManifest, haveScan bool
+	seal     []transport.Stat  // its files as they were when it was finished (seal.go); nil: no seal
+	// haveManifest, haveScan and haveSeal say that manifest, scan and seal
+	// hold what could be read (after a warning, when that was nothing).
+	haveManifest, haveScan, haveSeal bool
 }
 
 // rootWant says what to read of a root beyond the releases and the log:
@@ -66,7 +67,10 @@ func (r *rootState) fromSnapshot(l Layout, s *snapshot, w rootWant, warn func(st
 	if s.manifestErr != nil {
 		warn("cannot read the manifest of release %s, uploading everything: %v", r.currentID, s.manifestErr)
 	}
-	r.live = liveRelease{manifest: s.manifest, scan: s.scan, haveManifest: true, haveScan: s.scan != nil}
+	r.live = liveRelease{manifest: s.manifest, scan: s.scan, haveManifest: true, haveScan: s.scan != nil, seal: s.seal, haveSeal: true}
+	if s.sealErr != nil {
+		warn("cannot read the seal of release %s, reusing its files by size and mtime: %v", r.currentID, s.sealErr)
+	}
 	if s.deltaTools && s.manifest != nil {
 		r.live.lines = s.manifestLines
 	}
@@ -86,10 +90,19 @@ func (r *rootState) complete(ctx context.Context, t transport.Transport, l Layou
 					return err
 				}
 			}
-			if w.plan && !r.live.haveManifest {
-				r.live.manifest, r.live.haveManifest = readManifest(ctx, t, l, r.currentID, warn), true
-			}
-			return nil
+			return parallel(ctx,
+				func(ctx context.Context) error {
+					if w.plan && !r.live.haveManifest {
+						r.live.manifest, r.live.haveManifest = readManifest(ctx, t, l, r.currentID, warn), true
+					}
+					return nil
+				},
+				func(ctx context.Context) error {
+					if w.plan && !r.live.haveSeal {
+						r.live.seal, r.live.haveSeal = readSeal(ctx, t, l, r.currentID, warn), true
+					}
+					return nil
+				})
 		},
 		func(ctx context.Context) error {
 			// The longest read starts at once, through current, which the

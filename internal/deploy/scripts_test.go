@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -288,11 +289,20 @@ func TestUploadScript(t *testing.T) {
 // what the deploy sends, and is all there is (a connection that dropped).
 func runHookUnder(t *testing.T, sh posixShell, dir string, env map[string]string, script, input string) ran {
 	t.Helper()
-	cmd, in := hookCommand(dir, env, script)
+	return runHookFinishing(t, sh, dir, env, script, input, finishing{})
+}
+
+// runHookFinishing is runHookUnder for a hook that also finishes a release.
+// The hook runs in a process group of its own, as sshd and the local
+// transport start it: its watcher may end its group.
+func runHookFinishing(t *testing.T, sh posixShell, dir string, env map[string]string, script, input string, then finishing) ran {
+	t.Helper()
+	cmd, in := hookCommand(dir, env, script, then)
 	if input != "" {
 		in = input
 	}
 	c := exec.Command(sh.argv[0], append(append(sh.argv[1:], "-c", cmd.Script), cmd.Argv()...)...)
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var out, errOut bytes.Buffer
 	c.Stdout, c.Stderr = &out, &errOut
 	stdin, err := c.StdinPipe()
@@ -365,7 +375,7 @@ echo "done: 'single' in double"`
 			if r := runHookUnder(t, sh, filepath.Join(t.TempDir(), "no such dir"), map[string]string{"MARKER": marker}, script, ""); r.status == 0 || exists(marker) {
 				t.Errorf("missing directory: status %d, ran %v", r.status, exists(marker))
 			}
-			_, whole := hookCommand(t.TempDir(), map[string]string{"MARKER": marker}, script)
+			_, whole := hookCommand(t.TempDir(), map[string]string{"MARKER": marker}, script, finishing{})
 			cut := whole[:strings.LastIndex(strings.TrimSuffix(whole, "\n"), "\n")+1] // all but the end line
 			if r := runHookUnder(t, sh, t.TempDir(), nil, script, cut); r.status == 0 || exists(marker) {
 				t.Errorf("cut input: status %d, ran %v", r.status, exists(marker))
@@ -376,6 +386,25 @@ echo "done: 'single' in double"`
 			r := runHookUnder(t, sh, "/", map[string]string{"X": "'; touch " + marker + "; '"}, "echo 'unterminated\n; touch "+marker, "")
 			if r.status == 0 || exists(marker) {
 				t.Errorf("status %d, escaped %v", r.status, exists(marker))
+			}
+		})
+		t.Run("a hook that went well finishes the release: seal and link", func(t *testing.T) {
+			dir := t.TempDir()
+			writeFiles(t, dir, map[string]string{"a.php": "a"})
+			sealFile, link := filepath.Join(t.TempDir(), "r.seal"), filepath.Join(t.TempDir(), "next")
+			if r := runHookFinishing(t, sh, dir, nil, "echo b > b.php", "", finishing{seal: sealFile, link: link, target: "releases/r"}); r.status != 0 {
+				t.Fatalf("status %d: %s", r.status, r.stderr)
+			}
+			seal, err := parseSeal([]byte(readFile(t, sealFile)))
+			if err != nil || len(seal) != 2 || seal[1].Path != "b.php" || seal[1].Inode == 0 || seal[1].ChangeTime.IsZero() {
+				t.Errorf("seal %+v (%v)", seal, err)
+			}
+			if target, _ := os.Readlink(link); target != "releases/r" {
+				t.Errorf("link -> %q", target)
+			}
+			// A hook that fails finishes nothing.
+			if r := runHookFinishing(t, sh, dir, nil, "exit 3", "", finishing{seal: sealFile + "2", link: link + "2", target: "x"}); r.status != 3 || exists(sealFile+"2") || exists(link+"2") {
+				t.Errorf("a failed hook: status %d, sealed %v, linked %v", r.status, exists(sealFile+"2"), exists(link+"2"))
 			}
 		})
 		t.Run("its text is in no argument and its file is gone", func(t *testing.T) {
@@ -404,6 +433,20 @@ func TestSmallScripts(t *testing.T) {
 				if info, _ := os.Stat(filepath.Join(dir, p)); info.Mode().Perm() != want {
 					t.Errorf("%s: %v, want %v", p, info.Mode().Perm(), want)
 				}
+			}
+		})
+		t.Run("seal", func(t *testing.T) {
+			dir := t.TempDir()
+			writeFiles(t, dir, map[string]string{"x/a.php": "a"})
+			sealFile, link := filepath.Join(t.TempDir(), "r.seal"), filepath.Join(t.TempDir(), "next")
+			if r := sh.run(t, remote.Seal.Command(dir, sealFile, link, "releases/r"), nil); r.status != 0 {
+				t.Fatalf("status %d: %s", r.status, r.stderr)
+			}
+			if seal, err := parseSeal([]byte(readFile(t, sealFile))); err != nil || len(seal) != 2 || seal[1].Path != "x/a.php" {
+				t.Errorf("seal %+v (%v)", seal, err)
+			}
+			if target, _ := os.Readlink(link); target != "releases/r" {
+				t.Errorf("link -> %q", target)
 			}
 		})
 		t.Run("gnu-tools", func(t *testing.T) {

@@ -69,11 +69,11 @@ type snapshotResult struct {
 func holderCommand(l Layout, wait time.Duration, owner Owner, want rootWant) transport.Command {
 	identity, _ := json.Marshal(owner)
 	args := []string{l.Current(), l.Releases(), l.Shared(), l.Meta(), l.Manifests(), l.Log(), l.Trash(),
-		l.flockFile(), l.flockOwner(), path.Join(l.Root, tempLinkPrefix), manifestEnding,
+		l.flockFile(), l.flockOwner(), path.Join(l.Root, tempLinkPrefix), manifestEnding, sealEnding,
 		strconv.Itoa(int(wait.Seconds() + 0.5)), string(identity[:len(identity)-1]), "0", strconv.Itoa(maxLogRecords),
 		ownerFile(l.Lock()), strconv.Itoa(int(time.Duration(owner.TTL).Seconds()) + 1)}
 	if want.plan {
-		args[13] = "1"
+		args[14] = "1"
 	}
 	return remote.Holder.Command(append(args, want.shared...)...)
 }

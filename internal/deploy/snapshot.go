@@ -40,6 +40,8 @@ type snapshot struct {
 	manifestLines []lineDigest // of the stored manifest's lines, header first
 	manifestErr   error
 	scan          []transport.Stat // nil when not listed (then Scan lists it)
+	seal          []transport.Stat // the live release's seal; nil when it has none
+	sealErr       error
 }
 
 var errNoSnapshot = errors.New("the server printed no snapshot (no gzip?)")
@@ -50,7 +52,7 @@ const maxSection = 1 << 30
 // parseSnapshot reads what remote/holder.sh printed after "locked":
 //
 //	S  L<target>\0 | N\0   <tar --version line>\0   <cp --version line>\0   [01]\0 (delta tools)   <release>\0 ... \0   [01]...\0 (shared paths)
-//	   log <size>|-|!\n <gzip>   [manifest <size>|-|!\n <gzip>   scan <size>|-\n <gzip>]
+//	   log <size>|-|!\n <gzip>   [manifest <size>|-|!\n <gzip>   seal <size>|-|!\n <gzip>   scan <size>|-\n <gzip>]
 //	   E\n
 //
 // "-" is absent, "!" is unreadable. P\n instead of all that: no snapshot.
@@ -136,6 +138,16 @@ func parseSnapshot(br *bufio.Reader, want rootWant) (*snapshot, error) {
 		case errors.Is(err, errSectionAbsent):
 		case errors.Is(err, errSectionUnreadable), errors.As(err, new(*sectionDataError)):
 			s.manifestErr = err
+		case err != nil:
+			return nil, err
+		}
+		s.seal, err = section(br, "seal", func(r io.Reader) ([]transport.Stat, error) {
+			return transport.ParseFind(bufio.NewReaderSize(r, 64<<10))
+		})
+		switch {
+		case errors.Is(err, errSectionAbsent):
+		case errors.Is(err, errSectionUnreadable), errors.As(err, new(*sectionDataError)):
+			s.sealErr = err
 		case err != nil:
 			return nil, err
 		}

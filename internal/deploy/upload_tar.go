@@ -96,14 +96,19 @@ func (u tarUpload) send(ctx context.Context, plan *Plan, started Record, st *upl
 	startedLine, _ := json.Marshal(started)
 	// The arguments of upload.sh, in its order.
 	args := []string{h.L.Root, h.L.Log(), string(startedLine), "", "", h.L.Manifest(h.ReleaseID), "", "", "", h.nextLink, h.L.Current(), "",
-		h.liveDir(), h.L.Release(h.ReleaseID)}
+		h.liveDir(), h.L.Release(h.ReleaseID), ""}
 	manifestExtra := tarExtra{Name: h.L.relative(h.L.Manifest(h.ReleaseID)), Load: func() ([]byte, error) { m := encodedManifest(); return m.data, m.err }}
 	if useDelta {
 		args[3], args[4] = h.L.ManifestDelta(h.ReleaseID), h.L.Manifest(h.root.currentID)
 		manifestExtra = tarExtra{Name: h.L.relative(args[3]), Load: func() ([]byte, error) { m := encodedManifest(); return m.delta, m.err }}
 	}
 	if h.inline != switchLater {
+		// Nothing happens between upload and switch: the release is
+		// finished once the stream is in, and sealed before the switch.
 		args[6], args[7], args[8], _ = h.lock.guard()
+		if h.seals() {
+			args[14] = h.L.Seal(h.ReleaseID)
+		}
 		if h.inline == switchAndRecord {
 			line, _ := json.Marshal(Record{ID: h.ReleaseID, Status: StatusSuccess, FinishedAt: time.Now().UTC()})
 			args[11] = string(line)
@@ -120,6 +125,9 @@ func (u tarUpload) send(ctx context.Context, plan *Plan, started Record, st *upl
 		extras: []tarExtra{manifestExtra, {Name: h.L.relative(h.nextLink), Target: currentTarget(h.ReleaseID)}},
 	}, st)
 	if h.inline != switchLater {
+		var exit *transport.ExitError
+		pastSeal := err == nil || errors.As(err, &exit) && (exit.Status == remote.StatusNotSwitched || exit.Status == remote.StatusSwitchedNotRecorded)
+		h.sealed = args[14] != "" && pastSeal
 		err = h.settleInlineSwitch(ctx, err, st.streamed.Load())
 	}
 	var exit *transport.ExitError

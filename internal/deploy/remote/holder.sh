@@ -25,18 +25,19 @@
 #  7 trash/              8 the lock file      9 the identity file
 # 10 the prefix of temporary current links (a crashed switch leaves some)
 # 11 the ending of a stored manifest's name (manifests/<id><ending>)
-# 12 seconds to wait for the lock
-# 13 the identity: JSON without its closing brace (the pid completes it)
-# 14 1: also what a deploy plans with (the live manifest and listing)
-# 15 how many records the releases log keeps
-# 16 the SFTP lease's owner file   17 seconds after which a lease is stale
-# 18... shared paths whose existence the snapshot reports
+# 12 the ending of a release's seal's name (manifests/<id><ending>)
+# 13 seconds to wait for the lock
+# 14 the identity: JSON without its closing brace (the pid completes it)
+# 15 1: also what a deploy plans with (the live manifest, seal and listing)
+# 16 how many records the releases log keeps
+# 17 the SFTP lease's owner file   18 seconds after which a lease is stale
+# 19... shared paths whose existence the snapshot reports
 # Exit statuses: status.go.
 
 current=$1 releases=$2 shared=$3 meta=$4 manifests=$5 log=$6 trash=$7 lockfile=$8 owner=$9
 shift 9
-templinks=$1 manifest_ending=$2 wait=$3 identity=$4 plan=$5 keep_log=$6 lease=$7 lease_ttl=$8
-shift 8
+templinks=$1 manifest_ending=$2 seal_ending=$3 wait=$4 identity=$5 plan=$6 keep_log=$7 lease=$8 lease_ttl=$9
+shift 9
 
 command -v flock >/dev/null 2>&1 || { echo noflock; exit 69; }
 if [ -e "$current" ] && [ ! -L "$current" ]; then echo notlink; exit 65; fi
@@ -57,7 +58,7 @@ fi
 # current points, the first lines of tar --version and cp --version, whether awk and
 # sha256sum are there, the release directories, which of the shared paths
 # exist, the releases log and, with plan=1, the live release's stored
-# manifest and a listing of its files (list_tree). Binary sections are
+# manifest and seal and a listing of its files (list_tree). Binary sections are
 # written to files next to the lock first, so their size is known before
 # they are sent. It also removes temporary current links a crashed switch
 # left.
@@ -105,13 +106,20 @@ snapshot() {
 		else
 			printf 'manifest !\n'
 		fi
+		if [ -z "$id" ] || [ ! -e "$manifests/$id$seal_ending" ]; then
+			printf 'seal -\n'
+		elif cp "$manifests/$id$seal_ending" "$tmp.seal"; then
+			emit seal "$tmp.seal" '!'
+		else
+			printf 'seal !\n'
+		fi
 		if [ -n "$id" ] && [ -d "$current/" ] && list_tree "$current" | gzip -1 > "$tmp.scan"; then
 			emit scan "$tmp.scan" -
 		else
 			printf 'scan -\n'
 		fi
 	fi
-	rm -f "$tmp.log" "$tmp.man" "$tmp.scan"
+	rm -f "$tmp.log" "$tmp.man" "$tmp.seal" "$tmp.scan"
 	printf 'E\n'
 }
 

@@ -1,6 +1,9 @@
-# atomic-deploy:hook DIR END — runs a hook (before-activate, after-activate
-# ...) in the release DIR, so that neither its text nor its environment is
-# in any process's arguments and it cannot outlive its deploy.
+# atomic-deploy:hook DIR END [SEAL LINK TARGET] — runs a hook
+# (before-activate, after-activate ...) in DIR, so that neither its text
+# nor its environment is in any process's arguments and it cannot outlive
+# its deploy. With SEAL, the last step of a release before its switch (a
+# before-activate that went well) also finishes it: seal and link_next
+# (lib/finish.sh), no round trip of their own.
 #
 # Standard input brings the script, up to a line holding only END (random,
 # so no script holds it): the exports of its environment, then the user's
@@ -16,7 +19,7 @@
 # seconds later. A hook that finished keeps whatever it left running in
 # the background on purpose.
 
-dir=$1 end=$2
+dir=$1 end=$2 seal_file=${3:-} next=${4:-} target=${5:-}
 script=$(mktemp) || exit 1
 whole=
 while IFS= read -r line; do
@@ -46,4 +49,10 @@ exec 3<&-
 wait "$hook"
 status=$?
 rm -f "$script"
+if [ "$status" = 0 ] && [ -n "$seal_file" ]; then
+	seal "$dir" "$seal_file" || status=$?
+fi
+if [ "$status" = 0 ]; then
+	link_next "$next" "$target" || status=$?
+fi
 exit "$status"

@@ -26,16 +26,28 @@ func (s Script) Name() string { return s.name }
 
 // The scripts; the arguments each takes are listed at its top.
 var (
-	Holder    = load("holder", transport.ListTree) // lock, state, prune (sessionlock.go)
-	Upload    = load("upload")                     // the tar stream, and what follows it
-	Hook      = load("hook")                       // before-activate, after-activate
-	Writable  = load("writable")                   // writable-dirs
-	GNUTools  = load("gnu-tools")                  // GNU tar and cp, or not?
-	EndHolder = load("end-holder")                 // a lock holder whose deploy is gone
+	Holder    = load("holder", transport.ListTree)         // lock, state, prune (sessionlock.go)
+	Upload    = load("upload", transport.ListTree, finish) // the tar stream, and what follows it
+	Hook      = load("hook", transport.ListTree, finish)   // before-activate, after-activate
+	Seal      = load("seal", transport.ListTree, finish)   // a release finished by no other command
+	Writable  = load("writable")                           // writable-dirs
+	GNUTools  = load("gnu-tools")                          // GNU tar and cp, or not?
+	EndHolder = load("end-holder")                         // a lock holder whose deploy is gone
 )
 
-//go:embed *.sh
+//go:embed *.sh lib/*.sh
 var files embed.FS
+
+// finish defines what finishes a release (lib/finish.sh).
+var finish = definitions("lib/finish.sh")
+
+func definitions(name string) string {
+	text, err := files.ReadFile(name)
+	if err != nil {
+		panic(err) // a file of this folder is missing: a build mistake
+	}
+	return string(text)
+}
 
 // load reads name.sh, after the definitions it uses (shell that only
 // defines functions, such as transport.ListTree).

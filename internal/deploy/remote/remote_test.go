@@ -45,7 +45,7 @@ func TestEveryStatusHasAName(t *testing.T) {
 // Every script is loaded, says at its top what it is called, and holds no
 // Go formatting verb (nothing is put together from values).
 func TestScriptsAreConstantAndNamed(t *testing.T) {
-	all := []Script{Holder, Upload, Hook, Writable, GNUTools, EndHolder}
+	all := []Script{Holder, Upload, Hook, Writable, GNUTools, EndHolder, Seal}
 	scripts, _ := fs.Glob(files, "*.sh")
 	if len(all) != len(scripts) {
 		t.Errorf("%d scripts loaded, %d files", len(all), len(scripts))
@@ -73,7 +73,8 @@ func TestShellcheck(t *testing.T) {
 		t.Skip("shellcheck is not installed")
 	}
 	scripts, _ := filepath.Glob("*.sh")
-	out, err := exec.Command("shellcheck", append([]string{"-s", "sh"}, scripts...)...).CombinedOutput()
+	lib, _ := filepath.Glob("lib/*.sh")
+	out, err := exec.Command("shellcheck", append(append([]string{"-s", "sh"}, scripts...), lib...)...).CombinedOutput()
 	if err != nil {
 		t.Errorf("shellcheck: %v\n%s", err, out)
 	}

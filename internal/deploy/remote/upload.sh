@@ -30,11 +30,12 @@
 # 12 the success record, or "" when the log gets it later
 # 13 the live release, reused files are copied from
 # 14 the new release
+# 15 where its seal goes (lib/finish.sh), when this command switches; or ""
 # Exit statuses: status.go; tar's or cp's own when they fail.
 
 root=$1 log=$2 started=$3 delta=$4 live_manifest=$5 manifest=$6 holder=$7 token=$8 owner=$9
 shift 9
-next=$1 current=$2 success=$3 live=$4 new=$5
+next=$1 current=$2 success=$3 live=$4 new=$5 seal_file=$6
 
 # The new manifest from the live one (standard input) and the delta
 # (file $AD_DELTA): "c N" copies the next N lines, "s N" skips N,
@@ -91,6 +92,9 @@ rm -f "$manifest.same.tmp" "$manifest.moved.tmp"
 tar -x -z -p --no-same-owner -C "$root" -f - || exit
 if [ -n "$delta" ]; then
 	rebuild_manifest
+fi
+if [ -n "$seal_file" ]; then
+	seal "$new" "$seal_file" || exit
 fi
 if [ -n "$holder" ]; then
 	{ kill -0 "$holder" 2>/dev/null && grep -qsF -e "$token" "$owner" && mv -T -- "$next" "$current"; } || exit 87
