@@ -176,7 +176,7 @@ func (a *run) main(ctx context.Context) int {
 			return 1
 		}
 		if cfg.HealthcheckURL != "" {
-			opts.Verify = func(ctx context.Context, id, previousID string) error {
+			opts.Verify = func(ctx context.Context, id, previousID string, _ []string) error {
 				a.log.Infof("health check: %s", config.RedactURL(cfg.HealthcheckURL))
 				return health.Check{URL: cfg.HealthcheckURL, Timeout: cfg.HealthcheckTimeout, Expect: cfg.HealthcheckExpect}.Run(ctx, id, previousID)
 			}

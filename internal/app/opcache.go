@@ -22,18 +22,18 @@ func afterSwitch(cfg *config.Config) deploy.Hook {
 // requesting opcache-reset-url, for opcache-reset: url. Deploy calls it
 // once every host switched and ran after-activate; a failure rolls back
 // like a failed health check.
-func (a *run) withOPcacheReset(verify func(ctx context.Context, id, previousID string) error) func(ctx context.Context, id, previousID string) error {
+func (a *run) withOPcacheReset(verify func(ctx context.Context, id, previousID string, hosts []string) error) func(ctx context.Context, id, previousID string, hosts []string) error {
 	if a.cfg.OpcacheReset != config.OpcacheURL {
 		return verify
 	}
-	return func(ctx context.Context, id, previousID string) error {
+	return func(ctx context.Context, id, previousID string, hosts []string) error {
 		if err := a.resetOPcache(ctx); err != nil {
 			return err
 		}
 		if verify == nil {
 			return nil
 		}
-		return verify(ctx, id, previousID)
+		return verify(ctx, id, previousID, hosts)
 	}
 }
 

@@ -331,7 +331,7 @@ func TestVerifyFailureWithoutAutoRollbackStaysLive(t *testing.T) {
 	s.mustDeploy()
 	o := s.options()
 	o.AutoRollback = false
-	o.Verify = func(context.Context, string, string) error { return fmt.Errorf("health check failed: 500") }
+	o.Verify = func(context.Context, string, string, []string) error { return fmt.Errorf("health check failed: 500") }
 	m := s.src.Manifest("")
 	res, err := deploy.Deploy(context.Background(), o, m)
 	if err == nil || !strings.Contains(err.Error(), "auto-rollback is false") {
@@ -599,7 +599,7 @@ func TestSwitchInTheUploadCommand(t *testing.T) {
 	second := s.mustDeploy()
 	o := s.options()
 	checked := ""
-	o.Verify = func(_ context.Context, id, _ string) error { checked = s.Current(); return nil }
+	o.Verify = func(_ context.Context, id, _ string, _ []string) error { checked = s.Current(); return nil }
 	s.src.Write(map[string]string{"a.txt": "3"})
 	third, err := deploy.Deploy(context.Background(), o, s.src.Manifest(s.set.Revision))
 	if err != nil {

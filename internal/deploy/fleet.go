@@ -35,9 +35,16 @@ type Options struct {
 	ReleaseID    string           // fixed release id, or "" for the current time
 	Force        bool             // roll back to a release the log has no record of
 	Now          func() time.Time // clock for release ids
-	// Verify runs after every host switched and ran after-activate (the
-	// health check). An error rolls every host back when AutoRollback.
-	Verify func(ctx context.Context, releaseID, previousID string) error
+	// Verify runs after the hosts of a step of the rollout (every host,
+	// with no rollout) switched and ran after-activate: the health check,
+	// given the names of those hosts. An error rolls every switched host
+	// back when AutoRollback.
+	Verify func(ctx context.Context, releaseID, previousID string, hosts []string) error
+	// Rollout is how the switch moves across the hosts.
+	Rollout Rollout
+	// PreparedTTL keeps a prepared release (Prepare) from being pruned
+	// while it is younger; 0 means DefaultPreparedTTL.
+	PreparedTTL time.Duration
 	// ManifestReady, when set, is waited for after every host is connected
 	// and locked and before anything is planned: the runner hashes the
 	// release while it connects (see release.Describe).
@@ -69,6 +76,39 @@ type HostResult struct {
 	// told (the host was never reached, or current could not be read).
 	Live, LiveRevision string
 	LiveKnown          bool
+	// Batch is the step of the rollout the host switched in (1 the first:
+	// the canaries, or the first batch); 0 when it did not switch.
+	Batch int
+	// Phases are what the run did on the host, and when, in order.
+	Phases []Phase
+}
+
+// Phase is a span of a run on one host.
+type Phase struct {
+	Name       string // one of the Phase* names
+	Start, End time.Time
+}
+
+// The phases of a run on one host.
+const (
+	PhaseConnect = "connect" // dial, lock, read the deploy root
+	PhaseUpload  = "upload"  // the release's files, shared paths, writable dirs
+	PhaseHooks   = "hooks"   // before-activate, before-activate-once
+	PhaseSwitch  = "switch"  // the rename of current
+	PhaseCheck   = "check"   // after-activate and the health check
+)
+
+// Rollout says how the switch moves across the hosts (Deploy, Activate).
+// The zero value switches every host at once, all or none.
+type Rollout struct {
+	// Canary hosts (the first ones) are switched and checked first; the
+	// others follow together once they passed. A failure puts the
+	// canaries back, and no other host switched.
+	Canary int
+	// BatchSize hosts are switched and checked at a time, batch after
+	// batch; a failure puts every host switched so far back, the last
+	// batch first.
+	BatchSize int
 }
 
 // Result is what a run did, for outputs and the summary.
@@ -146,6 +186,15 @@ func (r *runner) each(ctx context.Context, limit int, fn func(ctx context.Contex
 	sort.Slice(errs.Errors, func(i, j int) bool { return errs.Errors[i].Error() < errs.Errors[j].Error() })
 	errs.ErrorFormat = hostErrors
 	return errs
+}
+
+// names are the targets' names, in order.
+func (r *runner) names() []string {
+	names := make([]string, len(r.o.Targets))
+	for i, t := range r.o.Targets {
+		names[i] = t.Name
+	}
+	return names
 }
 
 func hostErrors(es []error) string {
@@ -307,3 +356,6 @@ func ErrLocked(err error) bool {
 	var le *LockedError
 	return errors.As(err, &le)
 }
+
+// DefaultPreparedTTL is how long a prepared release is kept from pruning.
+const DefaultPreparedTTL = 24 * time.Hour

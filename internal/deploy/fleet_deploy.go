@@ -97,7 +97,7 @@ func Deploy(ctx context.Context, o Options, m *release.Manifest) (_ *Result, err
 	end = o.Groups("After activate and health check")
 	err = r.each(ctx, o.Concurrency, func(ctx context.Context, i int) error { return r.hosts[i].AfterActivate(ctx) })
 	if err == nil && o.Verify != nil {
-		err = o.Verify(ctx, id, r.result("deploy", id, start).PreviousID)
+		err = o.Verify(ctx, id, r.result("deploy", id, start).PreviousID, r.names())
 	}
 	end()
 	if err != nil {

@@ -111,7 +111,7 @@ func TestFleetHealthCheckFailureRollsEveryHostBack(t *testing.T) {
 	defer srv.Close()
 	f.write("v2")
 	res, err := f.deploy(func(o *deploy.Options) {
-		o.Verify = func(ctx context.Context, id, prev string) error {
+		o.Verify = func(ctx context.Context, id, prev string, _ []string) error {
 			return health.Check{URL: srv.URL, Timeout: time.Second}.Run(ctx, id, prev)
 		}
 	})

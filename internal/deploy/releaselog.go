@@ -20,6 +20,7 @@ const (
 	StatusFailed     = "failed"      // never live, or rolled back automatically
 	StatusRolledBack = "rolled-back" // replaced by a manual rollback
 	StatusUnknown    = "unknown"     // a directory with no record, newer than the log's first: maybe half-written
+	StatusPrepared   = "prepared"    // complete and finished by mode: prepare, waiting for mode: activate
 )
 
 // Record is one line of the releases log. The newest line for an id wins.
