@@ -92,7 +92,8 @@ func (h *Host) unlock(ctx context.Context) error {
 
 // pruneCandidates lists the releases beyond keep-releases. Kept: the
 // newest successful releases (the one just deployed among them), the live
-// one and the one a rollback would go to. Failed, rolled-back and
+// one, the one a rollback would go to, and prepared ones younger than the
+// prepared TTL. Failed, rolled-back and
 // abandoned releases never count. The lock is held, so the directories
 // found by Open plus the new release are all there is.
 func (h *Host) pruneCandidates() []string {
@@ -106,6 +107,12 @@ func (h *Host) pruneCandidates() []string {
 	keep := map[string]bool{h.root.currentID: true}
 	if t := rollbackTarget(list, h.root.currentID); t != "" {
 		keep[t] = true
+	}
+	for _, r := range list {
+		// A prepared release waits for its activation, until it is stale.
+		if r.Status == StatusPrepared && time.Since(r.FinishedAt) < h.preparedTTL {
+			keep[r.ID] = true
+		}
 	}
 	kept := 0
 	for i := len(list) - 1; i >= 0 && kept < h.S.KeepReleases; i-- {

@@ -58,6 +58,7 @@ const (
 	OutcomeFailed     = "failed"
 	OutcomeNotRun     = "not switched"
 	OutcomeUnlocked   = "unlocked"
+	OutcomePrepared   = "prepared"
 	OutcomeNoLock     = "no lock"
 )
 
@@ -147,6 +148,9 @@ func newRunner(o Options) *runner {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.PreparedTTL == 0 {
+		o.PreparedTTL = DefaultPreparedTTL
+	}
 	if o.Groups == nil {
 		o.Groups = func(string) func() { return func() {} }
 	}
@@ -160,13 +164,18 @@ func newRunner(o Options) *runner {
 // each runs fn for every target, at most limit at a time, and collects
 // the errors by host: one host's failure stops no other.
 func (r *runner) each(ctx context.Context, limit int, fn func(ctx context.Context, i int) error) error {
+	return r.eachOf(ctx, limit, indexes(r.o.Targets), fn)
+}
+
+// eachOf is each for the targets at the indexes given.
+func (r *runner) eachOf(ctx context.Context, limit int, targets []int, fn func(ctx context.Context, i int) error) error {
 	var (
 		mu   sync.Mutex
 		errs *multierror.Error
 		g    errgroup.Group
 	)
-	g.SetLimit(limit)
-	for i := range r.o.Targets {
+	g.SetLimit(max(limit, 1))
+	for _, i := range targets {
 		g.Go(func() error {
 			if err := fn(ctx, i); err != nil {
 				mu.Lock()
@@ -219,11 +228,12 @@ func (r *runner) open(ctx context.Context, w rootWant, needShell string) error {
 		if err != nil {
 			return err
 		}
-		h := &Host{Name: r.o.Targets[i].Name, T: t, L: Layout{Root: r.o.Root}, S: r.o.Settings, Log: r.o.Log}
+		h := &Host{Name: r.o.Targets[i].Name, T: t, L: Layout{Root: r.o.Root}, S: r.o.Settings, Log: r.o.Log, preparedTTL: r.o.PreparedTTL}
 		if err := h.Open(ctx, w, needShell); err != nil {
 			t.Close()
 			return err
 		}
+		h.phases = append(h.phases, Phase{Name: PhaseConnect, Start: r.started[i], End: time.Now()})
 		r.hosts[i] = h
 		r.results[i].PreviousID = h.root.currentID
 		r.o.Log.Infof("%s: connected, locked %s (live release: %s)", h.Name, r.o.Root, orNone(h.root.currentID))
@@ -244,6 +254,7 @@ func (r *runner) closeAll(ctx context.Context) {
 			return nil
 		}
 		r.results[i].Live, r.results[i].LiveKnown = h.liveAtEnd(ctx)
+		r.results[i].Phases = h.phases
 		r.results[i].LiveRevision = h.root.log.latest()[r.results[i].Live].Revision
 		if err := h.Close(ctx); err != nil {
 			r.o.Log.Warnf("%s: %v", h.Name, err)
@@ -315,9 +326,10 @@ func (r *runner) switchedBack(ctx context.Context) string {
 	return strings.Join(said, "; ")
 }
 
-// revertAll switches every switched host back; the outcome says which.
-func (r *runner) revertAll(ctx context.Context, reason string) error {
-	return r.each(ctx, len(r.hosts), func(ctx context.Context, i int) error {
+// revertAll switches the switched hosts of targets back; the outcome says
+// which.
+func (r *runner) revertAll(ctx context.Context, targets []int, reason string) error {
+	return r.eachOf(ctx, len(targets), targets, func(ctx context.Context, i int) error {
 		h := r.hosts[i]
 		if h == nil || !h.state.switched() {
 			return nil

@@ -12,9 +12,9 @@ import (
 
 // Deploy releases m to every target: all hosts are prepared in parallel,
 // then switched only if every one is ready, so a fleet never serves two
-// releases because one host failed early. A failed switch or check puts
-// every switched host back (with AutoRollback). A deploy that fails once
-// the hosts are open runs the on-failure hook on them before letting go.
+// releases because one host failed early (see activate for the switch).
+// A deploy that fails once the hosts are open runs the on-failure hook on
+// them before letting go.
 func Deploy(ctx context.Context, o Options, m *release.Manifest) (_ *Result, err error) {
 	start := time.Now()
 	r := newRunner(o)
@@ -31,14 +31,54 @@ func Deploy(ctx context.Context, o Options, m *release.Manifest) (_ *Result, err
 			r.onFailure(cleanup, err)
 		}
 	}()
+	id, err := r.prepareAll(ctx, m, false)
+	if err != nil {
+		return r.result("deploy", id, start), err
+	}
+	return r.activate(ctx, id, "deploy", start)
+}
+
+// Prepare puts m on every target as a prepared release, switching none:
+// uploaded, shared paths linked, writable dirs made, before-activate run,
+// sealed, and recorded as prepared, for Activate to switch to later (from
+// another job, once a person approved, or for a fleet prepared by many
+// runners). A host that fails leaves nothing of it.
+func Prepare(ctx context.Context, o Options, m *release.Manifest) (*Result, error) {
+	start := time.Now()
+	r := newRunner(o)
+	o = r.o
+	w := rootWant{plan: true, shared: append(slices.Clone(o.Settings.SharedDirs), o.Settings.SharedFiles...)}
+	if err := r.open(ctx, w, o.Settings.needShell()); err != nil {
+		return r.result("prepare", "", start), err
+	}
+	cleanup := context.WithoutCancel(ctx)
+	defer r.closeAll(cleanup)
+	id, err := r.prepareAll(ctx, m, true)
+	if err != nil {
+		return r.result("prepare", id, start), err
+	}
+	end := o.Groups(fmt.Sprintf("Record release %s as prepared", id))
+	r.each(cleanup, o.Concurrency, func(ctx context.Context, i int) error {
+		r.results[i].Outcome = OutcomePrepared
+		r.hosts[i].FinishPrepared(ctx)
+		return nil
+	})
+	end()
+	return r.result("prepare", id, start), nil
+}
+
+// prepareAll chooses the release id and prepares it on every host (for
+// mode: prepare, without a link for a switch), then, for a deploy, runs
+// before-activate-once; on any failure no host keeps the release.
+func (r *runner) prepareAll(ctx context.Context, m *release.Manifest, only bool) (string, error) {
+	o := r.o
 	if o.ManifestReady != nil {
 		if err := o.ManifestReady(ctx); err != nil {
-			return r.result("deploy", "", start), fmt.Errorf("release not prepared, nothing deployed: %w", err)
+			return "", fmt.Errorf("release not prepared, nothing deployed: %w", err)
 		}
 	}
 	id := r.chooseID()
-
-	if len(r.hosts) == 1 && r.hosts[0].canSwitchInUpload() {
+	if !only && len(r.hosts) == 1 && r.hosts[0].canSwitchInUpload() {
 		// Nothing happens between this host's upload and its switch, so the
 		// upload's command ends with the switch (a round trip less); when
 		// nothing checks the release afterwards either, with its success
@@ -50,8 +90,9 @@ func Deploy(ctx context.Context, o Options, m *release.Manifest) (_ *Result, err
 		}
 	}
 	end := o.Groups(fmt.Sprintf("Upload and prepare release %s", id))
-	err = r.each(ctx, o.Concurrency, func(ctx context.Context, i int) error {
+	err := r.each(ctx, o.Concurrency, func(ctx context.Context, i int) error {
 		h := r.hosts[i]
+		h.linkless = only
 		r.results[i].ReleaseID = id
 		err := h.Prepare(ctx, m, id)
 		r.results[i].Stats = h.Stats
@@ -60,70 +101,22 @@ func Deploy(ctx context.Context, o Options, m *release.Manifest) (_ *Result, err
 		}
 		return err
 	})
-	if err == nil && o.Settings.BeforeActivateOnce != "" {
-		// Once for the fleet, after every host is ready: a migration runs only
-		// when the release can go live everywhere.
-		if err = r.hosts[0].RunOnce(ctx); err != nil {
-			r.results[0].Err = err
-			err = fmt.Errorf("%s: %w", r.hosts[0].Name, err)
-		}
-	}
 	end()
-	if err != nil {
-		if r.hosts[0].inline != switchLater {
-			// Its upload ends with the switch: the error may come after it.
-			back := r.switchedBack(cleanup)
-			r.abortAll(cleanup, "upload and switch failed: "+err.Error())
-			return r.result("deploy", id, start), fmt.Errorf("upload and switch to %s failed; %s: %w", id, back, err)
-		}
-		r.abortAll(cleanup, "prepare failed: "+err.Error())
-		return r.result("deploy", id, start), fmt.Errorf("release %s was not switched on any host: %w", id, err)
+	if err == nil {
+		return id, nil
 	}
-
-	end = o.Groups(fmt.Sprintf("Switch %s to %s", words.Count(int64(len(r.hosts)), "host"), id))
-	err = r.each(ctx, len(r.hosts), func(ctx context.Context, i int) error {
-		err := r.hosts[i].Activate(ctx)
-		r.results[i].SwitchedAt = r.hosts[i].SwitchedAt
-		return err
-	})
-	end()
-	if err != nil {
-		r.revertAll(cleanup, "switch failed: "+err.Error())
-		r.abortAll(cleanup, "switch failed: "+err.Error())
-		return r.result("deploy", id, start), fmt.Errorf("switch to %s failed; %s: %w", id, r.switchedBack(cleanup), err)
+	cleanup := context.WithoutCancel(ctx)
+	if r.hosts[0].inline != switchLater {
+		// Its upload ends with the switch: the error may come after it.
+		back := r.switchedBack(cleanup)
+		r.abortAll(cleanup, "upload and switch failed: "+err.Error())
+		return id, fmt.Errorf("upload and switch to %s failed; %s: %w", id, back, err)
 	}
-	o.Log.Infof("current -> releases/%s on %s", id, words.Count(int64(len(r.hosts)), "host"))
-
-	end = o.Groups("After activate and health check")
-	err = r.each(ctx, o.Concurrency, func(ctx context.Context, i int) error { return r.hosts[i].AfterActivate(ctx) })
-	if err == nil && o.Verify != nil {
-		err = o.Verify(ctx, id, r.result("deploy", id, start).PreviousID, r.names())
+	r.abortAll(cleanup, "prepare failed: "+err.Error())
+	if only {
+		return id, fmt.Errorf("release %s was not prepared on every host, and is on none now: %w", id, err)
 	}
-	end()
-	if err != nil {
-		res := r.result("deploy", id, start)
-		if !o.AutoRollback {
-			for i, h := range r.hosts {
-				h.appendLog(cleanup, Record{ID: id, Status: StatusFailed, FinishedAt: time.Now().UTC(), Message: err.Error()})
-				r.results[i].Outcome = OutcomeFailed
-			}
-			return res, fmt.Errorf("%w; release %s stays live because auto-rollback is false", err, id)
-		}
-		if rerr := r.revertAll(cleanup, err.Error()); rerr != nil {
-			return res, fmt.Errorf("%w; rolling back also failed: %v", err, rerr)
-		}
-		res.RolledBack = true
-		res.ReleaseID = res.PreviousID
-		return res, fmt.Errorf("%w; rolled back to %s", err, orNone(res.PreviousID))
-	}
-
-	end = o.Groups("Finish: log, prune, unlock")
-	r.each(cleanup, o.Concurrency, func(ctx context.Context, i int) error {
-		r.results[i].Outcome = OutcomeDeployed
-		return r.hosts[i].Finish(ctx)
-	})
-	end()
-	return r.result("deploy", id, start), nil
+	return id, fmt.Errorf("release %s was not switched on any host: %w", id, err)
 }
 
 // onFailure runs the on-failure hook on every open host that has a live

@@ -15,6 +15,7 @@ import (
 
 // RunOnce runs before-activate-once on this host (Deploy picks the first).
 func (h *Host) RunOnce(ctx context.Context) error {
+	defer h.timed(PhaseHooks)()
 	return h.runHook(ctx, "before-activate-once", h.S.BeforeActivateOnce)
 }
 
@@ -89,6 +90,7 @@ func hookCommand(dir string, env map[string]string, script string, then finishin
 
 // AfterActivate runs the after-activate hook.
 func (h *Host) AfterActivate(ctx context.Context) error {
+	defer h.timed(PhaseCheck)()
 	if err := h.AfterSwitch(ctx); err != nil {
 		return err
 	}

@@ -102,11 +102,15 @@ type Host struct {
 	upload uploader // chosen by Open from caps
 
 	state    releaseState
-	inline   inlineSwitch      // what the upload's command does after the stream (Deploy decides)
-	nextLink string            // temporary link to the new release, renamed over current by Activate
-	sealed   bool              // the release's seal is stored (seal.go)
-	manifest *release.Manifest // the new release's, without what shared/ holds
-	mu       sync.Mutex        // guards root.log from steps running at once
+	inline   inlineSwitch // what the upload's command does after the stream (Deploy decides)
+	nextLink string       // temporary link to the new release, renamed over current by Activate
+	sealed   bool         // the release's seal is stored (seal.go)
+	linkless bool         // Prepare makes no link for a switch (mode: prepare)
+	phases   []Phase      // what was done, and when (Result.Phases)
+
+	preparedTTL time.Duration     // a prepared release younger than this is not pruned
+	manifest    *release.Manifest // the new release's, without what shared/ holds
+	mu          sync.Mutex        // guards root.log from steps running at once
 }
 
 // serverCaps is what the server can do, as far as a deploy cares. Open
@@ -124,6 +128,7 @@ type releaseState int
 
 const (
 	notCreated releaseState = iota // nothing of it is on the server
+	prepared                       // complete, made by an earlier run (mode: prepare): never removed by this one
 	created                        // its directory exists, maybe not whole; never live: Abort removes it
 	maybeLive                      // it is, may be, or was live (an answer was lost, or it was switched back): kept
 	live                           // current points at it
@@ -175,4 +180,10 @@ func (s *Settings) needShell() string {
 		names = append(names, "writable-mode "+s.WritableMode+" (setfacl or chgrp)")
 	}
 	return strings.Join(names, ", ")
+}
+
+// timed records phase name from now until the returned func is called.
+func (h *Host) timed(name string) (end func()) {
+	start := time.Now()
+	return func() { h.phases = append(h.phases, Phase{Name: name, Start: start, End: time.Now()}) }
 }

@@ -18,6 +18,7 @@ import (
 // upload (only what changed), shared links, writable dirs, before-activate.
 func (h *Host) Prepare(ctx context.Context, m *release.Manifest, id string) error {
 	h.ReleaseID = id
+	endUpload := h.timed(PhaseUpload)
 	if slices.Contains(h.root.releases, id) {
 		return h.releaseExists()
 	}
@@ -51,6 +52,10 @@ func (h *Host) Prepare(ctx context.Context, m *release.Manifest, id string) erro
 	if err := h.makeWritable(ctx); err != nil {
 		return err
 	}
+	endUpload()
+	if h.S.BeforeActivate != "" {
+		defer h.timed(PhaseHooks)()
+	}
 	return h.finishRelease(ctx)
 }
 
@@ -73,7 +78,7 @@ func (h *Host) finishRelease(ctx context.Context) error {
 	if h.seals() && !h.sealed {
 		then.seal = h.L.Seal(h.ReleaseID)
 	}
-	if h.nextLink == "" {
+	if h.nextLink == "" && !h.linkless {
 		then.link, then.target = path.Join(h.L.Root, tempLinkPrefix+randomToken()), currentTarget(h.ReleaseID)
 	}
 	var err error

@@ -18,6 +18,7 @@ func (h *Host) Activate(ctx context.Context) error {
 	if h.state.switched() {
 		return nil // the upload's command switched
 	}
+	defer h.timed(PhaseSwitch)()
 	if err := h.lock.Held(ctx); err != nil {
 		return err
 	}

@@ -92,7 +92,11 @@ func (u tarUpload) send(ctx context.Context, plan *Plan, started Record, st *upl
 		manifest <- enc
 	}()
 	encodedManifest := func() encoded { m := <-manifest; manifest <- m; return m }
-	h.nextLink = path.Join(h.L.Root, tempLinkPrefix+randomToken())
+	var extras []tarExtra
+	if !h.linkless {
+		h.nextLink = path.Join(h.L.Root, tempLinkPrefix+randomToken())
+		extras = append(extras, tarExtra{Name: h.L.relative(h.nextLink), Target: currentTarget(h.ReleaseID)})
+	}
 	startedLine, _ := json.Marshal(started)
 	// The arguments of upload.sh, in its order.
 	args := []string{h.L.Root, h.L.Log(), string(startedLine), "", "", h.L.Manifest(h.ReleaseID), "", "", "", h.nextLink, h.L.Current(), "",
@@ -122,7 +126,7 @@ func (u tarUpload) send(ctx context.Context, plan *Plan, started Record, st *upl
 	}
 	err := plan.executeTar(ctx, h.T, remote.Upload.Command(args...), h.L.Release(h.ReleaseID), lists, tarShape{
 		top: h.L.relative(h.L.Release(h.ReleaseID)), linkFrom: linkFrom, now: now,
-		extras: []tarExtra{manifestExtra, {Name: h.L.relative(h.nextLink), Target: currentTarget(h.ReleaseID)}},
+		extras: append([]tarExtra{manifestExtra}, extras...),
 	}, st)
 	if h.inline != switchLater {
 		var exit *transport.ExitError
