@@ -350,8 +350,8 @@ func (r *runner) revertAll(ctx context.Context, targets []int, reason string) er
 func (r *runner) abortAll(ctx context.Context, reason string) {
 	r.each(ctx, r.o.Concurrency, func(ctx context.Context, i int) error {
 		h := r.hosts[i]
-		if h == nil || h.state.switched() {
-			return nil
+		if h == nil || h.state.switched() || r.results[i].Outcome == OutcomeRolledBack {
+			return nil // live, or put back (and logged failed) already
 		}
 		if r.results[i].Outcome == OutcomeNotRun && r.results[i].Err != nil {
 			r.results[i].Outcome = OutcomeFailed
