@@ -139,7 +139,7 @@ func (r *runner) onFailure(ctx context.Context, cause error) {
 			return nil
 		}
 		env := map[string]string{"DEPLOY_ERROR": cause.Error()}
-		if err := h.runHookIn(ctx, "on-failure", h.L.Current(), h.S.OnFailure, env, finishing{}); err != nil {
+		if err := h.runHookIn(ctx, "on-failure", h.L.Current(), h.S.OnFailure, env, finishing{}, false); err != nil {
 			r.o.Log.Warnf("%s: %v", h.Name, err)
 		}
 		return nil

@@ -16,7 +16,7 @@ import (
 // RunOnce runs before-activate-once on this host (Deploy picks the first).
 func (h *Host) RunOnce(ctx context.Context) error {
 	defer h.timed(PhaseHooks)()
-	return h.runHook(ctx, "before-activate-once", h.S.BeforeActivateOnce)
+	return h.runHook(ctx, "before-activate-once", h.S.BeforeActivateOnce, h.S.AfterSwitch.Script != "" || h.S.AfterActivate != "")
 }
 
 // HookError is a hook that ran and failed.
@@ -30,16 +30,17 @@ func (e *HookError) Error() string { return fmt.Sprintf("%s failed on %s: %v", e
 
 func (e *HookError) Unwrap() error { return e.Err }
 
-// runHook runs script in the new release.
-func (h *Host) runHook(ctx context.Context, name, script string) error {
-	return h.runHookIn(ctx, name, h.L.Release(h.ReleaseID), script, nil, finishing{})
+// runHook runs script in the new release; more says another command of
+// the host's follows it.
+func (h *Host) runHook(ctx context.Context, name, script string, more bool) error {
+	return h.runHookIn(ctx, name, h.L.Release(h.ReleaseID), script, nil, finishing{}, more)
 }
 
 // runHookIn runs script in dir with remote/hook.sh, its environment made of
 // HookEnv, extra and the release's variables, which win. The script and
 // its environment travel on the command's input, never in its arguments
 // (which any user of the server can read with ps).
-func (h *Host) runHookIn(ctx context.Context, name, dir, script string, extra map[string]string, then finishing) error {
+func (h *Host) runHookIn(ctx context.Context, name, dir, script string, extra map[string]string, then finishing, more bool) error {
 	h.Log.Infof("%s: running %s in %s", h.Name, name, dir)
 	env := maps.Clone(h.S.HookEnv)
 	if env == nil {
@@ -66,7 +67,7 @@ func (h *Host) runHookIn(ctx context.Context, name, dir, script string, extra ma
 	keepOpen, held := io.Pipe()
 	defer held.Close()
 	out := h.Log.Writer(h.Name)
-	err := h.T.Exec(ctx, cmd, io.MultiReader(strings.NewReader(input), keepOpen), out, out)
+	err := h.T.Exec(ctx, cmd, h.warmAhead(io.MultiReader(strings.NewReader(input), keepOpen), more), out, out)
 	if err != nil && errors.Is(context.Cause(ctx), errHookTimeout) {
 		err = fmt.Errorf("%w (command-timeout %s): it and what it started were ended", errHookTimeout, h.S.HookTimeout)
 	}
@@ -97,7 +98,7 @@ func (h *Host) AfterActivate(ctx context.Context) error {
 	if h.S.AfterActivate == "" {
 		return nil
 	}
-	return h.runHook(ctx, "after-activate", h.S.AfterActivate)
+	return h.runHook(ctx, "after-activate", h.S.AfterActivate, false)
 }
 
 // AfterSwitch runs the after-switch hook in the release now live.
@@ -105,5 +106,5 @@ func (h *Host) AfterSwitch(ctx context.Context) error {
 	if h.S.AfterSwitch.Script == "" {
 		return nil
 	}
-	return h.runHookIn(ctx, h.S.AfterSwitch.Name, h.L.Current(), h.S.AfterSwitch.Script, nil, finishing{})
+	return h.runHookIn(ctx, h.S.AfterSwitch.Name, h.L.Current(), h.S.AfterSwitch.Script, nil, finishing{}, h.S.AfterActivate != "")
 }

@@ -187,3 +187,28 @@ func (h *Host) timed(name string) (end func()) {
 	start := time.Now()
 	return func() { h.phases = append(h.phases, Phase{Name: name, Start: start, End: time.Now()}) }
 }
+
+// warmAhead has the transport warm a shell for the next command as soon
+// as this one has started (it reads its input), when more says another
+// follows: that one then starts with no session to open (two round trips).
+func (h *Host) warmAhead(stdin io.Reader, more bool) io.Reader {
+	if !more || !h.canExec() {
+		return stdin
+	}
+	if stdin == nil {
+		stdin = strings.NewReader("")
+	}
+	return &onFirstRead{r: stdin, fn: h.T.Warm}
+}
+
+// onFirstRead calls fn once, when it is first read from.
+type onFirstRead struct {
+	r    io.Reader
+	fn   func()
+	once sync.Once
+}
+
+func (o *onFirstRead) Read(p []byte) (int, error) {
+	o.once.Do(o.fn)
+	return o.r.Read(p)
+}

@@ -84,10 +84,10 @@ func (h *Host) finishRelease(ctx context.Context) error {
 	var err error
 	switch {
 	case h.S.BeforeActivate != "":
-		err = h.runHookIn(ctx, "before-activate", h.L.Release(h.ReleaseID), h.S.BeforeActivate, nil, then)
+		err = h.runHookIn(ctx, "before-activate", h.L.Release(h.ReleaseID), h.S.BeforeActivate, nil, then, h.execsAfterPrepare())
 	case then.seal != "":
 		var out strings.Builder
-		err = h.T.Exec(ctx, remote.Seal.Command(h.L.Release(h.ReleaseID), then.seal, then.link, then.target), nil, &out, transport.LimitWriter(&out, 4096))
+		err = h.T.Exec(ctx, remote.Seal.Command(h.L.Release(h.ReleaseID), then.seal, then.link, then.target), h.warmAhead(nil, h.execsAfterPrepare()), &out, transport.LimitWriter(&out, 4096))
 		if err != nil {
 			err = fmt.Errorf("finish %s: %w: %s", h.ReleaseID, err, strings.TrimSpace(out.String()))
 		}
@@ -126,4 +126,16 @@ func listed(paths []string, n int) string {
 		return strings.Join(paths, ", ")
 	}
 	return strings.Join(paths[:n], ", ") + fmt.Sprintf(" and %d more", len(paths)-n)
+}
+
+// execsAfterPrepare reports whether a command of this host's follows its
+// Prepare (a hook around the switch).
+func (h *Host) execsAfterPrepare() bool {
+	return h.S.BeforeActivateOnce != "" || h.S.AfterSwitch.Script != "" || h.S.AfterActivate != ""
+}
+
+// execsAfterUpload reports whether a command follows the upload's before
+// Prepare ends: writable-dirs, before-activate, or the seal.
+func (h *Host) execsAfterUpload() bool {
+	return h.inline == switchLater && (len(h.S.WritableDirs) > 0 || h.S.BeforeActivate != "" || h.seals())
 }

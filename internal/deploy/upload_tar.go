@@ -124,7 +124,7 @@ func (u tarUpload) send(ctx context.Context, plan *Plan, started Record, st *upl
 	if h.S.Reuse == ReuseHardlink {
 		lists, linkFrom = reuseLists(&Plan{}), h.L.relative(h.liveDir())
 	}
-	err := plan.executeTar(ctx, h.T, remote.Upload.Command(args...), h.L.Release(h.ReleaseID), lists, tarShape{
+	err := plan.executeTar(ctx, h.T, remote.Upload.Command(args...), h.L.Release(h.ReleaseID), h.warmAhead(bytes.NewReader(lists), h.execsAfterUpload()), tarShape{
 		top: h.L.relative(h.L.Release(h.ReleaseID)), linkFrom: linkFrom, now: now,
 		extras: append([]tarExtra{manifestExtra}, extras...),
 	}, st)
@@ -149,7 +149,7 @@ func (u tarUpload) send(ctx context.Context, plan *Plan, started Record, st *upl
 
 // executeTar sends lists, then the plan as one tar stream, into cmd,
 // which extracts it in the deploy root (the stream creates dir).
-func (p *Plan) executeTar(ctx context.Context, t transport.Transport, cmd transport.Command, dir string, lists []byte, shape tarShape, st *uploadStats) error {
+func (p *Plan) executeTar(ctx context.Context, t transport.Transport, cmd transport.Command, dir string, lists io.Reader, shape tarShape, st *uploadStats) error {
 	pr, pw := io.Pipe()
 	writeErr := make(chan error, 1)
 	go func() {
@@ -159,7 +159,7 @@ func (p *Plan) executeTar(ctx context.Context, t transport.Transport, cmd transp
 		writeErr <- err
 	}()
 	var stderr strings.Builder
-	err := t.Exec(ctx, cmd, io.MultiReader(bytes.NewReader(lists), pr), io.Discard, transport.LimitWriter(&stderr, 4096))
+	err := t.Exec(ctx, cmd, io.MultiReader(lists, pr), io.Discard, transport.LimitWriter(&stderr, 4096))
 	pr.CloseWithError(errTarEnded)
 	werr := <-writeErr
 	if werr != nil && !errors.Is(werr, errTarEnded) && err != nil {

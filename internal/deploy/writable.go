@@ -39,7 +39,7 @@ func (h *Host) makeWritable(ctx context.Context) error {
 			args = append([]string{mode, h.S.WritableUser}, paths...)
 		}
 		var out strings.Builder
-		if err := h.T.Exec(ctx, remote.Writable.Command(args...), nil, &out, &out); err != nil {
+		if err := h.T.Exec(ctx, remote.Writable.Command(args...), h.warmAhead(nil, h.S.BeforeActivate != "" || h.seals()), &out, &out); err != nil {
 			return fmt.Errorf("make writable %s (writable-mode %s) on %s: %v: %s", strings.Join(h.S.WritableDirs, ", "), orChmod(mode), h.Name, err, strings.TrimSpace(out.String()))
 		}
 		return nil
