@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"path"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -18,7 +17,6 @@ import (
 	"github.com/atomic-deploy/atomic-deploy/internal/deploy/remote"
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
-	"github.com/klauspost/pgzip"
 )
 
 // Where the server has a shell and GNU tar, the whole release goes out as
@@ -224,11 +222,7 @@ type tarExtra struct {
 func (p *Plan) writeTar(w io.Writer, shape tarShape, st *uploadStats) error {
 	top, now := shape.top, shape.now
 	bw := bufio.NewWriterSize(w, 256<<10)
-	// Blocks of 1 MB are compressed on every core at once (one gzip
-	// stream, as gzip -d expects): compression is most of the runner's
-	// work on a fast link.
-	zw, _ := pgzip.NewWriterLevel(bw, pgzip.BestSpeed)
-	zw.SetConcurrency(1<<20, runtime.GOMAXPROCS(0))
+	zw := newAdaptiveGzip(bw) // compress.go
 	tw := tar.NewWriter(zw)
 	// No format is forced: plain USTAR headers wherever a name fits (PAX
 	// only for long or non-ASCII names), which is most of a stream of
