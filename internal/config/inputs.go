@@ -66,15 +66,15 @@ var Inputs = []Input{
 // Outputs lists every step output. mode: unlock sets only status and
 // duration.
 var Outputs = []Input{
-	{Name: "status", Description: "What the run did. deploy: `deployed` (the new release is live on every host and passed its checks), `rolled-back` (it went live, after-activate or the health check failed, and every host is back on previous-release-id), `failed` (anything else; release-id says what is live). rollback: `rolled-back` (release-id is live now), `unchanged` (it already was), `failed` (nothing changed, or the hosts that switched were put back). unlock: `unchanged` (no release is switched) or `failed`."},
-	{Name: "release-id", Description: "Id of the release live on every host when the run ended: the new one after a deploy, the previous one after a failed or rolled-back deploy, the target after a rollback. Empty when no release is live, or when the hosts are not on one release or could not be read (the job summary has a row per host)."},
+	{Name: "status", Description: "What the run did. deploy and activate: `deployed` (the new release is live on every host and passed its checks), `rolled-back` (it went live, after-activate or the health check failed, and every host is back on previous-release-id), `failed` (anything else; release-id says what is live). prepare: `prepared` (deployed-release-id is ready on every host, waiting for mode: activate; nothing switched), `failed` (nothing switched). rollback: `rolled-back` (release-id is live now), `unchanged` (it already was), `failed` (nothing changed, or the hosts that switched were put back). unlock: `unchanged` (no release is switched) or `failed`."},
+	{Name: "release-id", Description: "Id of the release live on every host when the run ended: the new one after a deploy or activate, the previous one after a failed or rolled-back one, the one live before after a prepare (which switches nothing), the target after a rollback. Empty when no release is live, or when the hosts are not on one release or could not be read (the job summary has a row per host)."},
 	{Name: "release-path", Description: "Absolute path of release-id on the server (empty when release-id is)."},
-	{Name: "deployed-release-id", Description: "Id of the release this run tried to put live (deploy: the new release, rollback: the target), whether or not it is live now; empty when the run failed before choosing one."},
+	{Name: "deployed-release-id", Description: "Id of the release this run worked on (deploy: the new release; prepare: the prepared one, to pass to mode: activate as release-id; activate: the one it switched to; rollback: the target), whether or not it is live now; empty when the run failed before choosing one."},
 	{Name: "previous-release-id", Description: "Id of the release that was live before the run."},
 	{Name: "revision", Description: "Revision (commit) recorded when release-id was deployed (empty when release-id is)."},
-	{Name: "files-uploaded", Description: "Files sent over the wire (summed over hosts)."},
+	{Name: "files-uploaded", Description: "Files sent over the wire (summed over hosts; 0 for activate, which uploads nothing)."},
 	{Name: "files-reused", Description: "Files reused from the previous release on the server (summed over hosts)."},
 	{Name: "bytes-uploaded", Description: "Bytes of file content sent (summed over hosts)."},
 	{Name: "duration", Description: "Wall time of the whole run, e.g. 12.3s."},
-	{Name: "rolled-back", Description: "true when the deploy went live and was rolled back automatically (status rolled-back in mode deploy)."},
+	{Name: "rolled-back", Description: "true when the new release went live and was rolled back automatically (status rolled-back in mode deploy or activate)."},
 }
