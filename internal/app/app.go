@@ -18,14 +18,12 @@ import (
 
 	"github.com/atomic-deploy/atomic-deploy/internal/config"
 	"github.com/atomic-deploy/atomic-deploy/internal/deploy"
-	"github.com/atomic-deploy/atomic-deploy/internal/health"
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
 	"github.com/atomic-deploy/atomic-deploy/internal/report"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport/local"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport/sshx"
 	"github.com/atomic-deploy/atomic-deploy/internal/version"
-	"github.com/atomic-deploy/atomic-deploy/internal/words"
 )
 
 // IO is where the program reads and writes.
@@ -94,14 +92,14 @@ func Main(ctx context.Context, args []string, environ []string, stdio IO) int {
 		return 2
 	}
 	log.Mask(cfg.Secrets())
-	if command == "plan" || (command != "releases" && cfg.Mode == config.ModeDeploy) {
+	if command == "plan" || (command != "releases" && (cfg.Mode == config.ModeDeploy || cfg.Mode == config.ModePrepare)) {
 		if err := checkSource(cfg.Source); err != nil {
 			log.Errorf("Invalid input: "+err.Input, "%s", err.Reason)
 			return 2
 		}
 	}
 
-	a := &run{cfg: cfg, log: log, env: env, childEnv: children, inActions: inActions}
+	a := &run{cfg: cfg, log: log, env: env, childEnv: children, inActions: inActions, core: deployCore}
 	switch command {
 	case "releases":
 		return a.releases(ctx, stdio.Stdout)
@@ -138,6 +136,7 @@ type run struct {
 	// command and, with no host, the hooks (see childEnv).
 	childEnv  []string
 	inActions bool
+	core      core
 }
 
 func (a *run) main(ctx context.Context) int {
@@ -151,7 +150,7 @@ func (a *run) main(ctx context.Context) int {
 
 	var res *deploy.Result
 	switch cfg.Mode {
-	case config.ModeDeploy:
+	case config.ModeDeploy, config.ModePrepare:
 		if cfg.Remote() {
 			// The connections are made while the release is described:
 			// neither waits for the other, and connecting changes nothing.
@@ -160,39 +159,20 @@ func (a *run) main(ctx context.Context) int {
 			defer closeUnused()
 		}
 		var m *release.Manifest
-		end := a.log.Group("Prepare release from " + cfg.Source)
-		// Hashing waits for nothing but the disk: it runs while the hosts
-		// are dialled and locked, and Deploy waits for it before planning.
-		m, err = release.Describe(ctx, release.Options{Source: cfg.Source, Exclude: cfg.Exclude, Build: cfg.Build, Revision: cfg.Revision,
-			SharedDirs: cfg.SharedDirs, SharedFiles: cfg.SharedFiles,
-			Env: a.childEnv, Stdout: a.log.Writer("build"), Stderr: a.log.Writer("build")})
-		if err == nil {
-			n, size := m.Files()
-			a.log.Infof("%s, %s, revision %s", words.Count(int64(n), "file"), words.Bytes(size), cfg.Revision)
-		}
-		end()
-		if err != nil {
+		if m, err = a.describe(ctx, &opts); err != nil {
 			a.log.Errorf("Release not prepared", "%v", err)
 			return 1
 		}
-		if cfg.HealthcheckURL != "" {
-			opts.Verify = func(ctx context.Context, id, previousID string, _ []string) error {
-				a.log.Infof("health check: %s", config.RedactURL(cfg.HealthcheckURL))
-				return health.Check{URL: cfg.HealthcheckURL, Timeout: cfg.HealthcheckTimeout, Expect: cfg.HealthcheckExpect}.Run(ctx, id, previousID)
-			}
+		if cfg.Mode == config.ModePrepare {
+			res, err = a.core.prepare(ctx, opts, m)
+			break
 		}
-		opts.Verify = a.withOPcacheReset(opts.Verify)
-		hashed := make(chan error, 1)
-		go func() { hashed <- m.Hash(ctx) }()
-		opts.ManifestReady = func(ctx context.Context) error {
-			select {
-			case err := <-hashed:
-				return err
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		res, err = deploy.Deploy(ctx, opts, m)
+		opts.Verify = a.verify()
+		res, err = a.core.deploy(ctx, opts, m)
+	case config.ModeActivate:
+		// Nothing to build or describe: the release is on the hosts.
+		opts.Verify = a.verify()
+		res, err = a.core.activate(ctx, opts, cfg.ReleaseID)
 	case config.ModeRollback:
 		res, err = deploy.Rollback(ctx, opts, cfg.ReleaseID)
 	case config.ModeUnlock:
@@ -214,8 +194,14 @@ func (a *run) main(ctx context.Context) int {
 
 func title(mode string, res *deploy.Result) string {
 	switch {
+	case res != nil && res.RolledBack && mode == config.ModeActivate:
+		return "Activate failed and was rolled back"
 	case res != nil && res.RolledBack:
 		return "Deploy failed and was rolled back"
+	case mode == config.ModePrepare:
+		return "Prepare failed"
+	case mode == config.ModeActivate:
+		return "Activate failed"
 	case mode == config.ModeRollback:
 		return "Rollback failed"
 	case mode == config.ModeUnlock:
@@ -247,12 +233,16 @@ func (a *run) options(targets []deploy.Target) deploy.Options {
 		Groups:       a.log.Group,
 		Concurrency:  cfg.Concurrency,
 		AutoRollback: cfg.AutoRollback, Force: cfg.Force,
-		ReleaseID: releaseIDForDeploy(cfg),
+		ReleaseID:   releaseIDForDeploy(cfg),
+		Rollout:     deploy.Rollout{Canary: cfg.Canary, BatchSize: cfg.BatchHosts()},
+		PreparedTTL: cfg.PreparedTTL,
 	}
 }
 
+// releaseIDForDeploy is the id a new release is made as (deploy,
+// prepare); activate and rollback name theirs as an argument.
 func releaseIDForDeploy(cfg *config.Config) string {
-	if cfg.Mode == config.ModeDeploy {
+	if cfg.Mode == config.ModeDeploy || cfg.Mode == config.ModePrepare {
 		return cfg.ReleaseID
 	}
 	return ""
@@ -373,8 +363,16 @@ func (a *run) writeReport(res *deploy.Result, runErr error) error {
 	// The summary's heading names the live release after a rollback, the
 	// attempted one otherwise; its revision goes with that release.
 	revision := cfg.Revision
-	if res.Mode == config.ModeRollback || res.RolledBack {
+	switch {
+	case res.Mode == config.ModeRollback || res.RolledBack:
 		revision = now.revision
+	case res.Mode == config.ModeActivate:
+		// This run's commit is not the release's: the one recorded when
+		// it was prepared is, once it is live.
+		revision = ""
+		if now.id != "" && now.id == attempted(res) {
+			revision = now.revision
+		}
 	}
 	summary := report.Summary(res, redactErr(a.log, runErr), revision) + report.SummaryFooter(version.String())
 	var errs []error

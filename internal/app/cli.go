@@ -26,7 +26,7 @@ func parseCommandLine(args []string, env map[string]string, stdout io.Writer) (c
 		command, args = args[0], args[1:]
 	}
 	switch command {
-	case "deploy", "rollback", "unlock", "releases", "plan":
+	case "deploy", "prepare", "activate", "rollback", "unlock", "releases", "plan":
 	case "help":
 		fmt.Fprint(stdout, usage())
 		return "", nil, true, nil
@@ -72,7 +72,7 @@ func parseCommandLine(args []string, env map[string]string, stdout io.Writer) (c
 		}
 		values[name].Set(string(data))
 	}
-	if command == "rollback" || command == "unlock" {
+	if command == "prepare" || command == "activate" || command == "rollback" || command == "unlock" {
 		values["mode"].Set(command)
 	}
 	given := func(name string) (string, bool) {

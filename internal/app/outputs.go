@@ -15,6 +15,7 @@ import (
 // each mode).
 const (
 	statusDeployed   = "deployed"
+	statusPrepared   = "prepared"
 	statusRolledBack = "rolled-back"
 	statusFailed     = "failed"
 	statusUnchanged  = "unchanged"
@@ -65,6 +66,8 @@ func statusOf(res *deploy.Result, runErr error) string {
 		return statusFailed
 	case res.Mode == config.ModeUnlock:
 		return statusUnchanged
+	case res.Mode == config.ModePrepare:
+		return statusPrepared
 	case res.Mode == config.ModeRollback:
 		for _, h := range res.Hosts {
 			if h.ReleaseID != h.PreviousID {
@@ -76,9 +79,10 @@ func statusOf(res *deploy.Result, runErr error) string {
 	return statusDeployed
 }
 
-// attempted is the release the run tried to put live: the new one of a
-// deploy (Deploy reports the previous one as ReleaseID after rolling back)
-// or a rollback's target.
+// attempted is the release the run worked on: the new one of a deploy
+// (Deploy reports the previous one as ReleaseID after rolling back), the
+// one a prepare left on the hosts, the one an activate switched to, or a
+// rollback's target.
 func attempted(res *deploy.Result) string {
 	for _, h := range res.Hosts {
 		if h.ReleaseID != "" {

@@ -17,6 +17,8 @@ USAGE
 
 COMMANDS
   deploy     upload a new release, run hooks, switch current to it (default)
+  prepare    upload a new release and run before-activate; switch nothing
+  activate   switch to a prepared release (--release-id), with its checks
   rollback   switch current back to the previous release (or --release-id)
   unlock     remove a deploy lock left behind
   releases   list the releases on each host (* marks the live one)
@@ -81,6 +83,10 @@ EXAMPLES
 
   atomic-deploy releases --path /tmp/site
   atomic-deploy rollback --path /tmp/site [--release-id 20261125231842]
+
+  # Upload now, switch later (deployed-release-id names the prepared release):
+  atomic-deploy prepare --source ./build --path /tmp/site
+  atomic-deploy activate --path /tmp/site --release-id 20261125231842
 `)
 	return b.String()
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"net/url"
 	"path"
 	"regexp"
 	"slices"
@@ -22,6 +21,8 @@ import (
 // Modes.
 const (
 	ModeDeploy   = "deploy"
+	ModePrepare  = "prepare"  // upload and before-activate; switch nothing
+	ModeActivate = "activate" // switch to a prepared release
 	ModeRollback = "rollback"
 	ModeUnlock   = "unlock"
 )
@@ -99,6 +100,13 @@ type Config struct {
 	Force              bool
 	ReleaseID          string
 	Concurrency        int
+
+	// Staged releases and rollouts (staged.go).
+	Rollout      string        // RolloutAll, RolloutCanary or RolloutBatches
+	Canary       int           // rollout: canary: hosts switched first
+	BatchSize    int           // rollout: batches: hosts a batch, or 0 for BatchPercent
+	BatchPercent int           // rollout: batches: percent of the hosts a batch
+	PreparedTTL  time.Duration // a prepared release is not pruned while younger
 
 	// Where the run comes from, recorded in the releases log.
 	Revision string
@@ -199,9 +207,9 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 	}
 
 	switch c.Mode {
-	case ModeDeploy, ModeRollback, ModeUnlock:
+	case ModeDeploy, ModePrepare, ModeActivate, ModeRollback, ModeUnlock:
 	default:
-		fail("mode", "%q is not one of deploy, rollback, unlock", get("mode")) // as given: the log redacts secrets by exact spelling
+		fail("mode", "%q is not one of deploy, prepare, activate, rollback, unlock", get("mode")) // as given: the log redacts secrets by exact spelling
 	}
 
 	port, err := parsePort(get("port"))
@@ -312,11 +320,7 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 		fail("healthcheck-expect", "needs healthcheck-url")
 	}
 	if c.HealthcheckURL != "" {
-		if !strings.HasPrefix(c.HealthcheckURL, "http://") && !strings.HasPrefix(c.HealthcheckURL, "https://") {
-			fail("healthcheck-url", "%q must start with http:// or https://", RedactURL(c.HealthcheckURL))
-		} else if u, err := url.Parse(c.HealthcheckURL); err != nil || u.Host == "" {
-			fail("healthcheck-url", "%q is not a URL with a host, e.g. https://example.com/up", RedactURL(c.HealthcheckURL))
-		}
+		checkHealthcheckURL(c, fail)
 	}
 	parseOpcacheReset(c, strings.ToLower(get("opcache-reset")), get("opcache-reset-command"), splitList(get("opcache-reset-url"), false), fail)
 	if c.ReleaseID != "" {
@@ -324,6 +328,10 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 			fail("release-id", "%v", err)
 		}
 	}
+	if c.PreparedTTL, err = ParseDuration(get("prepared-ttl")); err != nil || c.PreparedTTL == 0 {
+		fail("prepared-ttl", "%q must be a duration above 0 (e.g. 24h, 90m)", get("prepared-ttl"))
+	}
+	parseStaged(c, get, fail)
 
 	if len(c.Hosts) > 0 {
 		if c.PrivateKey == "" && c.Password == "" {
@@ -347,7 +355,7 @@ func Parse(lookup Lookup, rc Context) (*Config, error) {
 	} else if c.JumpHost != nil {
 		fail("jump-host", "a jump host needs a host to jump to")
 	}
-	if c.Mode == ModeDeploy && c.Path != "" && len(c.Hosts) == 0 && c.Path == "/" {
+	if (c.Mode == ModeDeploy || c.Mode == ModePrepare) && c.Path != "" && len(c.Hosts) == 0 && c.Path == "/" {
 		fail("path", "refusing to deploy into /")
 	}
 	if len(errs) > 0 {

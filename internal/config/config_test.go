@@ -119,7 +119,7 @@ func TestParseHostileInputs(t *testing.T) {
 		phrase string // a phrase some error for that input must contain
 	}{
 		// mode
-		{name: "mode unknown", inputs: map[string]string{"mode": "deploi"}, input: "mode", phrase: "not one of deploy, rollback, unlock"},
+		{name: "mode unknown", inputs: map[string]string{"mode": "deploi"}, input: "mode", phrase: "not one of deploy, prepare, activate, rollback, unlock"},
 		{name: "mode quoted as given", inputs: map[string]string{"mode": "DEPLOI"}, input: "mode", phrase: `"DEPLOI"`},
 		{name: "mode injection", inputs: map[string]string{"mode": "deploy; rm -rf /"}, input: "mode", phrase: "not one of"},
 
@@ -438,6 +438,7 @@ func TestParseValid(t *testing.T) {
 		c.ConnectTimeout, c.ConnectRetries = 20*time.Second, 3
 		c.AutoRollback, c.Reuse = true, "copy"
 		c.Concurrency = 10
+		c.Rollout, c.PreparedTTL = "all", 24*time.Hour
 		c.Revision, c.Actor, c.RunURL = "abc123", "octocat", "https://github.com/o/r/actions/runs/1"
 	}
 	key := testKey + "\n"

@@ -12,7 +12,7 @@ type Input struct {
 
 // Inputs lists every option in the order action.yml declares them.
 var Inputs = []Input{
-	{Name: "mode", Default: "deploy", Description: "deploy, rollback or unlock."},
+	{Name: "mode", Default: "deploy", Description: "deploy (upload a new release and switch to it), prepare (upload it and run before-activate on every host, then switch nothing: the release waits for activate), activate (switch every host to release-id, a release prepare left there, with after-activate, the health check and rollout; nothing is built or uploaded, so source, build and exclude are not read), rollback or unlock."},
 	{Name: "host", Description: "One or more [user@]host[:port], newline- or comma-separated. Empty deploys on this machine's filesystem."},
 	{Name: "port", Default: "22", Description: "SSH port for hosts that do not name one."},
 	{Name: "username", Description: "SSH user for hosts that do not name one."},
@@ -48,12 +48,16 @@ var Inputs = []Input{
 	{Name: "opcache-reset-url", Description: "For opcache-reset: url, the URL of a script that calls opcache_reset(), one per server (newline-separated); each must answer 2xx within healthcheck-timeout. Requested again after a rollback. A password in it is masked."},
 	{Name: "reuse", Default: "copy", Description: "How an unchanged file of the live release becomes part of the new one, on the server: copy (a private copy, a reflink where the filesystem has them: no two releases share a file, so a hook or the app writing into one in place never changes another) or hardlink (faster where there are no reflinks, at that price: an in-place write changes every release holding the file, the rollback target too)."},
 	{Name: "keep-releases", Default: "5", Description: "How many successful releases to keep."},
-	{Name: "healthcheck-url", Description: "URL polled from the runner after the switch; a failure rolls back. A password in it (https://user:pass@host/up) is masked and never printed."},
+	{Name: "healthcheck-url", Description: "URL polled from the runner after the switch (after each step of a rollout); a failure rolls back. {host} in it stands for each host's name as given in host, without user and port (an IPv6 address in brackets): then every host switched in the step is checked at its own URL; without {host} the URL is checked once a step (a load balancer). A password in it (https://user:pass@host/up) is masked and never printed."},
 	{Name: "healthcheck-timeout", Default: "30s", Description: "How long the health check may take."},
 	{Name: "healthcheck-expect", Description: "Text the health check response (body or a header) must contain; {release-id} stands for the new release id, so a stale release is caught."},
 	{Name: "auto-rollback", Default: "true", Description: "Switch back to the previous release when after-activate or the health check fails."},
-	{Name: "force", Default: "false", Description: "Go past a safety check that would refuse: with mode: rollback, roll back to a release-id the releases log has no record of (a directory newer than its first release, which may be half-written)."},
-	{Name: "release-id", Description: "Rollback target (mode: rollback), or the id to deploy as (fleets split over a matrix)."},
+	{Name: "rollout", Default: "all", Description: "How the switch moves across the hosts (mode: deploy or activate): all (every host at once, all or none), canary (the first canary hosts switch and are checked, then the others together) or batches (batch-size hosts at a time, each batch checked before the next). after-activate and the health check run after each step; a failure puts every host switched so far back (with auto-rollback) and switches no other."},
+	{Name: "canary", Description: "With rollout: canary, how many hosts (the first ones in host) switch and are checked before the others; fewer than the hosts. Empty: 1."},
+	{Name: "batch-size", Description: "With rollout: batches (required), how many hosts switch at a time: a number (2), or a percentage of the hosts (25%, rounded up, at least 1 host)."},
+	{Name: "force", Default: "false", Description: "Go past a safety check that would refuse: with mode: rollback, roll back to a release-id the releases log has no record of (a directory newer than its first release, which may be half-written); with mode: activate, activate release-id although a newer release went live since it was prepared."},
+	{Name: "release-id", Description: "Rollback target (mode: rollback); the prepared release to switch to (mode: activate, required); or the id to deploy or prepare as (a fleet prepared by a matrix of jobs: one id computed in a first job)."},
+	{Name: "prepared-ttl", Default: "24h", Description: "How long a release left by mode: prepare waits for mode: activate: no run prunes it while it is younger (nor is it ever a default rollback target); after that, the next deploy's prune removes it."},
 	{Name: "concurrency", Default: "10", Description: "How many hosts are prepared at once."},
 	{Name: "config-file", Description: "YAML file of options (the names of these inputs) shared with CLI runs; inputs left at their defaults take its values. Secrets are never read from it."},
 	{Name: "lock-timeout", Default: "5m", Description: "How long to wait for another deploy to the same path to finish before failing with its holder's name."},
@@ -62,15 +66,15 @@ var Inputs = []Input{
 // Outputs lists every step output. mode: unlock sets only status and
 // duration.
 var Outputs = []Input{
-	{Name: "status", Description: "What the run did. deploy: `deployed` (the new release is live on every host and passed its checks), `rolled-back` (it went live, after-activate or the health check failed, and every host is back on previous-release-id), `failed` (anything else; release-id says what is live). rollback: `rolled-back` (release-id is live now), `unchanged` (it already was), `failed` (nothing changed, or the hosts that switched were put back). unlock: `unchanged` (no release is switched) or `failed`."},
-	{Name: "release-id", Description: "Id of the release live on every host when the run ended: the new one after a deploy, the previous one after a failed or rolled-back deploy, the target after a rollback. Empty when no release is live, or when the hosts are not on one release or could not be read (the job summary has a row per host)."},
+	{Name: "status", Description: "What the run did. deploy and activate: `deployed` (the new release is live on every host and passed its checks), `rolled-back` (it went live, after-activate or the health check failed, and every host is back on previous-release-id), `failed` (anything else; release-id says what is live). prepare: `prepared` (deployed-release-id is ready on every host, waiting for mode: activate; nothing switched), `failed` (nothing switched). rollback: `rolled-back` (release-id is live now), `unchanged` (it already was), `failed` (nothing changed, or the hosts that switched were put back). unlock: `unchanged` (no release is switched) or `failed`."},
+	{Name: "release-id", Description: "Id of the release live on every host when the run ended: the new one after a deploy or activate, the previous one after a failed or rolled-back one, the one live before after a prepare (which switches nothing), the target after a rollback. Empty when no release is live, or when the hosts are not on one release or could not be read (the job summary has a row per host)."},
 	{Name: "release-path", Description: "Absolute path of release-id on the server (empty when release-id is)."},
-	{Name: "deployed-release-id", Description: "Id of the release this run tried to put live (deploy: the new release, rollback: the target), whether or not it is live now; empty when the run failed before choosing one."},
+	{Name: "deployed-release-id", Description: "Id of the release this run worked on (deploy: the new release; prepare: the prepared one, to pass to mode: activate as release-id; activate: the one it switched to; rollback: the target), whether or not it is live now; empty when the run failed before choosing one."},
 	{Name: "previous-release-id", Description: "Id of the release that was live before the run."},
 	{Name: "revision", Description: "Revision (commit) recorded when release-id was deployed (empty when release-id is)."},
-	{Name: "files-uploaded", Description: "Files sent over the wire (summed over hosts)."},
+	{Name: "files-uploaded", Description: "Files sent over the wire (summed over hosts; 0 for activate, which uploads nothing)."},
 	{Name: "files-reused", Description: "Files reused from the previous release on the server (summed over hosts)."},
 	{Name: "bytes-uploaded", Description: "Bytes of file content sent (summed over hosts)."},
 	{Name: "duration", Description: "Wall time of the whole run, e.g. 12.3s."},
-	{Name: "rolled-back", Description: "true when the deploy went live and was rolled back automatically (status rolled-back in mode deploy)."},
+	{Name: "rolled-back", Description: "true when the new release went live and was rolled back automatically (status rolled-back in mode deploy or activate)."},
 }

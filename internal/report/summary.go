@@ -3,6 +3,7 @@ package report
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,20 +18,29 @@ import (
 const maxSummary = 1000 * 1024
 
 // Summary renders the job summary: one heading that says what happened,
-// then a row per host.
+// a row per host (with the rollout's steps and switch times when there
+// were any), and a chart of the run's phases per host for those who would
+// rather look than read (the table has the same facts, for screen readers).
 func Summary(res *deploy.Result, err error, revision string) string {
 	var b strings.Builder
 	icon, verb := "✅", "Deployed"
-	switch {
-	case res.Mode == "rollback":
+	switch res.Mode {
+	case "prepare":
+		verb = "Prepared"
+	case "activate":
+		verb = "Activated"
+	case "rollback":
 		verb = "Rolled back to"
-	case res.Mode == "unlock":
+	case "unlock":
 		verb = "Unlocked"
 	}
 	if err != nil {
 		icon = "❌"
 		verb = "Failed: " + strings.ToLower(verb[:1]) + verb[1:]
-		if res.RolledBack {
+		switch {
+		case res.RolledBack && res.Mode == "activate":
+			icon, verb = "↩️", "Rolled back after a failed activation; live again:"
+		case res.RolledBack:
 			icon, verb = "↩️", "Rolled back after a failed deploy; live again:"
 		}
 	}
@@ -46,27 +56,81 @@ func Summary(res *deploy.Result, err error, revision string) string {
 	if revision != "" {
 		fmt.Fprintf(&b, "Revision `%s` · %s\n\n", cell(revision), res.Duration.Round(100*time.Millisecond))
 	}
-	b.WriteString("| Host | Release | Previous | Files uploaded | Files reused | Bytes uploaded | Duration | Result |\n")
-	b.WriteString("|---|---|---|--:|--:|--:|--:|---|\n")
-	for _, h := range res.Hosts {
-		outcome := hostOutcome(res.Mode, h.Outcome)
-		if h.Err != nil {
-			outcome = "❌ " + outcome + ": " + h.Err.Error()
-		} else if h.Outcome == deploy.OutcomeDeployed || h.Outcome == deploy.OutcomeUnlocked {
-			outcome = "✅ " + outcome
-		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", cell(h.Name), code(h.ReleaseID), code(h.PreviousID),
-			humanize.Comma(int64(h.FilesUploaded)), humanize.Comma(int64(h.FilesReused)), words.Bytes(h.BytesUploaded), h.Duration.Round(100*time.Millisecond), cell(outcome))
-	}
+	writeHostTable(&b, res)
+	var details string
 	if err != nil {
-		fmt.Fprintf(&b, "\n<details><summary>Error</summary>\n\n```\n%s\n```\n</details>\n", strings.ReplaceAll(err.Error(), "```", "'''"))
+		details = fmt.Sprintf("\n<details><summary>Error</summary>\n\n```\n%s\n```\n</details>\n", strings.ReplaceAll(err.Error(), "```", "'''"))
 	}
+	// The chart only where it fits whole: a cut would leave its fence open.
+	if chart := PhaseChart(res); chart != "" && b.Len()+len(chart)+len(details) < maxSummary {
+		b.WriteString("\n" + chart)
+	}
+	b.WriteString(details)
 	s := b.String()
 	if len(s) > maxSummary {
 		// Cut after a whole line: never inside a table row or a character.
 		s = s[:strings.LastIndex(s[:maxSummary], "\n")+1] + "\n(summary truncated)\n"
 	}
 	return s
+}
+
+// writeHostTable writes a row per host. A Batch column appears when the
+// switch went in steps (a rollout), a Switched column (milliseconds after
+// the first host switched) when any host switched.
+func writeHostTable(b *strings.Builder, res *deploy.Result) {
+	var rollout bool
+	var firstSwitch time.Time
+	for _, h := range res.Hosts {
+		rollout = rollout || h.Batch > 1
+		if !h.SwitchedAt.IsZero() && (firstSwitch.IsZero() || h.SwitchedAt.Before(firstSwitch)) {
+			firstSwitch = h.SwitchedAt
+		}
+	}
+	switched := !firstSwitch.IsZero()
+	head, align := "| Host | Release | Previous |", "|---|---|---|"
+	if rollout {
+		head, align = head+" Batch |", align+"--:|"
+	}
+	head, align = head+" Files uploaded | Files reused | Bytes uploaded | Duration |", align+"--:|--:|--:|--:|"
+	if switched {
+		head, align = head+" Switched |", align+"--:|"
+	}
+	b.WriteString(head + " Result |\n" + align + "---|\n")
+	for _, h := range res.Hosts {
+		outcome := hostOutcome(res.Mode, h.Outcome)
+		switch {
+		case h.Err != nil:
+			outcome = "❌ " + outcome + ": " + h.Err.Error()
+		case h.Outcome == deploy.OutcomeDeployed || h.Outcome == deploy.OutcomeUnlocked,
+			res.Mode == "prepare" && h.Outcome != deploy.OutcomeFailed:
+			outcome = "✅ " + outcome
+		}
+		fmt.Fprintf(b, "| %s | %s | %s |", cell(h.Name), code(h.ReleaseID), code(h.PreviousID))
+		if rollout {
+			fmt.Fprintf(b, " %s |", orDash(h.Batch))
+		}
+		fmt.Fprintf(b, " %s | %s | %s | %s |", humanize.Comma(int64(h.FilesUploaded)), humanize.Comma(int64(h.FilesReused)), words.Bytes(h.BytesUploaded), h.Duration.Round(100*time.Millisecond))
+		if switched {
+			fmt.Fprintf(b, " %s |", sinceFirst(h.SwitchedAt, firstSwitch))
+		}
+		fmt.Fprintf(b, " %s |\n", cell(outcome))
+	}
+}
+
+// orDash is a host's rollout step, or a dash for a host that did not switch.
+func orDash(batch int) string {
+	if batch == 0 {
+		return "—"
+	}
+	return strconv.Itoa(batch)
+}
+
+// sinceFirst is when a host switched, in milliseconds after the first.
+func sinceFirst(at, first time.Time) string {
+	if at.IsZero() {
+		return "—"
+	}
+	return "+" + humanize.Comma(at.Sub(first).Milliseconds()) + " ms"
 }
 
 // hostOutcome names what happened on a host in words that fit the mode.
