@@ -110,7 +110,7 @@ func (h *Host) pruneCandidates() []string {
 	}
 	for _, r := range list {
 		// A prepared release waits for its activation, until it is stale.
-		if r.Status == StatusPrepared && time.Since(r.FinishedAt) < h.preparedTTL {
+		if r.Status == StatusPrepared && time.Now().Before(r.KeepUntil) {
 			keep[r.ID] = true
 		}
 	}

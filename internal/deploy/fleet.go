@@ -42,8 +42,8 @@ type Options struct {
 	Verify func(ctx context.Context, releaseID, previousID string, hosts []string) error
 	// Rollout is how the switch moves across the hosts.
 	Rollout Rollout
-	// PreparedTTL keeps a prepared release (Prepare) from being pruned
-	// while it is younger; 0 means DefaultPreparedTTL.
+	// PreparedTTL keeps a release Prepare makes from being pruned for that
+	// long (its record says until when); 0 means DefaultPreparedTTL.
 	PreparedTTL time.Duration
 	// ManifestReady, when set, is waited for after every host is connected
 	// and locked and before anything is planned: the runner hashes the

@@ -52,7 +52,7 @@ func (h *Host) runHookIn(ctx context.Context, name, dir, script string, extra ma
 		"RELEASE_PATH":        h.L.Release(h.ReleaseID),
 		"DEPLOY_PATH":         h.L.Root,
 		"PREVIOUS_RELEASE_ID": h.root.currentID,
-		"REVISION":            h.S.Revision,
+		"REVISION":            h.revision(),
 	})
 	if h.S.HookTimeout > 0 {
 		// Ending the command ends the hook's input, and hook.sh's watcher

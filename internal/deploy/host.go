@@ -108,7 +108,8 @@ type Host struct {
 	linkless bool         // Prepare makes no link for a switch (mode: prepare)
 	phases   []Phase      // what was done, and when (Result.Phases)
 
-	preparedTTL time.Duration     // a prepared release younger than this is not pruned
+	preparedTTL time.Duration     // how long a release this run prepares is kept from pruning
+	adopted     Record            // the prepared release's record (AdoptPrepared)
 	manifest    *release.Manifest // the new release's, without what shared/ holds
 	mu          sync.Mutex        // guards root.log from steps running at once
 }
@@ -211,4 +212,14 @@ type onFirstRead struct {
 func (o *onFirstRead) Read(p []byte) (int, error) {
 	o.once.Do(o.fn)
 	return o.r.Read(p)
+}
+
+// revision is the revision of this run's release: the one it was prepared
+// with, for a prepared release activated later (by another run, from
+// another commit), else this run's.
+func (h *Host) revision() string {
+	if h.adopted.Revision != "" {
+		return h.adopted.Revision
+	}
+	return h.S.Revision
 }

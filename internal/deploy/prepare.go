@@ -19,6 +19,12 @@ import (
 func (h *Host) Prepare(ctx context.Context, m *release.Manifest, id string) error {
 	h.ReleaseID = id
 	endUpload := h.timed(PhaseUpload)
+	uploading := true
+	defer func() {
+		if uploading { // it failed there: the last phase is where
+			endUpload()
+		}
+	}()
 	if slices.Contains(h.root.releases, id) {
 		return h.releaseExists()
 	}
@@ -53,6 +59,7 @@ func (h *Host) Prepare(ctx context.Context, m *release.Manifest, id string) erro
 		return err
 	}
 	endUpload()
+	uploading = false
 	if h.S.BeforeActivate != "" {
 		defer h.timed(PhaseHooks)()
 	}

@@ -17,15 +17,17 @@ import (
 
 // A prepared release (mode: prepare) is complete, sealed and recorded as
 // prepared, with no link for a switch; mode: activate adopts it on every
-// host and switches to it. It is never pruned while younger than
-// Settings.PreparedTTL, and never a default rollback target.
+// host and switches to it. It is never pruned before the time its record
+// keeps it until (the prepared TTL of the run that prepared it), and never
+// a default rollback target.
 
 // FinishPrepared records the release as prepared and lets go of the lock.
 func (h *Host) FinishPrepared(ctx context.Context) {
 	lock := h.lock
 	h.lock = nil
 	h.state = prepared
-	rec := Record{ID: h.ReleaseID, Status: StatusPrepared, Revision: h.S.Revision, Actor: h.S.Actor, RunURL: h.S.RunURL, FinishedAt: time.Now().UTC()}
+	now := time.Now().UTC()
+	rec := Record{ID: h.ReleaseID, Status: StatusPrepared, Revision: h.S.Revision, Actor: h.S.Actor, RunURL: h.S.RunURL, FinishedAt: now, KeepUntil: now.Add(h.preparedTTL)}
 	for _, w := range lock.finish(ctx, h.root.log, []Record{rec}, nil) {
 		h.Log.Warnf("%s: %s", h.Name, w)
 	}
@@ -41,6 +43,7 @@ func (h *Host) AdoptPrepared(ctx context.Context, id string, force bool) error {
 		return fmt.Errorf("release %s is not on %s: prepare it there first (mode: prepare with this release-id)", id, h.Name)
 	}
 	rec := h.root.log.latest()[id]
+	h.adopted = rec
 	switch {
 	case rec.Status == StatusSuccess && h.root.currentID == id:
 		h.state = recorded // live here already: nothing to switch

@@ -32,6 +32,7 @@ type Record struct {
 	RunURL     string    `json:"run_url,omitempty"`
 	StartedAt  time.Time `json:"started_at,omitzero"`
 	FinishedAt time.Time `json:"finished_at,omitzero"`
+	KeepUntil  time.Time `json:"keep_until,omitzero"` // a prepared release is not pruned before
 	Message    string    `json:"message,omitempty"`
 }
 
@@ -84,6 +85,9 @@ func (rl *releaseLog) latest() map[string]Record {
 			}
 			if r.StartedAt.IsZero() {
 				r.StartedAt = prev.StartedAt
+			}
+			if r.KeepUntil.IsZero() {
+				r.KeepUntil = prev.KeepUntil
 			}
 		}
 		m[r.ID] = r

@@ -230,7 +230,8 @@ func TestPreparedReleaseAndPrune(t *testing.T) {
 		t.Fatal(err)
 	}
 	const id = "20260101000000"
-	if _, err := f.prepare(nil, id); err != nil {
+	prepared, err := deploy.Prepare(context.Background(), f.options(nil, func(o *deploy.Options) { o.ReleaseID, o.PreparedTTL = id, 4*time.Second }), f.src.Manifest("r1"))
+	if err != nil {
 		t.Fatal(err)
 	}
 	for v := range 2 {
@@ -246,8 +247,9 @@ func TestPreparedReleaseAndPrune(t *testing.T) {
 	if res, err := deploy.Rollback(context.Background(), f.options(nil, nil), ""); err != nil || res.ReleaseID == id {
 		t.Errorf("rollback went to %+v (%v)", res, err)
 	}
+	time.Sleep(time.Until(prepared.Hosts[0].Phases[0].Start.Add(5 * time.Second)))
 	f.write("v9")
-	if _, err := f.deploy(func(o *deploy.Options) { o.PreparedTTL = time.Nanosecond }); err != nil {
+	if _, err := f.deploy(nil); err != nil {
 		t.Fatal(err)
 	}
 	if slices.Contains(f.hosts[0].Releases(), id) {
