@@ -68,13 +68,10 @@ func statusOf(res *deploy.Result, runErr error) string {
 		return statusUnchanged
 	case res.Mode == config.ModePrepare:
 		return statusPrepared
-	case res.Mode == config.ModeRollback:
-		for _, h := range res.Hosts {
-			if h.ReleaseID != h.PreviousID {
-				return statusRolledBack
-			}
-		}
+	case res.Unchanged():
 		return statusUnchanged
+	case res.Mode == config.ModeRollback:
+		return statusRolledBack
 	}
 	return statusDeployed
 }

@@ -122,6 +122,18 @@ type Result struct {
 	Duration   time.Duration
 }
 
+// Unchanged says that the run found its release live on every host
+// already (a rollback to the live release, an activate run again), so it
+// switched nothing.
+func (r *Result) Unchanged() bool {
+	for _, h := range r.Hosts {
+		if h.ReleaseID == "" || h.ReleaseID != h.PreviousID {
+			return false
+		}
+	}
+	return len(r.Hosts) > 0
+}
+
 // Totals sums the per-host statistics.
 func (r *Result) Totals() Stats {
 	var s Stats

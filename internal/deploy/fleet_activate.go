@@ -40,6 +40,16 @@ func Activate(ctx context.Context, o Options, id string) (_ *Result, err error) 
 	if err != nil {
 		return r.result("activate", id, start), fmt.Errorf("release %s was not switched on any host: %w", id, err)
 	}
+	if res := r.result("activate", id, start); res.Unchanged() {
+		// An activate run again (a re-run job): nothing to switch, and
+		// the hooks and checks already ran when it went live.
+		o.Log.Infof("release %s is live on every host already: nothing to switch", id)
+		r.each(cleanup, o.Concurrency, func(ctx context.Context, i int) error {
+			r.results[i].Outcome = OutcomeDeployed
+			return r.hosts[i].Finish(ctx)
+		})
+		return r.result("activate", id, start), nil
+	}
 	return r.activate(ctx, id, "activate", start)
 }
 

@@ -34,6 +34,9 @@ func Summary(res *deploy.Result, err error, revision string) string {
 	case "unlock":
 		verb = "Unlocked"
 	}
+	if err == nil && res.Unchanged() && (res.Mode == "activate" || res.Mode == "rollback") {
+		verb = "Live already, nothing switched:"
+	}
 	if err != nil {
 		icon = "❌"
 		verb = "Failed: " + strings.ToLower(verb[:1]) + verb[1:]

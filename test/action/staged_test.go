@@ -50,8 +50,19 @@ func TestActionPrepareThenActivate(t *testing.T) {
 	if act.outputs["revision"] != "0123456789abcdef0123456789abcdef01234567" || !strings.Contains(act.stdout, "live: "+id+" at 0123456789abcdef0123456789abcdef01234567") {
 		t.Errorf("the activated release's revision is not the one it was prepared from: %v\n%s", act.outputs, act.stdout)
 	}
-	// Activating it again is refused: it is not prepared any more.
-	if again := runAction(t, ws, inputs); again.code == 0 && currentRelease(t, root) != id {
-		t.Errorf("a second activate moved current")
+	if !strings.Contains(prep.summary, "Prepared release `"+id+"`") || !strings.Contains(prep.summary, "✅ prepared |") {
+		t.Errorf("prepare summary:\n%s", prep.summary)
+	}
+	if !strings.Contains(act.summary, "Activated release `"+id+"`") || !strings.Contains(act.summary, "| `"+live+"` |") {
+		t.Errorf("activate summary:\n%s", act.summary)
+	}
+	// The activate job run again (a re-run): the release is live already,
+	// so nothing switches and the hooks do not run twice.
+	again := runAction(t, ws, inputs)
+	if again.code != 0 || again.outputs["status"] != "unchanged" || again.outputs["release-id"] != id || strings.Contains(again.stdout, "live: ") || currentRelease(t, root) != id {
+		t.Errorf("activate again: exit %d, outputs %v, current %s\n%s", again.code, again.outputs, currentRelease(t, root), again.stdout)
+	}
+	if !strings.Contains(again.summary, "Live already, nothing switched: release `"+id+"`") {
+		t.Errorf("activate again, summary:\n%s", again.summary)
 	}
 }
