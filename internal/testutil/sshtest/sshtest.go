@@ -5,25 +5,16 @@ package sshtest
 
 import (
 	"bufio"
-	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -198,143 +189,6 @@ func start(t testing.TB, opts Options) (*Server, error) {
 	return s, nil
 }
 
-func (s *Server) setUser(name string) error {
-	if os.Geteuid() != 0 {
-		u, err := user.Current()
-		if err != nil {
-			return err
-		}
-		if name != "" && name != u.Username {
-			return fmt.Errorf("sshtest: user %q needs root (sshd can only log in its own user otherwise)", name)
-		}
-		return s.fillUser(u)
-	}
-	if name == "" {
-		name = "adtest"
-	}
-	u, err := ensureUser(name)
-	if err != nil {
-		return err
-	}
-	return s.fillUser(u)
-}
-
-func (s *Server) fillUser(u *user.User) error {
-	uid, err1 := strconv.Atoi(u.Uid)
-	gid, err2 := strconv.Atoi(u.Gid)
-	if err := errors.Join(err1, err2); err != nil {
-		return fmt.Errorf("sshtest: user %s: %w", u.Username, err)
-	}
-	s.User, s.Home, s.uid, s.gid = u.Username, u.HomeDir, uid, gid
-	return nil
-}
-
-var userMu sync.Mutex
-
-// ensureUser creates the login user once. Test binaries of several packages
-// run at the same time, so an flock serializes useradd across processes.
-func ensureUser(name string) (*user.User, error) {
-	userMu.Lock()
-	defer userMu.Unlock()
-	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "atomic-deploy-sshtest-user.lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return nil, err
-	}
-	if _, err := user.Lookup(name); err != nil {
-		if out, err := exec.Command("useradd", "-m", "-s", "/bin/bash", name).CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("useradd %s: %v: %s", name, err, out)
-		}
-	}
-	// A new account is locked ("!"), and sshd refuses locked accounts even
-	// for key logins; "*" means no password but not locked.
-	if out, err := exec.Command("usermod", "-p", "*", name).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("usermod %s: %v: %s", name, err, out)
-	}
-	return user.Lookup(name)
-}
-
-func (s *Server) writeKeys(opts Options) error {
-	types := append([]KeyType{cmpOr(opts.HostKeyType, ED25519)}, opts.ExtraHostKeyTypes...)
-	for i, typ := range types {
-		priv, err := generateKey(typ)
-		if err != nil {
-			return err
-		}
-		block, err := ssh.MarshalPrivateKey(priv, "sshtest host key")
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(s.hostKeyPath(i), pem.EncodeToMemory(block), 0o600); err != nil {
-			return err
-		}
-		signer, err := ssh.NewSignerFromKey(priv)
-		if err != nil {
-			return err
-		}
-		s.HostKeys = append(s.HostKeys, signer.PublicKey())
-	}
-	s.HostPublicKey = s.HostKeys[0]
-	s.HostFingerprint = ssh.FingerprintSHA256(s.HostPublicKey)
-
-	if opts.ClientKeyPEM != "" {
-		key, err := ssh.ParseRawPrivateKey([]byte(opts.ClientKeyPEM))
-		if err != nil {
-			return fmt.Errorf("sshtest: Options.ClientKeyPEM: %w", err)
-		}
-		s.clientKey = key
-	} else {
-		key, err := generateKey(ED25519)
-		if err != nil {
-			return err
-		}
-		s.clientKey = key
-	}
-	block, err := ssh.MarshalPrivateKey(s.clientKey, "sshtest client key")
-	if err != nil {
-		return err
-	}
-	s.ClientKeyPEM = string(pem.EncodeToMemory(block))
-	if s.ClientSigner, err = ssh.NewSignerFromKey(s.clientKey); err != nil {
-		return err
-	}
-	authKeys := filepath.Join(s.Dir, "authorized_keys."+s.User)
-	if err := os.WriteFile(authKeys, ssh.MarshalAuthorizedKey(s.ClientSigner.PublicKey()), 0o600); err != nil {
-		return err
-	}
-	if os.Geteuid() == 0 {
-		return os.Chown(authKeys, s.uid, s.gid)
-	}
-	return nil
-}
-
-func (s *Server) hostKeyPath(i int) string {
-	return filepath.Join(s.Dir, fmt.Sprintf("host_key_%d", i))
-}
-
-func generateKey(typ KeyType) (crypto.PrivateKey, error) {
-	switch typ {
-	case ED25519:
-		_, priv, err := ed25519.GenerateKey(rand.Reader)
-		return priv, err
-	case RSA:
-		return rsa.GenerateKey(rand.Reader, 2048)
-	case ECDSA:
-		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	}
-	return nil, fmt.Errorf("sshtest: unknown key type %q", typ)
-}
-
-func cmpOr(t, def KeyType) KeyType {
-	if t == "" {
-		return def
-	}
-	return t
-}
-
 // launch writes the config for port and starts sshd.
 func (s *Server) launch(opts Options, port int) error {
 	s.Port = port
@@ -453,61 +307,6 @@ func waitReady(addr string, exited <-chan struct{}) error {
 	return fmt.Errorf("sshd did not accept connections on %s", addr)
 }
 
-// Kill ends sshd and every process it started (connection handlers call
-// setsid, so they are found through /proc, not a process group) with
-// SIGKILL: to clients the server has died.
-func (s *Server) Kill() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd != nil && !s.killed {
-		s.killed = true
-		killTree(s.cmd.Process.Pid)
-	}
-}
-
-// Down kills sshd as Kill does and returns once it has exited: its port
-// refuses connections until Restart.
-func (s *Server) Down() {
-	s.Kill()
-	<-s.exitedChan()
-}
-
-func (s *Server) exitedChan() chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.exited
-}
-
-// Restart kills sshd and every process it started, as Kill does, and
-// starts it again on the same port with the same keys and options: to
-// clients the server went down and came back. Connections open before are
-// gone; new ones are accepted when Restart returns.
-func (s *Server) Restart() error {
-	s.Kill()
-	<-s.exitedChan()
-	// The kernel may hold the port briefly; sshd sets SO_REUSEADDR, so
-	// this is short.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		s.log.Write([]byte("sshtest: restarting sshd\n"))
-		err := s.launch(s.opts, s.Port)
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("restart sshd: %v\n%s", err, s.log.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// Pid is the process id of the listening sshd.
-func (s *Server) Pid() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.cmd.Process.Pid
-}
-
 // Path returns where the test process finds path p as this server sees it:
 // p itself, or p inside the server's private mount namespace (through
 // /proc/<pid>/root) when it has PrivateMounts or TmpfsMounts.
@@ -516,13 +315,6 @@ func (s *Server) Path(p string) string {
 		return p
 	}
 	return fmt.Sprintf("/proc/%d/root%s", s.Pid(), p)
-}
-
-// Freeze stops sshd and all its processes without closing anything: to
-// clients the server hangs (a dead host, a dropped NAT entry). Cleanup or
-// Kill still ends it.
-func (s *Server) Freeze() {
-	stopTree(s.Pid())
 }
 
 // Log returns what sshd has logged so far.
@@ -556,130 +348,4 @@ func (s *Server) ConfigVia(t testing.TB, addr string) sshx.Config {
 	}
 	cfg.KnownHosts = knownhosts.Line([]string{knownhosts.Normalize(addr)}, s.HostPublicKey) + "\n"
 	return cfg
-}
-
-// EncryptedClientKeyPEM returns the authorized client key encrypted with
-// passphrase (OpenSSH format, bcrypt KDF).
-func (s *Server) EncryptedClientKeyPEM(t testing.TB, passphrase string) string {
-	t.Helper()
-	block, err := ssh.MarshalPrivateKeyWithPassphrase(s.clientKey, "sshtest client key", []byte(passphrase))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(block))
-}
-
-// MkdirUserTemp makes an empty directory owned by the login user (a deploy
-// target), removed in t.Cleanup.
-func (s *Server) MkdirUserTemp(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "sshtest-deploy-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if os.Geteuid() == 0 {
-		if err := os.Chown(dir, s.uid, s.gid); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
-
-// MkdirUserTemp makes an empty directory owned by the login user that
-// servers get by default (Options.User empty), removed in t.Cleanup: a
-// deploy target to bind-mount (PrivateMounts) into servers not started yet.
-func MkdirUserTemp(t testing.TB) string {
-	t.Helper()
-	requireSSHD(t)
-	var s Server
-	if err := s.setUser(""); err != nil {
-		t.Fatal(err)
-	}
-	return s.MkdirUserTemp(t)
-}
-
-// GenerateKeyPEM returns a new unencrypted OpenSSH private key that no
-// server authorizes (for wrong-key tests) or that Options.ClientKeyPEM shares.
-func GenerateKeyPEM(t testing.TB, typ KeyType) string {
-	t.Helper()
-	key, err := generateKey(typ)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(key, "sshtest key")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(block))
-}
-
-// stopTree stops pid and its descendants with SIGSTOP, so none can fork or
-// be reparented away meanwhile, and returns them all.
-func stopTree(pid int) map[int]bool {
-	stopped := map[int]bool{pid: true}
-	syscall.Kill(pid, syscall.SIGSTOP)
-	for {
-		added := false
-		for _, p := range descendants(pid) {
-			if !stopped[p] {
-				stopped[p] = true
-				syscall.Kill(p, syscall.SIGSTOP)
-				added = true
-			}
-		}
-		if !added {
-			return stopped
-		}
-	}
-}
-
-func killTree(pid int) {
-	for p := range stopTree(pid) {
-		syscall.Kill(p, syscall.SIGKILL)
-	}
-}
-
-func descendants(root int) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	children := map[int][]int{}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// "pid (comm) state ppid ...": comm may contain spaces and ')'.
-		i := bytes.LastIndexByte(stat, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(stat[i+1:]))
-		if len(f) < 2 {
-			continue
-		}
-		if ppid, err := strconv.Atoi(f[1]); err == nil {
-			children[ppid] = append(children[ppid], pid)
-		}
-	}
-	var out []int
-	queue := []int{root}
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		for _, c := range children[p] {
-			out = append(out, c)
-			queue = append(queue, c)
-		}
-	}
-	return out
 }
