@@ -30,7 +30,9 @@ import (
 // (timed deploys per cell, default 5), FLEET_HOSTS (default 20),
 // FLEET_TRACE (a directory: after the timed runs, one more deploy of each
 // size per RTT with every remote operation logged there, as
-// ATOMIC_DEPLOY_TRACE does).
+// ATOMIC_DEPLOY_TRACE does), FLEET_PROFILE (a directory: a CPU profile
+// of each timed deploy to every host, cpu-<rtt>ms-<run>.pb.gz, for
+// `go tool pprof` to merge).
 func BenchmarkFleet(b *testing.B) {
 	rtts := envRTTs(b)
 	runs := envInt(b, "FLEET_RUNS", 5)
@@ -42,6 +44,9 @@ func BenchmarkFleet(b *testing.B) {
 		}
 	}
 
+	if os.Getenv("FLEET_PROFILE") != "" {
+		runtime.MemProfileRate = 4096 // small allocations count too
+	}
 	f := newFleet(b, hosts)
 	// The initial deploy (every file sent) is not what is measured.
 	if _, err := f.deploy(f.hosts.Targets()); err != nil {
@@ -61,9 +66,13 @@ func BenchmarkFleet(b *testing.B) {
 		c.run(b, hosts)
 		one, all := &fleetStats{}, &fleetStats{}
 		// Interleaved, so a slow phase of the machine hits both sizes.
-		for range runs {
+		for run := range runs {
 			one.add(c.run(b, 1))
+			if dir := os.Getenv("FLEET_PROFILE"); dir != "" {
+				c.profile = filepath.Join(dir, fmt.Sprintf("cpu-%dms-%d.pb.gz", rtt, run))
+			}
 			all.add(c.run(b, hosts))
+			c.profile = ""
 		}
 		if dir := os.Getenv("FLEET_TRACE"); dir != "" {
 			for _, n := range []int{1, hosts} {
@@ -126,6 +135,7 @@ type fleetCell struct {
 	proxyPid int
 	version  *int
 	traceTo  *testutil.SyncBuffer // set: trace every operation into it
+	profile  string               // set: write a CPU profile of the deploy there
 }
 
 // deployRun is one measured deploy.
@@ -139,13 +149,19 @@ type deployRun struct {
 	during  time.Duration // machine CPU while the deploy ran
 	// noisy: the machine was not quiet before or after it, or other
 	// processes took a noticeable share of the CPU while it ran.
-	noisy bool
+	noisy  bool
+	alloc  uint64 // bytes the client allocated
+	gcs    uint32 // garbage collections in the client
+	faults int64  // the client's minor page faults
 }
 
 func (c *fleetCell) run(b *testing.B, n int) deployRun {
 	*c.version++
 	c.f.src.Write(map[string]string{"index.html": fmt.Sprintf("v%d", *c.version)}) // one file changes
 	quiet := settle(c.f.hosts)
+	var mem0, mem1 runtime.MemStats
+	runtime.ReadMemStats(&mem0)
+	faults := pageFaults()
 	before := sampleCPU(c.f.hosts, c.proxyPid)
 	start := time.Now()
 	targets := c.targets[:n]
@@ -154,18 +170,23 @@ func (c *fleetCell) run(b *testing.B, n int) deployRun {
 	}
 	var closing closeSpan
 	targets = closeTimed(targets, &closing)
+	stopProfile := startProfile(b, c.profile)
 	res, err := c.f.deploy(targets)
 	wall := time.Since(start)
+	stopProfile()
 	end, _ := machineCPU()
 	if err != nil {
 		b.Fatalf("deploy to %d hosts: %v\n%s", n, err, c.f.log)
 	}
 	quiet = settle(c.f.hosts) && quiet
 	cpu := sampleCPU(c.f.hosts, c.proxyPid).sub(before)
+	faults = pageFaults() - faults
+	runtime.ReadMemStats(&mem1)
 	if other := cpu.other(); other > 50*time.Millisecond+cpu.machine/10 {
 		quiet = false
 	}
-	return deployRun{wall: wall, spread: deploytest.SwitchSpread(res), closing: closing.span(), cpu: cpu, during: end - before.machine, noisy: !quiet}
+	return deployRun{wall: wall, spread: deploytest.SwitchSpread(res), closing: closing.span(), cpu: cpu, during: end - before.machine, noisy: !quiet,
+		alloc: mem1.TotalAlloc - mem0.TotalAlloc, gcs: mem1.NumGC - mem0.NumGC, faults: faults}
 }
 
 // fleetStats collects the runs of one cell.
@@ -174,6 +195,9 @@ type fleetStats struct {
 	cpu                      cpuSample
 	during                   time.Duration
 	noisy                    int
+	alloc                    uint64
+	gcs                      uint32
+	faults                   int64
 }
 
 func (s *fleetStats) add(r deployRun) {
@@ -182,6 +206,9 @@ func (s *fleetStats) add(r deployRun) {
 	s.closings = append(s.closings, r.closing)
 	s.cpu = s.cpu.add(r.cpu)
 	s.during += r.during
+	s.alloc += r.alloc
+	s.gcs += r.gcs
+	s.faults += r.faults
 	if r.noisy {
 		s.noisy++
 	}
@@ -256,9 +283,11 @@ func fleetReport(rows []fleetRow, hosts, runs int) string {
 	fmt.Fprintf(&b, "\nCPU per deploy, ms (mean; /proc counts in 10 ms ticks). client: this process (getrusage); "+
 		"sshd: the %d listeners and everything they ran (sessions, shells, tar), counted when the connections end; "+
 		"proxy: the delay proxy; other: the rest of the machine's busy time (/proc/stat; can be a few ticks below zero), "+
-		"all from the start of each deploy until every sshd finished; cores busy: share of the %d cores busy while the deploys ran.\n\n", hosts, cores)
-	b.WriteString("| RTT | hosts | wall | client | sshd | proxy | other | machine | cores busy | client per extra host |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		"all from the start of each deploy until every sshd finished; cores busy: share of the %d cores busy while the deploys ran; "+
+		"client memory: what the client allocated per deploy (MB, Go heap), its garbage collections and its minor page faults "+
+		"(pages the kernel handed it on first touch, thousands).\n\n", hosts, cores)
+	b.WriteString("| RTT | hosts | wall | client | sshd | proxy | other | machine | cores busy | client per extra host | client memory: alloc, GCs, faults |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rows {
 		for i, s := range []*fleetStats{r.one, r.all} {
 			m := s.mean()
@@ -277,9 +306,10 @@ func fleetReport(rows []fleetRow, hosts, runs int) string {
 			if s.noisy > 0 {
 				other += fmt.Sprintf(" (noisy: %d)", s.noisy)
 			}
-			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %.0f%% | %s |\n", rttLabel(r.rtt), n,
+			runs := uint64(len(s.walls))
+			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %.0f%% | %s | %.1f MB, %.1f, %.1fk |\n", rttLabel(r.rtt), n,
 				secs(median(s.walls)), ms(m.client), ms(m.servers), proxy, other,
-				ms(m.machine), 100*s.coresBusy(), perHost)
+				ms(m.machine), 100*s.coresBusy(), perHost, float64(s.alloc/runs)/1e6, float64(s.gcs)/float64(runs), float64(s.faults)/float64(runs)/1000)
 		}
 	}
 	noisy := 0

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -106,6 +107,41 @@ func (c closeTraced) Close() error {
 	return err
 }
 
+// startProfile writes a CPU profile to path ("" for none) until the
+// returned func is called, and heap profiles (what was allocated so far)
+// at both ends, for `go tool pprof -sample_index=alloc_space -base`.
+func startProfile(b *testing.B, path string) (stop func()) {
+	if path == "" {
+		return func() {}
+	}
+	writeHeap(b, strings.Replace(path, "cpu-", "heap-before-", 1))
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Fatal(err)
+		}
+		writeHeap(b, strings.Replace(path, "cpu-", "heap-after-", 1))
+	}
+}
+
+func writeHeap(b *testing.B, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		b.Fatal(err)
+	}
+}
+
 func msf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // closeSpan records when the first of a deploy's connections began to
@@ -162,6 +198,14 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// pageFaults counts this process's minor page faults: each a page of
+// memory the kernel gave it (again) on first touch.
+func pageFaults() int64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Minflt
 }
 
 // procTimes reads /proc/<pid>/stat: the process's own user+system time and

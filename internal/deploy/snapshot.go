@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
@@ -113,7 +114,7 @@ func parseSnapshot(br *bufio.Reader, want rootWant) (*snapshot, error) {
 	for _, c := range exists {
 		s.sharedExists = append(s.sharedExists, c == '1')
 	}
-	logData, err := section(br, "log", func(r io.Reader) ([]byte, error) { return io.ReadAll(r) })
+	logData, err := section(br, "log", func(r *bufio.Reader) ([]byte, error) { return io.ReadAll(r) })
 	switch {
 	case errors.Is(err, errSectionAbsent):
 		s.log = &releaseLog{}
@@ -123,7 +124,7 @@ func parseSnapshot(br *bufio.Reader, want rootWant) (*snapshot, error) {
 		s.log = parseReleaseLog(logData)
 	}
 	if want.plan {
-		s.manifest, err = section(br, "manifest", func(r io.Reader) (*release.Manifest, error) {
+		s.manifest, err = section(br, "manifest", func(r *bufio.Reader) (*release.Manifest, error) {
 			lines := &lineDigester{r: r}
 			m, err := release.DecodeManifestJSON(lines)
 			if err == nil {
@@ -141,9 +142,7 @@ func parseSnapshot(br *bufio.Reader, want rootWant) (*snapshot, error) {
 		case err != nil:
 			return nil, err
 		}
-		s.seal, err = section(br, "seal", func(r io.Reader) ([]transport.Stat, error) {
-			return transport.ParseFind(bufio.NewReaderSize(r, 64<<10))
-		})
+		s.seal, err = section(br, "seal", transport.ParseFind)
 		switch {
 		case errors.Is(err, errSectionAbsent):
 		case errors.Is(err, errSectionUnreadable), errors.As(err, new(*sectionDataError)):
@@ -151,9 +150,7 @@ func parseSnapshot(br *bufio.Reader, want rootWant) (*snapshot, error) {
 		case err != nil:
 			return nil, err
 		}
-		s.scan, err = section(br, "scan", func(r io.Reader) ([]transport.Stat, error) {
-			return transport.ParseFind(bufio.NewReaderSize(r, 64<<10))
-		})
+		s.scan, err = section(br, "scan", transport.ParseFind)
 		switch {
 		case errors.Is(err, errSectionAbsent), errors.As(err, new(*sectionDataError)):
 			s.scan = nil // listed again by Scan, which says what is wrong
@@ -180,8 +177,9 @@ func (e *sectionDataError) Error() string { return e.err.Error() }
 func (e *sectionDataError) Unwrap() error { return e.err }
 
 // section reads one "<name> <size>\n<size bytes of gzip>" section and
-// decodes the decompressed content with decode.
-func section[T any](br *bufio.Reader, name string, decode func(io.Reader) (T, error)) (T, error) {
+// decodes the decompressed content with decode, which keeps nothing of
+// the reader it is given.
+func section[T any](br *bufio.Reader, name string, decode func(*bufio.Reader) (T, error)) (T, error) {
 	var zero T
 	head, err := br.ReadString('\n')
 	if err != nil {
@@ -205,14 +203,41 @@ func section[T any](br *bufio.Reader, name string, decode func(io.Reader) (T, er
 	// Whatever happens below, the rest of the section is skipped, so the
 	// stream stays in step.
 	defer io.Copy(io.Discard, body)
-	zr, err := gzip.NewReader(body)
-	if err != nil {
+	rd := sectionReaders.Get().(*sectionReader)
+	defer sectionReaders.Put(rd)
+	if err := rd.reset(body); err != nil {
 		return zero, &sectionDataError{fmt.Errorf("%s: %w", name, err)}
 	}
-	defer zr.Close()
-	v, err := decode(zr)
+	v, err := decode(rd.br)
 	if err != nil {
 		return zero, &sectionDataError{fmt.Errorf("%s: %w", name, err)}
 	}
 	return v, nil
+}
+
+// sectionReaders decompress snapshot sections, reused from section to
+// section and host to host: a new gzip reader and buffer are ~100 KB to
+// allocate and clear, more than decoding a section of a few hundred files.
+var sectionReaders = sync.Pool{New: func() any { return &sectionReader{} }}
+
+type sectionReader struct {
+	zr *gzip.Reader
+	br *bufio.Reader
+}
+
+// reset points the reader at the gzip data of a new section.
+func (s *sectionReader) reset(r io.Reader) error {
+	if s.zr == nil {
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			return err
+		}
+		s.zr, s.br = zr, bufio.NewReaderSize(zr, 64<<10)
+		return nil
+	}
+	if err := s.zr.Reset(r); err != nil {
+		return err
+	}
+	s.br.Reset(s.zr)
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -16,10 +17,13 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"unicode/utf8"
 	"unsafe"
+
+	kgzip "github.com/klauspost/compress/gzip"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
 )
@@ -722,6 +726,57 @@ func TestManifestRoundTrip(t *testing.T) {
 		t.Errorf("Files() = %d, %d", files, size)
 	}
 }
+
+// Encoding reuses compressors: what it writes is what a new one writes,
+// also after an encoding that failed halfway (its writer went away) and
+// while others run at once.
+func TestEncodeReusesCompressorsCleanly(t *testing.T) {
+	big := &release.Manifest{}
+	for i := range 5000 {
+		big.Entries = append(big.Entries, release.Entry{Path: fmt.Sprintf("f%05d", i), Type: release.TypeFile, Mode: 0o644, Size: int64(i), Hash: sha256.Sum256([]byte{byte(i)})})
+	}
+	for range 3 {
+		if err := big.Encode(failingWriter{}); err == nil {
+			t.Fatal("encoding into a failing writer succeeded")
+		}
+	}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, m := range []*release.Manifest{sampleManifest(), big} {
+				var b bytes.Buffer
+				if err := m.Encode(&b); err != nil {
+					t.Error(err)
+					return
+				}
+				zr, err := gzip.NewReader(bytes.NewReader(b.Bytes()))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				plain, err := io.ReadAll(zr)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				var want bytes.Buffer
+				zw := kgzip.NewWriter(&want) // what Encode uses, new
+				zw.Write(plain)
+				zw.Close()
+				if !bytes.Equal(b.Bytes(), want.Bytes()) {
+					t.Errorf("%d entries: %d bytes encoded, %d from a new compressor", len(m.Entries), b.Len(), want.Len())
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("gone") }
 
 func gz(s string) []byte {
 	var b bytes.Buffer

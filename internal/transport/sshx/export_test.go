@@ -43,3 +43,14 @@ func SetRetryWait(d time.Duration) (restore func()) {
 	retryBackOff = func() backoff.BackOff { return backoff.NewConstantBackOff(d) }
 	return func() { retryBackOff = old }
 }
+
+// SetWarmReadyWithin changes how long a warm session may take to say
+// ready, until restore.
+func SetWarmReadyWithin(d time.Duration) (restore func()) {
+	old := warmReadyWithin
+	warmReadyWithin = d
+	return func() { warmReadyWithin = old }
+}
+
+// SpareScript is remote/spare.sh, the warm session's shell.
+var SpareScript = spareScript

@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path"
 	"runtime"
 	"strconv"
@@ -681,5 +682,62 @@ echo "$0 $1 $start $up" ; echo oops >&2; exit 5`, Args: []string{"an arg"}}
 	fmt.Sscan(out.String(), &name, &arg1, &arg2, &started, &up)
 	if age := up - started/100; age > 0.5 {
 		t.Errorf("the second command's process is %.2f s old: a warm session was used twice", age)
+	}
+}
+
+// A warm session handed to a command before its shell said ready (the
+// server is known to run commands) stays the command's, however late the
+// ready line comes (a loaded server): it is not ended under the command,
+// whose input would then be cut and its exit look like success.
+func TestWarmSessionHandedOverBeforeReady(t *testing.T) {
+	_, tr, _ := setup(t, sshtest.Options{})
+	ctx := context.Background()
+	if !tr.CanExec() {
+		t.Fatal("the server runs no commands")
+	}
+	defer sshx.SetWarmReadyWithin(time.Millisecond)()
+	for i := range 20 {
+		tr.Warm()
+		time.Sleep(time.Duration(i) * time.Millisecond)
+		cmd := transport.Command{Name: "slow", Script: `wc -c; exit 3`}
+		var out bytes.Buffer
+		err := tr.Exec(ctx, cmd, strings.NewReader(strings.Repeat("x", 100000)), &out, io.Discard)
+		var exit *transport.ExitError
+		if !errors.As(err, &exit) || exit.Status != 3 || strings.TrimSpace(out.String()) != "100000" {
+			t.Fatalf("run %d: Exec = %v, output %q; want exit status 3 after reading 100000 bytes", i, err, out.String())
+		}
+	}
+}
+
+// The warm session's shell runs its command only when it arrived whole
+// (up to the end line), and fails when its input ends before.
+func TestSpareScript(t *testing.T) {
+	for _, tc := range []struct {
+		name, input, out string
+		status           int
+	}{
+		{"whole", "echo one\necho two; exit 4\n--end--\nrest\n", "ready\none\ntwo\n", 4},
+		{"no end line", "echo one\n", "ready\n", 1},
+		{"nothing", "", "ready\n", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command("/bin/sh", "-c", sshx.SpareScript, "spare", "--end--")
+			cmd.Stdin = strings.NewReader(tc.input)
+			var out, errOut bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errOut
+			err := cmd.Run()
+			status := 0
+			if exit, ok := err.(*exec.ExitError); ok {
+				status = exit.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if status != tc.status || out.String() != tc.out {
+				t.Errorf("exit status %d, output %q (stderr %q); want %d, %q", status, out.String(), errOut.String(), tc.status, tc.out)
+			}
+			if status == 1 && !strings.Contains(errOut.String(), "arrived whole") {
+				t.Errorf("stderr %q does not say why", errOut.String())
+			}
+		})
 	}
 }

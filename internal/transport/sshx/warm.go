@@ -89,7 +89,15 @@ func (t *Transport) runWarm(w *warmSession) {
 		case <-w.ready:
 		case <-w.done:
 		case <-time.After(warmReadyWithin):
-			sess.Close()
+			// Unless a command has it already (taken before its ready line
+			// came, on a slow server): closing it would cut that command's
+			// input.
+			t.warmMu.Lock()
+			if t.warm == w {
+				t.warm = nil
+				sess.Close()
+			}
+			t.warmMu.Unlock()
 		}
 	}()
 	w.err = sess.Wait()
