@@ -3,22 +3,27 @@ package deploy
 import (
 	"io"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/klauspost/pgzip"
 )
 
 // The upload stream is gzip'd while compressing pays: while the link,
-// not this machine, holds the upload back. Once probeBytes have gone into
-// it, the stream looks at how much of the time went waiting for the link
-// (writes that block until the SSH session takes them): where that is
-// little, the link waits for the compressor, and the rest of the stream
-// goes as gzip members of stored blocks (no compression, a CRC only;
-// gzip -d reads one member after the other as one stream). A fast link,
-// or a far end on the same machine, then gets the bytes as fast as tar
-// makes them, and a slow one still gets them compressed.
+// not this machine, holds the upload back. What the link holds back shows
+// as writes that wait until the SSH session takes them, but only once the
+// buffers in between are full: the server's SSH window (2 MB at OpenSSH's
+// default) takes the first megabytes at once however slow the link is.
+// So the stream watches the compressed bytes after fillBytes, for
+// probeBytes more: where little of that time went waiting, the link waits
+// for the compressor, and the rest of the stream goes as gzip members of
+// stored blocks (no compression, a CRC only; gzip -d reads one member
+// after the other as one stream). A fast link, or a far end on the same
+// machine, then gets the bytes as fast as tar makes them, and a slow one
+// still gets them compressed.
 const (
-	probeBytes = 8 << 20
+	fillBytes  = 3 << 20
+	probeBytes = 1 << 20
 	// linkBound is the share of the time spent waiting for the link above
 	// which compressing is worth it.
 	linkBound = 0.25
@@ -28,15 +33,13 @@ const (
 type adaptiveGzip struct {
 	link    *timedWriter
 	zw      *pgzip.Writer
-	in      int64
-	start   time.Time
 	decided bool
 	stored  bool // switched to stored blocks
 }
 
 func newAdaptiveGzip(w io.Writer) *adaptiveGzip {
-	link := &timedWriter{w: w}
-	return &adaptiveGzip{link: link, zw: newGzip(link, pgzip.BestSpeed), start: time.Now()}
+	link := &timedWriter{w: w, fill: fillBytes, probe: probeBytes}
+	return &adaptiveGzip{link: link, zw: newGzip(link, pgzip.BestSpeed)}
 }
 
 // newGzip compresses blocks of 1 MB on every core at once (one gzip
@@ -49,17 +52,15 @@ func newGzip(w io.Writer, level int) *pgzip.Writer {
 
 func (a *adaptiveGzip) Write(p []byte) (int, error) {
 	n, err := a.zw.Write(p)
-	a.in += int64(n)
-	if err != nil || a.decided || a.in < probeBytes {
+	if err != nil || a.decided {
 		return n, err
+	}
+	waited, measured := a.link.waited()
+	if !measured {
+		return n, nil
 	}
 	a.decided = true
-	// What was compressed so far goes out first, so that the waits are
-	// those of the link.
-	if err := a.zw.Flush(); err != nil {
-		return n, err
-	}
-	if elapsed := time.Since(a.start); a.link.blocked < time.Duration(float64(elapsed)*linkBound) {
+	if waited < linkBound {
 		if err := a.zw.Close(); err != nil {
 			return n, err
 		}
@@ -70,16 +71,48 @@ func (a *adaptiveGzip) Write(p []byte) (int, error) {
 
 func (a *adaptiveGzip) Close() error { return a.zw.Close() }
 
-// timedWriter adds up the time its writes take: on a pipe to the SSH
-// session, how long the stream waited for the link.
+// timedWriter measures, over the probe bytes written after the fill
+// bytes, the share of the time its writes spent waiting: on a pipe to the
+// SSH session, waiting for the link. The compressor writes from its own
+// goroutine, hence the lock.
 type timedWriter struct {
-	w       io.Writer
-	blocked time.Duration
+	w           io.Writer
+	fill, probe int64
+
+	mu      sync.Mutex
+	written int64
+	start   time.Time     // when written passed fill
+	blocked time.Duration // time in writes since start
+	share   float64       // blocked / elapsed once the probe is done
+	done    bool
 }
 
 func (t *timedWriter) Write(p []byte) (int, error) {
-	start := time.Now()
+	begin := time.Now()
 	n, err := t.w.Write(p)
-	t.blocked += time.Since(start)
+	end := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case t.done:
+	case t.start.IsZero():
+		if t.written+int64(n) >= t.fill {
+			t.start = end
+		}
+	default:
+		t.blocked += end.Sub(begin)
+		if t.written+int64(n) >= t.fill+t.probe {
+			t.share, t.done = float64(t.blocked)/float64(end.Sub(t.start)), true
+		}
+	}
+	t.written += int64(n)
 	return n, err
+}
+
+// waited is the share of the probe's time spent waiting for the link,
+// once the probe is done.
+func (t *timedWriter) waited() (share float64, done bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.share, t.done
 }
