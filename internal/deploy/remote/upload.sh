@@ -74,12 +74,15 @@ rebuild_manifest() {
 }
 
 # Copies the reused files: the lists are read exactly (head -c reads no
-# further), cp --parents copies the same-path ones in few processes.
+# further), cp --parents copies the same-path ones in few processes, one
+# per core at a time (a copy is mostly system calls, thousands per second
+# per core; twice as fast on two cores).
 copy_reused() {
 	IFS=' ' read -r same moved || exit 1
 	[ "$same" -gt 0 ] || [ "$moved" -gt 0 ] || return 0
 	head -c "$same" > "$manifest.same.tmp" && head -c "$moved" > "$manifest.moved.tmp" && mkdir -p "$new" || return
-	(cd "$live" && xargs -0 -r cp --parents -p --reflink=auto -t "$new" -- < "$manifest.same.tmp") || return
+	cores=$(nproc 2>/dev/null) || cores=2
+	(cd "$live" && xargs -0 -r -P "$cores" -n 1000 cp --parents -p --reflink=auto -t "$new" -- < "$manifest.same.tmp") || return
 	# shellcheck disable=SC2016 # the inner sh expands them
 	xargs -0 -r -n 2 sh -c 'to=$2/$4 && mkdir -p "${to%/*}" && exec cp -p --reflink=auto -- "$1/$3" "$to"' copy-moved "$live" "$new" < "$manifest.moved.tmp"
 }
