@@ -230,6 +230,30 @@ EOF
 	log "sshd up in $NSS, proxies for RTT $* ms ready"
 }
 
+# link_rate RATE: holds the unshaped link (RTT "cpu") to RATE both ways
+# (tbf; "1gbit", "100mbit", "10mbit"...), or lifts the limit ("").
+link_rate() {
+	local rate=$1
+	if [[ -z $rate ]]; then
+		ip netns exec "$NSC" tc qdisc del dev "$VETH_UC" root 2>/dev/null || true
+		ip netns exec "$NSS" tc qdisc del dev "$VETH_US" root 2>/dev/null || true
+		return
+	fi
+	[[ $rate =~ ^([0-9]+)(kbit|mbit|gbit)$ ]] || die "link rate $rate is not NUMBER(kbit|mbit|gbit)"
+	local bits=${BASH_REMATCH[1]}
+	case ${BASH_REMATCH[2]} in
+	kbit) bits=$((bits * 1000)) ;;
+	mbit) bits=$((bits * 1000000)) ;;
+	gbit) bits=$((bits * 1000000000)) ;;
+	esac
+	# A bucket of 4 ms at the rate (at least 64 KiB): enough for the
+	# timer's granularity, so the rate is the limit and not the bucket.
+	local burst=$((bits / 8 / 250))
+	((burst >= 65536)) || burst=65536
+	ip netns exec "$NSC" tc qdisc replace dev "$VETH_UC" root tbf rate "$rate" burst "$burst" latency 50ms
+	ip netns exec "$NSS" tc qdisc replace dev "$VETH_US" root tbf rate "$rate" burst "$burst" latency 50ms
+}
+
 # proxy_port RTT: where the proxy for that RTT ("cpu": unshaped) listens.
 proxy_port() {
 	if [[ $1 == cpu ]]; then echo 21999; else echo $((22000 + $1)); fi

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# bench/run.sh — atomic-deploy against tar|ssh, rsync and the cp -al floor on
-# one emulated link (100 Mbit tbf, ~0/20/50 ms RTT via a delay proxy), to tmpfs
-# and ext4 destinations, plus initial uploads over an unshaped link (CPU guard). Prints a Markdown table of medians and PASS/FAIL per
-# target; writes everything to bench/out/. Needs root (netns, tc, mount).
+# bench/run.sh — atomic-deploy (with and without a hook) against tar|ssh,
+# rsync (--link-dest and --copy-dest) and the cp -al floor on one emulated
+# link (100 Mbit tbf, ~0/20/50 ms RTT via a delay proxy), to tmpfs and ext4
+# destinations, plus initial uploads over an unshaped link (CPU guard) and
+# that link held to 1 Gbit, 100 Mbit and 10 Mbit. Prints Markdown tables of
+# medians and PASS/FAIL per target; writes everything to bench/out/. Needs
+# root (netns, tc, mount).
 #
-#   bench/run.sh                  full run (3 runs each, cpu/~0/20/50 ms, tmpfs + ext4)
-#   BENCH_QUICK=1 bench/run.sh    1 run, cpu/~20 ms
+#   bench/run.sh                  full run (3 runs each, cpu/~0/20/50 ms, the rates, tmpfs + ext4)
+#   BENCH_QUICK=1 bench/run.sh    1 run, cpu/~20 ms, no rates
 # Environment: BENCH_RUNS (default 3), BENCH_RTTS ("cpu 0 20 50"; "cpu" is the
-# unshaped link without delay, initial uploads only), BENCH_FS
-# ("tmpfs ext4"), BENCH_RSS=1 adds the 100,000-file peak-RSS check (bench/rss.sh, ~1 min),
+# unshaped link without delay, initial uploads only), BENCH_RATES ("1gbit
+# 100mbit 10mbit": initial uploads on the unshaped link held to each; needs
+# cpu in BENCH_RTTS; "" for none), BENCH_FS ("tmpfs ext4"), BENCH_RSS=1 adds the 100,000-file peak-RSS check (bench/rss.sh, ~1 min),
 # BENCH_KEEP=1 keeps the work dir, BENCH_OUT (bench/out), BENCH_CLEAN_HOME=0
 # lets sshd start commands with this machine's own ~/.bashrc (see lib.sh).
 #
@@ -22,15 +26,19 @@ trap 'log "stopped: exit $? at line $LINENO: $BASH_COMMAND"' ERR
 if [[ ${BENCH_QUICK:-0} == 1 ]]; then
 	RUNS=${BENCH_RUNS:-1}
 	RTTS=${BENCH_RTTS:-"cpu 20"}
+	RATES=${BENCH_RATES-}
 	RSS=${BENCH_RSS:-0}
 else
 	RUNS=${BENCH_RUNS:-3}
 	RTTS=${BENCH_RTTS:-"cpu 0 20 50"}
+	RATES=${BENCH_RATES-"1gbit 100mbit 10mbit"}
 	RSS=${BENCH_RSS:-0}
 fi
 FSS=${BENCH_FS:-"tmpfs ext4"}
 [[ $RUNS =~ ^[1-9][0-9]?$ ]] || die "BENCH_RUNS must be 1-99"
 for r in $RTTS; do [[ $r =~ ^([0-9]{1,3}|cpu)$ ]] || die "BENCH_RTTS: $r is not a number of ms or cpu"; done
+for r in $RATES; do [[ $r =~ ^[0-9]+(kbit|mbit|gbit)$ ]] || die "BENCH_RATES: $r is not NUMBER(kbit|mbit|gbit)"; done
+[[ -z $RATES || " $RTTS " == *" cpu "* ]] || die "BENCH_RATES needs cpu in BENCH_RTTS (the rates hold the unshaped link)"
 for f in $FSS; do [[ $f == tmpfs || $f == ext4 ]] || die "BENCH_FS: $f is not tmpfs or ext4"; done
 
 START=$SECONDS
@@ -106,13 +114,14 @@ measure() {
 	fi
 }
 
-# After an atomic-deploy run: manifest size of the live release and what it
-# says it uploaded/reused (the terminal log ends with the outputs).
+# After an atomic-deploy run into $AD_ROOT: manifest size of the live
+# release and what it says it uploaded/reused (the terminal log ends with
+# the outputs).
 ad_extra() {
 	local cur
-	cur=$(readlink "$D/ad/current" 2>/dev/null || true)
+	cur=$(readlink "$AD_ROOT/current" 2>/dev/null || true)
 	if [[ -n $cur ]]; then
-		EXTRA+=",manifest=$(stat -c %s "$D/ad/.atomic-deploy/manifests/${cur#releases/}.json.gz" 2>/dev/null || echo 0)"
+		EXTRA+=",manifest=$(stat -c %s "$AD_ROOT/.atomic-deploy/manifests/${cur#releases/}.json.gz" 2>/dev/null || echo 0)"
 	fi
 	local up reused
 	local last # the log of this command: from the last "### " header on
@@ -147,28 +156,23 @@ one_run() {
 
 	measure "$fs" "$rtt" ssh_true "$run" : -- ssh -F "$SSHCFG" "$h" true
 
-	measure "$fs" "$rtt" tar_init "$run" : -- bash -c \
-		"tar -C $(sh_q "$SRC/base") -cf - . | ssh -F $(sh_q "$SSHCFG") $h 'mkdir -p $Dq/tar && tar -C $Dq/tar -xf -'"
-	((check)) && verify tar_init "$SRC/base" "$D/tar"
-
-	# For context (atomic-deploy gzips its tar stream): the same with gzip -1.
-	measure "$fs" "$rtt" tarz_init "$run" : -- bash -c \
-		"tar -C $(sh_q "$SRC/base") -cf - . | gzip -1 | ssh -F $(sh_q "$SSHCFG") $h 'mkdir -p $Dq/tarz && tar -C $Dq/tarz -xzf -'"
-	((check)) && verify tarz_init "$SRC/base" "$D/tarz"
-
 	measure "$fs" "$rtt" rsync_init "$run" : -- \
 		rsync -a -e "ssh -F $SSHCFG" "$SRC/base/" "$h:$D/rsync-base/"
 	((check)) && verify rsync_init "$SRC/base" "$D/rsync-base"
 	if [[ $rtt == cpu ]]; then
-		# The unshaped link is only for the CPU guard: initial uploads.
-		if [[ $AD_OK == 1 ]]; then
-			ad_args "$rtt"
-			measure "$fs" "$rtt" ad_init "$run" ad_extra -- "$W/bin/atomic-deploy" deploy "${AD_ARGS[@]}" --path "$D/ad" --source "$SRC/base"
-			((check)) && verify ad_init "$SRC/base" "$D/ad/current/"
-		fi
+		# The unshaped link is for initial uploads only: the CPU guard, and
+		# the same uploads with the link held to each of $RATES.
+		local rate
+		for rate in "" $RATES; do
+			link_rate "$rate"
+			initial_uploads "$fs" "$rtt" "$run" "$rate"
+		done
+		link_rate ""
 		rm -rf "$D"
 		return
 	fi
+
+	initial_uploads "$fs" "$rtt" "$run" ""
 
 	measure "$fs" "$rtt" rsync_ld_kept "$run" : -- \
 		rsync -a --link-dest="$D/rsync-base" -e "ssh -F $SSHCFG" "$SRC/kept/" "$h:$D/rsync-kept/"
@@ -178,30 +182,89 @@ one_run() {
 		rsync -a --link-dest="$D/rsync-base" -e "ssh -F $SSHCFG" "$SRC/fresh/" "$h:$D/rsync-fresh/"
 	((check)) && verify rsync_ld_fresh "$SRC/fresh" "$D/rsync-fresh"
 
+	# rsync's private copies (what atomic-deploy makes by default: no two
+	# releases share a file), for comparison with --link-dest's hard links.
+	measure "$fs" "$rtt" rsync_cd_kept "$run" : -- \
+		rsync -a --copy-dest="$D/rsync-base" -e "ssh -F $SSHCFG" "$SRC/kept/" "$h:$D/rsync-cd-kept/"
+	((check)) && verify rsync_cd_kept "$SRC/kept" "$D/rsync-cd-kept"
+
+	measure "$fs" "$rtt" rsync_cd_fresh "$run" : -- \
+		rsync -a --copy-dest="$D/rsync-base" -e "ssh -F $SSHCFG" "$SRC/fresh/" "$h:$D/rsync-cd-fresh/"
+	((check)) && verify rsync_cd_fresh "$SRC/fresh" "$D/rsync-cd-fresh"
+
 	measure "$fs" "$rtt" floor "$run" : -- bash -c \
 		"tar -C $(sh_q "$SRC/kept") -cf - -T $(sh_q "$SRC/changed.list") | ssh -F $(sh_q "$SSHCFG") $h 'cp -al $Dq/rsync-base $Dq/floor && tar -C $Dq/floor -xf -'"
 	((check)) && verify floor "$SRC/kept" "$D/floor"
 
 	if [[ $AD_OK == 1 ]]; then
+		# ad_init ran in initial_uploads: the incremental deploys follow it.
 		ad_args "$rtt"
-		local ad=("$W/bin/atomic-deploy" deploy "${AD_ARGS[@]}" --path "$D/ad")
-		measure "$fs" "$rtt" ad_init "$run" ad_extra -- "${ad[@]}" --source "$SRC/base"
-		((check)) && verify ad_init "$SRC/base" "$D/ad/current/"
-		local base_link
-		base_link=$(readlink "$D/ad/current")
-		measure "$fs" "$rtt" ad_kept "$run" ad_extra -- "${ad[@]}" --source "$SRC/kept"
-		((check)) && verify ad_kept "$SRC/kept" "$D/ad/current/"
-		# Back to the base release, so the fresh build is compared with it: the
-		# same as `atomic-deploy rollback` for what the next deploy reads (the
-		# live release is what `current` points to), without its ~1 s of
-		# round trips. The server's filesystem is this machine's.
-		ln -sfn "$base_link" "$D/ad/.bench-current" && mv -T "$D/ad/.bench-current" "$D/ad/current"
-		measure "$fs" "$rtt" ad_fresh "$run" ad_extra -- "${ad[@]}" --source "$SRC/fresh"
-		((check)) && verify ad_fresh "$SRC/fresh" "$D/ad/current/"
-		measure "$fs" "$rtt" ad_noop "$run" ad_extra -- "${ad[@]}" --source "$SRC/fresh"
+		local ad=("$W/bin/atomic-deploy" deploy "${AD_ARGS[@]}")
+		incremental "$fs" "$rtt" "$run" "" "$D/ad" "${ad[@]}"
+		AD_ROOT=$D/ad
+		measure "$fs" "$rtt" ad_noop "$run" ad_extra -- "${ad[@]}" --path "$D/ad" --source "$SRC/fresh"
 		((check)) && verify ad_noop "$SRC/fresh" "$D/ad/current/"
+		# The path users run: a deploy with a hook (the Laravel preset always
+		# has them). `true` costs nothing itself; what is left is the hook's
+		# price in round trips and sessions.
+		incremental "$fs" "$rtt" "$run" _hooks "$D/adh" "${ad[@]}" --before-activate true
 	fi
 	rm -rf "$D"
+}
+
+# initial_uploads FS RTT RUN RATE: a whole tree into an empty directory, by
+# tar|ssh, tar -cz|ssh and atomic-deploy (with and without a hook: into
+# $D/ad and $D/adh, where the incremental deploys start from them). RATE
+# ("" or a tc rate) names the rows and keeps them apart: link_rate sets it.
+initial_uploads() {
+	local fs=$1 rtt=$2 run=$3 rate=$4 h=r$2
+	local at=${rate:+@$rate} dir=$D${rate:+/$rate}
+	local Dq
+	Dq=$(sh_q "$dir")
+	local check=0
+	[[ $run == 1 ]] && check=1
+	mkdir -p "$dir"
+	measure "$fs" "$rtt" "tar_init$at" "$run" : -- bash -c \
+		"tar -C $(sh_q "$SRC/base") -cf - . | ssh -F $(sh_q "$SSHCFG") $h 'mkdir -p $Dq/tar && tar -C $Dq/tar -xf -'"
+	((check)) && verify "tar_init$at" "$SRC/base" "$dir/tar"
+
+	measure "$fs" "$rtt" "tarz_init$at" "$run" : -- bash -c \
+		"tar -C $(sh_q "$SRC/base") -cf - . | gzip -1 | ssh -F $(sh_q "$SSHCFG") $h 'mkdir -p $Dq/tarz && tar -C $Dq/tarz -xzf -'"
+	((check)) && verify "tarz_init$at" "$SRC/base" "$dir/tarz"
+	if [[ $AD_OK == 1 ]]; then
+		ad_args "$rtt"
+		local ad=("$W/bin/atomic-deploy" deploy "${AD_ARGS[@]}" --source "$SRC/base")
+		AD_ROOT=$dir/ad
+		measure "$fs" "$rtt" "ad_init$at" "$run" ad_extra -- "${ad[@]}" --path "$AD_ROOT"
+		((check)) && verify "ad_init$at" "$SRC/base" "$AD_ROOT/current/"
+		AD_ROOT=$dir/adh
+		measure "$fs" "$rtt" "ad_init_hooks$at" "$run" ad_extra -- "${ad[@]}" --path "$AD_ROOT" --before-activate true
+		((check)) && verify "ad_init_hooks$at" "$SRC/base" "$AD_ROOT/current/"
+	fi
+	rm -rf "$dir/tar" "$dir/tarz"
+}
+
+# incremental FS RTT RUN SUFFIX ROOT DEPLOY...: the 50 changed files onto
+# the initial release at ROOT, mtimes kept, then the fresh build (every
+# mtime new) onto the same initial release.
+incremental() {
+	local fs=$1 rtt=$2 run=$3 suffix=$4 root=$5
+	shift 5
+	AD_ROOT=$root
+	set -- "$@" --path "$root"
+	local check=0
+	[[ $run == 1 ]] && check=1
+	local base_link
+	base_link=$(readlink "$root/current")
+	measure "$fs" "$rtt" "ad_kept$suffix" "$run" ad_extra -- "$@" --source "$SRC/kept"
+	((check)) && verify "ad_kept$suffix" "$SRC/kept" "$root/current/"
+	# Back to the base release, so the fresh build is compared with it: the
+	# same as `atomic-deploy rollback` for what the next deploy reads (the
+	# live release is what `current` points to), without its ~1 s of
+	# round trips. The server's filesystem is this machine's.
+	ln -sfn "$base_link" "$root/.bench-current" && mv -T "$root/.bench-current" "$root/current"
+	measure "$fs" "$rtt" "ad_fresh$suffix" "$run" ad_extra -- "$@" --source "$SRC/fresh"
+	((check)) && verify "ad_fresh$suffix" "$SRC/fresh" "$root/current/"
 }
 
 for fs in $FSS; do

@@ -38,6 +38,11 @@ var methods = []struct{ key, label string }{
 	{"ad_kept", "**atomic-deploy, 50 changed, mtimes kept**"},
 	{"ad_fresh", "**atomic-deploy, 50 changed, fresh build**"},
 	{"ad_noop", "**atomic-deploy, no-op (nothing changed)**"},
+	{"rsync_cd_kept", "rsync -a --copy-dest (private copies), 50 changed, mtimes kept"},
+	{"rsync_cd_fresh", "rsync -a --copy-dest (private copies), 50 changed, fresh build"},
+	{"ad_init_hooks", "**atomic-deploy (initial), before-activate: true**"},
+	{"ad_kept_hooks", "**atomic-deploy, 50 changed, mtimes kept, before-activate: true**"},
+	{"ad_fresh_hooks", "**atomic-deploy, 50 changed, fresh build, before-activate: true**"},
 }
 
 type results struct {
@@ -286,7 +291,7 @@ func (r *results) write(w io.Writer) int {
 			switch rtt {
 			case -1:
 				ratio("CPU guard: initial ≤ 1.5× tar\\|ssh", "ad_init", "tar_init", 1.5)
-				continue // only initial uploads run on the unshaped link
+				continue // only initial uploads run on the unshaped link (and the rates: rateChecks)
 			case 0:
 				if r.rtts[0] >= 0 { // no unshaped run: guard on the shaped link
 					ratio("CPU guard: initial ≤ 1.5× tar\\|ssh", "ad_init", "tar_init", 1.5)
@@ -298,6 +303,13 @@ func (r *results) write(w io.Writer) int {
 			}
 			ratio("incremental (mtimes kept) ≤ 0.6× rsync --link-dest", "ad_kept", "rsync_ld_kept", 0.6)
 			ratio("incremental (fresh build) ≤ 0.6× rsync --link-dest", "ad_fresh", "rsync_ld_fresh", 0.6)
+			ratio("incremental with a hook (mtimes kept) ≤ 0.6× rsync --link-dest", "ad_kept_hooks", "rsync_ld_kept", 0.6)
+			ratio("incremental with a hook (fresh build) ≤ 0.6× rsync --link-dest", "ad_fresh_hooks", "rsync_ld_fresh", 0.6)
+			hv, hok, hf := cell("ad_kept_hooks", wall)
+			kv, kok, kf := cell("ad_kept", wall)
+			tv, tok, tf := cell("ssh_true", wall)
+			add(check{fs: fs, rtt: rttLabel(rtt), what: "a hook (before-activate: true) costs ≤ one ssh true", got: hv - kv, limit: tv, format: secs,
+				ratioNote: fmt.Sprintf("%s with, %s without; ssh true %s", secs(hv), secs(kv), secs(tv)), missing: !hok || !kok || !tok, hadFailed: hf || kf || tf})
 			ratio("incremental (mtimes kept) ≤ 1.5× cp -al+tar floor", "ad_kept", "floor", 1.5)
 			ratio("incremental (fresh build) ≤ 1.5× cp -al+tar floor", "ad_fresh", "floor", 1.5)
 			nv, nok, nf := cell("ad_noop", wall)
@@ -320,6 +332,8 @@ func (r *results) write(w io.Writer) int {
 				missing:   !ok, hadFailed: failed > 0})
 		}
 	}
+
+	checks = append(checks, r.writeRates(w)...)
 
 	fails := 0
 	fmt.Fprintf(w, "#### Targets\n\n| dest | RTT | target | atomic-deploy | limit | vs. | result |\n|---|---|---|---:|---:|---|---|\n")
