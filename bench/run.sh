@@ -158,7 +158,7 @@ one_run() {
 
 	measure "$fs" "$rtt" rsync_init "$run" : -- \
 		rsync -a -e "ssh -F $SSHCFG" "$SRC/base/" "$h:$D/rsync-base/"
-	((check)) && verify rsync_init "$SRC/base" "$D/rsync-base"
+	((check == 0)) || verify rsync_init "$SRC/base" "$D/rsync-base"
 	if [[ $rtt == cpu ]]; then
 		# The unshaped link is for initial uploads only: the CPU guard, and
 		# the same uploads with the link held to each of $RATES.
@@ -176,25 +176,25 @@ one_run() {
 
 	measure "$fs" "$rtt" rsync_ld_kept "$run" : -- \
 		rsync -a --link-dest="$D/rsync-base" -e "ssh -F $SSHCFG" "$SRC/kept/" "$h:$D/rsync-kept/"
-	((check)) && verify rsync_ld_kept "$SRC/kept" "$D/rsync-kept"
+	((check == 0)) || verify rsync_ld_kept "$SRC/kept" "$D/rsync-kept"
 
 	measure "$fs" "$rtt" rsync_ld_fresh "$run" : -- \
 		rsync -a --link-dest="$D/rsync-base" -e "ssh -F $SSHCFG" "$SRC/fresh/" "$h:$D/rsync-fresh/"
-	((check)) && verify rsync_ld_fresh "$SRC/fresh" "$D/rsync-fresh"
+	((check == 0)) || verify rsync_ld_fresh "$SRC/fresh" "$D/rsync-fresh"
 
 	# rsync's private copies (what atomic-deploy makes by default: no two
 	# releases share a file), for comparison with --link-dest's hard links.
 	measure "$fs" "$rtt" rsync_cd_kept "$run" : -- \
 		rsync -a --copy-dest="$D/rsync-base" -e "ssh -F $SSHCFG" "$SRC/kept/" "$h:$D/rsync-cd-kept/"
-	((check)) && verify rsync_cd_kept "$SRC/kept" "$D/rsync-cd-kept"
+	((check == 0)) || verify rsync_cd_kept "$SRC/kept" "$D/rsync-cd-kept"
 
 	measure "$fs" "$rtt" rsync_cd_fresh "$run" : -- \
 		rsync -a --copy-dest="$D/rsync-base" -e "ssh -F $SSHCFG" "$SRC/fresh/" "$h:$D/rsync-cd-fresh/"
-	((check)) && verify rsync_cd_fresh "$SRC/fresh" "$D/rsync-cd-fresh"
+	((check == 0)) || verify rsync_cd_fresh "$SRC/fresh" "$D/rsync-cd-fresh"
 
 	measure "$fs" "$rtt" floor "$run" : -- bash -c \
 		"tar -C $(sh_q "$SRC/kept") -cf - -T $(sh_q "$SRC/changed.list") | ssh -F $(sh_q "$SSHCFG") $h 'cp -al $Dq/rsync-base $Dq/floor && tar -C $Dq/floor -xf -'"
-	((check)) && verify floor "$SRC/kept" "$D/floor"
+	((check == 0)) || verify floor "$SRC/kept" "$D/floor"
 
 	if [[ $AD_OK == 1 ]]; then
 		# ad_init ran in initial_uploads: the incremental deploys follow it.
@@ -203,7 +203,7 @@ one_run() {
 		incremental "$fs" "$rtt" "$run" "" "$D/ad" "${ad[@]}"
 		AD_ROOT=$D/ad
 		measure "$fs" "$rtt" ad_noop "$run" ad_extra -- "${ad[@]}" --path "$D/ad" --source "$SRC/fresh"
-		((check)) && verify ad_noop "$SRC/fresh" "$D/ad/current/"
+		((check == 0)) || verify ad_noop "$SRC/fresh" "$D/ad/current/"
 		# The path users run: a deploy with a hook (the Laravel preset always
 		# has them). `true` costs nothing itself; what is left is the hook's
 		# price in round trips and sessions.
@@ -226,20 +226,20 @@ initial_uploads() {
 	mkdir -p "$dir"
 	measure "$fs" "$rtt" "tar_init$at" "$run" : -- bash -c \
 		"tar -C $(sh_q "$SRC/base") -cf - . | ssh -F $(sh_q "$SSHCFG") $h 'mkdir -p $Dq/tar && tar -C $Dq/tar -xf -'"
-	((check)) && verify "tar_init$at" "$SRC/base" "$dir/tar"
+	((check == 0)) || verify "tar_init$at" "$SRC/base" "$dir/tar"
 
 	measure "$fs" "$rtt" "tarz_init$at" "$run" : -- bash -c \
 		"tar -C $(sh_q "$SRC/base") -cf - . | gzip -1 | ssh -F $(sh_q "$SSHCFG") $h 'mkdir -p $Dq/tarz && tar -C $Dq/tarz -xzf -'"
-	((check)) && verify "tarz_init$at" "$SRC/base" "$dir/tarz"
+	((check == 0)) || verify "tarz_init$at" "$SRC/base" "$dir/tarz"
 	if [[ $AD_OK == 1 ]]; then
 		ad_args "$rtt"
 		local ad=("$W/bin/atomic-deploy" deploy "${AD_ARGS[@]}" --source "$SRC/base")
 		AD_ROOT=$dir/ad
 		measure "$fs" "$rtt" "ad_init$at" "$run" ad_extra -- "${ad[@]}" --path "$AD_ROOT"
-		((check)) && verify "ad_init$at" "$SRC/base" "$AD_ROOT/current/"
+		((check == 0)) || verify "ad_init$at" "$SRC/base" "$AD_ROOT/current/"
 		AD_ROOT=$dir/adh
 		measure "$fs" "$rtt" "ad_init_hooks$at" "$run" ad_extra -- "${ad[@]}" --path "$AD_ROOT" --before-activate true
-		((check)) && verify "ad_init_hooks$at" "$SRC/base" "$AD_ROOT/current/"
+		((check == 0)) || verify "ad_init_hooks$at" "$SRC/base" "$AD_ROOT/current/"
 	fi
 	rm -rf "$dir/tar" "$dir/tarz"
 }
@@ -257,14 +257,14 @@ incremental() {
 	local base_link
 	base_link=$(readlink "$root/current")
 	measure "$fs" "$rtt" "ad_kept$suffix" "$run" ad_extra -- "$@" --source "$SRC/kept"
-	((check)) && verify "ad_kept$suffix" "$SRC/kept" "$root/current/"
+	((check == 0)) || verify "ad_kept$suffix" "$SRC/kept" "$root/current/"
 	# Back to the base release, so the fresh build is compared with it: the
 	# same as `atomic-deploy rollback` for what the next deploy reads (the
 	# live release is what `current` points to), without its ~1 s of
 	# round trips. The server's filesystem is this machine's.
 	ln -sfn "$base_link" "$root/.bench-current" && mv -T "$root/.bench-current" "$root/current"
 	measure "$fs" "$rtt" "ad_fresh$suffix" "$run" ad_extra -- "$@" --source "$SRC/fresh"
-	((check)) && verify "ad_fresh$suffix" "$SRC/fresh" "$root/current/"
+	((check == 0)) || verify "ad_fresh$suffix" "$SRC/fresh" "$root/current/"
 }
 
 for fs in $FSS; do
