@@ -15,7 +15,8 @@ import (
 // buffers in between are full: the server's SSH window (2 MB at OpenSSH's
 // default) takes the first megabytes at once however slow the link is.
 // So the stream watches the compressed bytes after fillBytes, for
-// probeBytes more: where little of that time went waiting, the link waits
+// probeBytes more (long enough that a moment of CPU taken by something
+// else, a login shell starting on the server, does not decide): where little of that time went waiting, the link waits
 // for the compressor, and the rest of the stream goes as gzip members of
 // stored blocks (no compression, a CRC only; gzip -d reads one member
 // after the other as one stream). A fast link, or a far end on the same
@@ -23,7 +24,7 @@ import (
 // still gets them compressed.
 const (
 	fillBytes  = 3 << 20
-	probeBytes = 1 << 20
+	probeBytes = 4 << 20
 	// linkBound is the share of the time spent waiting for the link above
 	// which compressing is worth it.
 	linkBound = 0.25

@@ -34,7 +34,7 @@ func TestAdaptiveGzip(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	words := []string{"namespace ", "function ", "return ", "$this->", "array(", "public ", "static ", "\n", "if (", ") {\n"}
 	var src bytes.Buffer
-	for src.Len() < 16<<20 {
+	for src.Len() < 32<<20 {
 		src.WriteString(words[rng.IntN(len(words))])
 		if rng.IntN(4) == 0 {
 			fmt.Fprintf(&src, "%x", rng.Uint32())
@@ -50,8 +50,8 @@ func TestAdaptiveGzip(t *testing.T) {
 		stored bool
 	}{
 		{"fast link: stored once compressing holds it back", fast, true},
-		{"slow link: compressed throughout", &slowLink{bytesPerMs: 8 << 10}, false},
-		{"slow link behind an SSH window: compressed throughout", &slowLink{buffered: 2 << 20, bytesPerMs: 8 << 10}, false},
+		{"slow link: compressed throughout", &slowLink{bytesPerMs: 16 << 10}, false},
+		{"slow link behind an SSH window: compressed throughout", &slowLink{buffered: 2 << 20, bytesPerMs: 16 << 10}, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			a := newAdaptiveGzip(c.link)
