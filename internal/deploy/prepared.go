@@ -67,14 +67,22 @@ func (h *Host) AdoptPrepared(ctx context.Context, id string, force bool) error {
 // checkWhole says where the prepared release is not as it was finished:
 // every file of its seal still there and untouched, or, without a seal
 // (an SFTP-only server), every file of its manifest there with its size.
+// What the lock holder listed (rootState.prepared) is not read again.
 func (h *Host) checkWhole(ctx context.Context) error {
 	id, dir := h.ReleaseID, h.L.Release(h.ReleaseID)
-	scan, err := h.T.Scan(ctx, dir)
-	if err != nil {
-		return fmt.Errorf("check release %s: %w", id, err)
+	p := h.root.prepared
+	scan, seal := p.scan, p.seal
+	if !p.haveScan {
+		var err error
+		if scan, err = h.T.Scan(ctx, dir); err != nil {
+			return fmt.Errorf("check release %s: %w", id, err)
+		}
+	}
+	if !p.haveSeal {
+		seal = readSeal(ctx, h.T, h.L, id, func(f string, a ...any) { h.Log.Warnf("%s: "+f, append([]any{h.Name}, a...)...) })
 	}
 	var problems []string
-	if seal := readSeal(ctx, h.T, h.L, id, func(f string, a ...any) { h.Log.Warnf("%s: "+f, append([]any{h.Name}, a...)...) }); seal != nil {
+	if seal != nil {
 		for _, s := range seal {
 			i, ok := slices.BinarySearchFunc(scan, s.Path, func(st transport.Stat, p string) int { return strings.Compare(st.Path, p) })
 			if !ok || s.Mode.IsRegular() && !sameFile(scan[i], s) {
@@ -82,9 +90,12 @@ func (h *Host) checkWhole(ctx context.Context) error {
 			}
 		}
 	} else {
-		m, err := h.readOwnManifest(ctx)
-		if err != nil {
-			return err
+		m := p.manifest
+		if !p.haveManifest || m == nil {
+			var err error
+			if m, err = h.readOwnManifest(ctx); err != nil {
+				return err
+			}
 		}
 		for _, e := range m.Entries {
 			i, ok := slices.BinarySearchFunc(scan, e.Path, func(st transport.Stat, p string) int { return strings.Compare(st.Path, p) })

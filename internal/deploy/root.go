@@ -27,6 +27,9 @@ type rootState struct {
 	// What a deploy plans against (nil until read, and nil where there is
 	// nothing to read: no live release, or its manifest is unreadable).
 	live liveRelease
+	// The release activate checks (rootWant.prepared), as the lock holder
+	// listed it; empty where it did not (AdoptPrepared then reads it).
+	prepared liveRelease
 }
 
 // liveRelease is the live release as a deploy plans against it.
@@ -42,10 +45,13 @@ type liveRelease struct {
 
 // rootWant says what to read of a root beyond the releases and the log:
 // plan asks for the live release a deploy plans against, shared lists the
-// shared paths whose existence a deploy needs to know.
+// shared paths whose existence a deploy needs to know, and prepared names
+// the release activate checks: the lock holder lists it and sends its
+// seal, which saves the check its own round trips.
 type rootWant struct {
-	plan   bool
-	shared []string
+	plan     bool
+	shared   []string
+	prepared string
 }
 
 // fromSnapshot takes what the lock holder printed. The live release's
@@ -60,6 +66,15 @@ func (r *rootState) fromSnapshot(l Layout, s *snapshot, w rootWant, warn func(st
 	r.shared = map[string]bool{}
 	for i, p := range w.shared {
 		r.shared[p] = s.sharedExists[i]
+	}
+	if w.prepared != "" {
+		// Only what arrived whole: anything else AdoptPrepared reads again,
+		// and says what is wrong.
+		p := liveRelease{manifest: s.manifest, scan: s.scan, haveScan: s.scan != nil, seal: s.seal}
+		p.haveSeal = s.sealErr == nil
+		p.haveManifest = s.manifestErr == nil && (s.seal != nil || s.manifest != nil)
+		r.prepared = p
+		return nil
 	}
 	if !w.plan || s.current != currentTarget(r.currentID) {
 		return nil
