@@ -27,9 +27,13 @@ type rootState struct {
 	// What a deploy plans against (nil until read, and nil where there is
 	// nothing to read: no live release, or its manifest is unreadable).
 	live liveRelease
-	// The release activate checks (rootWant.prepared), as the lock holder
-	// listed it; empty where it did not (AdoptPrepared then reads it).
-	prepared liveRelease
+	// The release activate checks (rootWant.prepared): the files that are
+	// not as sealed, where the lock holder sent its listing and seal
+	// (preparedChecked); AdoptPrepared reads them itself otherwise. Only
+	// the result is kept: a fleet's listings, held until every host is
+	// open, would be most of the client's memory.
+	preparedChecked bool
+	preparedChanged []string
 }
 
 // liveRelease is the live release as a deploy plans against it.
@@ -68,12 +72,11 @@ func (r *rootState) fromSnapshot(l Layout, s *snapshot, w rootWant, warn func(st
 		r.shared[p] = s.sharedExists[i]
 	}
 	if w.prepared != "" {
-		// Only what arrived whole: anything else AdoptPrepared reads again,
-		// and says what is wrong.
-		p := liveRelease{manifest: s.manifest, scan: s.scan, haveScan: s.scan != nil, seal: s.seal}
-		p.haveSeal = s.sealErr == nil
-		p.haveManifest = s.manifestErr == nil && (s.seal != nil || s.manifest != nil)
-		r.prepared = p
+		// Only from what arrived whole: otherwise AdoptPrepared reads
+		// again, and says what is wrong.
+		if s.scan != nil && s.seal != nil {
+			r.preparedChecked, r.preparedChanged = true, changedSinceSeal(s.scan, s.seal)
+		}
 		return nil
 	}
 	if !w.plan || s.current != currentTarget(r.currentID) {

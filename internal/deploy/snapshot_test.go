@@ -98,7 +98,7 @@ func testSnapshot(t *testing.T, sh posixShell) {
 	}
 
 	// Activate's check: the prepared release's listing and seal, not the
-	// live one's; its manifest only where it has no seal.
+	// live one's, and no manifest.
 	const prep = "20260102000000"
 	os.WriteFile(filepath.Join(root, "releases", prep, "b.php"), []byte("<?php b"), 0o644)
 	check := rootWant{prepared: prep}
@@ -114,7 +114,7 @@ func testSnapshot(t *testing.T, sh posixShell) {
 		t.Errorf("prepared, no manifest, no seal: seal %v manifest %v scan %v", s.seal, s.manifest, s.scan)
 	}
 	os.WriteFile(l.Manifest(prep), mbuf.Bytes(), 0o644)
-	if s := parseCheck(t, check); s.seal != nil || s.manifest == nil || len(s.scan) != 1 {
+	if s := parseCheck(t, check); s.seal != nil || s.manifest != nil || len(s.scan) != 1 {
 		t.Errorf("prepared, unsealed: seal %v manifest %v scan %v", s.seal, s.manifest, s.scan)
 	}
 	if r := sh.run(t, remote.Seal.Command(l.Release(prep), l.Seal(prep), filepath.Join(t.TempDir(), "next"), "releases/"+prep), nil); r.status != 0 {

@@ -30,7 +30,7 @@
 # 14 the identity: JSON without its closing brace (the pid completes it)
 # 15 1: also what a deploy plans with (the live manifest, seal and listing);
 #    =<id>: the seal and listing of prepared release <id>, which activate
-#    checks (its manifest only where it has no seal)
+#    checks (no manifest: without a seal, activate reads what it needs)
 # 16 how many records the releases log keeps
 # 17 the SFTP lease's owner file   18 seconds after which a lease is stale
 # 19... shared paths whose existence the snapshot reports
@@ -113,8 +113,8 @@ snapshot() {
 	if [ -n "$dir" ]; then
 		if [ -z "$id" ] || [ ! -e "$manifests/$id$manifest_ending" ]; then
 			printf 'manifest -\n'
-		elif [ "$plan" != 1 ] && [ -e "$manifests/$id$seal_ending" ]; then
-			printf 'manifest -\n' # activate checks a sealed release by its seal
+		elif [ "$plan" != 1 ]; then
+			printf 'manifest -\n' # activate checks by the seal
 		elif cp "$manifests/$id$manifest_ending" "$tmp.man"; then
 			emit manifest "$tmp.man" '!'
 		else
