@@ -11,7 +11,8 @@
 # bench/fleetbench.
 #
 # Knobs: FLEET_HOSTS (default 100), FLEET_RUNS (default 3 for the scale
-# runs), SCALE_TTL_HOSTS (default 9), SCALE_TTL_RTTS (ms, default 20),
+# runs), FLEET_CONCURRENCY (default 10), FLEET_PROFILE (a directory for CPU
+# profiles of the 100-host client runs), SCALE_TTL_HOSTS (default 9), SCALE_TTL_RTTS (ms, default 20),
 # SCALE_TTL_RUNS (default 5), SCALE_PARTS ("activate ttl", the default, or
 # either), BENCH_NICE (default -10).
 set -euo pipefail
