@@ -3,6 +3,7 @@
 package fleetbench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -28,7 +29,8 @@ import (
 // Run it with bench/fleet.sh, which builds the proxy and writes the
 // Markdown report (FLEET_REPORT) to bench/out. Other knobs: FLEET_RUNS
 // (timed deploys per cell, default 5), FLEET_HOSTS (default 20),
-// FLEET_TRACE (a directory: after the timed runs, one more deploy of each
+// FLEET_CONCURRENCY (hosts connected and prepared at once, default all
+// of them; the switch is on all at once either way), FLEET_TRACE (a directory: after the timed runs, one more deploy of each
 // size per RTT with every remote operation logged there, as
 // ATOMIC_DEPLOY_TRACE does), FLEET_PROFILE (a directory: a CPU profile
 // of each timed deploy to every host, cpu-<rtt>ms-<run>.pb.gz, for
@@ -44,10 +46,8 @@ func BenchmarkFleet(b *testing.B) {
 		}
 	}
 
-	if os.Getenv("FLEET_PROFILE") != "" {
-		runtime.MemProfileRate = 4096 // small allocations count too
-	}
 	f := newFleet(b, hosts)
+	f.concurrency = envInt(b, "FLEET_CONCURRENCY", hosts)
 	// The initial deploy (every file sent) is not what is measured.
 	if _, err := f.deploy(f.hosts.Targets()); err != nil {
 		b.Fatalf("initial deploy: %v\n%s", err, f.log)
@@ -92,7 +92,7 @@ func BenchmarkFleet(b *testing.B) {
 		b.ReportMetric(r.ratio(), fmt.Sprintf("ratio@%dms", rtt))
 	}
 
-	report := fleetReport(rows, hosts, runs)
+	report := fleetReport(rows, hosts, f.concurrency, runs)
 	if path := os.Getenv("FLEET_REPORT"); path != "" {
 		if err := os.WriteFile(path, []byte(report), 0o644); err != nil {
 			b.Fatal(err)
@@ -104,9 +104,10 @@ func BenchmarkFleet(b *testing.B) {
 
 // fleet is the benchmark's hosts, the release it deploys to them and how.
 type fleet struct {
-	hosts deploytest.Fleet
-	src   *deploytest.Source
-	log   *deploytest.Log
+	hosts       deploytest.Fleet
+	src         *deploytest.Source
+	log         *deploytest.Log
+	concurrency int // hosts connected and prepared at once; 0: all
 }
 
 // newFleet starts n sshd and writes a 500-file release.
@@ -121,10 +122,13 @@ func newFleet(b *testing.B, n int) *fleet {
 	return f
 }
 
-// deploy deploys the release to targets, all at once.
+// deploy deploys the release to targets, all at once (or concurrency at
+// a time, until the switch).
 func (f *fleet) deploy(targets []deploy.Target) (*deploy.Result, error) {
-	set := deploy.Settings{KeepReleases: 3, Revision: "r1", Parallel: 64, Lock: deploy.LockOptions{TTL: 10 * time.Second, Wait: 10 * time.Second}}
-	o := deploy.Options{Targets: targets, Root: f.hosts.Path(), Settings: &set, Log: f.log, Concurrency: len(targets), AutoRollback: true}
+	// The lock as a real deploy takes it: its heartbeat, every TTL/4, is
+	// client work that grows with the deploy's wall time.
+	set := deploy.Settings{KeepReleases: 3, Revision: "r1", Parallel: 64, Lock: deploy.DefaultLockOptions}
+	o := deploy.Options{Targets: targets, Root: f.hosts.Path(), Settings: &set, Log: f.log, Concurrency: cmp.Or(f.concurrency, len(targets)), AutoRollback: true}
 	return deploy.Deploy(context.Background(), o, f.src.Manifest("r1"))
 }
 
@@ -256,12 +260,13 @@ func rttLabel(rtt int) string {
 	return fmt.Sprintf("~%d ms", rtt)
 }
 
-func fleetReport(rows []fleetRow, hosts, runs int) string {
+func fleetReport(rows []fleetRow, hosts, concurrency, runs int) string {
 	var b strings.Builder
 	cores := runtime.NumCPU()
 	fmt.Fprintf(&b, "%d sshd on 127.0.0.1, each with its own deploy root; a 500-file release, one file changed per deploy; "+
 		"concurrency %d; median of %d deploys per cell (1-host and %d-host deploys interleaved, after one untimed deploy of each). "+
-		"%d CPU cores shared by the client, every sshd and the delay proxy.\n\n", hosts, hosts, runs, hosts, cores)
+		"%d CPU cores shared by the client, every sshd and the delay proxy; the lock with its default TTL (heartbeat every %s).\n\n",
+		hosts, concurrency, runs, hosts, cores, deploy.DefaultLockOptions.TTL/4)
 	fmt.Fprintf(&b, "| RTT | 1 host | %d hosts | %d/1 | goal ≤ 1.5× | switch spread, %d hosts (median / max) | closing the connections, 1 / %d hosts | estimate on separate servers* |\n", hosts, hosts, hosts, hosts)
 	b.WriteString("|---|---:|---:|---:|:-:|---:|---:|---:|\n")
 	for _, r := range rows {

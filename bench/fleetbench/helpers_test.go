@@ -19,6 +19,7 @@ import (
 	"github.com/atomic-deploy/atomic-deploy/internal/deploy"
 	"github.com/atomic-deploy/atomic-deploy/internal/testutil/deploytest"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
+	"github.com/atomic-deploy/atomic-deploy/internal/transport/sshx"
 )
 
 // Helpers of BenchmarkFleet: the fleet with its servers, the delay proxy,
@@ -33,6 +34,18 @@ const clockTick = 10 * time.Millisecond
 // direction. It returns targets that dial the proxy ports, the host key
 // pinned under the proxy's [127.0.0.1]:port, and the proxy's pid.
 func startDelayProxy(b *testing.B, bin string, rtt time.Duration, hosts deploytest.Fleet) ([]deploy.Target, int) {
+	b.Helper()
+	cfgs, pid := delayProxy(b, bin, rtt, hosts)
+	var ts []deploy.Target
+	for i, h := range hosts {
+		ts = append(ts, deploytest.SSHTarget(h.Name, cfgs[i]))
+	}
+	return ts, pid
+}
+
+// delayProxy is startDelayProxy with client configs, one per host, for
+// client processes to dial.
+func delayProxy(b *testing.B, bin string, rtt time.Duration, hosts deploytest.Fleet) ([]sshx.Config, int) {
 	b.Helper()
 	args := []string{"-delay", (rtt / 2).String(), "-lifetime", "30m"}
 	for _, h := range hosts {
@@ -55,7 +68,7 @@ func startDelayProxy(b *testing.B, bin string, rtt time.Duration, hosts deployte
 	})
 	// "forward <listening addr> <target>", one line per server, in order.
 	sc := bufio.NewScanner(out)
-	var ts []deploy.Target
+	var cfgs []sshx.Config
 	for _, h := range hosts {
 		srv := h.Server
 		if !sc.Scan() {
@@ -65,9 +78,9 @@ func startDelayProxy(b *testing.B, bin string, rtt time.Duration, hosts deployte
 		if len(f) != 3 || f[0] != "forward" || f[2] != srv.Addr {
 			b.Fatalf("delay proxy printed %q, want forward <addr> %s", sc.Text(), srv.Addr)
 		}
-		ts = append(ts, deploytest.SSHTarget(h.Name, srv.ConfigVia(b, f[1])))
+		cfgs = append(cfgs, srv.ConfigVia(b, f[1]))
 	}
-	return ts, cmd.Process.Pid
+	return cfgs, cmd.Process.Pid
 }
 
 // tracedTargets wraps every target's transport in transport.Trace, all

@@ -27,7 +27,13 @@ type fleet struct {
 
 func newFleet(t *testing.T, n int) *fleet {
 	t.Helper()
-	return &fleet{t: t, hosts: deploytest.NewFleet(t, n, deploytest.Options{Kind: deploytest.SSH}),
+	return newFleetOf(t, n, deploytest.SSH)
+}
+
+// newFleetOf is newFleet with servers of kind.
+func newFleetOf(t *testing.T, n int, kind deploytest.Kind) *fleet {
+	t.Helper()
+	return &fleet{t: t, hosts: deploytest.NewFleet(t, n, deploytest.Options{Kind: kind}),
 		src: deploytest.NewSource(t, map[string]string{"index.html": "v1"}), log: &deploytest.Log{},
 		set: deploy.Settings{KeepReleases: 3, Revision: "r1", Parallel: 64, Lock: deploy.LockOptions{TTL: 10 * time.Second, Wait: 10 * time.Second}}}
 }

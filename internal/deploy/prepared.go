@@ -67,36 +67,59 @@ func (h *Host) AdoptPrepared(ctx context.Context, id string, force bool) error {
 // checkWhole says where the prepared release is not as it was finished:
 // every file of its seal still there and untouched, or, without a seal
 // (an SFTP-only server), every file of its manifest there with its size.
+// Where the lock holder sent its listing and seal, Open compared them
+// already (rootState.preparedChanged).
 func (h *Host) checkWhole(ctx context.Context) error {
 	id, dir := h.ReleaseID, h.L.Release(h.ReleaseID)
-	scan, err := h.T.Scan(ctx, dir)
-	if err != nil {
-		return fmt.Errorf("check release %s: %w", id, err)
-	}
-	var problems []string
-	if seal := readSeal(ctx, h.T, h.L, id, func(f string, a ...any) { h.Log.Warnf("%s: "+f, append([]any{h.Name}, a...)...) }); seal != nil {
-		for _, s := range seal {
-			i, ok := slices.BinarySearchFunc(scan, s.Path, func(st transport.Stat, p string) int { return strings.Compare(st.Path, p) })
-			if !ok || s.Mode.IsRegular() && !sameFile(scan[i], s) {
-				problems = append(problems, s.Path)
-			}
-		}
-	} else {
-		m, err := h.readOwnManifest(ctx)
+	problems, err := h.root.preparedChanged, error(nil)
+	if !h.root.preparedChecked {
+		problems, err = h.readPreparedChanges(ctx, dir)
 		if err != nil {
 			return err
-		}
-		for _, e := range m.Entries {
-			i, ok := slices.BinarySearchFunc(scan, e.Path, func(st transport.Stat, p string) int { return strings.Compare(st.Path, p) })
-			if !ok || e.Type == release.TypeFile && !under(e.Path, h.S.SharedDirs) && !under(e.Path, h.S.SharedFiles) && scan[i].Size != e.Size {
-				problems = append(problems, e.Path)
-			}
 		}
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("release %s on %s is not as it was prepared (%s missing or changed since: %s); prepare it again", id, h.Name, words.Count(int64(len(problems)), "file"), listed(problems, 10))
 	}
 	return nil
+}
+
+// readPreparedChanges lists the prepared release in dir and reads its seal
+// (or its manifest) to name the files not as it was finished.
+func (h *Host) readPreparedChanges(ctx context.Context, dir string) ([]string, error) {
+	id := h.ReleaseID
+	scan, err := h.T.Scan(ctx, dir)
+	if err != nil {
+		return nil, fmt.Errorf("check release %s: %w", id, err)
+	}
+	if seal := readSeal(ctx, h.T, h.L, id, func(f string, a ...any) { h.Log.Warnf("%s: "+f, append([]any{h.Name}, a...)...) }); seal != nil {
+		return changedSinceSeal(scan, seal), nil
+	}
+	m, err := h.readOwnManifest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var problems []string
+	for _, e := range m.Entries {
+		i, ok := slices.BinarySearchFunc(scan, e.Path, func(st transport.Stat, p string) int { return strings.Compare(st.Path, p) })
+		if !ok || e.Type == release.TypeFile && !under(e.Path, h.S.SharedDirs) && !under(e.Path, h.S.SharedFiles) && scan[i].Size != e.Size {
+			problems = append(problems, e.Path)
+		}
+	}
+	return problems, nil
+}
+
+// changedSinceSeal names the files of seal that scan (a listing of the
+// same release now, sorted by path) lacks or shows changed.
+func changedSinceSeal(scan, seal []transport.Stat) []string {
+	var problems []string
+	for _, s := range seal {
+		i, ok := slices.BinarySearchFunc(scan, s.Path, func(st transport.Stat, p string) int { return strings.Compare(st.Path, p) })
+		if !ok || s.Mode.IsRegular() && !sameFile(scan[i], s) {
+			problems = append(problems, s.Path)
+		}
+	}
+	return problems
 }
 
 // readOwnManifest reads the stored manifest of this run's release.

@@ -27,6 +27,13 @@ type rootState struct {
 	// What a deploy plans against (nil until read, and nil where there is
 	// nothing to read: no live release, or its manifest is unreadable).
 	live liveRelease
+	// The release activate checks (rootWant.prepared): the files that are
+	// not as sealed, where the lock holder sent its listing and seal
+	// (preparedChecked); AdoptPrepared reads them itself otherwise. Only
+	// the result is kept: a fleet's listings, held until every host is
+	// open, would be most of the client's memory.
+	preparedChecked bool
+	preparedChanged []string
 }
 
 // liveRelease is the live release as a deploy plans against it.
@@ -42,10 +49,13 @@ type liveRelease struct {
 
 // rootWant says what to read of a root beyond the releases and the log:
 // plan asks for the live release a deploy plans against, shared lists the
-// shared paths whose existence a deploy needs to know.
+// shared paths whose existence a deploy needs to know, and prepared names
+// the release activate checks: the lock holder lists it and sends its
+// seal, which saves the check its own round trips.
 type rootWant struct {
-	plan   bool
-	shared []string
+	plan     bool
+	shared   []string
+	prepared string
 }
 
 // fromSnapshot takes what the lock holder printed. The live release's
@@ -60,6 +70,14 @@ func (r *rootState) fromSnapshot(l Layout, s *snapshot, w rootWant, warn func(st
 	r.shared = map[string]bool{}
 	for i, p := range w.shared {
 		r.shared[p] = s.sharedExists[i]
+	}
+	if w.prepared != "" {
+		// Only from what arrived whole: otherwise AdoptPrepared reads
+		// again, and says what is wrong.
+		if s.scan != nil && s.seal != nil {
+			r.preparedChecked, r.preparedChanged = true, changedSinceSeal(s.scan, s.seal)
+		}
+		return nil
 	}
 	if !w.plan || s.current != currentTarget(r.currentID) {
 		return nil

@@ -72,7 +72,10 @@ func holderCommand(l Layout, wait time.Duration, owner Owner, want rootWant) tra
 		l.flockFile(), l.flockOwner(), path.Join(l.Root, tempLinkPrefix), manifestEnding, sealEnding,
 		strconv.Itoa(int(wait.Seconds() + 0.5)), string(identity[:len(identity)-1]), "0", strconv.Itoa(maxLogRecords),
 		ownerFile(l.Lock()), strconv.Itoa(int(time.Duration(owner.TTL).Seconds()) + 1)}
-	if want.plan {
+	switch {
+	case want.prepared != "":
+		args[14] = "=" + want.prepared
+	case want.plan:
 		args[14] = "1"
 	}
 	return remote.Holder.Command(append(args, want.shared...)...)

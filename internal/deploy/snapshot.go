@@ -123,7 +123,7 @@ func parseSnapshot(br *bufio.Reader, want rootWant) (*snapshot, error) {
 	default:
 		s.log = parseReleaseLog(logData)
 	}
-	if want.plan {
+	if want.plan || want.prepared != "" {
 		s.manifest, err = section(br, "manifest", func(r *bufio.Reader) (*release.Manifest, error) {
 			lines := &lineDigester{r: r}
 			m, err := release.DecodeManifestJSON(lines)

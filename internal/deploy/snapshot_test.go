@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atomic-deploy/atomic-deploy/internal/deploy/remote"
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
 )
 
@@ -94,6 +95,37 @@ func testSnapshot(t *testing.T, sh posixShell) {
 	s, err = parseSnapshot(bufio.NewReader(bytes.NewReader(runSnapshot(t, l, rootWant{}))), rootWant{})
 	if err != nil || s.scan != nil || s.manifest != nil {
 		t.Errorf("no plan: %v %v %v", err, s.scan, s.manifest)
+	}
+
+	// Activate's check: the prepared release's listing and seal, not the
+	// live one's, and no manifest.
+	const prep = "20260102000000"
+	os.WriteFile(filepath.Join(root, "releases", prep, "b.php"), []byte("<?php b"), 0o644)
+	check := rootWant{prepared: prep}
+	parseCheck := func(t *testing.T, want rootWant) *snapshot {
+		t.Helper()
+		s, err := parseSnapshot(bufio.NewReader(bytes.NewReader(runSnapshot(t, l, want))), want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if s := parseCheck(t, check); s.seal != nil || s.manifest != nil || len(s.scan) != 1 || s.scan[0].Path != "b.php" {
+		t.Errorf("prepared, no manifest, no seal: seal %v manifest %v scan %v", s.seal, s.manifest, s.scan)
+	}
+	os.WriteFile(l.Manifest(prep), mbuf.Bytes(), 0o644)
+	if s := parseCheck(t, check); s.seal != nil || s.manifest != nil || len(s.scan) != 1 {
+		t.Errorf("prepared, unsealed: seal %v manifest %v scan %v", s.seal, s.manifest, s.scan)
+	}
+	if r := sh.run(t, remote.Seal.Command(l.Release(prep), l.Seal(prep), filepath.Join(t.TempDir(), "next"), "releases/"+prep), nil); r.status != 0 {
+		t.Fatalf("seal: status %d: %s", r.status, r.stderr)
+	}
+	if s := parseCheck(t, check); len(s.seal) != 1 || s.seal[0].Path != "b.php" || s.manifest != nil || len(s.scan) != 1 || s.scan[0].Path != "b.php" {
+		t.Errorf("prepared, sealed: seal %v manifest %v scan %v", s.seal, s.manifest, s.scan)
+	}
+	// An id that names a path elsewhere is not read.
+	if s := parseCheck(t, rootWant{prepared: "../releases/" + prep}); s.seal != nil || s.manifest != nil || s.scan != nil {
+		t.Errorf("prepared ../: seal %v manifest %v scan %v", s.seal, s.manifest, s.scan)
 	}
 
 	// A cut stream is an error, never a partial state.

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/deploy"
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil"
 	"github.com/atomic-deploy/atomic-deploy/internal/testutil/deploytest"
+	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
 
 // options are the fleet's deploy options for the hosts given (all: nil).
@@ -254,5 +256,73 @@ func TestPreparedReleaseAndPrune(t *testing.T) {
 	}
 	if slices.Contains(f.hosts[0].Releases(), id) {
 		t.Errorf("the expired prepared release is still there: %v", f.hosts[0].Releases())
+	}
+}
+
+// Activate switches only a release still as it was prepared: a file
+// written into it since (on one host) refuses the activate, naming the
+// host and the file, and nothing switches. On a server with a shell the
+// lock holder lists the prepared release and sends its seal, so the check
+// makes no requests of its own (the time to live is the connection and 3
+// round trips: lock, switch link, rename); an SFTP-only server is checked
+// by its manifest, over SFTP.
+func TestActivateChecksThePreparedRelease(t *testing.T) {
+	for _, kind := range []deploytest.Kind{deploytest.SSH, deploytest.SFTPOnly} {
+		t.Run(string(kind), func(t *testing.T) {
+			f := newFleetOf(t, 2, kind)
+			first, err := f.deploy(nil)
+			if err != nil {
+				t.Fatalf("first deploy: %v\n%s", err, f.log)
+			}
+			f.write("v2")
+			const id, next = "20990101000000", "20990101000001"
+			if _, err := f.prepare(nil, id); err != nil {
+				t.Fatalf("prepare: %v\n%s", err, f.log)
+			}
+			edited, err := os.OpenFile(f.hosts[1].Root("releases", id, "index.html"), os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			edited.WriteString(" edited")
+			edited.Close()
+			_, err = f.activate(id, nil)
+			if err == nil || !strings.Contains(err.Error(), "host1") || strings.Contains(err.Error(), "host0") ||
+				!strings.Contains(err.Error(), "not as it was prepared") || !strings.Contains(err.Error(), "index.html") {
+				t.Fatalf("activate of an edited release: %v", err)
+			}
+			if got := f.hosts.Currents(); !allEqual(got, first.ReleaseID) {
+				t.Fatalf("currents = %v, want all still %s", got, first.ReleaseID)
+			}
+
+			f.write("v3")
+			if _, err := f.prepare(nil, next); err != nil {
+				t.Fatalf("prepare: %v\n%s", err, f.log)
+			}
+			var trace testutil.SyncBuffer
+			res, err := f.activate(next, func(o *deploy.Options) {
+				for i, tg := range o.Targets {
+					o.Targets[i].Dial = func(ctx context.Context) (transport.Transport, error) {
+						tr, err := tg.Dial(ctx)
+						if err != nil {
+							return nil, err
+						}
+						return transport.Trace(tr, &trace), nil
+					}
+				}
+			})
+			if err != nil || !allEqual(f.hosts.Currents(), next) {
+				t.Fatalf("activate: %v, currents %v\n%s", err, f.hosts.Currents(), f.log)
+			}
+			checked := strings.Contains(trace.String(), " scan ") || strings.Contains(trace.String(), ".seal")
+			if kind == deploytest.SSH && checked {
+				t.Errorf("activate listed the release or read its seal itself, after the lock holder did:\n%s", trace.String())
+			}
+			if kind == deploytest.SFTPOnly && !checked {
+				t.Errorf("activate on an SFTP-only server did not check the release:\n%s", trace.String())
+			}
+			if res.ReleaseID != next {
+				t.Errorf("result release %s, want %s", res.ReleaseID, next)
+			}
+		})
 	}
 }

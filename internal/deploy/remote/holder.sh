@@ -28,7 +28,9 @@
 # 12 the ending of a release's seal's name (manifests/<id><ending>)
 # 13 seconds to wait for the lock
 # 14 the identity: JSON without its closing brace (the pid completes it)
-# 15 1: also what a deploy plans with (the live manifest, seal and listing)
+# 15 1: also what a deploy plans with (the live manifest, seal and listing);
+#    =<id>: the seal and listing of prepared release <id>, which activate
+#    checks (no manifest: without a seal, activate reads what it needs)
 # 16 how many records the releases log keeps
 # 17 the SFTP lease's owner file   18 seconds after which a lease is stale
 # 19... shared paths whose existence the snapshot reports
@@ -58,7 +60,8 @@ fi
 # current points, the first lines of tar --version and cp --version, whether awk and
 # sha256sum are there, the release directories, which of the shared paths
 # exist, the releases log and, with plan=1, the live release's stored
-# manifest and seal and a listing of its files (list_tree). Binary sections are
+# manifest and seal and a listing of its files (list_tree); with plan=<id>,
+# the same of release <id>. Binary sections are
 # written to files next to the lock first, so their size is known before
 # they are sent. It also removes temporary current links a crashed switch
 # left.
@@ -91,16 +94,27 @@ snapshot() {
 	else
 		printf 'log !\n'
 	fi
-	if [ "$plan" = 1 ]; then
+	case $plan in
+	1)
 		# Only where current is written as a deploy writes it.
-		id=
+		id="" dir=$current
 		target=$(readlink "$current")
 		case $target in
 		releases/*/*) ;;
 		releases/?*) id=${target#releases/} ;;
 		esac
+		;;
+	=?*)
+		id=${plan#=} dir=$releases/${plan#=}
+		case $id in */* | . | ..) id= ;; esac
+		;;
+	*) dir= ;;
+	esac
+	if [ -n "$dir" ]; then
 		if [ -z "$id" ] || [ ! -e "$manifests/$id$manifest_ending" ]; then
 			printf 'manifest -\n'
+		elif [ "$plan" != 1 ]; then
+			printf 'manifest -\n' # activate checks by the seal
 		elif cp "$manifests/$id$manifest_ending" "$tmp.man"; then
 			emit manifest "$tmp.man" '!'
 		else
@@ -113,7 +127,7 @@ snapshot() {
 		else
 			printf 'seal !\n'
 		fi
-		if [ -n "$id" ] && [ -d "$current/" ] && list_tree "$current" | gzip -1 > "$tmp.scan"; then
+		if [ -n "$id" ] && [ -d "$dir/" ] && list_tree "$dir" | gzip -1 > "$tmp.scan"; then
 			emit scan "$tmp.scan" -
 		else
 			printf 'scan -\n'

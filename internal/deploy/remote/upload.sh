@@ -82,7 +82,14 @@ copy_reused() {
 	[ "$same" -gt 0 ] || [ "$moved" -gt 0 ] || return 0
 	head -c "$same" > "$manifest.same.tmp" && head -c "$moved" > "$manifest.moved.tmp" && mkdir -p "$new" || return
 	cores=$(nproc 2>/dev/null) || cores=2
-	(cd "$live" && xargs -0 -r -P "$cores" -n 1000 cp --parents -p --reflink=auto -t "$new" -- < "$manifest.same.tmp") || return
+	# Two of those processes may make one parent directory at once, and
+	# one of them then fails ("cannot make directory: File exists"): the
+	# list is copied again in one process, over what is there (-f), and
+	# only what fails then is an error.
+	(cd "$live" && {
+		xargs -0 -r -P "$cores" -n 1000 cp --parents -p --reflink=auto -t "$new" -- < "$manifest.same.tmp" 2>/dev/null ||
+			xargs -0 -r -n 1000 cp --parents -p -f --reflink=auto -t "$new" -- < "$manifest.same.tmp"
+	}) || return
 	# shellcheck disable=SC2016 # the inner sh expands them
 	xargs -0 -r -n 2 sh -c 'to=$2/$4 && mkdir -p "${to%/*}" && exec cp -p --reflink=auto -- "$1/$3" "$to"' copy-moved "$live" "$new" < "$manifest.moved.tmp"
 }
