@@ -235,16 +235,11 @@ func runClient(b *testing.B, c clientConfig) clientRun {
 
 // spread is how far apart in time the hosts switched.
 func (r clientRun) spread() time.Duration {
-	var lo, hi time.Time
+	times := make([]time.Time, 0, len(r.Hosts))
 	for _, h := range r.Hosts {
-		if lo.IsZero() || h.SwitchedAt.Before(lo) {
-			lo = h.SwitchedAt
-		}
-		if h.SwitchedAt.After(hi) {
-			hi = h.SwitchedAt
-		}
+		times = append(times, h.SwitchedAt)
 	}
-	return hi.Sub(lo)
+	return deploytest.Spread(times)
 }
 
 // clientHosts are the fleet's hosts as a client dials them.

@@ -205,13 +205,22 @@ func (f Fleet) Currents() []string {
 
 // SwitchSpread is how far apart in time the hosts of res switched.
 func SwitchSpread(res *deploy.Result) time.Duration {
-	var lo, hi time.Time
+	times := make([]time.Time, 0, len(res.Hosts))
 	for _, h := range res.Hosts {
-		if lo.IsZero() || h.SwitchedAt.Before(lo) {
-			lo = h.SwitchedAt
+		times = append(times, h.SwitchedAt)
+	}
+	return Spread(times)
+}
+
+// Spread is how far apart the earliest and the latest of times are.
+func Spread(times []time.Time) time.Duration {
+	var lo, hi time.Time
+	for _, t := range times {
+		if lo.IsZero() || t.Before(lo) {
+			lo = t
 		}
-		if h.SwitchedAt.After(hi) {
-			hi = h.SwitchedAt
+		if t.After(hi) {
+			hi = t
 		}
 	}
 	return hi.Sub(lo)
