@@ -16,21 +16,9 @@ OUT_DIR=${BENCH_OUT:-bench/out}
 
 log() { printf '[fleet %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-# One benchmark at a time (the lock bench/lib.sh takes): two at once would
-# time each other.
-mkdir -p "$OUT_DIR" /run/sshd
-exec 8>"$OUT_DIR/.lock"
-if ! flock -n 8; then
-	log "another benchmark holds $OUT_DIR/.lock; waiting (at most ${BENCH_LOCK_WAIT:-1800} s)"
-	flock -w "${BENCH_LOCK_WAIT:-1800}" 8 || { log "another benchmark is still running"; exit 1; }
-fi
-# The machine may be shared with niced work: run (and start sshd and the
-# proxy) at a higher priority.
-renice -n "${BENCH_NICE:--10}" -p $$ >/dev/null 2>&1 || true
-
-W=$(mktemp -d /tmp/adfleet.XXXXXX)
-trap 'rm -rf "$W"' EXIT
-go build -o "$W/delayproxy" ./bench/delayproxy
+# shellcheck source=bench/gobench_lib.sh
+. bench/gobench_lib.sh
+gobench_start fleet
 
 export FLEET_RTTS=${FLEET_RTTS:-0,20,50}
 export FLEET_RUNS=${FLEET_RUNS:-${BENCH_RUNS:-5}}
