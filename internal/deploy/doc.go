@@ -56,10 +56,13 @@
 //
 //	S  L<target>\0 | N\0   <tar --version>\0 <cp --version>\0   [01]\0 (awk, sha256sum)
 //	   <release>\0 ... \0   [01]...\0 (each shared path exists)
-//	   log <size>|-|!\n <gzip>   [manifest, seal <size>|-|!\n <gzip>   scan <size>|-\n <gzip>]
+//	   log <size>|-|!\n <gzip>   [manifest, seal <size>|-|!|=\n <gzip>   scan <size>|-|=\n <gzip>   [<next link>\0]]
 //	   E\n
 //
-// ("-" absent, "!" unreadable; "P\n" instead: no gzip, no snapshot). The
+// ("-" absent, "!" unreadable, "=" the listing is byte for byte the seal:
+// for a deploy the seal stands for it, for activate neither is sent and
+// the holder made the switch's link, named last; "P\n" instead: no gzip,
+// no snapshot). The
 // scan section is list_tree's output (transport/find.sh): eight
 // NUL-terminated fields a file (path, type, mode, size, mtime, inode,
 // links, ctime), then an empty field and find's status.

@@ -78,6 +78,12 @@ func (h *Host) Finish(ctx context.Context) error {
 
 // Close releases the lock if it is still held (cleanup after any failure).
 func (h *Host) Close(ctx context.Context) error {
+	if h.nextLink != "" {
+		// A host that did not switch, with no abort: one that adopted a
+		// prepared release when another refused it.
+		h.T.Remove(ctx, h.nextLink)
+		h.nextLink = ""
+	}
 	return h.unlock(ctx)
 }
 

@@ -39,6 +39,8 @@ func (h *Host) FinishPrepared(ctx context.Context) {
 // link for the switch. It changes nothing else.
 func (h *Host) AdoptPrepared(ctx context.Context, id string, force bool) error {
 	h.ReleaseID = id
+	// Abort removes it if this host does not switch.
+	h.nextLink = h.root.preparedLink
 	if !slices.Contains(h.root.releases, id) {
 		return fmt.Errorf("release %s is not on %s: prepare it there first (mode: prepare with this release-id)", id, h.Name)
 	}
@@ -47,6 +49,10 @@ func (h *Host) AdoptPrepared(ctx context.Context, id string, force bool) error {
 	switch {
 	case rec.Status == StatusSuccess && h.root.currentID == id:
 		h.state = recorded // live here already: nothing to switch
+		if h.nextLink != "" {
+			h.T.Remove(ctx, h.nextLink)
+			h.nextLink = ""
+		}
 		return nil
 	case rec.Status != StatusPrepared:
 		return fmt.Errorf("release %s on %s is %s, not prepared: only a release that mode: prepare finished can be activated", id, h.Name, orNone(rec.Status))
@@ -55,6 +61,10 @@ func (h *Host) AdoptPrepared(ctx context.Context, id string, force bool) error {
 	}
 	if err := h.checkWhole(ctx); err != nil {
 		return err
+	}
+	if h.nextLink != "" {
+		h.state = prepared
+		return nil
 	}
 	next := path.Join(h.L.Root, tempLinkPrefix+randomToken())
 	if err := h.T.Symlink(ctx, currentTarget(id), next); err != nil {

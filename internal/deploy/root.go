@@ -34,6 +34,9 @@ type rootState struct {
 	// open, would be most of the client's memory.
 	preparedChecked bool
 	preparedChanged []string
+	// preparedLink is the link for the switch to the prepared release
+	// that the lock holder made ("" when it made none).
+	preparedLink string
 }
 
 // liveRelease is the live release as a deploy plans against it.
@@ -74,7 +77,10 @@ func (r *rootState) fromSnapshot(l Layout, s *snapshot, w rootWant, warn func(st
 	if w.prepared != "" {
 		// Only from what arrived whole: otherwise AdoptPrepared reads
 		// again, and says what is wrong.
-		if s.scan != nil && s.seal != nil {
+		switch {
+		case s.asSealed:
+			r.preparedChecked, r.preparedLink = true, s.nextLink
+		case s.scan != nil && s.seal != nil:
 			r.preparedChecked, r.preparedChanged = true, changedSinceSeal(s.scan, s.seal)
 		}
 		return nil
@@ -86,6 +92,9 @@ func (r *rootState) fromSnapshot(l Layout, s *snapshot, w rootWant, warn func(st
 		warn("cannot read the manifest of release %s, uploading everything: %v", r.currentID, s.manifestErr)
 	}
 	r.live = liveRelease{manifest: s.manifest, scan: s.scan, haveManifest: true, haveScan: s.scan != nil, seal: s.seal, haveSeal: true}
+	if s.asSealed {
+		r.live.seal = nil // the listing is the seal: every file is as sealed, none to compare
+	}
 	if s.sealErr != nil {
 		warn("cannot read the seal of release %s, reusing its files by size and mtime: %v", r.currentID, s.sealErr)
 	}

@@ -43,6 +43,12 @@ type snapshot struct {
 	scan          []transport.Stat // nil when not listed (then Scan lists it)
 	seal          []transport.Stat // the live release's seal; nil when it has none
 	sealErr       error
+	// asSealed says that the listing was byte for byte the seal, which
+	// then stands for it (for activate, neither is sent).
+	asSealed bool
+	// For activate, where the prepared release is as sealed: the link
+	// the holder made for its switch ("" when it made none).
+	nextLink string
 }
 
 var errNoSnapshot = errors.New("the server printed no snapshot (no gzip?)")
@@ -53,10 +59,12 @@ const maxSection = 1 << 30
 // parseSnapshot reads what remote/holder.sh printed after "locked":
 //
 //	S  L<target>\0 | N\0   <tar --version line>\0   <cp --version line>\0   [01]\0 (delta tools)   <release>\0 ... \0   [01]...\0 (shared paths)
-//	   log <size>|-|!\n <gzip>   [manifest <size>|-|!\n <gzip>   seal <size>|-|!\n <gzip>   scan <size>|-\n <gzip>]
+//	   log <size>|-|!\n <gzip>   [manifest <size>|-|!\n <gzip>   seal <size>|-|!|=\n <gzip>   scan <size>|-|=\n <gzip>   [<next link>\0]]
 //	   E\n
 //
-// "-" is absent, "!" is unreadable. P\n instead of all that: no snapshot.
+// "-" is absent, "!" is unreadable; "=" is a listing byte for byte the
+// seal (and, for activate, the seal not sent). The next link follows for
+// activate only. P\n instead of all that: no snapshot.
 func parseSnapshot(br *bufio.Reader, want rootWant) (*snapshot, error) {
 	kind, err := br.ReadByte()
 	if err != nil {
@@ -143,8 +151,9 @@ func parseSnapshot(br *bufio.Reader, want rootWant) (*snapshot, error) {
 			return nil, err
 		}
 		s.seal, err = section(br, "seal", transport.ParseFind)
+		sealSent := err == nil
 		switch {
-		case errors.Is(err, errSectionAbsent):
+		case errors.Is(err, errSectionAbsent), errors.Is(err, errSectionSame) && want.prepared != "":
 		case errors.Is(err, errSectionUnreadable), errors.As(err, new(*sectionDataError)):
 			s.sealErr = err
 		case err != nil:
@@ -152,10 +161,17 @@ func parseSnapshot(br *bufio.Reader, want rootWant) (*snapshot, error) {
 		}
 		s.scan, err = section(br, "scan", transport.ParseFind)
 		switch {
-		case errors.Is(err, errSectionAbsent), errors.As(err, new(*sectionDataError)):
+		case errors.Is(err, errSectionSame) && (sealSent || want.prepared != ""):
+			s.scan, s.asSealed = s.seal, true
+		case errors.Is(err, errSectionAbsent), errors.Is(err, errSectionSame), errors.As(err, new(*sectionDataError)):
 			s.scan = nil // listed again by Scan, which says what is wrong
 		case err != nil:
 			return nil, err
+		}
+		if want.prepared != "" {
+			if s.nextLink, err = field(); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if end, err := br.ReadString('\n'); err != nil || end != "E\n" {
@@ -167,6 +183,7 @@ func parseSnapshot(br *bufio.Reader, want rootWant) (*snapshot, error) {
 var (
 	errSectionAbsent     = errors.New("absent")
 	errSectionUnreadable = errors.New("could not be read on the server")
+	errSectionSame       = errors.New("as sealed")
 )
 
 // sectionDataError is a section that arrived whole but whose content is
@@ -194,6 +211,8 @@ func section[T any](br *bufio.Reader, name string, decode func(*bufio.Reader) (T
 		return zero, errSectionAbsent
 	case "!":
 		return zero, fmt.Errorf("%s %w", name, errSectionUnreadable)
+	case "=":
+		return zero, errSectionSame
 	}
 	n, err := strconv.ParseInt(size, 10, 64)
 	if err != nil || n < 0 || n > maxSection {

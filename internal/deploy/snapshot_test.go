@@ -120,8 +120,27 @@ func testSnapshot(t *testing.T, sh posixShell) {
 	if r := sh.run(t, remote.Seal.Command(l.Release(prep), l.Seal(prep), filepath.Join(t.TempDir(), "next"), "releases/"+prep), nil); r.status != 0 {
 		t.Fatalf("seal: status %d: %s", r.status, r.stderr)
 	}
-	if s := parseCheck(t, check); len(s.seal) != 1 || s.seal[0].Path != "b.php" || s.manifest != nil || len(s.scan) != 1 || s.scan[0].Path != "b.php" {
-		t.Errorf("prepared, sealed: seal %v manifest %v scan %v", s.seal, s.manifest, s.scan)
+	// As sealed: neither is sent, and the holder made the switch's link.
+	s = parseCheck(t, check)
+	if !s.asSealed || s.seal != nil || s.scan != nil || s.manifest != nil || !strings.HasPrefix(s.nextLink, filepath.Join(root, tempLinkPrefix)) {
+		t.Errorf("prepared, as sealed: as sealed %v, seal %v manifest %v scan %v, next link %q", s.asSealed, s.seal, s.manifest, s.scan, s.nextLink)
+	} else if target, err := os.Readlink(s.nextLink); err != nil || target != "releases/"+prep {
+		t.Errorf("the switch link: %q, %v", target, err)
+	}
+	// A deploy whose live release is as sealed gets the seal for both.
+	os.Symlink("releases/"+prep, filepath.Join(root, "current.new"))
+	os.Rename(filepath.Join(root, "current.new"), l.Current())
+	s, err = parseSnapshot(bufio.NewReader(bytes.NewReader(runSnapshot(t, l, full))), full)
+	if err != nil || !s.asSealed || len(s.seal) != 1 || len(s.scan) != 1 || s.scan[0].Path != "b.php" || s.nextLink != "" {
+		t.Errorf("live release as sealed: %v, as sealed %v, seal %v, scan %v, next link %q", err, s.asSealed, s.seal, s.scan, s.nextLink)
+	}
+	// Not as sealed: both are sent, and no link is made.
+	os.WriteFile(filepath.Join(root, "releases", prep, "b.php"), []byte("<?php B"), 0o644)
+	if s := parseCheck(t, check); s.asSealed || len(s.seal) != 1 || s.seal[0].Path != "b.php" || s.manifest != nil || len(s.scan) != 1 || s.scan[0].Path != "b.php" || s.nextLink != "" {
+		t.Errorf("prepared, edited after its seal: as sealed %v, seal %v manifest %v scan %v, next link %q", s.asSealed, s.seal, s.manifest, s.scan, s.nextLink)
+	}
+	if links, _ := filepath.Glob(filepath.Join(root, tempLinkPrefix+"*")); len(links) > 0 {
+		t.Errorf("switch links left: %q", links)
 	}
 	// An id that names a path elsewhere is not read.
 	if s := parseCheck(t, rootWant{prepared: "../releases/" + prep}); s.seal != nil || s.manifest != nil || s.scan != nil {

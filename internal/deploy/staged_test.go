@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -129,6 +130,11 @@ func TestActivateRefusals(t *testing.T) {
 	}
 	if got := f.hosts.Currents(); !allEqual(got, newer.ReleaseID) {
 		t.Fatalf("currents = %v, want all still %s", got, newer.ReleaseID)
+	}
+	for _, h := range f.hosts {
+		if links, _ := filepath.Glob(h.Root(".current.tmp-*")); len(links) > 0 {
+			t.Errorf("a refused activate left switch links: %q", links)
+		}
 	}
 	if _, err := f.activate(id, func(o *deploy.Options) { o.Force = true }); err != nil {
 		t.Fatalf("forced activate: %v", err)
@@ -319,6 +325,10 @@ func TestActivateChecksThePreparedRelease(t *testing.T) {
 			}
 			if kind == deploytest.SFTPOnly && !checked {
 				t.Errorf("activate on an SFTP-only server did not check the release:\n%s", trace.String())
+			}
+			// The switch is one request: the lock holder made its link.
+			if linked := strings.Contains(trace.String(), "symlink "); kind == deploytest.SSH && linked {
+				t.Errorf("activate made the switch's link itself, after the lock holder did:\n%s", trace.String())
 			}
 			if res.ReleaseID != next {
 				t.Errorf("result release %s, want %s", res.ReleaseID, next)

@@ -29,8 +29,9 @@
 # 13 seconds to wait for the lock
 # 14 the identity: JSON without its closing brace (the pid completes it)
 # 15 1: also what a deploy plans with (the live manifest, seal and listing);
-#    =<id>: the seal and listing of prepared release <id>, which activate
-#    checks (no manifest: without a seal, activate reads what it needs)
+#    =<id>: whether prepared release <id> is still as sealed, which
+#    activate checks, and where it is, the link its switch renames
+#    (no manifest: without a seal, activate reads what it needs)
 # 16 how many records the releases log keeps
 # 17 the SFTP lease's owner file   18 seconds after which a lease is stale
 # 19... shared paths whose existence the snapshot reports
@@ -61,7 +62,9 @@ fi
 # sha256sum are there, the release directories, which of the shared paths
 # exist, the releases log and, with plan=1, the live release's stored
 # manifest and seal and a listing of its files (list_tree); with plan=<id>,
-# the same of release <id>. Binary sections are
+# the same of release <id>. A listing byte for byte its seal is sent as
+# "=": the seal stands for it, and activate needs neither, only the link
+# for the switch, made here (a round trip less). Binary sections are
 # written to files next to the lock first, so their size is known before
 # they are sent. It also removes temporary current links a crashed switch
 # left.
@@ -111,6 +114,11 @@ snapshot() {
 	*) dir= ;;
 	esac
 	if [ -n "$dir" ]; then
+		seal=$manifests/$id$seal_ending listed='' same=''
+		if [ -n "$id" ] && [ -d "$dir/" ] && list_tree "$dir" > "$tmp.list"; then
+			listed=1
+			if [ -f "$seal" ] && gzip -dc < "$seal" | cmp -s - "$tmp.list"; then same=1; fi
+		fi
 		if [ -z "$id" ] || [ ! -e "$manifests/$id$manifest_ending" ]; then
 			printf 'manifest -\n'
 		elif [ "$plan" != 1 ]; then
@@ -120,20 +128,31 @@ snapshot() {
 		else
 			printf 'manifest !\n'
 		fi
-		if [ -z "$id" ] || [ ! -e "$manifests/$id$seal_ending" ]; then
+		if [ -z "$id" ] || [ ! -e "$seal" ]; then
 			printf 'seal -\n'
-		elif cp "$manifests/$id$seal_ending" "$tmp.seal"; then
+		elif [ -n "$same" ] && [ "$plan" != 1 ]; then
+			printf 'seal =\n'
+		elif cp "$seal" "$tmp.seal"; then
 			emit seal "$tmp.seal" '!'
 		else
 			printf 'seal !\n'
 		fi
-		if [ -n "$id" ] && [ -d "$dir/" ] && list_tree "$dir" | gzip -1 > "$tmp.scan"; then
+		if [ -n "$same" ]; then
+			printf 'scan =\n'
+		elif [ -n "$listed" ] && gzip -1 < "$tmp.list" > "$tmp.scan"; then
 			emit scan "$tmp.scan" -
 		else
 			printf 'scan -\n'
 		fi
+		if [ "$plan" != 1 ]; then
+			# The client removes it if it does not switch; a holder
+			# that finds it left removes it above.
+			next=$templinks$$
+			if [ -z "$same" ] || ! ln -s -- "releases/$id" "$next"; then next=; fi
+			printf '%s\0' "$next"
+		fi
 	fi
-	rm -f "$tmp.log" "$tmp.man" "$tmp.seal" "$tmp.scan"
+	rm -f "$tmp.log" "$tmp.man" "$tmp.seal" "$tmp.scan" "$tmp.list"
 	printf 'E\n'
 }
 
