@@ -44,7 +44,11 @@ shift 9
 
 command -v flock >/dev/null 2>&1 || { echo noflock; exit 69; }
 if [ -e "$current" ] && [ ! -L "$current" ]; then echo notlink; exit 65; fi
-mkdir -p "$releases" "$shared" "$manifests" "$meta" || { echo error; exit 1; }
+# Every process started before the snapshot is time to live (activate):
+# the tests of this script and the next ones are builtins, for that.
+if [ ! -d "$releases" ] || [ ! -d "$shared" ] || [ ! -d "$manifests" ]; then
+	mkdir -p "$releases" "$shared" "$manifests" "$meta" || { echo error; exit 1; }
+fi
 exec 9>>"$lockfile" || { echo error; exit 1; }
 flock -w "$wait" 9 || { echo busy; exit 75; }
 printf '%s,"pid":%s}' "$identity" "$$" > "$owner.tmp" && mv -f "$owner.tmp" "$owner"
@@ -58,9 +62,9 @@ if [ -f "$lease" ] && [ $(($(date +%s) - $(stat -c %Y "$lease" 2>/dev/null || ec
 fi
 # snapshot [SHARED...] prints the state of the deploy root as the lock
 # holder sees it, in the format parseSnapshot reads (snapshot.go): where
-# current points, the first lines of tar --version and cp --version, whether awk and
-# sha256sum are there, the release directories, which of the shared paths
-# exist, the releases log and, with plan=1, the live release's stored
+# current points, the first lines of tar --version and cp --version
+# (empty for activate), whether awk and sha256sum are there, the release
+# directories, which of the shared paths exist, the releases log and, with plan=1, the live release's stored
 # manifest and seal and a listing of its files (list_tree); with plan=<id>,
 # the same of release <id>. A listing byte for byte its seal is sent as
 # "=": the seal stands for it, and activate needs neither, only the link
@@ -70,14 +74,21 @@ fi
 # left.
 snapshot() {
 	tmp=$meta/.snapshot-$$
-	rm -f "$meta"/.snapshot-* # of a holder killed mid-snapshot: none runs now
+	for f in "$meta"/.snapshot-*; do
+		# of a holder killed mid-snapshot: none runs now
+		if [ -e "$f" ]; then rm -f "$meta"/.snapshot-*; fi
+		break
+	done
 	if ! command -v gzip >/dev/null 2>&1; then
 		printf 'P\n'
 		return
 	fi
 	printf S
 	if [ -L "$current" ]; then printf 'L%s\0' "$(readlink "$current")"; else printf 'N\0'; fi
-	printf '%s\0' "$(tar --version 2>/dev/null | head -n 1)" "$(cp --version 2>/dev/null | head -n 1)"
+	case $plan in
+	=*) printf '\0\0' ;; # activate uploads nothing: no tools to know
+	*) printf '%s\0' "$(tar --version 2>/dev/null | head -n 1)" "$(cp --version 2>/dev/null | head -n 1)" ;;
+	esac
 	if command -v awk >/dev/null 2>&1 && command -v sha256sum >/dev/null 2>&1; then printf '1\0'; else printf '0\0'; fi
 	for d in "$releases"/* "$releases"/.[!.]* "$releases"/..?*; do
 		if [ -d "$d" ] && [ ! -L "$d" ]; then printf '%s\0' "${d##*/}"; fi
