@@ -151,6 +151,10 @@ type runner struct {
 	hosts   []*Host
 	results []HostResult
 	started []time.Time
+	// uploadMTime is what every file this run uploads gets as its mtime:
+	// one time for all hosts, so that their manifests come out alike and
+	// are encoded and read once for the fleet (memo.go).
+	uploadMTime time.Time
 }
 
 func newRunner(o Options) *runner {
@@ -166,7 +170,8 @@ func newRunner(o Options) *runner {
 	if o.Groups == nil {
 		o.Groups = func(string) func() { return func() {} }
 	}
-	r := &runner{o: o, hosts: make([]*Host, len(o.Targets)), results: make([]HostResult, len(o.Targets)), started: make([]time.Time, len(o.Targets))}
+	r := &runner{o: o, hosts: make([]*Host, len(o.Targets)), results: make([]HostResult, len(o.Targets)), started: make([]time.Time, len(o.Targets)),
+		uploadMTime: time.Now().Truncate(time.Second)} // what a tar header carries exactly
 	for i, t := range o.Targets {
 		r.results[i] = HostResult{Name: t.Name, Outcome: OutcomeNotRun}
 	}
@@ -240,7 +245,7 @@ func (r *runner) open(ctx context.Context, w rootWant, needShell string) error {
 		if err != nil {
 			return err
 		}
-		h := &Host{Name: r.o.Targets[i].Name, T: t, L: Layout{Root: r.o.Root}, S: r.o.Settings, Log: r.o.Log, preparedTTL: r.o.PreparedTTL}
+		h := &Host{Name: r.o.Targets[i].Name, T: t, L: Layout{Root: r.o.Root}, S: r.o.Settings, Log: r.o.Log, preparedTTL: r.o.PreparedTTL, uploadMTime: r.uploadMTime}
 		if err := h.Open(ctx, w, needShell); err != nil {
 			t.Close()
 			return err

@@ -169,4 +169,12 @@ func TestFleetIncrementalDeployReusesOnEveryHost(t *testing.T) {
 			t.Errorf("%s: uploaded %d, reused %d; want 1 and 21 (20 files + REVISION)", h.Name, h.FilesUploaded, h.FilesReused)
 		}
 	}
+	// One run records one manifest on every host (its uploads get one
+	// mtime), which the client encodes once, and reads once next time.
+	manifest := ".atomic-deploy/manifests/" + res.ReleaseID + ".json.gz"
+	for _, h := range f.hosts[1:] {
+		if got := h.Read(manifest); got == "" || got != f.hosts[0].Read(manifest) {
+			t.Errorf("%s stores another manifest than %s", h.Name, f.hosts[0].Name)
+		}
+	}
 }

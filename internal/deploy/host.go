@@ -109,6 +109,7 @@ type Host struct {
 	phases   []Phase      // what was done, and when (Result.Phases)
 
 	preparedTTL time.Duration     // how long a release this run prepares is kept from pruning
+	uploadMTime time.Time         // the mtime of the files the tar stream carries (zero: now)
 	adopted     Record            // the prepared release's record (AdoptPrepared)
 	manifest    *release.Manifest // the new release's, without what shared/ holds
 	mu          sync.Mutex        // guards root.log from steps running at once

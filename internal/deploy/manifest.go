@@ -67,6 +67,13 @@ func (h *Host) recordState(ctx context.Context, mtimes map[*release.Entry]int64)
 // mtimes are kept beside it, never written into it. Paths moved into
 // shared/ get none: they are never reused from a release.
 func (h *Host) encodeManifest(mtime func(e *release.Entry) int64) ([]byte, error) {
+	var buf bytes.Buffer
+	err := h.manifest.EncodeMTimes(&buf, h.recordedMTimes(mtime))
+	return buf.Bytes(), err
+}
+
+// recordedMTimes are the mtimes encodeManifest records, entry by entry.
+func (h *Host) recordedMTimes(mtime func(e *release.Entry) int64) []int64 {
 	recorded := make([]int64, len(h.manifest.Entries))
 	for i := range h.manifest.Entries {
 		e := &h.manifest.Entries[i]
@@ -74,9 +81,7 @@ func (h *Host) encodeManifest(mtime func(e *release.Entry) int64) ([]byte, error
 			recorded[i] = mtime(e)
 		}
 	}
-	var buf bytes.Buffer
-	err := h.manifest.EncodeMTimes(&buf, recorded)
-	return buf.Bytes(), err
+	return recorded
 }
 
 // waitPastMTimes handles servers that report mtimes in whole seconds (SFTP

@@ -2,6 +2,8 @@ package deploy
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -132,17 +134,9 @@ func parseSnapshot(br *bufio.Reader, want rootWant) (*snapshot, error) {
 		s.log = parseReleaseLog(logData)
 	}
 	if want.plan || want.prepared != "" {
-		s.manifest, err = section(br, "manifest", func(r *bufio.Reader) (*release.Manifest, error) {
-			lines := &lineDigester{r: r}
-			m, err := release.DecodeManifestJSON(lines)
-			if err == nil {
-				io.Copy(io.Discard, lines)
-				if len(lines.partial) == 0 && len(lines.lines) == len(m.Entries)+1 {
-					s.manifestLines = lines.lines
-				}
-			}
-			return m, err
-		})
+		var live liveManifest
+		live, err = manifestSection(br)
+		s.manifest, s.manifestLines = live.m, live.lines
 		switch {
 		case errors.Is(err, errSectionAbsent):
 		case errors.Is(err, errSectionUnreadable), errors.As(err, new(*sectionDataError)):
@@ -180,6 +174,31 @@ func parseSnapshot(br *bufio.Reader, want rootWant) (*snapshot, error) {
 	return s, nil
 }
 
+// manifestSection reads the stored manifest's section, decoded once for
+// every host whose holder sent the same bytes (memo.go).
+func manifestSection(br *bufio.Reader) (liveManifest, error) {
+	data, err := rawSection(br, "manifest")
+	if err != nil {
+		return liveManifest{}, err
+	}
+	return liveManifests.get(sha256.Sum256(data), func() (liveManifest, error) {
+		zr, err := gzip.NewReader(bytes.NewReader(data))
+		if err != nil {
+			return liveManifest{}, &sectionDataError{fmt.Errorf("manifest: %w", err)}
+		}
+		lines := &lineDigester{r: zr}
+		m, err := release.DecodeManifestJSON(lines)
+		if err != nil {
+			return liveManifest{}, &sectionDataError{fmt.Errorf("manifest: %w", err)}
+		}
+		live := liveManifest{m: m}
+		if _, err := io.Copy(io.Discard, lines); err == nil && len(lines.partial) == 0 && len(lines.lines) == len(m.Entries)+1 {
+			live.lines = lines.lines
+		}
+		return live, nil
+	})
+}
+
 var (
 	errSectionAbsent     = errors.New("absent")
 	errSectionUnreadable = errors.New("could not be read on the server")
@@ -198,27 +217,10 @@ func (e *sectionDataError) Unwrap() error { return e.err }
 // the reader it is given.
 func section[T any](br *bufio.Reader, name string, decode func(*bufio.Reader) (T, error)) (T, error) {
 	var zero T
-	head, err := br.ReadString('\n')
+	body, err := sectionBody(br, name)
 	if err != nil {
-		return zero, fmt.Errorf("snapshot ended before %s: %w", name, err)
+		return zero, err
 	}
-	got, size, ok := strings.Cut(strings.TrimSuffix(head, "\n"), " ")
-	if !ok || got != name {
-		return zero, fmt.Errorf("snapshot: expected %s, got %q", name, head)
-	}
-	switch size {
-	case "-":
-		return zero, errSectionAbsent
-	case "!":
-		return zero, fmt.Errorf("%s %w", name, errSectionUnreadable)
-	case "=":
-		return zero, errSectionSame
-	}
-	n, err := strconv.ParseInt(size, 10, 64)
-	if err != nil || n < 0 || n > maxSection {
-		return zero, fmt.Errorf("snapshot: bad size of %s: %q", name, size)
-	}
-	body := io.LimitReader(br, n)
 	// Whatever happens below, the rest of the section is skipped, so the
 	// stream stays in step.
 	defer io.Copy(io.Discard, body)
@@ -232,6 +234,48 @@ func section[T any](br *bufio.Reader, name string, decode func(*bufio.Reader) (T
 		return zero, &sectionDataError{fmt.Errorf("%s: %w", name, err)}
 	}
 	return v, nil
+}
+
+// rawSection reads one section's gzip data as it was sent.
+func rawSection(br *bufio.Reader, name string) ([]byte, error) {
+	body, err := sectionBody(br, name)
+	if err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(body)
+	if err == nil && body.N > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		return nil, fmt.Errorf("snapshot ended in %s: %w", name, err)
+	}
+	return data, nil
+}
+
+// sectionBody reads a section's head, "<name> <size>\n", and returns its
+// body; absent, unreadable and as-sealed sections have none.
+func sectionBody(br *bufio.Reader, name string) (*io.LimitedReader, error) {
+	head, err := br.ReadString('\n')
+	if err != nil {
+		return nil, fmt.Errorf("snapshot ended before %s: %w", name, err)
+	}
+	got, size, ok := strings.Cut(strings.TrimSuffix(head, "\n"), " ")
+	if !ok || got != name {
+		return nil, fmt.Errorf("snapshot: expected %s, got %q", name, head)
+	}
+	switch size {
+	case "-":
+		return nil, errSectionAbsent
+	case "!":
+		return nil, fmt.Errorf("%s %w", name, errSectionUnreadable)
+	case "=":
+		return nil, errSectionSame
+	}
+	n, err := strconv.ParseInt(size, 10, 64)
+	if err != nil || n < 0 || n > maxSection {
+		return nil, fmt.Errorf("snapshot: bad size of %s: %q", name, size)
+	}
+	return &io.LimitedReader{R: br, N: n}, nil
 }
 
 // sectionReaders decompress snapshot sections, reused from section to

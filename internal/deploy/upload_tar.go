@@ -61,7 +61,10 @@ func (u tarUpload) begin(_ context.Context, started Record) error {
 // switches, and what came of that is settled here (settleInlineSwitch).
 func (u tarUpload) send(ctx context.Context, plan *Plan, started Record, st *uploadStats) (map[*release.Entry]int64, error) {
 	h := u.h
-	now := time.Now().Truncate(time.Second) // what a tar header carries exactly
+	now := h.uploadMTime
+	if now.IsZero() {
+		now = time.Now().Truncate(time.Second) // what a tar header carries exactly
+	}
 	mtimes := make(map[*release.Entry]int64, len(plan.Upload)+len(plan.Reuse))
 	for _, e := range plan.Upload {
 		mtimes[e] = now.UnixNano()
@@ -79,15 +82,27 @@ func (u tarUpload) send(ctx context.Context, plan *Plan, started Record, st *upl
 	useDelta := prevLines != nil
 	manifest := make(chan encoded, 1)
 	go func() {
-		var enc encoded
-		enc.data, enc.err = h.encodeManifest(func(e *release.Entry) int64 { return mtimes[e] })
-		if enc.err == nil && useDelta {
-			var d *manifestDelta
-			if d, enc.err = makeManifestDelta(enc.data, prevLines); enc.err == nil {
+		recorded := h.recordedMTimes(func(e *release.Entry) int64 { return mtimes[e] })
+		key := newManifestKey{manifest: h.manifest, mtimes: mtimesDigest(recorded), delta: useDelta}
+		if len(prevLines) > 0 {
+			key.prev, key.prevLen = &prevLines[0], len(prevLines)
+		}
+		enc, err := newManifests.get(key, func() (newManifest, error) {
+			var buf bytes.Buffer
+			if err := h.manifest.EncodeMTimes(&buf, recorded); err != nil {
+				return newManifest{}, err
+			}
+			enc := newManifest{data: buf.Bytes()}
+			if useDelta {
+				d, err := makeManifestDelta(enc.data, prevLines)
+				if err != nil {
+					return newManifest{}, err
+				}
 				enc.delta = d.file()
 			}
-		}
-		manifest <- enc
+			return enc, nil
+		})
+		manifest <- encoded{data: enc.data, delta: enc.delta, err: err}
 	}()
 	encodedManifest := func() encoded { m := <-manifest; manifest <- m; return m }
 	var extras []tarExtra

@@ -1,0 +1,90 @@
+package deploy
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"sync"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/release"
+)
+
+// A fleet's hosts mostly hold the same live manifest, and get the same new
+// one (one upload mtime for the run): reading it from the lock holder's
+// printout, and encoding the new one with its delta, are done once for
+// the fleet instead of once a host. Those were most of the client's CPU
+// per host on a large release (bench/scale.sh). What a memo returns is
+// shared between hosts, and never changed.
+
+// memo keeps the last few results of a computation by key. Hosts that ask
+// for one key at once wait for one computation.
+type memo[K comparable, V any] struct {
+	mu      sync.Mutex
+	entries []*memoEntry[K, V] // oldest first
+}
+
+type memoEntry[K comparable, V any] struct {
+	key  K
+	done chan struct{}
+	val  V
+	err  error
+}
+
+// memoSize bounds each memo: a run has one live manifest per group of
+// alike hosts, usually one.
+const memoSize = 4
+
+func (m *memo[K, V]) get(key K, compute func() (V, error)) (V, error) {
+	m.mu.Lock()
+	for _, e := range m.entries {
+		if e.key == key {
+			m.mu.Unlock()
+			<-e.done
+			return e.val, e.err
+		}
+	}
+	e := &memoEntry[K, V]{key: key, done: make(chan struct{})}
+	m.entries = append(m.entries, e)
+	if len(m.entries) > memoSize {
+		m.entries = m.entries[1:]
+	}
+	m.mu.Unlock()
+	e.val, e.err = compute()
+	close(e.done)
+	return e.val, e.err
+}
+
+// liveManifest is a stored manifest as read from the holder's printout:
+// the manifest and the digests of its lines (nil where they do not match
+// it line for line).
+type liveManifest struct {
+	m     *release.Manifest
+	lines []lineDigest
+}
+
+// liveManifests are keyed by the SHA-256 of the stored (gzip'd) manifest.
+var liveManifests memo[[sha256.Size]byte, liveManifest]
+
+// newManifestKey is what a new release's encoding depends on: the
+// manifest, the mtimes recorded in it, and the previous manifest's lines
+// it is a delta against.
+type newManifestKey struct {
+	manifest *release.Manifest
+	mtimes   [sha256.Size]byte
+	delta    bool
+	prev     *lineDigest // the first of the previous manifest's lines
+	prevLen  int
+}
+
+// newManifest is a new release's manifest, encoded, and its delta.
+type newManifest struct{ data, delta []byte }
+
+var newManifests memo[newManifestKey, newManifest]
+
+// mtimesDigest identifies the mtimes recorded in a manifest.
+func mtimesDigest(mtimes []int64) [sha256.Size]byte {
+	b := make([]byte, 0, 8*len(mtimes))
+	for _, t := range mtimes {
+		b = binary.LittleEndian.AppendUint64(b, uint64(t))
+	}
+	return sha256.Sum256(b)
+}
