@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,31 +29,42 @@ var ListTree string
 // trailer of an empty field (no entry has an empty path) and find's status.
 func ParseFind(r *bufio.Reader) ([]Stat, error) {
 	var stats []Stat
+	var buf []byte
 	var rec [findFields]string
 	for {
-		first, err := r.ReadString(0)
-		if err != nil {
-			return nil, errors.New("find output ended early (connection lost?)")
-		}
-		first = first[:len(first)-1]
-		if first == "" {
-			code, err := r.ReadString(0)
-			if err != nil {
+		// A record's fields are read into buf and made one string, cut
+		// into fields: a string a field was most of what a listing of a
+		// large release cost the client (once a host).
+		buf = buf[:0]
+		for n := 0; n < findFields; {
+			b, err := r.ReadSlice(0)
+			buf = append(buf, b...)
+			switch {
+			case errors.Is(err, bufio.ErrBufferFull):
+				continue // a field longer than r's buffer
+			case err != nil && n == 0 && len(buf) == 0:
 				return nil, errors.New("find output ended early (connection lost?)")
-			}
-			if code = code[:len(code)-1]; code != "0" {
-				return nil, fmt.Errorf("find exited with status %s", code)
-			}
-			sort.Slice(stats, func(i, j int) bool { return stats[i].Path < stats[j].Path })
-			return stats, nil
-		}
-		rec[0] = first
-		for i := 1; i < findFields; i++ {
-			f, err := r.ReadString(0)
-			if err != nil {
+			case err != nil:
 				return nil, errors.New("find output ended inside a record")
 			}
-			rec[i] = f[:len(f)-1]
+			n++
+			if n == 1 && len(buf) == 1 {
+				// An empty path: the trailer, find's status.
+				code, err := r.ReadString(0)
+				if err != nil {
+					return nil, errors.New("find output ended early (connection lost?)")
+				}
+				if code = code[:len(code)-1]; code != "0" {
+					return nil, fmt.Errorf("find exited with status %s", code)
+				}
+				slices.SortFunc(stats, func(a, b Stat) int { return strings.Compare(a.Path, b.Path) })
+				return stats, nil
+			}
+		}
+		fields := string(buf)
+		for i := range rec {
+			end := strings.IndexByte(fields, 0)
+			rec[i], fields = fields[:end], fields[end+1:]
 		}
 		st, err := parseFindRecord(rec)
 		if err != nil {
@@ -137,8 +148,12 @@ func ParseUnixTime(s string) (time.Time, error) {
 	}
 	var nsec int64
 	if frac != "" && strings.Trim(frac, "0123456789") == "" {
-		frac = (frac + "000000000")[:9]
-		nsec, _ = strconv.ParseInt(frac, 10, 64)
+		for i := range 9 { // nanoseconds: the first nine digits, padded
+			nsec *= 10
+			if i < len(frac) {
+				nsec += int64(frac[i] - '0')
+			}
+		}
 	}
 	return time.Unix(sec, nsec), nil
 }

@@ -1,0 +1,68 @@
+package transport
+
+import (
+	"bufio"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// record is one entry as list_tree prints it.
+func record(path, typ, mode string, size int, mtime, ctime string) string {
+	return strings.Join([]string{path, typ, mode, fmt.Sprint(size), mtime, "42", "1", ctime}, "\x00") + "\x00"
+}
+
+func TestParseFind(t *testing.T) {
+	long := strings.Repeat("d/", 2500) + "f"
+	listing := record("b.php", "f", "644", 5, "1700000000.5", "1700000001.123456789123") +
+		record("a dir\nwith a newline", "d", "2755", 4096, "1700000000", "1700000000.0000000010") +
+		record(long, "f", "600", 0, "1700000000.25", "1700000000") +
+		"\x000\x00"
+	for _, size := range []int{16, 4096} {
+		t.Run(fmt.Sprint("buffer ", size), func(t *testing.T) {
+			stats, err := ParseFind(bufio.NewReaderSize(strings.NewReader(listing), size))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(stats) != 3 || stats[0].Path != "a dir\nwith a newline" || stats[1].Path != "b.php" || stats[2].Path != long {
+				t.Fatalf("paths not as listed, sorted: %d stats", len(stats))
+			}
+			b := stats[1]
+			if !b.Mode.IsRegular() || b.Mode.Perm() != 0o644 || b.Size != 5 || b.Inode != 42 || b.Links != 1 ||
+				!b.ModTime.Equal(time.Unix(1700000000, 500000000)) || !b.ChangeTime.Equal(time.Unix(1700000001, 123456789)) {
+				t.Errorf("b.php: %+v", b)
+			}
+			if d := stats[0]; !d.Mode.IsDir() || d.Mode.Perm() != 0o755 || !d.ChangeTime.Equal(time.Unix(1700000000, 1)) {
+				t.Errorf("dir: %+v", d)
+			}
+		})
+	}
+	// A cut listing is an error, never a shorter listing.
+	for n := range len(listing) - 1 {
+		if _, err := ParseFind(bufio.NewReaderSize(strings.NewReader(listing[:n]), 16)); err == nil {
+			t.Fatalf("listing cut at %d of %d bytes parsed", n, len(listing))
+		}
+	}
+	if _, err := ParseFind(bufio.NewReader(strings.NewReader(record("x", "f", "644", 1, "1", "1") + "\x001\x00"))); err == nil || !strings.Contains(err.Error(), "status 1") {
+		t.Errorf("find failed: %v", err)
+	}
+	if _, err := ParseFind(bufio.NewReader(strings.NewReader(record("x", "f", "644", 1, "soon", "1") + "\x000\x00"))); err == nil {
+		t.Error("a bad mtime parsed")
+	}
+}
+
+func BenchmarkParseFind(b *testing.B) {
+	var sb strings.Builder
+	for i := range 5000 {
+		sb.WriteString(record(fmt.Sprintf("vendor/package%d/src/File%d.php", i/50, i), "f", "644", 500+i, "1764900000.1234567890", "1764900000.9876543210"))
+	}
+	sb.WriteString("\x000\x00")
+	listing := sb.String()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseFind(bufio.NewReader(strings.NewReader(listing))); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
