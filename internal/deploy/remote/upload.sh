@@ -4,9 +4,10 @@
 #
 # The "started" record goes into the releases log before anything else,
 # so a crash at any later point leaves a release the next deploy knows to
-# be unfinished. The input is a line with two byte counts, two lists of
-# files reused from the live release (same path, NUL-terminated; moved:
-# from and to, NUL-terminated), then a gzip tar stream. Each reused file
+# be unfinished. The input is a line with two byte counts, two gzip'd
+# lists of files reused from the live release (same path, NUL-terminated;
+# moved: from and to, NUL-terminated; a count of 0 is an empty list), then
+# a gzip tar stream. Each reused file
 # becomes a private copy (cp -p --reflink=auto: a reflink where the
 # filesystem has them), so no two releases share an inode; the stream,
 # buffered meanwhile, is then extracted in the deploy root, without -P:
@@ -73,6 +74,12 @@ rebuild_manifest() {
 	fi
 }
 
+# unpack SIZE FILE: SIZE bytes of gzip from the input, decompressed into
+# FILE (read exactly: head -c reads no further).
+unpack() {
+	if [ "$1" -gt 0 ]; then head -c "$1" | gzip -dc > "$2"; else : > "$2"; fi
+}
+
 # Copies the reused files: the lists are read exactly (head -c reads no
 # further), cp --parents copies the same-path ones in few processes, one
 # per core at a time (a copy is mostly system calls, thousands per second
@@ -80,7 +87,7 @@ rebuild_manifest() {
 copy_reused() {
 	IFS=' ' read -r same moved || exit 1
 	[ "$same" -gt 0 ] || [ "$moved" -gt 0 ] || return 0
-	head -c "$same" > "$manifest.same.tmp" && head -c "$moved" > "$manifest.moved.tmp" && mkdir -p "$new" || return
+	unpack "$same" "$manifest.same.tmp" && unpack "$moved" "$manifest.moved.tmp" && mkdir -p "$new" || return
 	cores=$(nproc 2>/dev/null) || cores=2
 	# Two of those processes may make one parent directory at once, and
 	# one of them then fails ("cannot make directory: File exists"): the
