@@ -217,13 +217,6 @@ func dialOnce(ctx context.Context, cfg Config, signers []ssh.Signer, keys, jumpK
 		defer cancel()
 		t.startErr = t.start(ctx, target)
 		close(t.ready)
-		if t.startErr == nil {
-			// A fresh sftp-server answers its first request late when the
-			// machine is busy: over 100 hosts on 2 cores, a switch that was
-			// every session's first request spread over 38-84 ms, 19-22 ms
-			// after one. So one goes now, while nothing waits for it.
-			t.sftp.Getwd()
-		}
 	}()
 	go t.keepalive(keepaliveInterval, keepaliveTimeout)
 	return t, nil
