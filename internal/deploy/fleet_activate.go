@@ -80,6 +80,15 @@ func (r *runner) activate(ctx context.Context, id, mode string, start time.Time)
 			title = fmt.Sprintf("Step %d of %d: switch %s to %s", n+1, len(steps), words.Count(int64(len(step)), "host"), id)
 		}
 		end := o.Groups(title)
+		if err := r.confirmSwitch(ctx, step); err != nil {
+			end()
+			r.putBack(cleanup, steps[:n], "a later step could not switch: "+err.Error())
+			r.abortAll(cleanup, "could not switch: "+err.Error())
+			if n == 0 {
+				return r.result(mode, id, start), fmt.Errorf("release %s was not switched on any host: %w", id, err)
+			}
+			return r.result(mode, id, start), fmt.Errorf("step %d of %d could not switch to %s, and none of its hosts did; %s: %w", n+1, len(steps), id, r.switchedBack(cleanup), err)
+		}
 		err := r.eachOf(ctx, len(step), step, func(ctx context.Context, i int) error {
 			err := r.hosts[i].Activate(ctx)
 			r.results[i].SwitchedAt = r.hosts[i].SwitchedAt
@@ -124,6 +133,16 @@ func (r *runner) activate(ctx context.Context, id, mode string, start time.Time)
 	})
 	end()
 	return r.result(mode, id, start), nil
+}
+
+// confirmSwitch asks every host of a step of several whether it can switch
+// (Host.ConfirmSwitch), all at once; one host alone is switched without
+// asking, as its switch fails the same way and nothing else switched.
+func (r *runner) confirmSwitch(ctx context.Context, step []int) error {
+	if len(step) < 2 {
+		return nil
+	}
+	return r.eachOf(ctx, len(step), step, func(ctx context.Context, i int) error { return r.hosts[i].ConfirmSwitch(ctx) })
 }
 
 // check runs after-activate on the hosts of a step, then Verify for them.

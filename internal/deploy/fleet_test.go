@@ -6,13 +6,16 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/deploy"
 	"github.com/atomic-deploy/atomic-deploy/internal/health"
 	"github.com/atomic-deploy/atomic-deploy/internal/testutil/deploytest"
+	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
 
 // fleet is n real sshd servers that all see the deploy root at the same
@@ -176,5 +179,57 @@ func TestFleetIncrementalDeployReusesOnEveryHost(t *testing.T) {
 		if got := h.Read(manifest); got == "" || got != f.hosts[0].Read(manifest) {
 			t.Errorf("%s stores another manifest than %s", h.Name, f.hosts[0].Name)
 		}
+	}
+}
+
+// A host whose connection drops while the others wait to switch (here:
+// as the switch step begins) is found before any host switches: the
+// others' current is never touched, not switched and put back.
+func TestFleetHostLostBeforeTheSwitchSwitchesNone(t *testing.T) {
+	for _, kind := range []deploytest.Kind{deploytest.SSH, deploytest.SFTPOnly} {
+		t.Run(string(kind), func(t *testing.T) {
+			f := newFleetOf(t, 3, kind)
+			first, err := f.deploy(nil)
+			if err != nil {
+				t.Fatalf("first deploy: %v\n%s", err, f.log)
+			}
+			inodes := func() []uint64 {
+				var got []uint64
+				for _, h := range f.hosts {
+					info, err := os.Lstat(h.Root("current"))
+					if err != nil {
+						t.Fatal(err)
+					}
+					got = append(got, info.Sys().(*syscall.Stat_t).Ino)
+				}
+				return got
+			}
+			before := inodes()
+			f.write("v2")
+			var lost transport.Transport
+			_, err = f.deploy(func(o *deploy.Options) {
+				dial := o.Targets[1].Dial
+				o.Targets[1].Dial = func(ctx context.Context) (transport.Transport, error) {
+					tr, err := dial(ctx)
+					lost = tr
+					return tr, err
+				}
+				o.Groups = func(title string) func() {
+					if strings.HasPrefix(title, "Switch ") {
+						lost.Close()
+					}
+					return func() {}
+				}
+			})
+			if err == nil || !strings.Contains(err.Error(), "host1") || strings.Contains(err.Error(), "host0") || !strings.Contains(err.Error(), "not switched on any host") {
+				t.Fatalf("deploy with host1 lost before the switch: %v\n%s", err, f.log)
+			}
+			if got := f.hosts.Currents(); !allEqual(got, first.ReleaseID) {
+				t.Fatalf("currents = %v, want all still %s", got, first.ReleaseID)
+			}
+			if after := inodes(); !slices.Equal(after, before) {
+				t.Errorf("current was replaced (inodes %v, then %v): hosts switched and were put back instead of never switching", before, after)
+			}
+		})
 	}
 }

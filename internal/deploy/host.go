@@ -101,12 +101,13 @@ type Host struct {
 	lock   hostLock
 	upload uploader // chosen by Open from caps
 
-	state    releaseState
-	inline   inlineSwitch // what the upload's command does after the stream (Deploy decides)
-	nextLink string       // temporary link to the new release, renamed over current by Activate
-	sealed   bool         // the release's seal is stored (seal.go)
-	linkless bool         // Prepare makes no link for a switch (mode: prepare)
-	phases   []Phase      // what was done, and when (Result.Phases)
+	state     releaseState
+	inline    inlineSwitch // what the upload's command does after the stream (Deploy decides)
+	nextLink  string       // temporary link to the new release, renamed over current by Activate
+	confirmed bool         // ConfirmSwitch found the lock held and nextLink in place
+	sealed    bool         // the release's seal is stored (seal.go)
+	linkless  bool         // Prepare makes no link for a switch (mode: prepare)
+	phases    []Phase      // what was done, and when (Result.Phases)
 
 	preparedTTL time.Duration     // how long a release this run prepares is kept from pruning
 	uploadMTime time.Time         // the mtime of the files the tar stream carries (zero: now)
