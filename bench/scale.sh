@@ -14,7 +14,8 @@
 # runs), FLEET_CONCURRENCY (default 10), FLEET_PROFILE (a directory for CPU
 # profiles of the 100-host client runs), SCALE_TTL_HOSTS (default 9), SCALE_TTL_RTTS (ms, default 20),
 # SCALE_TTL_RUNS (default 5), SCALE_PARTS ("activate ttl", the default, or
-# either), BENCH_NICE (default -10).
+# either; "storm" adds BenchmarkRenameStorm: the renames alone over idle and
+# just-used connections, STORM_REPS), BENCH_NICE (default -10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR=${BENCH_OUT:-bench/out}
@@ -57,6 +58,11 @@ if [[ " $PARTS " == *" ttl "* ]]; then
 		FLEET_RUNS="${SCALE_TTL_RUNS:-5}"
 fi
 
+if [[ " $PARTS " == *" storm "* ]]; then
+	log "renames alone on $HOSTS hosts, ${STORM_REPS:-3} repetitions"
+	bench BenchmarkRenameStorm "$W/storm.md" FLEET_HOSTS="$HOSTS" STORM_REPS="${STORM_REPS:-3}"
+fi
+
 ts=$(date +%Y%m%d-%H%M%S)
 out=$OUT_DIR/scale-$ts.md
 {
@@ -76,6 +82,12 @@ out=$OUT_DIR/scale-$ts.md
 		echo "### Time to live"
 		echo
 		cat "$W/ttl.md"
+	fi
+	if [[ -s $W/storm.md ]]; then
+		echo
+		echo "### The renames alone"
+		echo
+		cat "$W/storm.md"
 	fi
 } | tee "$out"
 log "written to $out"
