@@ -1,11 +1,21 @@
 package deploy
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/release"
 )
 
 func TestMemo(t *testing.T) {
@@ -45,5 +55,48 @@ func TestMemo(t *testing.T) {
 	m.get(1, slow)
 	if calls.Load() != before+1 {
 		t.Error("the oldest key was not forgotten")
+	}
+}
+
+// Hosts that hold the same manifest, each gzip'd by its server at its own
+// time (GNU gzip stamps the input file's mtime), share one decode.
+func TestLiveManifestDecodedOnceForAlikeHosts(t *testing.T) {
+	entries := []release.Entry{{Path: "index.php", Type: release.TypeFile, Size: 1, Hash: release.Digest{1}}}
+	stamped := func(entries []release.Entry, mtime time.Time) []byte {
+		t.Helper()
+		plain := gunzip(t, encodeEntries(t, entries))
+		p := filepath.Join(t.TempDir(), "manifest.plain.tmp")
+		if err := os.WriteFile(p, plain, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("sh", "-c", `gzip -1 < "$1"`, "sh", p)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	read := func(data []byte) liveManifest {
+		t.Helper()
+		br := bufio.NewReader(io.MultiReader(strings.NewReader(fmt.Sprintf("manifest %d\n", len(data))), bytes.NewReader(data)))
+		live, err := manifestSection(br)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return live
+	}
+	a, b := stamped(entries, time.Unix(1e9, 0)), stamped(entries, time.Unix(2e9, 0))
+	if bytes.Equal(a, b) {
+		t.Fatal("gzip wrote the same bytes for both mtimes; this test no longer shows anything")
+	}
+	if first, second := read(a), read(b); first.m != second.m {
+		t.Error("the same manifest, stamped at another time, was decoded again")
+	}
+	entries[0].Size = 2
+	if read(stamped(entries, time.Unix(1e9, 0))).m == read(a).m {
+		t.Error("another manifest was taken for the one decoded before")
 	}
 }

@@ -144,7 +144,14 @@ func parseSnapshot(br *bufio.Reader, want rootWant) (*snapshot, error) {
 		case err != nil:
 			return nil, err
 		}
-		s.seal, err = section(br, "seal", transport.ParseFind)
+		// The live release's listings are about as long as its manifest.
+		listing := func(r *bufio.Reader) ([]transport.Stat, error) {
+			if s.manifest == nil {
+				return transport.ParseFind(r)
+			}
+			return transport.ParseFindSized(r, len(s.manifest.Entries)+1)
+		}
+		s.seal, err = section(br, "seal", listing)
 		sealSent := err == nil
 		switch {
 		case errors.Is(err, errSectionAbsent), errors.Is(err, errSectionSame) && want.prepared != "":
@@ -153,7 +160,7 @@ func parseSnapshot(br *bufio.Reader, want rootWant) (*snapshot, error) {
 		case err != nil:
 			return nil, err
 		}
-		s.scan, err = section(br, "scan", transport.ParseFind)
+		s.scan, err = section(br, "scan", listing)
 		switch {
 		case errors.Is(err, errSectionSame) && (sealSent || want.prepared != ""):
 			s.scan, s.asSealed = s.seal, true
@@ -181,7 +188,7 @@ func manifestSection(br *bufio.Reader) (liveManifest, error) {
 	if err != nil {
 		return liveManifest{}, err
 	}
-	return liveManifests.get(sha256.Sum256(data), func() (liveManifest, error) {
+	return liveManifests.get(gzipContentKey(data), func() (liveManifest, error) {
 		zr, err := gzip.NewReader(bytes.NewReader(data))
 		if err != nil {
 			return liveManifest{}, &sectionDataError{fmt.Errorf("manifest: %w", err)}
@@ -197,6 +204,22 @@ func manifestSection(br *bufio.Reader) (liveManifest, error) {
 		}
 		return live, nil
 	})
+}
+
+// gzipContentKey is the SHA-256 of gzip data with the header's mtime
+// zeroed: a delta deploy has every server gzip the manifest it rebuilt,
+// and GNU gzip stamps its output with the input file's mtime, so hosts
+// holding the same manifest hold bytes that differ there (and each host
+// was decoded, and its new manifest encoded, on its own).
+func gzipContentKey(data []byte) [sha256.Size]byte {
+	if len(data) < 10 || data[0] != 0x1f || data[1] != 0x8b {
+		return sha256.Sum256(data)
+	}
+	h := sha256.New()
+	h.Write(data[:4])
+	h.Write(make([]byte, 4))
+	h.Write(data[8:])
+	return [sha256.Size]byte(h.Sum(nil))
 }
 
 var (
