@@ -19,6 +19,10 @@ const FindFormat = `%P\0%y\0%m\0%s\0%T@\0%i\0%n\0%C@\0`
 
 const findFields = 8
 
+// maxFindHint bounds what a size hint makes ParseFindSized allocate before
+// a single record is read.
+const maxFindHint = 1 << 20
+
 // ListTree is shell that defines list_tree ROOT, the listing ParseFind
 // reads (see find.sh). A script that lists a tree starts with it.
 //
@@ -27,8 +31,13 @@ var ListTree string
 
 // ParseFind reads NUL-terminated records of findFields fields, ended by a
 // trailer of an empty field (no entry has an empty path) and find's status.
-func ParseFind(r *bufio.Reader) ([]Stat, error) {
-	var stats []Stat
+func ParseFind(r *bufio.Reader) ([]Stat, error) { return ParseFindSized(r, 0) }
+
+// ParseFindSized is ParseFind with room made for about n records at once:
+// growing a listing of 5,000 files by appending (clearing and copying ever
+// larger arrays) was over 40 % of what parsing it cost a fleet's client.
+func ParseFindSized(r *bufio.Reader, n int) ([]Stat, error) {
+	var stats []Stat // nil for an empty listing
 	var buf []byte
 	var rec [findFields]string
 	for {
@@ -69,6 +78,9 @@ func ParseFind(r *bufio.Reader) ([]Stat, error) {
 		st, err := parseFindRecord(rec)
 		if err != nil {
 			return nil, err
+		}
+		if stats == nil {
+			stats = make([]Stat, 0, min(max(n, 1), maxFindHint))
 		}
 		stats = append(stats, st)
 	}

@@ -19,9 +19,9 @@ func TestParseFind(t *testing.T) {
 		record("a dir\nwith a newline", "d", "2755", 4096, "1700000000", "1700000000.0000000010") +
 		record(long, "f", "600", 0, "1700000000.25", "1700000000") +
 		"\x000\x00"
-	for _, size := range []int{16, 4096} {
-		t.Run(fmt.Sprint("buffer ", size), func(t *testing.T) {
-			stats, err := ParseFind(bufio.NewReaderSize(strings.NewReader(listing), size))
+	for _, c := range []struct{ size, hint int }{{16, 0}, {4096, 0}, {16, 2}, {4096, 3}, {4096, 1 << 30}} {
+		t.Run(fmt.Sprintf("buffer %d hint %d", c.size, c.hint), func(t *testing.T) {
+			stats, err := ParseFindSized(bufio.NewReaderSize(strings.NewReader(listing), c.size), c.hint)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -59,10 +59,14 @@ func BenchmarkParseFind(b *testing.B) {
 	}
 	sb.WriteString("\x000\x00")
 	listing := sb.String()
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := ParseFind(bufio.NewReader(strings.NewReader(listing))); err != nil {
-			b.Fatal(err)
-		}
+	for _, hint := range []int{0, 5001} {
+		b.Run(fmt.Sprintf("hint=%d", hint), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := ParseFindSized(bufio.NewReader(strings.NewReader(listing)), hint); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
