@@ -34,21 +34,43 @@ const (
 type adaptiveGzip struct {
 	link    *timedWriter
 	zw      *pgzip.Writer
+	block   int
 	decided bool
 	stored  bool // switched to stored blocks
 }
 
-func newAdaptiveGzip(w io.Writer) *adaptiveGzip {
+// newAdaptiveGzip compresses a stream of about size bytes into w.
+func newAdaptiveGzip(w io.Writer, size int64) *adaptiveGzip {
 	link := &timedWriter{w: w, fill: fillBytes, probe: probeBytes}
-	return &adaptiveGzip{link: link, zw: newGzip(link, pgzip.BestSpeed)}
+	block := gzipBlock(size)
+	return &adaptiveGzip{link: link, block: block, zw: newGzip(link, pgzip.BestSpeed, block)}
 }
 
-// newGzip compresses blocks of 1 MB on every core at once (one gzip
-// member, as gzip -d expects): compression is most of the runner's work.
-func newGzip(w io.Writer, level int) *pgzip.Writer {
+// newGzip compresses blocks on every core at once (one gzip member, as
+// gzip -d expects): compression is most of the runner's work.
+func newGzip(w io.Writer, level, block int) *pgzip.Writer {
 	zw, _ := pgzip.NewWriterLevel(w, level)
-	zw.SetConcurrency(1<<20, runtime.GOMAXPROCS(0))
+	zw.SetConcurrency(block, runtime.GOMAXPROCS(0))
 	return zw
+}
+
+const (
+	minGzipBlock = 64 << 10
+	maxGzipBlock = 1 << 20
+)
+
+// gzipBlock is the block size for a stream of about size bytes: 1 MB, or
+// less for a smaller stream. Every block in flight is a buffer allocated
+// and cleared for the stream; a deploy that changes a few files sends
+// little, and two 1 MB buffers each were a tenth of a fleet's client's CPU
+// per host (bench/scale.sh). A stream larger than its estimate is only
+// cut into more blocks.
+func gzipBlock(size int64) int {
+	block := minGzipBlock
+	for block < maxGzipBlock && int64(block) < size {
+		block <<= 1
+	}
+	return block
 }
 
 func (a *adaptiveGzip) Write(p []byte) (int, error) {
@@ -65,7 +87,7 @@ func (a *adaptiveGzip) Write(p []byte) (int, error) {
 		if err := a.zw.Close(); err != nil {
 			return n, err
 		}
-		a.zw, a.stored = newGzip(a.link, pgzip.NoCompression), true
+		a.zw, a.stored = newGzip(a.link, pgzip.NoCompression, a.block), true
 	}
 	return n, nil
 }

@@ -47,14 +47,16 @@ func TestAdaptiveGzip(t *testing.T) {
 	for _, c := range []struct {
 		name   string
 		link   *slowLink
+		size   int64 // the stream's estimated size
 		stored bool
 	}{
-		{"fast link: stored once compressing holds it back", fast, true},
-		{"slow link: compressed throughout", &slowLink{bytesPerMs: 16 << 10}, false},
-		{"slow link behind an SSH window: compressed throughout", &slowLink{buffered: 2 << 20, bytesPerMs: 16 << 10}, false},
+		{"fast link: stored once compressing holds it back", fast, int64(src.Len()), true},
+		{"slow link: compressed throughout", &slowLink{bytesPerMs: 16 << 10}, int64(src.Len()), false},
+		{"slow link behind an SSH window: compressed throughout", &slowLink{buffered: 2 << 20, bytesPerMs: 16 << 10}, int64(src.Len()), false},
+		{"a stream far larger than estimated: smaller blocks, the same decision", &slowLink{bytesPerMs: 16 << 10}, 10 << 10, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			a := newAdaptiveGzip(c.link)
+			a := newAdaptiveGzip(c.link, c.size)
 			for p := src.Bytes(); len(p) > 0; p = p[min(len(p), 64<<10):] {
 				if _, err := a.Write(p[:min(len(p), 64<<10)]); err != nil {
 					t.Fatal(err)
@@ -76,5 +78,23 @@ func TestAdaptiveGzip(t *testing.T) {
 				t.Fatalf("gzip -d got %d bytes (%v), want the %d written", len(got), err, src.Len())
 			}
 		})
+	}
+}
+
+func TestGzipBlock(t *testing.T) {
+	for _, c := range []struct {
+		size int64
+		want int
+	}{
+		{0, 64 << 10},
+		{64 << 10, 64 << 10},
+		{64<<10 + 1, 128 << 10},
+		{300 << 10, 512 << 10},
+		{1 << 20, 1 << 20},
+		{1 << 40, 1 << 20},
+	} {
+		if got := gzipBlock(c.size); got != c.want {
+			t.Errorf("gzipBlock(%d) = %d, want %d", c.size, got, c.want)
+		}
 	}
 }

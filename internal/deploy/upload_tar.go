@@ -248,12 +248,22 @@ type tarExtra struct {
 	Target string                 // a symlink's target
 }
 
+// tarSize is about the size of the tar stream before compression: a
+// header a member, and the uploaded files' content.
+func (p *Plan) tarSize(shape tarShape) int64 {
+	members := 1 + len(p.Dirs) + len(p.Symlinks) + len(p.Upload) + len(shape.extras)
+	if shape.linkFrom != "" {
+		members += len(p.Reuse)
+	}
+	return int64(members)*512 + p.UploadBytes
+}
+
 // writeTar writes directories first (in manifest order, parents before
 // children), then symlinks, hard links and files.
 func (p *Plan) writeTar(w io.Writer, shape tarShape, st *uploadStats) error {
 	top, now := shape.top, shape.now
 	bw := bufio.NewWriterSize(w, 256<<10)
-	zw := newAdaptiveGzip(bw) // compress.go
+	zw := newAdaptiveGzip(bw, p.tarSize(shape)) // compress.go
 	tw := tar.NewWriter(zw)
 	// No format is forced: plain USTAR headers wherever a name fits (PAX
 	// only for long or non-ASCII names), which is most of a stream of
