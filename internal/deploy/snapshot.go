@@ -58,6 +58,9 @@ var errNoSnapshot = errors.New("the server printed no snapshot (no gzip?)")
 // maxSection bounds what one snapshot section may claim to be.
 const maxSection = 1 << 30
 
+// maxPresized bounds the room made for a section before its bytes arrive.
+const maxPresized = 16 << 20
+
 // parseSnapshot reads what remote/holder.sh printed after "locked":
 //
 //	S  L<target>\0 | N\0   <tar --version line>\0   <cp --version line>\0   [01]\0 (delta tools)   <release>\0 ... \0   [01]...\0 (shared paths)
@@ -265,7 +268,11 @@ func rawSection(br *bufio.Reader, name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := io.ReadAll(body)
+	// Room for the size it claims, up to a bound (the server may lie):
+	// reading a manifest into a growing buffer was a few ms a host.
+	buf := bytes.NewBuffer(make([]byte, 0, min(body.N+bytes.MinRead, maxPresized)))
+	_, err = buf.ReadFrom(body)
+	data := buf.Bytes()
 	if err == nil && body.N > 0 {
 		err = io.ErrUnexpectedEOF
 	}
