@@ -314,12 +314,20 @@ func (r *runner) chooseID() string {
 	return t.Format(release.IDLayout)
 }
 
-// switchedBack reads current on every host after a failed switch and says
-// whether each is back on the release it had; a host still on the new one,
-// or whose connection died (it may have switched before it did), is named.
-func (r *runner) switchedBack(ctx context.Context) string {
+// switchedBack reads current on the hosts among (nil: every host) after a
+// failed switch and says whether each is back on the release it had; a
+// host still on the new one, or whose connection died (it may have
+// switched before it did), is named.
+func (r *runner) switchedBack(ctx context.Context, among []int) string {
+	if among == nil {
+		among = make([]int, len(r.hosts))
+		for i := range among {
+			among[i] = i
+		}
+	}
 	var unsure, onIt []string
-	for i, h := range r.hosts {
+	for _, i := range among {
+		h := r.hosts[i]
 		switch live, err := h.liveID(ctx); {
 		case err != nil:
 			unsure = append(unsure, h.Name)

@@ -87,7 +87,9 @@ func (r *runner) activate(ctx context.Context, id, mode string, start time.Time)
 			if n == 0 {
 				return r.result(mode, id, start), fmt.Errorf("release %s was not switched on any host: %w", id, err)
 			}
-			return r.result(mode, id, start), fmt.Errorf("step %d of %d could not switch to %s, and none of its hosts did; %s: %w", n+1, len(steps), id, r.switchedBack(cleanup), err)
+			// Only the earlier steps' hosts ever switched: the lost one
+			// cannot be read back, but it never renamed.
+			return r.result(mode, id, start), fmt.Errorf("step %d of %d could not switch to %s, and none of its hosts did; %s: %w", n+1, len(steps), id, r.switchedBack(cleanup, slices.Concat(steps[:n]...)), err)
 		}
 		err := r.eachOf(ctx, len(step), step, func(ctx context.Context, i int) error {
 			err := r.hosts[i].Activate(ctx)
@@ -101,7 +103,7 @@ func (r *runner) activate(ctx context.Context, id, mode string, start time.Time)
 		if err != nil {
 			r.putBack(cleanup, steps[:n+1], "switch failed: "+err.Error())
 			r.abortAll(cleanup, "switch failed: "+err.Error())
-			return r.result(mode, id, start), fmt.Errorf("switch to %s failed; %s: %w", id, r.switchedBack(cleanup), err)
+			return r.result(mode, id, start), fmt.Errorf("switch to %s failed; %s: %w", id, r.switchedBack(cleanup, nil), err)
 		}
 		o.Log.Infof("current -> releases/%s on %s", id, words.Count(int64(len(step)), "host"))
 		if err := r.check(ctx, id, step, start); err != nil {

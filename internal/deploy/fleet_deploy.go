@@ -108,7 +108,7 @@ func (r *runner) prepareAll(ctx context.Context, m *release.Manifest, only bool)
 	cleanup := context.WithoutCancel(ctx)
 	if r.hosts[0].inline != switchLater {
 		// Its upload ends with the switch: the error may come after it.
-		back := r.switchedBack(cleanup)
+		back := r.switchedBack(cleanup, nil)
 		r.abortAll(cleanup, "upload and switch failed: "+err.Error())
 		return id, fmt.Errorf("upload and switch to %s failed; %s: %w", id, back, err)
 	}

@@ -233,3 +233,42 @@ func TestFleetHostLostBeforeTheSwitchSwitchesNone(t *testing.T) {
 		})
 	}
 }
+
+// A host of a later step lost before that step switches: the canary is
+// put back, and the error does not count the lost host among those that
+// may have switched (it never renamed).
+func TestFleetHostLostBeforeALaterStepPutsTheCanaryBack(t *testing.T) {
+	for _, kind := range []deploytest.Kind{deploytest.SSH, deploytest.SFTPOnly} {
+		t.Run(string(kind), func(t *testing.T) {
+			f := newFleetOf(t, 4, kind)
+			first, err := f.deploy(nil)
+			if err != nil {
+				t.Fatalf("first deploy: %v\n%s", err, f.log)
+			}
+			f.write("v2")
+			var lost transport.Transport
+			_, err = f.deploy(func(o *deploy.Options) {
+				o.Rollout = deploy.Rollout{Canary: 1}
+				dial := o.Targets[2].Dial
+				o.Targets[2].Dial = func(ctx context.Context) (transport.Transport, error) {
+					tr, err := dial(ctx)
+					lost = tr
+					return tr, err
+				}
+				o.Groups = func(title string) func() {
+					if strings.HasPrefix(title, "Step 2 of 2") {
+						lost.Close()
+					}
+					return func() {}
+				}
+			})
+			if err == nil || !strings.Contains(err.Error(), "step 2 of 2 could not switch") || !strings.Contains(err.Error(), "host2") ||
+				!strings.Contains(err.Error(), "every host is on its previous release") || strings.Contains(err.Error(), "may be on it") {
+				t.Fatalf("deploy with host2 lost before step 2: %v\n%s", err, f.log)
+			}
+			if got := f.hosts.Currents(); !allEqual(got, first.ReleaseID) {
+				t.Fatalf("currents = %v, want all back on %s", got, first.ReleaseID)
+			}
+		})
+	}
+}

@@ -222,13 +222,17 @@ var errTakenOver = errors.New("another deploy holds it now")
 
 // Held returns an error if the lease was lost; call it before the switch.
 func (l *leaseLock) Held(ctx context.Context) error {
-	l.mu.Lock()
-	err := l.lostErr
-	l.mu.Unlock()
-	if err != nil {
+	if err := l.lost(); err != nil {
 		return err
 	}
 	return l.check(ctx)
+}
+
+// lost is a loss the renewals found.
+func (l *leaseLock) lost() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lostErr
 }
 
 // finish writes the records into the releases log and deletes the old

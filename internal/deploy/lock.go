@@ -16,6 +16,9 @@ import (
 type hostLock interface {
 	// Held returns an error if the lock was lost; checked before the switch.
 	Held(ctx context.Context) error
+	// lost is the loss already known here, without asking the server:
+	// enough right before a switch that Held was asked for moments ago.
+	lost() error
 	// finish lets go after appending records to the releases log (log is
 	// the log as Open read it, for a lock that rewrites it) and deleting
 	// the releases in prune; it returns what went wrong, as warnings: the

@@ -234,7 +234,10 @@ func (sl *sessionLock) lose(err error) {
 	}
 }
 
-func (sl *sessionLock) Held(context.Context) error {
+// Held: the holder's end is watched, so a loss is known without asking.
+func (sl *sessionLock) Held(context.Context) error { return sl.lost() }
+
+func (sl *sessionLock) lost() error {
 	sl.mu.Lock()
 	defer sl.mu.Unlock()
 	return sl.lostErr

@@ -19,10 +19,14 @@ func (h *Host) Activate(ctx context.Context) error {
 		return nil // the upload's command switched
 	}
 	defer h.timed(PhaseSwitch)()
-	if !h.confirmed {
-		if err := h.lock.Held(ctx); err != nil {
-			return err
-		}
+	held := h.lock.Held
+	if h.confirmed {
+		// ConfirmSwitch asked the server moments ago; a loss found since
+		// (the holder ended, a renewal failed) still stops the switch.
+		held = func(context.Context) error { return h.lock.lost() }
+	}
+	if err := held(ctx); err != nil {
+		return err
 	}
 	if err := h.T.Rename(ctx, h.nextLink, h.L.Current()); err != nil {
 		// The rename may have happened with only its answer lost (a
