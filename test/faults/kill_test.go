@@ -82,11 +82,11 @@ func TestSIGKILLAtEachPhase(t *testing.T) {
 			}
 			e.assertHooksEnded(t, ph.name)
 
-			start := time.Now()
-			next := e.mustAppDeploy("--lock-timeout", "30s")
-			if d := time.Since(start); d > 10*time.Second {
-				t.Errorf("next deploy took %s: the killed deploy's lock was not freed promptly", d)
-			}
+			// The killed deploy's lock is freed with its session: the next
+			// deploy may wait for it briefly only. Bounding that wait, not
+			// the whole deploy, keeps the next upload's time (the big
+			// release on a loaded machine: 10 s once) out of the check.
+			next := e.mustAppDeploy("--lock-timeout", "5s")
 			e.assertNoLeftovers(next)
 		})
 	}
