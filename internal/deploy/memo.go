@@ -61,7 +61,8 @@ type liveManifest struct {
 	lines []lineDigest
 }
 
-// liveManifests are keyed by the SHA-256 of the stored (gzip'd) manifest.
+// liveManifests are keyed by the stored (gzip'd) manifest: gzipContentKey,
+// its bytes with the header's mtime aside.
 var liveManifests memo[[sha256.Size]byte, liveManifest]
 
 // newManifestKey is what a new release's encoding depends on: the
