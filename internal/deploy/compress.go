@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/pgzip"
 )
 
@@ -33,8 +34,8 @@ const (
 // adaptiveGzip is the stream's compressor (see above).
 type adaptiveGzip struct {
 	link    *timedWriter
-	zw      *pgzip.Writer
-	block   int
+	zw      io.WriteCloser
+	pooled  *gzip.Writer // zw, when it came from fastGzips
 	decided bool
 	stored  bool // switched to stored blocks
 }
@@ -42,35 +43,44 @@ type adaptiveGzip struct {
 // newAdaptiveGzip compresses a stream of about size bytes into w.
 func newAdaptiveGzip(w io.Writer, size int64) *adaptiveGzip {
 	link := &timedWriter{w: w, fill: fillBytes, probe: probeBytes}
-	block := gzipBlock(size)
-	return &adaptiveGzip{link: link, block: block, zw: newGzip(link, pgzip.BestSpeed, block)}
+	if size < gzipBlock {
+		// One block: nothing to spread over cores. A deploy that changes
+		// a few files sends little, and a new parallel compressor's
+		// buffers and state per host were a tenth of a fleet's client's
+		// CPU (bench/scale.sh).
+		zw := fastGzips.Get().(*gzip.Writer)
+		zw.Reset(link)
+		return &adaptiveGzip{link: link, zw: zw, pooled: zw}
+	}
+	return &adaptiveGzip{link: link, zw: newGzip(link, pgzip.BestSpeed)}
 }
+
+// gzipBlock is what one core compresses at a time in a large stream.
+const gzipBlock = 1 << 20
 
 // newGzip compresses blocks on every core at once (one gzip member, as
 // gzip -d expects): compression is most of the runner's work.
-func newGzip(w io.Writer, level, block int) *pgzip.Writer {
+func newGzip(w io.Writer, level int) *pgzip.Writer {
 	zw, _ := pgzip.NewWriterLevel(w, level)
-	zw.SetConcurrency(block, runtime.GOMAXPROCS(0))
+	zw.SetConcurrency(gzipBlock, runtime.GOMAXPROCS(0))
 	return zw
 }
 
-const (
-	minGzipBlock = 64 << 10
-	maxGzipBlock = 1 << 20
-)
+// fastGzips are gzip writers at BestSpeed for small streams and lists,
+// reused: each holds a few hundred KB of compressor state.
+var fastGzips = sync.Pool{New: func() any {
+	zw, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
+	return zw
+}}
 
-// gzipBlock is the block size for a stream of about size bytes: 1 MB, or
-// less for a smaller stream. Every block in flight is a buffer allocated
-// and cleared for the stream; a deploy that changes a few files sends
-// little, and two 1 MB buffers each were a tenth of a fleet's client's CPU
-// per host (bench/scale.sh). A stream larger than its estimate is only
-// cut into more blocks.
-func gzipBlock(size int64) int {
-	block := minGzipBlock
-	for block < maxGzipBlock && int64(block) < size {
-		block <<= 1
+// closeGzip closes the compressor and returns a pooled one to its pool.
+func (a *adaptiveGzip) closeGzip() error {
+	err := a.zw.Close()
+	if a.pooled != nil {
+		fastGzips.Put(a.pooled)
+		a.pooled = nil
 	}
-	return block
+	return err
 }
 
 func (a *adaptiveGzip) Write(p []byte) (int, error) {
@@ -84,15 +94,20 @@ func (a *adaptiveGzip) Write(p []byte) (int, error) {
 	}
 	a.decided = true
 	if waited < linkBound {
-		if err := a.zw.Close(); err != nil {
+		if err := a.closeGzip(); err != nil {
 			return n, err
 		}
-		a.zw, a.stored = newGzip(a.link, pgzip.NoCompression, a.block), true
+		a.zw, a.stored = newGzip(a.link, pgzip.NoCompression), true
 	}
 	return n, nil
 }
 
-func (a *adaptiveGzip) Close() error { return a.zw.Close() }
+// Close ends the stream; the compressor is not used again.
+func (a *adaptiveGzip) Close() error {
+	err := a.closeGzip()
+	a.zw = nil
+	return err
+}
 
 // timedWriter measures, over the probe bytes written after the fill
 // bytes, the share of the time its writes spent waiting: on a pipe to the

@@ -42,18 +42,22 @@ func TestAdaptiveGzip(t *testing.T) {
 	}
 	// The fast link has its room from the start: growing a buffer of
 	// megabytes while the clock runs would count as waiting for the link.
-	fast := &slowLink{bytesPerMs: 1 << 40}
-	fast.buf.Grow(src.Len() + src.Len()/8)
+	fastLink := func() *slowLink {
+		l := &slowLink{bytesPerMs: 1 << 40}
+		l.buf.Grow(src.Len() + src.Len()/8)
+		return l
+	}
 	for _, c := range []struct {
 		name   string
 		link   *slowLink
 		size   int64 // the stream's estimated size
 		stored bool
 	}{
-		{"fast link: stored once compressing holds it back", fast, int64(src.Len()), true},
+		{"fast link: stored once compressing holds it back", fastLink(), int64(src.Len()), true},
+		{"fast link, a stream far larger than estimated: stored all the same", fastLink(), 10 << 10, true},
 		{"slow link: compressed throughout", &slowLink{bytesPerMs: 16 << 10}, int64(src.Len()), false},
 		{"slow link behind an SSH window: compressed throughout", &slowLink{buffered: 2 << 20, bytesPerMs: 16 << 10}, int64(src.Len()), false},
-		{"a stream far larger than estimated: smaller blocks, the same decision", &slowLink{bytesPerMs: 16 << 10}, 10 << 10, false},
+		{"slow link, a stream far larger than estimated: compressed throughout", &slowLink{bytesPerMs: 16 << 10}, 10 << 10, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			a := newAdaptiveGzip(c.link, c.size)
@@ -81,20 +85,28 @@ func TestAdaptiveGzip(t *testing.T) {
 	}
 }
 
-func TestGzipBlock(t *testing.T) {
-	for _, c := range []struct {
-		size int64
-		want int
-	}{
-		{0, 64 << 10},
-		{64 << 10, 64 << 10},
-		{64<<10 + 1, 128 << 10},
-		{300 << 10, 512 << 10},
-		{1 << 20, 1 << 20},
-		{1 << 40, 1 << 20},
-	} {
-		if got := gzipBlock(c.size); got != c.want {
-			t.Errorf("gzipBlock(%d) = %d, want %d", c.size, got, c.want)
+// Small streams share pooled compressors: one after the other, each
+// stream is whole and only its own.
+func TestAdaptiveGzipSmallStreams(t *testing.T) {
+	for i := range 3 {
+		src := bytes.Repeat([]byte(fmt.Sprintf("stream %d\n", i)), 1000*(i+1))
+		var link bytes.Buffer
+		a := newAdaptiveGzip(&link, int64(len(src)))
+		if a.pooled == nil {
+			t.Fatal("a small stream got a parallel compressor")
+		}
+		if _, err := a.Write(src); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Close(); err != nil {
+			t.Fatal(err)
+		}
+		zr, err := gzip.NewReader(&link)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := io.ReadAll(zr); err != nil || !bytes.Equal(got, src) {
+			t.Fatalf("stream %d: gzip -d got %d bytes (%v), want %d", i, len(got), err, len(src))
 		}
 	}
 }

@@ -219,7 +219,9 @@ func gzipList(list []byte) []byte {
 		return nil
 	}
 	var b bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&b, gzip.BestSpeed)
+	zw := fastGzips.Get().(*gzip.Writer) // compress.go
+	defer fastGzips.Put(zw)
+	zw.Reset(&b)
 	zw.Write(list)
 	zw.Close()
 	return b.Bytes()
