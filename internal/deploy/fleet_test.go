@@ -206,21 +206,7 @@ func TestFleetHostLostBeforeTheSwitchSwitchesNone(t *testing.T) {
 			}
 			before := inodes()
 			f.write("v2")
-			var lost transport.Transport
-			_, err = f.deploy(func(o *deploy.Options) {
-				dial := o.Targets[1].Dial
-				o.Targets[1].Dial = func(ctx context.Context) (transport.Transport, error) {
-					tr, err := dial(ctx)
-					lost = tr
-					return tr, err
-				}
-				o.Groups = func(title string) func() {
-					if strings.HasPrefix(title, "Switch ") {
-						lost.Close()
-					}
-					return func() {}
-				}
-			})
+			_, err = f.deploy(func(o *deploy.Options) { loseHostAt(o, 1, "Switch ") })
 			if err == nil || !strings.Contains(err.Error(), "host1") || strings.Contains(err.Error(), "host0") || !strings.Contains(err.Error(), "not switched on any host") {
 				t.Fatalf("deploy with host1 lost before the switch: %v\n%s", err, f.log)
 			}
@@ -231,6 +217,24 @@ func TestFleetHostLostBeforeTheSwitchSwitchesNone(t *testing.T) {
 				t.Errorf("current was replaced (inodes %v, then %v): hosts switched and were put back instead of never switching", before, after)
 			}
 		})
+	}
+}
+
+// loseHostAt closes target host's connection when the log section whose
+// title starts with prefix begins.
+func loseHostAt(o *deploy.Options, host int, prefix string) {
+	var lost transport.Transport
+	dial := o.Targets[host].Dial
+	o.Targets[host].Dial = func(ctx context.Context) (transport.Transport, error) {
+		tr, err := dial(ctx)
+		lost = tr
+		return tr, err
+	}
+	o.Groups = func(title string) func() {
+		if strings.HasPrefix(title, prefix) {
+			lost.Close()
+		}
+		return func() {}
 	}
 }
 
@@ -246,21 +250,9 @@ func TestFleetHostLostBeforeALaterStepPutsTheCanaryBack(t *testing.T) {
 				t.Fatalf("first deploy: %v\n%s", err, f.log)
 			}
 			f.write("v2")
-			var lost transport.Transport
 			_, err = f.deploy(func(o *deploy.Options) {
 				o.Rollout = deploy.Rollout{Canary: 1}
-				dial := o.Targets[2].Dial
-				o.Targets[2].Dial = func(ctx context.Context) (transport.Transport, error) {
-					tr, err := dial(ctx)
-					lost = tr
-					return tr, err
-				}
-				o.Groups = func(title string) func() {
-					if strings.HasPrefix(title, "Step 2 of 2") {
-						lost.Close()
-					}
-					return func() {}
-				}
+				loseHostAt(o, 2, "Step 2 of 2")
 			})
 			if err == nil || !strings.Contains(err.Error(), "step 2 of 2 could not switch") || !strings.Contains(err.Error(), "host2") ||
 				!strings.Contains(err.Error(), "every host is on its previous release") || strings.Contains(err.Error(), "may be on it") {

@@ -19,13 +19,13 @@ func (h *Host) Activate(ctx context.Context) error {
 		return nil // the upload's command switched
 	}
 	defer h.timed(PhaseSwitch)()
-	held := h.lock.Held
-	if h.confirmed {
-		// ConfirmSwitch asked the server moments ago; a loss found since
-		// (the holder ended, a renewal failed) still stops the switch.
-		held = func(context.Context) error { return h.lock.lost() }
+	// A loss found since ConfirmSwitch asked the server (the holder
+	// ended, a renewal failed) still stops the switch; unconfirmed, ask.
+	err := h.lock.lost()
+	if err == nil && !h.confirmed {
+		err = h.lock.Held(ctx)
 	}
-	if err := held(ctx); err != nil {
+	if err != nil {
 		return err
 	}
 	if err := h.T.Rename(ctx, h.nextLink, h.L.Current()); err != nil {
