@@ -188,6 +188,11 @@ func TestEditedInPlaceIsNotReused(t *testing.T) {
 				s := newSiteOn(t, kind, files)
 				c.set(&s.set)
 				first := s.mustDeploy()
+				// With its shape, which the next deploy gets instead of
+				// the seal while the release is as sealed (holder.sh).
+				if _, err := os.Stat(s.Root(".atomic-deploy/manifests", first.ReleaseID+".seal.shape")); err != nil {
+					t.Errorf("the release was sealed without its shape: %v", err)
+				}
 				for _, f := range []string{"a.php", "b.php", "c.php"} {
 					p := s.Root("releases", first.ReleaseID, f)
 					info, _ := os.Stat(p)

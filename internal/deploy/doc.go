@@ -56,16 +56,18 @@
 //
 //	S  L<target>\0 | N\0   <tar --version>\0 <cp --version>\0   [01]\0 (awk, sha256sum)
 //	   <release>\0 ... \0   [01]...\0 (each shared path exists)
-//	   log <size>|-|!\n <gzip>   [manifest, seal <size>|-|!|=\n <gzip>   scan <size>|-|=\n <gzip>   [<next link>\0]]
+//	   log <size>|-|!\n <gzip>   [manifest, seal <size>|-|!|=\n <gzip>   scan <size>|-|=\n <gzip>
+//	   [shape <size>|-\n <gzip> (deploy) | <next link>\0 (activate)]]
 //	   E\n
 //
-// ("-" absent, "!" unreadable, "=" the listing is byte for byte the seal:
-// for a deploy the seal stands for it, for activate neither is sent and
-// the holder made the switch's link, named last; "P\n" instead: no gzip,
-// no snapshot). The
+// ("-" absent, "!" unreadable, "=" the listing is byte for byte the seal
+// and the seal is not sent: a deploy gets the seal's shape, alike on alike
+// servers, instead; activate needs neither, and the holder made the
+// switch's link, named last; "P\n" instead: no gzip, no snapshot). The
 // scan section is list_tree's output (transport/find.sh): eight
 // NUL-terminated fields a file (path, type, mode, size, mtime, inode,
-// links, ctime), then an empty field and find's status.
+// links, ctime), then an empty field and find's status. The shape is
+// "type/mode/size/mtime/path\0" a file, sorted (transport.ShapeFormat).
 //
 // The holder's input, when the deploy lets go: records for the releases
 // log (JSON lines), "--prune--", the ids of old releases to delete, one a

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
+	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
 
 // A fleet's hosts mostly hold the same live manifest, and get the same new
@@ -64,6 +65,10 @@ type liveManifest struct {
 // liveManifests are keyed by the stored (gzip'd) manifest: gzipContentKey,
 // its bytes with the header's mtime aside.
 var liveManifests memo[[sha256.Size]byte, liveManifest]
+
+// liveShapes are the shapes of live releases' seals, keyed like
+// liveManifests.
+var liveShapes memo[[sha256.Size]byte, []transport.Stat]
 
 // newManifestKey is what a new release's encoding depends on: the
 // manifest, the mtimes recorded in it, and the previous manifest's lines

@@ -91,7 +91,7 @@ func (r *rootState) fromSnapshot(l Layout, s *snapshot, w rootWant, warn func(st
 	if s.manifestErr != nil {
 		warn("cannot read the manifest of release %s, uploading everything: %v", r.currentID, s.manifestErr)
 	}
-	r.live = liveRelease{manifest: s.manifest, scan: s.scan, haveManifest: true, haveScan: s.scan != nil, seal: s.seal, haveSeal: true}
+	r.live = liveRelease{manifest: s.manifest, scan: s.scan, haveManifest: true, haveScan: s.scan != nil, seal: s.seal, haveSeal: !s.sealUnsent}
 	if s.asSealed {
 		r.live.seal = nil // the listing is the seal: every file is as sealed, none to compare
 	}

@@ -419,6 +419,20 @@ if [ -e "$0" ]; then echo "file still there"; fi`
 	})
 }
 
+// listedAsMade is a new directory where the files made in it are listed
+// in an order that depends on the order they were made in, as on tmpfs
+// (ext4 lists in the order of its hashes of the names).
+func listedAsMade(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/dev/shm", "listed-as-made-")
+	if err != nil {
+		t.Logf("no /dev/shm (%v): the files may be listed in one order", err)
+		return t.TempDir()
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
 func TestSmallScripts(t *testing.T) {
 	forEachShell(t, func(t *testing.T, sh posixShell) {
 		t.Run("writable", func(t *testing.T) {
@@ -447,6 +461,55 @@ func TestSmallScripts(t *testing.T) {
 			}
 			if target, _ := os.Readlink(link); target != "releases/r" {
 				t.Errorf("link -> %q", target)
+			}
+		})
+		t.Run("seal shape: alike servers store the same bytes", func(t *testing.T) {
+			// The same files, made in another order (so listed in another
+			// order) with their own inodes, sealed at other times.
+			names := []string{"a.php", "b/c.php", "b/d e.php", "z.php", "b/\nnewline.php"}
+			shapes := make([]string, 2)
+			seals := make([][]transport.Stat, 2)
+			for i := range shapes {
+				dir := listedAsMade(t)
+				for j := range names {
+					name := names[j]
+					if i == 1 {
+						name = names[len(names)-1-j]
+					}
+					writeFiles(t, dir, map[string]string{name: name})
+				}
+				for _, p := range append(names, "b", ".") {
+					os.Chtimes(filepath.Join(dir, p), time.Unix(1700000000, 5e8), time.Unix(1700000000, 5e8))
+				}
+				sealFile := filepath.Join(t.TempDir(), "r.seal")
+				if r := sh.run(t, remote.Seal.Command(dir, sealFile, "", ""), nil); r.status != 0 {
+					t.Fatalf("status %d: %s", r.status, r.stderr)
+				}
+				shapes[i] = readFile(t, sealFile+".shape")
+				var err error
+				if seals[i], err = parseSeal([]byte(readFile(t, sealFile))); err != nil {
+					t.Fatal(err)
+				}
+				if left, _ := filepath.Glob(sealFile + ".*.tmp"); len(left) > 0 {
+					t.Errorf("left behind: %q", left)
+				}
+				// Sealed at another time: no time in the gzip header.
+				if h := shapes[i]; len(h) < 10 || h[4:8] != "\x00\x00\x00\x00" {
+					t.Errorf("the shape's gzip header holds a time: % x", h[:min(len(h), 10)])
+				}
+			}
+			if shapes[0] != shapes[1] {
+				t.Fatal("the same files have shapes of other bytes")
+			}
+			shape, err := transport.ParseShape(bytes.NewReader(gunzip(t, []byte(shapes[0]))))
+			if err != nil || len(shape) != len(seals[0]) {
+				t.Fatalf("shape %+v (%v)", shape, err)
+			}
+			for i, st := range seals[0] {
+				st.Inode, st.Links, st.ChangeTime = 0, 0, time.Time{}
+				if shape[i] != st {
+					t.Errorf("shape %+v, seal %+v", shape[i], st)
+				}
 			}
 		})
 		t.Run("gnu-tools", func(t *testing.T) {

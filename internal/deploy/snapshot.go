@@ -46,8 +46,12 @@ type snapshot struct {
 	seal          []transport.Stat // the live release's seal; nil when it has none
 	sealErr       error
 	// asSealed says that the listing was byte for byte the seal, which
-	// then stands for it (for activate, neither is sent).
+	// then stands for it (for activate, neither is sent; for a deploy, the
+	// seal's shape stands for both where the release has one).
 	asSealed bool
+	// sealUnsent says that the seal was as listed but not sent, and its
+	// shape did not arrive: seal and listing are read request by request.
+	sealUnsent bool
 	// For activate, where the prepared release is as sealed: the link
 	// the holder made for its switch ("" when it made none).
 	nextLink string
@@ -64,11 +68,12 @@ const maxPresized = 16 << 20
 // parseSnapshot reads what remote/holder.sh printed after "locked":
 //
 //	S  L<target>\0 | N\0   <tar --version line>\0   <cp --version line>\0   [01]\0 (delta tools)   <release>\0 ... \0   [01]...\0 (shared paths)
-//	   log <size>|-|!\n <gzip>   [manifest <size>|-|!\n <gzip>   seal <size>|-|!|=\n <gzip>   scan <size>|-|=\n <gzip>   [<next link>\0]]
+//	   log <size>|-|!\n <gzip>   [manifest <size>|-|!\n <gzip>   seal <size>|-|!|=\n <gzip>   scan <size>|-|=\n <gzip>   [shape <size>|-\n <gzip> | <next link>\0]]
 //	   E\n
 //
 // "-" is absent, "!" is unreadable; "=" is a listing byte for byte the
-// seal (and, for activate, the seal not sent). The next link follows for
+// seal (and the seal not sent: a deploy gets its shape instead, activate
+// needs neither). The shape follows for a deploy only, the next link for
 // activate only. P\n instead of all that: no snapshot.
 func parseSnapshot(br *bufio.Reader, want rootWant) (*snapshot, error) {
 	kind, err := br.ReadByte()
@@ -155,9 +160,9 @@ func parseSnapshot(br *bufio.Reader, want rootWant) (*snapshot, error) {
 			return transport.ParseFindSized(r, len(s.manifest.Entries)+1)
 		}
 		s.seal, err = section(br, "seal", listing)
-		sealSent := err == nil
+		sealSent, sealSame := err == nil, errors.Is(err, errSectionSame)
 		switch {
-		case errors.Is(err, errSectionAbsent), errors.Is(err, errSectionSame) && want.prepared != "":
+		case errors.Is(err, errSectionAbsent), sealSame:
 		case errors.Is(err, errSectionUnreadable), errors.As(err, new(*sectionDataError)):
 			s.sealErr = err
 		case err != nil:
@@ -165,12 +170,27 @@ func parseSnapshot(br *bufio.Reader, want rootWant) (*snapshot, error) {
 		}
 		s.scan, err = section(br, "scan", listing)
 		switch {
-		case errors.Is(err, errSectionSame) && (sealSent || want.prepared != ""):
+		case errors.Is(err, errSectionSame) && (sealSent || sealSame):
 			s.scan, s.asSealed = s.seal, true
 		case errors.Is(err, errSectionAbsent), errors.Is(err, errSectionSame), errors.As(err, new(*sectionDataError)):
 			s.scan = nil // listed again by Scan, which says what is wrong
 		case err != nil:
 			return nil, err
+		}
+		if want.plan {
+			shape, err := shapeSection(br)
+			switch {
+			case err == nil && s.asSealed && sealSame:
+				s.scan = shape
+			case err == nil, errors.Is(err, errSectionAbsent), errors.As(err, new(*sectionDataError)):
+			default:
+				return nil, err
+			}
+			if sealSame && s.scan == nil {
+				// Neither the seal nor its shape arrived: both are read
+				// again, request by request.
+				s.asSealed, s.sealUnsent = false, true
+			}
 		}
 		if want.prepared != "" {
 			if s.nextLink, err = field(); err != nil {
@@ -206,6 +226,28 @@ func manifestSection(br *bufio.Reader) (liveManifest, error) {
 			live.lines = lines.lines
 		}
 		return live, nil
+	})
+}
+
+// shapeSection reads the shape of the live release's seal, decoded once
+// for every host whose holder sent the same bytes: alike servers do (it is
+// stored sorted, and gzip'd without a time), and decoding each host's own
+// seal was the largest part of what a fleet's client spent per host.
+func shapeSection(br *bufio.Reader) ([]transport.Stat, error) {
+	data, err := rawSection(br, "shape")
+	if err != nil {
+		return nil, err
+	}
+	return liveShapes.get(gzipContentKey(data), func() ([]transport.Stat, error) {
+		zr, err := gzip.NewReader(bytes.NewReader(data))
+		if err != nil {
+			return nil, &sectionDataError{fmt.Errorf("shape: %w", err)}
+		}
+		shape, err := transport.ParseShape(zr)
+		if err != nil {
+			return nil, &sectionDataError{fmt.Errorf("shape: %w", err)}
+		}
+		return shape, nil
 	})
 }
 

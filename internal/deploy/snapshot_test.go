@@ -127,13 +127,28 @@ func testSnapshot(t *testing.T, sh posixShell) {
 	} else if target, err := os.Readlink(s.nextLink); err != nil || target != "releases/"+prep {
 		t.Errorf("the switch link: %q, %v", target, err)
 	}
-	// A deploy whose live release is as sealed gets the seal for both.
+	// A deploy whose live release is as sealed gets the seal's shape for
+	// both: the fields alike on alike servers.
 	os.Symlink("releases/"+prep, filepath.Join(root, "current.new"))
 	os.Rename(filepath.Join(root, "current.new"), l.Current())
 	s, err = parseSnapshot(bufio.NewReader(bytes.NewReader(runSnapshot(t, l, full))), full)
-	if err != nil || !s.asSealed || len(s.seal) != 1 || len(s.scan) != 1 || s.scan[0].Path != "b.php" || s.nextLink != "" {
-		t.Errorf("live release as sealed: %v, as sealed %v, seal %v, scan %v, next link %q", err, s.asSealed, s.seal, s.scan, s.nextLink)
+	if err != nil || !s.asSealed || s.sealUnsent || s.seal != nil || len(s.scan) != 1 || s.scan[0].Path != "b.php" || s.scan[0].Size != 7 || s.scan[0].Inode != 0 || s.nextLink != "" {
+		t.Errorf("live release as sealed: %v, as sealed %v, seal %v, scan %+v, next link %q", err, s.asSealed, s.seal, s.scan, s.nextLink)
 	}
+	// A release sealed without a shape: the seal stands for both.
+	shape := readFile(t, l.SealShape(prep))
+	os.Remove(l.SealShape(prep))
+	s, err = parseSnapshot(bufio.NewReader(bytes.NewReader(runSnapshot(t, l, full))), full)
+	if err != nil || !s.asSealed || len(s.seal) != 1 || len(s.scan) != 1 || s.scan[0].Path != "b.php" || s.scan[0].Inode == 0 {
+		t.Errorf("as sealed, no shape: %v, as sealed %v, seal %v, scan %+v", err, s.asSealed, s.seal, s.scan)
+	}
+	// A damaged shape: neither arrived whole, both are read again.
+	os.WriteFile(l.SealShape(prep), []byte("\x1f\x8bnot really"), 0o644)
+	s, err = parseSnapshot(bufio.NewReader(bytes.NewReader(runSnapshot(t, l, full))), full)
+	if err != nil || s.asSealed || !s.sealUnsent || s.seal != nil || s.scan != nil {
+		t.Errorf("as sealed, damaged shape: %v, as sealed %v, unsent %v, seal %v, scan %+v", err, s.asSealed, s.sealUnsent, s.seal, s.scan)
+	}
+	os.WriteFile(l.SealShape(prep), []byte(shape), 0o644)
 	// Not as sealed: both are sent, and no link is made.
 	os.WriteFile(filepath.Join(root, "releases", prep, "b.php"), []byte("<?php B"), 0o644)
 	if s := parseCheck(t, check); s.asSealed || len(s.seal) != 1 || s.seal[0].Path != "b.php" || s.manifest != nil || len(s.scan) != 1 || s.scan[0].Path != "b.php" || s.nextLink != "" {

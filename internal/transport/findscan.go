@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"slices"
 	"strconv"
@@ -105,6 +106,49 @@ func ParseFindSized(r *bufio.Reader, n int) ([]Stat, error) {
 			}
 		}
 	}
+}
+
+// ShapeFormat is the part of a listing that servers holding the same
+// files print alike (list_tree's SHAPE): type, mode, size and mtime, then
+// the path, in one NUL-terminated record per entry whose fields are cut at
+// the first four slashes (a path may hold slashes, never NUL).
+const ShapeFormat = `%y/%m/%s/%T@/%P\0`
+
+// ParseShape reads records of ShapeFormat, in any order, into Stats sorted
+// by path that carry no inode, link count or change time.
+func ParseShape(r io.Reader) ([]Stat, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	// One string for all the records, which their paths are cut from.
+	all := string(data)
+	stats := make([]Stat, 0, strings.Count(all, "\x00"))
+	for all != "" {
+		rec, rest, ok := strings.Cut(all, "\x00")
+		if !ok {
+			return nil, errors.New("shape: the last record is cut")
+		}
+		all = rest
+		var f [4]string
+		for i := range f {
+			var found bool
+			if f[i], rec, found = strings.Cut(rec, "/"); !found {
+				return nil, fmt.Errorf("shape: a record of %d fields, not 5", i+1)
+			}
+		}
+		if rec == "" {
+			return nil, errors.New("shape: a record without a path")
+		}
+		st, err := parseFindRecord([findFields]string{rec, f[0], f[1], f[2], f[3], "0", "0", "0"})
+		if err != nil {
+			return nil, err
+		}
+		st.ChangeTime = time.Time{}
+		stats = append(stats, st)
+	}
+	slices.SortFunc(stats, func(a, b Stat) int { return strings.Compare(a.Path, b.Path) })
+	return stats, nil
 }
 
 // findChunk is about how many bytes of records share one string.

@@ -3,6 +3,7 @@ package transport
 import (
 	"bufio"
 	"fmt"
+	"io/fs"
 	"strings"
 	"testing"
 	"time"
@@ -49,6 +50,48 @@ func TestParseFind(t *testing.T) {
 	}
 	if _, err := ParseFind(bufio.NewReader(strings.NewReader(record("x", "f", "644", 1, "soon", "1") + "\x000\x00"))); err == nil {
 		t.Error("a bad mtime parsed")
+	}
+}
+
+func TestParseShape(t *testing.T) {
+	long := strings.Repeat("d/", 2500) + "f"
+	shape := "f/644/5/1700000000.5/b.php\x00" + "d/2755/4096/1700000000/a dir/with a slash\nand a newline\x00" + "f/600/0/1700000000.25/" + long + "\x00"
+	stats, err := ParseShape(strings.NewReader(shape))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stats) != 3 || stats[0].Path != "a dir/with a slash\nand a newline" || stats[1].Path != "b.php" || stats[2].Path != long {
+		t.Fatalf("paths not as listed, sorted: %+v", stats)
+	}
+	if b := stats[1]; !b.Mode.IsRegular() || b.Mode.Perm() != 0o644 || b.Size != 5 || !b.Precise || b.Inode != 0 || b.Links != 0 ||
+		!b.ModTime.Equal(time.Unix(1700000000, 500000000)) || !b.ChangeTime.IsZero() {
+		t.Errorf("b.php: %+v", b)
+	}
+	if d := stats[0]; !d.Mode.IsDir() || d.Mode&fs.ModeSetgid == 0 || d.Mode.Perm() != 0o755 {
+		t.Errorf("dir: %+v", d)
+	}
+	if stats, err := ParseShape(strings.NewReader("")); err != nil || len(stats) != 0 {
+		t.Errorf("empty: %v, %v", stats, err)
+	}
+	// A cut or damaged shape is an error, never a shorter listing.
+	for n := range len(shape) - 1 {
+		if _, err := ParseShape(strings.NewReader(shape[:n])); err == nil && n > 0 && shape[n-1] != 0 {
+			t.Fatalf("shape cut at %d of %d bytes parsed", n, len(shape))
+		}
+	}
+	for _, bad := range []string{"f/644/5/b.php\x00", "f/644/5/1/\x00", "f/6x4/5/1/a\x00", "f/644/five/1/a\x00", "f/644/5/soon/a\x00"} {
+		if _, err := ParseShape(strings.NewReader(bad)); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
+
+// The formats written in find.sh are the ones documented here.
+func TestListTreeFormats(t *testing.T) {
+	for _, f := range []string{FindFormat, ShapeFormat} {
+		if !strings.Contains(ListTree, "'"+f+"'") {
+			t.Errorf("find.sh does not print %s", f)
+		}
 	}
 }
 

@@ -64,11 +64,13 @@ fi
 # holder sees it, in the format parseSnapshot reads (snapshot.go): where
 # current points, the first lines of tar --version and cp --version
 # (empty for activate), whether awk and sha256sum are there, the release
-# directories, which of the shared paths exist, the releases log and, with plan=1, the live release's stored
-# manifest and seal and a listing of its files (list_tree); with plan=<id>,
-# the same of release <id>. A listing byte for byte its seal is sent as
-# "=": the seal stands for it, and activate needs neither, only the link
-# for the switch, made here (a round trip less). Binary sections are
+# directories, which of the shared paths exist, the releases log and, with
+# plan=1, the live release's stored manifest and seal and a listing of its
+# files (list_tree); with plan=<id>, the same of release <id>. A listing
+# byte for byte its seal is sent as "=". Then a deploy needs only the
+# seal's shape (lib/finish.sh), which is alike on alike servers and sent
+# instead of the seal where there is one; activate needs neither, only the
+# link for the switch, made here (a round trip less). Binary sections are
 # written to files next to the lock first, so their size is known before
 # they are sent. It also removes temporary current links a crashed switch
 # left.
@@ -141,7 +143,7 @@ snapshot() {
 		fi
 		if [ -z "$id" ] || [ ! -e "$seal" ]; then
 			printf 'seal -\n'
-		elif [ -n "$same" ] && [ "$plan" != 1 ]; then
+		elif [ -n "$same" ] && { [ "$plan" != 1 ] || [ -f "$seal.shape" ]; }; then
 			printf 'seal =\n'
 		elif cp "$seal" "$tmp.seal"; then
 			emit seal "$tmp.seal" '!'
@@ -155,7 +157,13 @@ snapshot() {
 		else
 			printf 'scan -\n'
 		fi
-		if [ "$plan" != 1 ]; then
+		if [ "$plan" = 1 ]; then
+			if [ -n "$same" ] && [ -f "$seal.shape" ]; then
+				emit shape "$seal.shape" -
+			else
+				printf 'shape -\n'
+			fi
+		else
 			# The client removes it if it does not switch; a holder
 			# that finds it left removes it above.
 			next=$templinks$$

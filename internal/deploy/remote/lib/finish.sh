@@ -8,8 +8,21 @@
 # release shares an inode), so from then on only a write into a file
 # changes what the listing says of it: the next deploy reuses a file only
 # where it is still as sealed.
+#
+# The same walk writes the seal's shape, FILE.shape: only the fields that
+# are alike on servers holding the same files (no inode, no change time),
+# sorted and gzip'd without a name or time, so that alike servers store the
+# same bytes. A deploy whose live release is as sealed gets the shape
+# instead of the seal (holder.sh), and the client decodes it once for all
+# such servers. A release without a shape (it could not be made, or sealed
+# before shapes) has its seal sent instead.
 seal() {
-	list_tree "$1" | gzip -1 > "$2.tmp" && mv -f "$2.tmp" "$2"
+	rm -f "$2.shape"
+	list_tree "$1" "$2.shape.raw.tmp" | gzip -1 > "$2.tmp" && mv -f "$2.tmp" "$2" || return
+	if LC_ALL=C sort -z -o "$2.shape.raw.tmp" "$2.shape.raw.tmp" && gzip -1 -n < "$2.shape.raw.tmp" > "$2.shape.tmp"; then
+		mv -f "$2.shape.tmp" "$2.shape"
+	fi
+	rm -f "$2.shape.raw.tmp" "$2.shape.tmp"
 }
 
 # link_next LINK TARGET: the link the switch renames over current, made
