@@ -140,7 +140,7 @@ func deltaUpload(t *testing.T, l Layout, d *manifestDelta) transport.Command {
 
 // deltaStream is an upload stream of an empty release "new" with d.
 func deltaStream(t *testing.T, l Layout, d *manifestDelta) []byte {
-	b := bytes.NewBuffer(reuseLists(&Plan{}))
+	b := bytes.NewBuffer(encodeReuseLists(&Plan{}))
 	extras := []tarExtra{{Name: l.relative(l.ManifestDelta("new")), Load: func() ([]byte, error) { return d.file(), nil }}}
 	if err := (&Plan{}).writeTar(b, tarShape{top: "releases/new", now: time.Now(), extras: extras}, &uploadStats{}); err != nil {
 		t.Fatal(err)

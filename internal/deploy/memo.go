@@ -9,12 +9,13 @@ import (
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
 
-// A fleet's hosts mostly hold the same live manifest, and get the same new
-// one (one upload mtime for the run): reading it from the lock holder's
-// printout, and encoding the new one with its delta, are done once for
-// the fleet instead of once a host. Those were most of the client's CPU
-// per host on a large release (bench/scale.sh). What a memo returns is
-// shared between hosts, and never changed.
+// A fleet's hosts mostly hold the same live manifest and the same files,
+// and get the same new manifest (one upload mtime for the run): reading
+// the live manifest and the shape of its seal from the lock holder's
+// printout, planning against them, and encoding the new manifest with its
+// delta are done once for the fleet instead of once a host. Those were
+// most of the client's CPU per host on a large release (bench/scale.sh).
+// What a memo returns is shared between hosts, and never changed.
 
 // memo keeps the last few results of a computation by key. Hosts that ask
 // for one key at once wait for one computation.
@@ -94,3 +95,36 @@ func mtimesDigest(mtimes []int64) [sha256.Size]byte {
 	}
 	return sha256.Sum256(b)
 }
+
+// sharedPlan is MakePlan, made once for hosts alike in what they plan
+// with: the same new manifest, the same live one, and the same listing of
+// the live release (the seal's shape, which the client decodes once for
+// every host that sent the same bytes). A fleet's client made the same
+// plan again for every host. The plan is shared: nothing changes it.
+func sharedPlan(m, prev *release.Manifest, prevScan []transport.Stat) *Plan {
+	if len(prevScan) == 0 {
+		return MakePlan(m, prev, prevScan)
+	}
+	key := planKey{m: m, prev: prev, scan: &prevScan[0], scanLen: len(prevScan)}
+	p, _ := plans.get(key, func() (plannedWith, error) {
+		return plannedWith{plan: MakePlan(m, prev, prevScan), prev: prev, scan: prevScan}, nil
+	})
+	return p.plan
+}
+
+// planKey identifies what a plan is made from by address.
+type planKey struct {
+	m, prev *release.Manifest
+	scan    *transport.Stat
+	scanLen int
+}
+
+// plannedWith is a plan and what its key points to, kept with it so that
+// no other manifest or listing can take those addresses while it is kept.
+type plannedWith struct {
+	plan *Plan
+	prev *release.Manifest
+	scan []transport.Stat
+}
+
+var plans memo[planKey, plannedWith]

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
+	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
 
 func TestMemo(t *testing.T) {
@@ -98,5 +100,39 @@ func TestLiveManifestDecodedOnceForAlikeHosts(t *testing.T) {
 	entries[0].Size = 2
 	if read(stamped(entries, time.Unix(1e9, 0))).m == read(a).m {
 		t.Error("another manifest was taken for the one decoded before")
+	}
+}
+
+// Hosts that plan with the same manifests and the same listing share one
+// plan and its reuse lists; a host that must upload some reused files
+// (paths seeded into shared/) gets a plan of its own, and the shared one
+// stays as it was.
+func TestPlanSharedByAlikeHosts(t *testing.T) {
+	const mtime = int64(1700000000e9)
+	prev := &release.Manifest{}
+	var scan []transport.Stat
+	for _, p := range []string{"a.php", "storage/b.php", "storage/c.php"} {
+		e := newFile(p, p, 0o644)
+		e.MTime = mtime
+		prev.Entries = append(prev.Entries, e)
+		scan = append(scan, transport.Stat{Path: p, Mode: 0o644, Size: e.Size, ModTime: time.Unix(0, mtime), Precise: true})
+	}
+	m := &release.Manifest{Entries: slices.Clone(prev.Entries)}
+	first, second := sharedPlan(m, prev, scan), sharedPlan(m, prev, scan)
+	if first != second || len(first.Reuse) != 3 {
+		t.Fatalf("alike hosts: plans %p and %p, %d reused", first, second, len(first.Reuse))
+	}
+	if lists := first.reuseLists(); &lists[0] != &second.reuseLists()[0] {
+		t.Error("the reuse lists were encoded again")
+	}
+	if other := sharedPlan(m, prev, slices.Clone(scan)); other == first {
+		t.Error("another listing was given the plan of the first")
+	}
+	own := first.uploadOnly([]string{"storage"})
+	if own == first || len(own.Reuse) != 1 || len(own.Upload) != 2 || own.UploadBytes != scan[1].Size+scan[2].Size {
+		t.Errorf("upload only below storage: %d reused, %d uploaded (%d bytes)", len(own.Reuse), len(own.Upload), own.UploadBytes)
+	}
+	if len(first.Reuse) != 3 || len(first.Upload) != 0 || first.UploadBytes != 0 {
+		t.Errorf("the shared plan changed: %d reused, %d uploaded", len(first.Reuse), len(first.Upload))
 	}
 }

@@ -7,29 +7,31 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
 
-// uploadOnly turns reuse into upload below paths that will be moved into
-// shared/: a shared file must not share an inode with an older release.
-func (p *Plan) uploadOnly(roots []string) {
+// uploadOnly is p with reuse turned into upload below paths that will be
+// moved into shared/: a shared file must not share an inode with an older
+// release. p itself is left as it is: hosts alike share it (sharedPlan).
+func (p *Plan) uploadOnly(roots []string) *Plan {
 	if len(roots) == 0 {
-		return
+		return p
 	}
-	kept := p.Reuse[:0]
+	q := &Plan{Dirs: p.Dirs, Symlinks: p.Symlinks, Upload: slices.Clip(p.Upload), UploadBytes: p.UploadBytes, ReuseBytes: p.ReuseBytes}
 	for _, r := range p.Reuse {
 		if under(r.Entry.Path, roots) {
-			p.Upload = append(p.Upload, r.Entry)
-			p.UploadBytes += r.Entry.Size
-			p.ReuseBytes -= r.Entry.Size
+			q.Upload = append(q.Upload, r.Entry)
+			q.UploadBytes += r.Entry.Size
+			q.ReuseBytes -= r.Entry.Size
 			continue
 		}
-		kept = append(kept, r)
+		q.Reuse = append(q.Reuse, r)
 	}
-	p.Reuse = kept
+	return q
 }
 
 // Plan says, for each file of the new release, whether its bytes cross the
@@ -43,6 +45,9 @@ type Plan struct {
 
 	UploadBytes int64
 	ReuseBytes  int64
+
+	lists     sync.Once // reuseLists, made once for the hosts that share the plan
+	listBytes []byte
 }
 
 // Reuse links an existing server file into the new release.

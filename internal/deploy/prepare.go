@@ -42,9 +42,8 @@ func (h *Host) Prepare(ctx context.Context, m *release.Manifest, id string) erro
 		h.Log.Warnf("%s: %s of the live release %s changed on the server since it was deployed (edited in place?); uploaded again instead of reused: %s",
 			h.Name, words.Count(int64(len(edited)), "file"), h.root.currentID, listed(edited, 10))
 	}
-	plan := MakePlan(m, h.root.live.manifest, scan)
+	plan := sharedPlan(m, h.root.live.manifest, scan).uploadOnly(unseeded)
 	h.root.live.manifest, h.root.live.scan, h.root.live.seal = nil, nil, nil // large on big releases; the plan has what it needs
-	plan.uploadOnly(unseeded)
 	mtimes, err := h.transfer(ctx, plan, started)
 	if err != nil {
 		return err

@@ -134,9 +134,9 @@ func (u tarUpload) send(ctx context.Context, plan *Plan, started Record, st *upl
 	}
 	// Reused files are copied by upload.sh from the lists before the
 	// stream, or, with reuse: hardlink, linked by entries in it.
-	lists, linkFrom := reuseLists(plan), ""
+	lists, linkFrom := plan.reuseLists(), ""
 	if h.S.Reuse == ReuseHardlink {
-		lists, linkFrom = reuseLists(&Plan{}), h.L.relative(h.liveDir())
+		lists, linkFrom = encodeReuseLists(&Plan{}), h.L.relative(h.liveDir())
 	}
 	err := plan.executeTar(ctx, h.T, remote.Upload.Command(args...), h.L.Release(h.ReleaseID), h.warmAhead(bytes.NewReader(lists), h.execsAfterUpload()), tarShape{
 		top: h.L.relative(h.L.Release(h.ReleaseID)), linkFrom: linkFrom, now: now,
@@ -197,8 +197,14 @@ func (p *Plan) executeTar(ctx context.Context, t transport.Transport, cmd transp
 // byte counts of two lists, then the lists. The first holds the paths of
 // the files reused from the same path of the live release, NUL-terminated
 // (cp --parents copies them in one go); the second, pairs of paths where
-// the content moved (from, then to).
-func reuseLists(p *Plan) []byte {
+// the content moved (from, then to). Made once a plan; the result is
+// shared, never changed.
+func (p *Plan) reuseLists() []byte {
+	p.lists.Do(func() { p.listBytes = encodeReuseLists(p) })
+	return p.listBytes
+}
+
+func encodeReuseLists(p *Plan) []byte {
 	var same, moved bytes.Buffer
 	for _, r := range p.Reuse {
 		if r.From == r.Entry.Path {

@@ -108,9 +108,9 @@ func ParseFindSized(r *bufio.Reader, n int) ([]Stat, error) {
 	}
 }
 
-// ShapeFormat is the part of a listing that servers holding the same
-// files print alike (list_tree's SHAPE): type, mode, size and mtime, then
-// the path, in one NUL-terminated record per entry whose fields are cut at
+// ShapeFormat is the part of a listing of regular files that servers
+// holding the same files print alike (list_tree's SHAPE): type, mode, size
+// and mtime, then the path, in one NUL-terminated record per entry whose fields are cut at
 // the first four slashes (a path may hold slashes, never NUL).
 const ShapeFormat = `%y/%m/%s/%T@/%P\0`
 
