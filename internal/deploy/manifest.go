@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"strings"
 	"time"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
@@ -15,9 +16,9 @@ import (
 // server mtime (the next deploy reuses a file only if it is unchanged
 // since). When the upload could not report mtimes (SFTP), one scan provides
 // them and also checks that every file arrived whole.
-func (h *Host) recordState(ctx context.Context, mtimes map[*release.Entry]int64) error {
-	if mtimes != nil {
-		return nil // the tar stream stored the manifest already
+func (h *Host) recordState(ctx context.Context, manifestStored bool) error {
+	if manifestStored {
+		return nil // the tar stream stored it already
 	}
 	dir := h.L.Release(h.ReleaseID)
 	scan, err := h.T.Scan(ctx, dir)
@@ -70,6 +71,25 @@ func (h *Host) encodeManifest(mtime func(e *release.Entry) int64) ([]byte, error
 	var buf bytes.Buffer
 	err := h.manifest.EncodeMTimes(&buf, h.recordedMTimes(mtime))
 	return buf.Bytes(), err
+}
+
+// streamed are the mtimes a release uploaded by the tar stream records,
+// entry by entry (now for what it uploads, the source's for what it
+// reuses), and their digest. Made once for the hosts that share plan.
+func (h *Host) streamedMTimes(plan *Plan, now time.Time) recordedMTimes {
+	key := recordedKey{manifest: h.manifest, now: now.UnixNano(), shared: strings.Join(h.S.SharedDirs, "\x00") + "\x00\x00" + strings.Join(h.S.SharedFiles, "\x00")}
+	r, _ := plan.recorded.get(key, func() (recordedMTimes, error) {
+		byEntry := make(map[*release.Entry]int64, len(plan.Upload)+len(plan.Reuse))
+		for _, e := range plan.Upload {
+			byEntry[e] = now.UnixNano()
+		}
+		for _, r := range plan.Reuse {
+			byEntry[r.Entry] = r.FromMTime
+		}
+		mtimes := h.recordedMTimes(func(e *release.Entry) int64 { return byEntry[e] })
+		return recordedMTimes{mtimes: mtimes, digest: mtimesDigest(mtimes)}, nil
+	})
+	return r
 }
 
 // recordedMTimes are the mtimes encodeManifest records, entry by entry.

@@ -128,6 +128,16 @@ func TestPlanSharedByAlikeHosts(t *testing.T) {
 	if other := sharedPlan(m, prev, slices.Clone(scan)); other == first {
 		t.Error("another listing was given the plan of the first")
 	}
+	// The mtimes the new manifest records: once for the plan and the
+	// run's upload time.
+	now := time.Unix(1800000000, 0)
+	h0, h1 := &Host{manifest: m, S: &Settings{}}, &Host{manifest: m, S: &Settings{}}
+	if a, b := h0.streamedMTimes(first, now), h1.streamedMTimes(second, now); &a.mtimes[0] != &b.mtimes[0] || a.mtimes[0] != mtime {
+		t.Errorf("recorded mtimes made again, or not the source's: %v", a.mtimes)
+	}
+	if later := h1.streamedMTimes(first, now.Add(time.Second)); &later.mtimes[0] == &h0.streamedMTimes(first, now).mtimes[0] {
+		t.Error("another upload time was given the mtimes recorded for the first")
+	}
 	own := first.uploadOnly([]string{"storage"})
 	if own == first || len(own.Reuse) != 1 || len(own.Upload) != 2 || own.UploadBytes != scan[1].Size+scan[2].Size {
 		t.Errorf("upload only below storage: %d reused, %d uploaded (%d bytes)", len(own.Reuse), len(own.Upload), own.UploadBytes)

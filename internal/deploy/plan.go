@@ -3,6 +3,7 @@ package deploy
 import (
 	"bytes"
 	"cmp"
+	"crypto/sha256"
 	"encoding/binary"
 	"slices"
 	"sort"
@@ -46,8 +47,26 @@ type Plan struct {
 	UploadBytes int64
 	ReuseBytes  int64
 
-	lists     sync.Once // reuseLists, made once for the hosts that share the plan
+	// Made once for the hosts that share the plan: its reuse lists, and
+	// the mtimes a release it uploads records (streamedMTimes).
+	lists     sync.Once
 	listBytes []byte
+	recorded  memo[recordedKey, recordedMTimes]
+}
+
+// recordedKey is what else the mtimes recorded for a plan depend on: the
+// manifest, the mtime of uploaded files, and the shared paths, which
+// record none.
+type recordedKey struct {
+	manifest *release.Manifest
+	now      int64
+	shared   string
+}
+
+// recordedMTimes are mtimes recorded for a manifest, and their digest.
+type recordedMTimes struct {
+	mtimes []int64
+	digest [sha256.Size]byte
 }
 
 // Reuse links an existing server file into the new release.

@@ -44,14 +44,14 @@ func (h *Host) Prepare(ctx context.Context, m *release.Manifest, id string) erro
 	}
 	plan := sharedPlan(m, h.root.live.manifest, scan).uploadOnly(unseeded)
 	h.root.live.manifest, h.root.live.scan, h.root.live.seal = nil, nil, nil // large on big releases; the plan has what it needs
-	mtimes, err := h.transfer(ctx, plan, started)
+	manifestStored, err := h.transfer(ctx, plan, started)
 	if err != nil {
 		return err
 	}
 	if err := h.linkShared(ctx, m); err != nil {
 		return err
 	}
-	if err := h.recordState(ctx, mtimes); err != nil {
+	if err := h.recordState(ctx, manifestStored); err != nil {
 		return err
 	}
 	if err := h.makeWritable(ctx); err != nil {

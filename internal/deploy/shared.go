@@ -54,7 +54,6 @@ func under(p string, roots []string) bool {
 // linkShared replaces shared paths in the release with relative symlinks
 // into shared/, seeding shared/ from the release the first time.
 func (h *Host) linkShared(ctx context.Context, m *release.Manifest) error {
-	idx := m.Index()
 	dir := h.L.Release(h.ReleaseID)
 	link := func(rel string, wantDir bool) error {
 		sharedPath := path.Join(h.L.Shared(), rel)
@@ -65,7 +64,7 @@ func (h *Host) linkShared(ctx context.Context, m *release.Manifest) error {
 			if err := h.T.MkdirAll(ctx, path.Dir(sharedPath), 0o755); err != nil {
 				return fmt.Errorf("create %s: %w", path.Dir(sharedPath), err)
 			}
-			e := idx[rel]
+			e := m.Entry(rel) // only where shared/ is seeded: no index of every file for every host
 			switch {
 			case e != nil && (e.Type == release.TypeDir) == wantDir && e.Type != release.TypeSymlink:
 				if err := h.T.Rename(ctx, inRelease, sharedPath); err != nil {

@@ -7,8 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/atomic-deploy/atomic-deploy/internal/release"
 )
 
 // Progress is a snapshot of an upload.
@@ -43,14 +41,15 @@ type uploader interface {
 	// begin logs the release as started and creates its directory, unless
 	// send does both itself (one round trip less).
 	begin(ctx context.Context, started Record) error
-	// send writes plan into the release directory. It returns the mtime
-	// each file got (by entry), or nil when a scan must find them.
-	send(ctx context.Context, plan *Plan, started Record, st *uploadStats) (map[*release.Entry]int64, error)
+	// send writes plan into the release directory. It reports whether it
+	// stored the release's manifest too (every mtime was known before it
+	// sent anything); if not, a scan finds them.
+	send(ctx context.Context, plan *Plan, started Record, st *uploadStats) (manifestStored bool, err error)
 }
 
 // transfer sends the plan with the host's uploader and reports progress
 // while it runs.
-func (h *Host) transfer(ctx context.Context, plan *Plan, started Record) (map[*release.Entry]int64, error) {
+func (h *Host) transfer(ctx context.Context, plan *Plan, started Record) (manifestStored bool, err error) {
 	var st uploadStats
 	start := time.Now()
 	stop := make(chan struct{})
@@ -73,14 +72,14 @@ func (h *Host) transfer(ctx context.Context, plan *Plan, started Record) (map[*r
 			}
 		}()
 	}
-	mtimes, err := h.upload.send(ctx, plan, started, &st)
+	manifestStored, err = h.upload.send(ctx, plan, started, &st)
 	close(stop)
 	wg.Wait()
 	h.Stats = Stats{FilesUploaded: int(st.files.Load()), FilesReused: int(st.reused.Load()), BytesUploaded: st.bytes.Load(), BytesReused: st.reusedBytes.Load()}
 	if err != nil {
-		return nil, fmt.Errorf("upload to %s: %w", h.L.Release(h.ReleaseID), err)
+		return false, fmt.Errorf("upload to %s: %w", h.L.Release(h.ReleaseID), err)
 	}
-	return mtimes, nil
+	return manifestStored, nil
 }
 
 // liveDir is the live release's directory, which reused files come from

@@ -34,8 +34,8 @@ func (u sftpUpload) begin(ctx context.Context, started Record) error {
 	return nil
 }
 
-// send returns no mtimes: recordState's scan finds them.
-func (u sftpUpload) send(ctx context.Context, plan *Plan, _ Record, st *uploadStats) (map[*release.Entry]int64, error) {
+// send stores no manifest: recordState's scan finds the mtimes.
+func (u sftpUpload) send(ctx context.Context, plan *Plan, _ Record, st *uploadStats) (manifestStored bool, err error) {
 	parallel := u.h.S.Parallel
 	if parallel < 1 {
 		parallel = 64
@@ -44,7 +44,7 @@ func (u sftpUpload) send(ctx context.Context, plan *Plan, _ Record, st *uploadSt
 	if u.h.S.Reuse == ReuseHardlink {
 		reuse = u.h.T.Link
 	}
-	return nil, plan.execute(ctx, u.h.T, u.h.L.Release(u.h.ReleaseID), u.h.liveDir(), reuse, parallel, st)
+	return false, plan.execute(ctx, u.h.T, u.h.L.Release(u.h.ReleaseID), u.h.liveDir(), reuse, parallel, st)
 }
 
 // execute writes the plan into dir with up to `parallel` operations in

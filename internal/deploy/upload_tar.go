@@ -56,23 +56,17 @@ func (u tarUpload) begin(_ context.Context, started Record) error {
 	return nil
 }
 
-// send returns the mtime each file got (by entry): every mtime is known
-// before anything is sent, so the manifest and the link for the switch
-// travel in the same stream. With an inline switch the command also
-// switches, and what came of that is settled here (settleInlineSwitch).
-func (u tarUpload) send(ctx context.Context, plan *Plan, started Record, st *uploadStats) (map[*release.Entry]int64, error) {
+// send stores the manifest too: every mtime is known before anything is
+// sent, so the manifest and the link for the switch travel in the same
+// stream. With an inline switch the command also switches, and what came
+// of that is settled here (settleInlineSwitch).
+func (u tarUpload) send(ctx context.Context, plan *Plan, started Record, st *uploadStats) (manifestStored bool, err error) {
 	h := u.h
 	now := h.uploadMTime
 	if now.IsZero() {
 		now = time.Now().Truncate(time.Second) // what a tar header carries exactly
 	}
-	mtimes := make(map[*release.Entry]int64, len(plan.Upload)+len(plan.Reuse))
-	for _, e := range plan.Upload {
-		mtimes[e] = now.UnixNano()
-	}
-	for _, r := range plan.Reuse {
-		mtimes[r.Entry] = r.FromMTime
-	}
+	recorded := h.streamedMTimes(plan, now)
 	// The manifest goes last; it is encoded while the stream flows. With a
 	// previous manifest on the server, only a delta against it goes.
 	type encoded struct {
@@ -83,14 +77,13 @@ func (u tarUpload) send(ctx context.Context, plan *Plan, started Record, st *upl
 	useDelta := prevLines != nil
 	manifest := make(chan encoded, 1)
 	go func() {
-		recorded := h.recordedMTimes(func(e *release.Entry) int64 { return mtimes[e] })
-		key := newManifestKey{manifest: h.manifest, mtimes: mtimesDigest(recorded), delta: useDelta}
+		key := newManifestKey{manifest: h.manifest, mtimes: recorded.digest, delta: useDelta}
 		if len(prevLines) > 0 {
 			key.prev, key.prevLen = &prevLines[0], len(prevLines)
 		}
 		enc, err := newManifests.get(key, func() (newManifest, error) {
 			var buf bytes.Buffer
-			if err := h.manifest.EncodeMTimes(&buf, recorded); err != nil {
+			if err := h.manifest.EncodeMTimes(&buf, recorded.mtimes); err != nil {
 				return newManifest{}, err
 			}
 			enc := newManifest{data: buf.Bytes()}
@@ -138,7 +131,7 @@ func (u tarUpload) send(ctx context.Context, plan *Plan, started Record, st *upl
 	if h.S.Reuse == ReuseHardlink {
 		lists, linkFrom = encodeReuseLists(&Plan{}), h.L.relative(h.liveDir())
 	}
-	err := plan.executeTar(ctx, h.T, remote.Upload.Command(args...), h.L.Release(h.ReleaseID), h.warmAhead(bytes.NewReader(lists), h.execsAfterUpload()), tarShape{
+	err = plan.executeTar(ctx, h.T, remote.Upload.Command(args...), h.L.Release(h.ReleaseID), h.warmAhead(bytes.NewReader(lists), h.execsAfterUpload()), tarShape{
 		top: h.L.relative(h.L.Release(h.ReleaseID)), linkFrom: linkFrom, now: now,
 		extras: append([]tarExtra{manifestExtra}, extras...),
 	}, st)
@@ -158,7 +151,7 @@ func (u tarUpload) send(ctx context.Context, plan *Plan, started Record, st *upl
 			h.Log.Infof("%s: stored the manifest whole (rebuilding it from the previous one on the server failed)", h.Name)
 		}
 	}
-	return mtimes, err
+	return true, err
 }
 
 // executeTar sends lists, then the plan as one tar stream, into cmd,

@@ -193,6 +193,17 @@ func (m *Manifest) trim() {
 	}
 }
 
+// Entry is the entry of path p, or nil: a pass over the entries, for a
+// few lookups where an Index would cost more than it saves.
+func (m *Manifest) Entry(p string) *Entry {
+	for i := range m.Entries {
+		if m.Entries[i].Path == p {
+			return &m.Entries[i]
+		}
+	}
+	return nil
+}
+
 // Index maps paths to entries.
 func (m *Manifest) Index() map[string]*Entry {
 	idx := make(map[string]*Entry, len(m.Entries))

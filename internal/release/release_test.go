@@ -89,7 +89,10 @@ func paths(m *release.Manifest) []string {
 
 func entry(t *testing.T, m *release.Manifest, p string) *release.Entry {
 	t.Helper()
-	e := m.Index()[p]
+	e := m.Entry(p)
+	if e != m.Index()[p] {
+		t.Fatalf("Entry(%q) and Index disagree", p)
+	}
 	if e == nil {
 		t.Fatalf("no entry %q in %q", p, paths(m))
 	}
