@@ -1,7 +1,9 @@
 package deploy
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"hash/maphash"
 	"encoding/binary"
 	"sync"
 
@@ -63,13 +65,55 @@ type liveManifest struct {
 	lines []lineDigest
 }
 
-// liveManifests are keyed by the stored (gzip'd) manifest: gzipContentKey,
-// its bytes with the header's mtime aside.
-var liveManifests memo[[sha256.Size]byte, liveManifest]
+// liveManifests are keyed by the stored (gzip'd) manifest as sent.
+var liveManifests gzipMemo[liveManifest]
 
-// liveShapes are the shapes of live releases' seals, keyed like
-// liveManifests.
-var liveShapes memo[[sha256.Size]byte, []transport.Stat]
+// liveShapes are the shapes of live releases' seals, keyed the same way.
+var liveShapes gzipMemo[[]transport.Stat]
+
+// gzipMemo is a memo of what is decoded from gzip data, keyed by the data
+// with the header's mtime aside: a delta deploy has every server gzip the
+// manifest it rebuilt, and GNU gzip stamps its output with the input
+// file's mtime (before upload.sh's -n), so hosts holding the same
+// manifest hold bytes that differ there. A hash finds the entry and a
+// comparison of the bytes confirms it: SHA-256 of each host's manifest was
+// a tenth of what the client spent on a host.
+type gzipMemo[V any] struct{ m memo[uint64, gzipDecoded[V]] }
+
+type gzipDecoded[V any] struct {
+	data []byte
+	val  V
+}
+
+var gzipMemoSeed = maphash.MakeSeed()
+
+func (g *gzipMemo[V]) get(data []byte, decode func() (V, error)) (V, error) {
+	a, b := gzipContent(data)
+	e, err := g.m.get(gzipContentHash(a, b), func() (gzipDecoded[V], error) {
+		v, err := decode()
+		return gzipDecoded[V]{data: data, val: v}, err
+	})
+	if c, d := gzipContent(e.data); !bytes.Equal(a, c) || !bytes.Equal(b, d) {
+		return decode() // other bytes that hash alike
+	}
+	return e.val, err
+}
+
+func gzipContentHash(before, after []byte) uint64 {
+	var h maphash.Hash
+	h.SetSeed(gzipMemoSeed)
+	h.Write(before)
+	h.Write(after)
+	return h.Sum64()
+}
+
+// gzipContent is gzip data in two parts, around the header's mtime.
+func gzipContent(data []byte) (before, after []byte) {
+	if len(data) < 10 || data[0] != 0x1f || data[1] != 0x8b {
+		return nil, data
+	}
+	return data[:4], data[8:]
+}
 
 // newManifestKey is what a new release's encoding depends on: the
 // manifest, the mtimes recorded in it, and the previous manifest's lines

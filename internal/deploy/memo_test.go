@@ -18,6 +18,7 @@ import (
 
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
+	"github.com/klauspost/compress/gzip"
 )
 
 func TestMemo(t *testing.T) {
@@ -144,5 +145,34 @@ func TestPlanSharedByAlikeHosts(t *testing.T) {
 	}
 	if len(first.Reuse) != 3 || len(first.Upload) != 0 || first.UploadBytes != 0 {
 		t.Errorf("the shared plan changed: %d reused, %d uploaded", len(first.Reuse), len(first.Upload))
+	}
+}
+
+// The memo of decoded gzip data finds an entry by a hash, and takes it
+// only where the bytes are the same, the header's mtime aside.
+func TestGzipMemoComparesTheBytes(t *testing.T) {
+	gz := func(s string, mtime time.Time) []byte {
+		var b bytes.Buffer
+		zw := gzip.NewWriter(&b)
+		zw.ModTime = mtime
+		zw.Write([]byte(s))
+		zw.Close()
+		return b.Bytes()
+	}
+	one, oneLater, two := gz("one", time.Unix(1e9, 0)), gz("one", time.Unix(2e9, 0)), gz("two", time.Unix(1e9, 0))
+	var g gzipMemo[string]
+	decodes := 0
+	decode := func(s string) func() (string, error) { return func() (string, error) { decodes++; return s, nil } }
+	if v, _ := g.get(one, decode("one")); v != "one" || decodes != 1 {
+		t.Fatalf("first: %q, %d decodes", v, decodes)
+	}
+	if v, _ := g.get(oneLater, decode("one")); v != "one" || decodes != 1 {
+		t.Errorf("the same content at another mtime: %q, %d decodes", v, decodes)
+	}
+	// Other bytes under the hash of the first: decoded, not taken.
+	a, b := gzipContent(two)
+	g.m.get(gzipContentHash(a, b), func() (gzipDecoded[string], error) { return gzipDecoded[string]{data: one, val: "one"}, nil })
+	if v, _ := g.get(two, decode("two")); v != "two" || decodes != 2 {
+		t.Errorf("a collision: %q, %d decodes", v, decodes)
 	}
 }

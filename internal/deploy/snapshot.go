@@ -3,7 +3,6 @@ package deploy
 import (
 	"bufio"
 	"bytes"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -211,7 +210,7 @@ func manifestSection(br *bufio.Reader) (liveManifest, error) {
 	if err != nil {
 		return liveManifest{}, err
 	}
-	return liveManifests.get(gzipContentKey(data), func() (liveManifest, error) {
+	return liveManifests.get(data, func() (liveManifest, error) {
 		zr, err := gzip.NewReader(bytes.NewReader(data))
 		if err != nil {
 			return liveManifest{}, &sectionDataError{fmt.Errorf("manifest: %w", err)}
@@ -238,7 +237,7 @@ func shapeSection(br *bufio.Reader) ([]transport.Stat, error) {
 	if err != nil {
 		return nil, err
 	}
-	return liveShapes.get(gzipContentKey(data), func() ([]transport.Stat, error) {
+	return liveShapes.get(data, func() ([]transport.Stat, error) {
 		zr, err := gzip.NewReader(bytes.NewReader(data))
 		if err != nil {
 			return nil, &sectionDataError{fmt.Errorf("shape: %w", err)}
@@ -249,22 +248,6 @@ func shapeSection(br *bufio.Reader) ([]transport.Stat, error) {
 		}
 		return shape, nil
 	})
-}
-
-// gzipContentKey is the SHA-256 of gzip data with the header's mtime
-// zeroed: a delta deploy has every server gzip the manifest it rebuilt,
-// and GNU gzip stamps its output with the input file's mtime, so hosts
-// holding the same manifest hold bytes that differ there (and each host
-// was decoded, and its new manifest encoded, on its own).
-func gzipContentKey(data []byte) [sha256.Size]byte {
-	if len(data) < 10 || data[0] != 0x1f || data[1] != 0x8b {
-		return sha256.Sum256(data)
-	}
-	h := sha256.New()
-	h.Write(data[:4])
-	h.Write(make([]byte, 4))
-	h.Write(data[8:])
-	return [sha256.Size]byte(h.Sum(nil))
 }
 
 var (
