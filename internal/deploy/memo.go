@@ -3,8 +3,8 @@ package deploy
 import (
 	"bytes"
 	"crypto/sha256"
-	"hash/maphash"
 	"encoding/binary"
+	"hash/maphash"
 	"sync"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
