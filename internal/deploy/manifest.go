@@ -73,9 +73,9 @@ func (h *Host) encodeManifest(mtime func(e *release.Entry) int64) ([]byte, error
 	return buf.Bytes(), err
 }
 
-// streamed are the mtimes a release uploaded by the tar stream records,
-// entry by entry (now for what it uploads, the source's for what it
-// reuses), and their digest. Made once for the hosts that share plan.
+// streamedMTimes are the mtimes a release uploaded by the tar stream
+// records, entry by entry (now for what it uploads, the source's for what
+// it reuses), and their digest. Made once for the hosts that share plan.
 func (h *Host) streamedMTimes(plan *Plan, now time.Time) recordedMTimes {
 	key := recordedKey{manifest: h.manifest, now: now.UnixNano(), shared: strings.Join(h.S.SharedDirs, "\x00") + "\x00\x00" + strings.Join(h.S.SharedFiles, "\x00")}
 	r, _ := plan.recorded.get(key, func() (recordedMTimes, error) {
