@@ -13,8 +13,11 @@ import (
 
 // phase is a point of a deploy at which the test stops it.
 type phase struct {
-	name  string
-	big   bool     // a release large enough to be caught mid-upload
+	name string
+	// big: a large release over a slowed link, so that the deploy stays
+	// seconds past the point where the phase is reached (a small deploy
+	// can finish between "locked" and the signal).
+	big   bool
 	extra []string // CLI options
 	// reached waits until the deploy is in the phase.
 	reached func(e *env, p *proc, before []string)
@@ -38,7 +41,7 @@ func phases(e *env) []phase {
 	return []phase{
 		{name: "build", extra: []string{"--build", markerHook(e, "build")},
 			reached: func(e *env, p *proc, _ []string) { waitMarker(e, "build") }},
-		{name: "connect-lock",
+		{name: "connect-lock", big: true,
 			reached: func(e *env, p *proc, _ []string) {
 				waitFor(e.t, 30*time.Second, "the lock", func() bool { return strings.Contains(p.output(), "connected, locked") })
 			}},
