@@ -249,63 +249,40 @@ type tarExtra struct {
 	Target string                 // a symlink's target
 }
 
-// tarSize is about the size of the tar stream before compression: a
-// header a member, and the uploaded files' content.
+// tarSize is about the size of the tar stream after its head, before
+// compression: a header a member, and the uploaded files' content.
 func (p *Plan) tarSize(shape tarShape) int64 {
-	members := 1 + len(p.Dirs) + len(p.Symlinks) + len(p.Upload) + len(shape.extras)
-	if shape.linkFrom != "" {
-		members += len(p.Reuse)
-	}
-	return int64(members)*512 + p.UploadBytes
+	return int64(len(p.Upload)+len(shape.extras))*512 + p.UploadBytes
 }
 
-// writeTar writes directories first (in manifest order, parents before
-// children), then symlinks, hard links and files.
+// writeTar writes the head (tarHead), then the files and the extras.
 func (p *Plan) writeTar(w io.Writer, shape tarShape, st *uploadStats) error {
-	top, now := shape.top, shape.now
-	bw := bufio.NewWriterSize(w, 256<<10)
-	zw := newAdaptiveGzip(bw, p.tarSize(shape)) // compress.go
-	tw := tar.NewWriter(zw)
-	// No format is forced: plain USTAR headers wherever a name fits (PAX
-	// only for long or non-ASCII names), which is most of a stream of
-	// hard-link entries. Modification times are whole seconds for that.
-	hdr := func(h *tar.Header) error {
-		h.Uname, h.Gname = "", ""
-		return tw.WriteHeader(h)
-	}
-	// The release directory itself is the first entry: the stream creates it.
-	if err := hdr(&tar.Header{Typeflag: tar.TypeDir, Name: top + "/", Mode: 0o755, ModTime: now}); err != nil {
+	now := shape.now
+	head, err := p.tarHead(shape)
+	if err != nil {
 		return err
 	}
-	for _, d := range p.Dirs {
-		if err := hdr(&tar.Header{Typeflag: tar.TypeDir, Name: top + "/" + d.Path + "/", Mode: int64(d.Mode), ModTime: now}); err != nil {
-			return err
-		}
-	}
-	for _, s := range p.Symlinks {
-		if err := hdr(&tar.Header{Typeflag: tar.TypeSymlink, Name: top + "/" + s.Path, Linkname: s.Target, Mode: 0o777, ModTime: now}); err != nil {
-			return err
-		}
+	bw := bufio.NewWriterSize(w, 256<<10)
+	if _, err := bw.Write(head); err != nil {
+		return err
 	}
 	for _, r := range p.Reuse {
-		if shape.linkFrom != "" {
-			link := shape.linkFrom + "/" + r.From
-			if err := hdr(&tar.Header{Typeflag: tar.TypeLink, Name: top + "/" + r.Entry.Path, Linkname: link, Mode: int64(r.Entry.Mode), ModTime: now}); err != nil {
-				return err
-			}
-		}
 		st.reused.Add(1)
 		st.reusedBytes.Add(r.Entry.Size)
 	}
+	// The rest is a gzip member of its own: gzip -d reads one after the
+	// other as one stream.
+	zw := newAdaptiveGzip(bw, p.tarSize(shape)) // compress.go
+	tw := tar.NewWriter(zw)
 	for _, e := range p.Upload {
-		if err := writeTarFile(tw, top+"/"+e.Path, e, now, &st.bytes); err != nil {
+		if err := writeTarFile(tw, shape.top+"/"+e.Path, e, now, &st.bytes); err != nil {
 			return err
 		}
 		st.files.Add(1)
 	}
 	for _, x := range shape.extras {
 		if x.Target != "" {
-			if err := hdr(&tar.Header{Typeflag: tar.TypeSymlink, Name: x.Name, Linkname: x.Target, Mode: 0o777, ModTime: now}); err != nil {
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: x.Name, Linkname: x.Target, Mode: 0o777, ModTime: now}); err != nil {
 				return err
 			}
 			continue
@@ -314,7 +291,7 @@ func (p *Plan) writeTar(w io.Writer, shape tarShape, st *uploadStats) error {
 		if err != nil {
 			return err
 		}
-		if err := hdr(&tar.Header{Typeflag: tar.TypeReg, Name: x.Name, Size: int64(len(data)), Mode: 0o644, ModTime: now}); err != nil {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: x.Name, Size: int64(len(data)), Mode: 0o644, ModTime: now}); err != nil {
 			return err
 		}
 		if _, err := tw.Write(data); err != nil {
@@ -328,6 +305,67 @@ func (p *Plan) writeTar(w io.Writer, shape tarShape, st *uploadStats) error {
 		return err
 	}
 	return bw.Flush()
+}
+
+// tarHeadKey is what a plan's tar head depends on besides the plan.
+type tarHeadKey struct {
+	top, linkFrom string
+	now           int64
+}
+
+// tarHead is the start of the stream as a gzip member of its own: the
+// release directory, its directories (in manifest order, parents before
+// children), symlinks and, with linkFrom, hard links. It is the same for
+// every host that shares the plan, so it is made once: compressing a
+// large release's directory headers was a tenth of a fleet deploy's
+// client CPU per host (bench/scale.sh).
+func (p *Plan) tarHead(shape tarShape) ([]byte, error) {
+	key := tarHeadKey{top: shape.top, linkFrom: shape.linkFrom, now: shape.now.UnixNano()}
+	return p.head.get(key, func() ([]byte, error) {
+		var b bytes.Buffer
+		zw := fastGzips.Get().(*gzip.Writer) // compress.go
+		defer fastGzips.Put(zw)
+		zw.Reset(&b)
+		tw := tar.NewWriter(zw)
+		// No format is forced: plain USTAR headers wherever a name fits
+		// (PAX only for long or non-ASCII names), which is most of a
+		// stream of hard-link entries. Modification times are whole
+		// seconds for that.
+		hdr := func(h *tar.Header) error {
+			h.ModTime = shape.now
+			return tw.WriteHeader(h)
+		}
+		top := shape.top
+		if err := hdr(&tar.Header{Typeflag: tar.TypeDir, Name: top + "/", Mode: 0o755}); err != nil {
+			return nil, err
+		}
+		for _, d := range p.Dirs {
+			if err := hdr(&tar.Header{Typeflag: tar.TypeDir, Name: top + "/" + d.Path + "/", Mode: int64(d.Mode)}); err != nil {
+				return nil, err
+			}
+		}
+		for _, s := range p.Symlinks {
+			if err := hdr(&tar.Header{Typeflag: tar.TypeSymlink, Name: top + "/" + s.Path, Linkname: s.Target, Mode: 0o777}); err != nil {
+				return nil, err
+			}
+		}
+		if shape.linkFrom != "" {
+			for _, r := range p.Reuse {
+				link := shape.linkFrom + "/" + r.From
+				if err := hdr(&tar.Header{Typeflag: tar.TypeLink, Name: top + "/" + r.Entry.Path, Linkname: link, Mode: int64(r.Entry.Mode)}); err != nil {
+					return nil, err
+				}
+			}
+		}
+		// Flush, not Close: the end-of-archive blocks come after the rest.
+		if err := tw.Flush(); err != nil {
+			return nil, err
+		}
+		if err := zw.Close(); err != nil {
+			return nil, err
+		}
+		return b.Bytes(), nil
+	})
 }
 
 func writeTarFile(tw *tar.Writer, name string, e *release.Entry, mtime time.Time, counter *atomic.Int64) error {

@@ -1,8 +1,14 @@
 package deploy
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
+	"fmt"
+	"io"
 	"io/fs"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,5 +107,69 @@ func TestMakePlanReusesByContent(t *testing.T) {
 	p = MakePlan(m, nil, nil)
 	if len(p.Reuse) != 0 || len(p.Upload) != 10 {
 		t.Errorf("first deploy: reuse %d upload %d", len(p.Reuse), len(p.Upload))
+	}
+}
+
+// TestTarHeadSharedByAlikeHosts: the hosts that share a plan share the
+// head of its tar stream (made once), and the stream, two gzip members,
+// reads as one archive with every entry in order.
+func TestTarHeadSharedByAlikeHosts(t *testing.T) {
+	plan := &Plan{
+		Dirs:     []*release.Entry{{Path: "app", Type: release.TypeDir, Mode: 0o755}, {Path: "app/sub", Type: release.TypeDir, Mode: 0o700}},
+		Symlinks: []*release.Entry{{Path: "link", Type: release.TypeSymlink, Target: "app"}},
+		Upload:   []*release.Entry{{Path: "app/empty", Type: release.TypeFile, Mode: 0o644}},
+		Reuse:    []Reuse{{Entry: &release.Entry{Path: "app/kept", Type: release.TypeFile, Mode: 0o600, Size: 3}, From: "app/kept"}},
+	}
+	now := time.Unix(1_700_000_000, 0)
+	for _, tc := range []struct {
+		linkFrom string
+		want     []string
+	}{
+		{"", []string{"5 releases/new/ 755", "5 releases/new/app/ 755", "5 releases/new/app/sub/ 700", "2 releases/new/link 777",
+			"0 releases/new/app/empty 644", "2 .next 777"}},
+		{"releases/live", []string{"5 releases/new/ 755", "5 releases/new/app/ 755", "5 releases/new/app/sub/ 700", "2 releases/new/link 777",
+			"1 releases/new/app/kept 600", "0 releases/new/app/empty 644", "2 .next 777"}},
+	} {
+		shape := tarShape{top: "releases/new", linkFrom: tc.linkFrom, now: now, extras: []tarExtra{{Name: ".next", Target: "releases/new"}}}
+		var streams [2]bytes.Buffer
+		for i := range streams {
+			st := &uploadStats{}
+			if err := plan.writeTar(&streams[i], shape, st); err != nil {
+				t.Fatal(err)
+			}
+			if st.reused.Load() != 1 || st.reusedBytes.Load() != 3 || st.files.Load() != 1 {
+				t.Errorf("linkFrom %q: counted %d reused (%d bytes), %d files", tc.linkFrom, st.reused.Load(), st.reusedBytes.Load(), st.files.Load())
+			}
+		}
+		if !bytes.Equal(streams[0].Bytes(), streams[1].Bytes()) {
+			t.Errorf("linkFrom %q: two hosts' streams differ", tc.linkFrom)
+		}
+		a, _ := plan.tarHead(shape)
+		b, _ := plan.tarHead(shape)
+		if &a[0] != &b[0] {
+			t.Errorf("linkFrom %q: the head was made again", tc.linkFrom)
+		}
+		zr, err := gzip.NewReader(&streams[0]) // reads member after member
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := tar.NewReader(zr)
+		var got []string
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("linkFrom %q: %v", tc.linkFrom, err)
+			}
+			if !h.ModTime.Equal(now) {
+				t.Errorf("%s: mtime %s", h.Name, h.ModTime)
+			}
+			got = append(got, fmt.Sprintf("%c %s %o", h.Typeflag, h.Name, h.Mode))
+		}
+		if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+			t.Errorf("linkFrom %q: entries\n%s\nwant\n%s", tc.linkFrom, strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+		}
 	}
 }
