@@ -180,6 +180,24 @@ func TestFleetIncrementalDeployReusesOnEveryHost(t *testing.T) {
 			t.Errorf("%s stores another manifest than %s", h.Name, f.hosts[0].Name)
 		}
 	}
+	// One host after the other: each holder is told of the manifest read
+	// from the host before, and sends "manifest =" instead of it (the
+	// holder's side: TestHolderScript). The plans are the same.
+	f.write("v3")
+	res, err = f.deploy(func(o *deploy.Options) { o.Concurrency = 1 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range res.Hosts {
+		if h.FilesUploaded != 1 || h.FilesReused != 21 {
+			t.Errorf("%s, one host at a time: uploaded %d, reused %d; want 1 and 21", h.Name, h.FilesUploaded, h.FilesReused)
+		}
+	}
+	for _, h := range f.hosts {
+		if got := h.Read("current/index.html"); got != "v3" {
+			t.Errorf("%s serves %q", h.Name, got)
+		}
+	}
 }
 
 // A host whose connection drops while the others wait to switch (here:

@@ -61,8 +61,9 @@ func (m *memo[K, V]) get(key K, compute func() (V, error)) (V, error) {
 // the manifest and the digests of its lines (nil where they do not match
 // it line for line).
 type liveManifest struct {
-	m     *release.Manifest
-	lines []lineDigest
+	m      *release.Manifest
+	lines  []lineDigest
+	digest [sha256.Size]byte // of the stored bytes (knownManifest)
 }
 
 // liveManifests are keyed by the stored (gzip'd) manifest as sent.

@@ -54,11 +54,13 @@ type liveRelease struct {
 // plan asks for the live release a deploy plans against, shared lists the
 // shared paths whose existence a deploy needs to know, and prepared names
 // the release activate checks: the lock holder lists it and sends its
-// seal, which saves the check its own round trips.
+// seal, which saves the check its own round trips. known, with plan, is
+// a stored manifest the client already holds (knownManifest).
 type rootWant struct {
 	plan     bool
 	shared   []string
 	prepared string
+	known    *knownManifest
 }
 
 // fromSnapshot takes what the lock holder printed. The live release's

@@ -75,6 +75,8 @@ func holderCommand(l Layout, wait time.Duration, owner Owner, want rootWant) tra
 	switch {
 	case want.prepared != "":
 		args[14] = "=" + want.prepared
+	case want.plan && want.known != nil:
+		args[14] = "1:" + want.known.id + ":" + want.known.digest
 	case want.plan:
 		args[14] = "1"
 	}
@@ -130,6 +132,9 @@ type heartbeat struct {
 }
 
 func trySessionLock(ctx context.Context, t transport.Transport, l Layout, owner Owner, wait time.Duration, want rootWant) (*sessionLock, error) {
+	if want.plan {
+		want.known = lastManifest.Load() // the command and the parser see one
+	}
 	stdinR, stdinW := io.Pipe()
 	outR, outW := io.Pipe()
 	sl := &sessionLock{t: t, layout: l, file: l.flockOwner(), stdin: stdinW, done: make(chan error, 1), stop: make(chan struct{}), snap: make(chan snapshotResult, 1)}

@@ -3,12 +3,15 @@ package deploy
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
@@ -67,10 +70,11 @@ const maxPresized = 16 << 20
 // parseSnapshot reads what remote/holder.sh printed after "locked":
 //
 //	S  L<target>\0 | N\0   <tar --version line>\0   <cp --version line>\0   [01]\0 (delta tools)   <release>\0 ... \0   [01]...\0 (shared paths)
-//	   log <size>|-|!\n <gzip>   [manifest <size>|-|!\n <gzip>   seal <size>|-|!|=\n <gzip>   scan <size>|-|=\n <gzip>   [shape <size>|-\n <gzip> | <next link>\0]]
+//	   log <size>|-|!\n <gzip>   [manifest <size>|-|!|=\n <gzip>   seal <size>|-|!|=\n <gzip>   scan <size>|-|=\n <gzip>   [shape <size>|-\n <gzip> | <next link>\0]]
 //	   E\n
 //
-// "-" is absent, "!" is unreadable; "=" is a listing byte for byte the
+// "-" is absent, "!" is unreadable; "=" for the manifest is the one the
+// client holds (knownManifest), for the scan a listing byte for byte the
 // seal (and the seal not sent: a deploy gets its shape instead, activate
 // needs neither). The shape follows for a deploy only, the next link for
 // activate only. P\n instead of all that: no snapshot.
@@ -143,6 +147,12 @@ func parseSnapshot(br *bufio.Reader, want rootWant) (*snapshot, error) {
 	if want.plan || want.prepared != "" {
 		var live liveManifest
 		live, err = manifestSection(br)
+		switch {
+		case errors.Is(err, errSectionSame) && want.known != nil:
+			live, err = want.known.live, nil
+		case err == nil:
+			rememberManifest(s.current, live)
+		}
 		s.manifest, s.manifestLines = live.m, live.lines
 		switch {
 		case errors.Is(err, errSectionAbsent):
@@ -220,12 +230,41 @@ func manifestSection(br *bufio.Reader) (liveManifest, error) {
 		if err != nil {
 			return liveManifest{}, &sectionDataError{fmt.Errorf("manifest: %w", err)}
 		}
-		live := liveManifest{m: m}
+		live := liveManifest{m: m, digest: sha256.Sum256(data)}
 		if _, err := io.Copy(io.Discard, lines); err == nil && len(lines.partial) == 0 && len(lines.lines) == len(m.Entries)+1 {
 			live.lines = lines.lines
 		}
 		return live, nil
 	})
+}
+
+// knownManifest is a stored manifest this run has read from a host: the
+// next hosts' lock holders are told its release and digest, and where
+// theirs is byte for byte the same (alike hosts deployed together), they
+// send "manifest =" instead of it. For 5,000 files that is ~235 kB a host
+// less to send, decrypt and compare.
+type knownManifest struct {
+	id     string // the release it is the manifest of
+	digest string // SHA-256 of the stored (gzip'd) bytes, hex
+	live   liveManifest
+}
+
+// lastManifest is the manifest read last. Any host may be told about it:
+// the digest, not the host, says whether it is the same.
+var lastManifest atomic.Pointer[knownManifest]
+
+// rememberManifest makes live, the manifest of the release current points
+// to, the one the next hosts are told about.
+func rememberManifest(current string, live liveManifest) {
+	id, ok := strings.CutPrefix(current, "releases/")
+	if !ok || id == "" || strings.Contains(id, "/") || live.m == nil {
+		return
+	}
+	digest := hex.EncodeToString(live.digest[:])
+	if k := lastManifest.Load(); k != nil && k.id == id && k.digest == digest {
+		return
+	}
+	lastManifest.Store(&knownManifest{id: id, digest: digest, live: live})
 }
 
 // shapeSection reads the shape of the live release's seal, decoded once

@@ -3,6 +3,8 @@ package deploy
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"slices"
@@ -82,6 +84,32 @@ func testSnapshot(t *testing.T, sh posixShell) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(l.Meta(), ".snapshot-*")); len(left) > 0 {
 		t.Errorf("left behind: %q", left)
+	}
+
+	// A manifest the client holds is not sent again; another one is.
+	sum := sha256.Sum256(mbuf.Bytes())
+	held := &release.Manifest{}
+	for _, tc := range []struct {
+		id, digest string
+		same       bool
+	}{
+		{"20260101000000", hex.EncodeToString(sum[:]), true},
+		{"20260101000000", strings.Repeat("0", 64), false},
+		{"20260102000000", hex.EncodeToString(sum[:]), false},
+	} {
+		hinted := full
+		hinted.known = &knownManifest{id: tc.id, digest: tc.digest, live: liveManifest{m: held}}
+		out := runSnapshot(t, l, hinted)
+		s, err := parseSnapshot(bufio.NewReader(bytes.NewReader(out)), hinted)
+		if err != nil {
+			t.Fatalf("known %s:%s: %v", tc.id, tc.digest, err)
+		}
+		if sent := !bytes.Contains(out, []byte("manifest =\n")); sent == tc.same || (s.manifest == held) != tc.same {
+			t.Errorf("known %s:%s: manifest sent %v, the held one used %v, want held %v", tc.id, tc.digest, sent, s.manifest == held, tc.same)
+		}
+		if len(s.scan) != 2 {
+			t.Errorf("known %s:%s: %d scanned", tc.id, tc.digest, len(s.scan))
+		}
 	}
 
 	// A damaged manifest is reported and the rest still read.
