@@ -156,6 +156,39 @@ func TestHolderScript(t *testing.T) {
 				t.Error("a release not named was deleted, or its manifest")
 			}
 		})
+		t.Run("heartbeats refresh the identity file and stay out of the log", func(t *testing.T) {
+			l := Layout{Root: filepath.Join(t.TempDir(), "site")}
+			long := time.Now().Add(-time.Hour)
+			var refreshed bool
+			in := &scriptedReader{steps: []func() string{
+				func() string {
+					for deadline := time.Now().Add(5 * time.Second); !exists(l.flockOwner()) && time.Now().Before(deadline); {
+						time.Sleep(5 * time.Millisecond)
+					}
+					os.Chtimes(l.flockOwner(), long, long)
+					return remote.Beat + "\n"
+				},
+				func() string {
+					deadline := time.Now().Add(5 * time.Second)
+					for !refreshed && time.Now().Before(deadline) {
+						info, err := os.Stat(l.flockOwner())
+						refreshed = err == nil && time.Since(info.ModTime()) < time.Minute
+						time.Sleep(10 * time.Millisecond)
+					}
+					return `{"id":"20260103000000","status":"success"}` + "\n" + remote.Beat + "\n" + remote.TailPrune + "\n" + remote.TailEnd + "\n"
+				},
+			}}
+			r := sh.run(t, holderCommand(l, time.Second, Owner{Actor: "test"}, rootWant{}), in)
+			if r.status != 0 {
+				t.Fatalf("status %d, stderr %q", r.status, r.stderr)
+			}
+			if !refreshed {
+				t.Error("a heartbeat did not refresh the identity file")
+			}
+			if got := readFile(t, l.Log()); got != `{"id":"20260103000000","status":"success"}`+"\n" {
+				t.Errorf("log %q", got)
+			}
+		})
 		t.Run("a cut tail is not acted on", func(t *testing.T) {
 			l := Layout{Root: filepath.Join(t.TempDir(), "site")}
 			writeFiles(t, l.Root, map[string]string{"releases/20260101000000/a": "a"})
@@ -539,4 +572,23 @@ func TestSmallScripts(t *testing.T) {
 			}
 		})
 	})
+}
+
+// scriptedReader returns what each step makes, one step a Read, then EOF:
+// a step runs when the script has taken what came before.
+type scriptedReader struct {
+	steps   []func() string
+	pending string
+}
+
+func (r *scriptedReader) Read(p []byte) (int, error) {
+	if r.pending == "" {
+		if len(r.steps) == 0 {
+			return 0, io.EOF
+		}
+		r.pending, r.steps = r.steps[0](), r.steps[1:]
+	}
+	n := copy(p, r.pending)
+	r.pending = r.pending[n:]
+	return n, nil
 }

@@ -27,8 +27,9 @@ var (
 // ends, is cancelled, is killed, or its connection drops, sshd closes the
 // process's stdin, it exits, and the kernel drops the lock. No stale lock is
 // possible while the server runs. For a runner that vanished without
-// closing TCP, the holder also renews a heartbeat file; a waiter that finds
-// the heartbeat older than the TTL ends the orphaned holder process.
+// closing TCP, the client sends the holder a heartbeat every TTL/4, on
+// which it refreshes its identity file; a waiter that finds the file older
+// than the TTL ends the orphaned holder process.
 type sessionLock struct {
 	t      transport.Transport
 	layout Layout
@@ -131,6 +132,10 @@ type heartbeat struct {
 	PID int `json:"pid"`
 }
 
+// errHolderEnded is what a write to the holder's input gets once its
+// session is over.
+var errHolderEnded = errors.New("the lock holder ended")
+
 func trySessionLock(ctx context.Context, t transport.Transport, l Layout, owner Owner, wait time.Duration, want rootWant) (*sessionLock, error) {
 	if want.plan {
 		want.known = lastManifest.Load() // the command and the parser see one
@@ -145,6 +150,7 @@ func trySessionLock(ctx context.Context, t transport.Transport, l Layout, owner 
 	go func() {
 		defer endExec()
 		err := t.Exec(execCtx, holderCommand(l, wait, owner, want), stdinR, outW, transport.LimitWriter(stderr, 4096))
+		stdinR.CloseWithError(errHolderEnded) // a heartbeat after this fails, never waits
 		outW.CloseWithError(io.EOF)
 		sl.done <- err
 	}()
@@ -200,13 +206,12 @@ func trySessionLock(ctx context.Context, t transport.Transport, l Layout, owner 
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "locked ")))
 	sl.pid, sl.token = pid, owner.Token
-	hb, _ := json.Marshal(heartbeat{Owner: owner, PID: pid})
 	sl.wg.Add(1)
-	go sl.renew(hb, time.Duration(owner.TTL)/4)
+	go sl.renew(time.Duration(owner.TTL) / 4)
 	return sl, nil
 }
 
-func (sl *sessionLock) renew(hb []byte, every time.Duration) {
+func (sl *sessionLock) renew(every time.Duration) {
 	defer sl.wg.Done()
 	tick := time.NewTicker(every)
 	defer tick.Stop()
@@ -220,13 +225,14 @@ func (sl *sessionLock) renew(hb []byte, every time.Duration) {
 			return
 		case <-tick.C:
 			// The flock is ours while the holder lives; the heartbeat only
-			// tells waiters the runner is alive. A write that is late (it
-			// waits behind a large upload on a slow link) or fails does not
-			// lose the lock: a waiter that finds the heartbeat older than
-			// the TTL ends the holder, and that shows on done.
-			ctx, cancel := context.WithTimeout(context.Background(), 2*every)
-			sl.t.WriteFile(ctx, sl.file, hb, 0o644)
-			cancel()
+			// tells waiters the runner is alive. The holder refreshes its
+			// identity file on each (holder.sh): one line on its input,
+			// not a file written over SFTP that could land late on the
+			// identity of a holder that came after. A heartbeat that is
+			// late (behind a large upload on a slow link) does not lose the
+			// lock: a waiter that finds the file older than the TTL ends
+			// the holder, and that shows on done.
+			io.WriteString(sl.stdin, remote.Beat+"\n")
 		}
 	}
 }

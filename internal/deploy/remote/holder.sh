@@ -14,10 +14,11 @@
 #
 # Every way out before the lock prints one line first, so the client never
 # waits on a session whose input it still holds open. The commands it
-# starts inherit the lock's descriptor (cat does not), so a waiter that
-# ends this shell as orphaned may wait for them to finish; while deleting
-# old releases it refreshes its heartbeat itself, as the client no longer
-# does.
+# starts inherit the lock's descriptor (the heartbeat's touch does not),
+# so a waiter that ends this shell as orphaned may wait for them to
+# finish. Its identity file is written by this shell only: on each
+# heartbeat line (--beat--) the client sends before the tail, and while
+# it deletes old releases (the client sends none then).
 #
 # Arguments:
 #  1 current             2 releases/          3 shared/
@@ -243,8 +244,19 @@ finish() {
 	prune
 }
 
+# The input: heartbeats while the deploy runs, then the tail. A heartbeat
+# refreshes the time of the identity file, by which waiters judge the
+# lock; only this shell, which holds the flock, writes that file, so a
+# heartbeat that arrives late never lands on a later holder's identity.
 tail=$owner.tail
-cat > "$tail" 9>&-
+while IFS= read -r line; do
+	case $line in
+	--beat--) touch "$owner" 9>&- ;;
+	*) printf '%s\n' "$line" ;;
+	esac
+done > "$tail"
+# A last line cut off without its newline (the input broke off).
+if [ -n "$line" ]; then printf '%s' "$line" >> "$tail"; fi
 finish
 status=$?
 rm -f "$tail" "$owner"

@@ -16,8 +16,10 @@ const (
 	StatusSwitchedNotRecorded = 88 // live, but the success record is not in the log
 )
 
-// The lines that structure the holder's tail (holder.sh).
+// The lines that structure the holder's input (holder.sh).
 const (
 	TailPrune = "--prune--" // the records end, old release ids follow
 	TailEnd   = "--end--"   // the tail arrived whole
+	// Beat, before the tail, refreshes the holder's identity file.
+	Beat = "--beat--"
 )
