@@ -43,16 +43,23 @@ type adaptiveGzip struct {
 // newAdaptiveGzip compresses a stream of about size bytes into w.
 func newAdaptiveGzip(w io.Writer, size int64) *adaptiveGzip {
 	link := &timedWriter{w: w, fill: fillBytes, probe: probeBytes}
+	zw, pooled := newFastGzip(link, size)
+	return &adaptiveGzip{link: link, zw: zw, pooled: pooled}
+}
+
+// newFastGzip compresses about size bytes into w at BestSpeed: with a
+// pooled writer (also returned, for fastGzips.Put after Close) for one
+// block, on every core for more. One block has nothing to spread over
+// cores: a deploy that changes a few files sends little, and a new
+// parallel compressor's buffers and state per host were a tenth of a
+// fleet's client's CPU (bench/scale.sh).
+func newFastGzip(w io.Writer, size int64) (zw io.WriteCloser, pooled *gzip.Writer) {
 	if size < gzipBlock {
-		// One block: nothing to spread over cores. A deploy that changes
-		// a few files sends little, and a new parallel compressor's
-		// buffers and state per host were a tenth of a fleet's client's
-		// CPU (bench/scale.sh).
-		zw := fastGzips.Get().(*gzip.Writer)
-		zw.Reset(link)
-		return &adaptiveGzip{link: link, zw: zw, pooled: zw}
+		pooled = fastGzips.Get().(*gzip.Writer)
+		pooled.Reset(w)
+		return pooled, pooled
 	}
-	return &adaptiveGzip{link: link, zw: newGzip(link, pgzip.BestSpeed)}
+	return newGzip(w, pgzip.BestSpeed), nil
 }
 
 // gzipBlock is what one core compresses at a time in a large stream.

@@ -322,10 +322,15 @@ type tarHeadKey struct {
 func (p *Plan) tarHead(shape tarShape) ([]byte, error) {
 	key := tarHeadKey{top: shape.top, linkFrom: shape.linkFrom, now: shape.now.UnixNano()}
 	return p.head.get(key, func() ([]byte, error) {
+		members := 1 + len(p.Dirs) + len(p.Symlinks)
+		if shape.linkFrom != "" {
+			members += len(p.Reuse)
+		}
 		var b bytes.Buffer
-		zw := fastGzips.Get().(*gzip.Writer) // compress.go
-		defer fastGzips.Put(zw)
-		zw.Reset(&b)
+		zw, pooled := newFastGzip(&b, int64(members)*512) // compress.go
+		if pooled != nil {
+			defer fastGzips.Put(pooled)
+		}
 		tw := tar.NewWriter(zw)
 		// No format is forced: plain USTAR headers wherever a name fits
 		// (PAX only for long or non-ASCII names), which is most of a
