@@ -141,7 +141,7 @@ snapshot() {
 			printf 'manifest -\n'
 		elif [ "$plan" != 1 ]; then
 			printf 'manifest -\n' # activate checks by the seal
-		elif [ -n "$known" ] && sum=$(sha256sum < "$manifests/$id$manifest_ending") && [ "$id:${sum%% *}" = "$known" ]; then
+		elif [ "${known%:*}" = "$id" ] && sum=$(sha256sum < "$manifests/$id$manifest_ending") && [ "$id:${sum%% *}" = "$known" ]; then
 			printf 'manifest =\n'
 		elif cp "$manifests/$id$manifest_ending" "$tmp.man"; then
 			emit manifest "$tmp.man" '!'
