@@ -407,7 +407,7 @@ func dialTCP(ctx context.Context, h hop) (net.Conn, error) {
 	if err != nil {
 		return nil, h.connectErr(ctx, err)
 	}
-	return conn, nil
+	return quickACK(conn), nil
 }
 
 func classifyDialErr(ctx context.Context, err error) error {
