@@ -78,13 +78,14 @@ func (r *runner) prepareAll(ctx context.Context, m *release.Manifest, only bool)
 		}
 	}
 	id := r.chooseID()
-	if !only && len(r.hosts) == 1 && r.hosts[0].canSwitchInUpload() {
-		// Nothing happens between this host's upload and its switch, so the
-		// upload's command ends with the switch (a round trip less); when
-		// nothing checks the release afterwards either, with its success
-		// record too.
+	if !only && len(r.hosts) == 1 && r.hosts[0].canSwitchInline() {
+		// Nothing happens between this host's last step of Prepare (the
+		// upload, or before-activate) and its switch, so that step's
+		// command ends with the switch (a round trip less); when nothing
+		// checks the release afterwards either, with its success record
+		// too (the lock holder need not confirm one: a round trip less).
 		h := r.hosts[0]
-		h.inline = switchInUpload
+		h.inline = switchInline
 		if o.Verify == nil && o.Settings.AfterActivate == "" {
 			h.inline = switchAndRecord
 		}

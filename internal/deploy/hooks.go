@@ -86,7 +86,11 @@ func hookCommand(dir string, env map[string]string, script string, then finishin
 	// The first line removes the file hook.sh keeps the script in, once the
 	// shell running it has it open.
 	input := "rm -f -- \"$0\"\n" + shell.Exports(env) + script + "\n" + end + "\n"
-	return remote.Hook.Command(dir, end, then.seal, then.link, then.target), input
+	args := []string{dir, end, then.seal, then.link, then.target}
+	if sw := then.sw; sw != nil {
+		args = append(args, sw.pid, sw.token, sw.owner, sw.next, sw.current, sw.log, sw.success)
+	}
+	return remote.Hook.Command(args...), input
 }
 
 // AfterActivate runs the after-activate hook.

@@ -102,7 +102,7 @@ type Host struct {
 	upload uploader // chosen by Open from caps
 
 	state     releaseState
-	inline    inlineSwitch // what the upload's command does after the stream (Deploy decides)
+	inline    inlineSwitch // what the last command of Prepare does after its work (Deploy decides)
 	nextLink  string       // temporary link to the new release, renamed over current by Activate
 	confirmed bool         // ConfirmSwitch found the lock held and nextLink in place
 	sealed    bool         // the release's seal is stored (seal.go)
@@ -141,12 +141,13 @@ const (
 // switched reports whether current points at the release.
 func (s releaseState) switched() bool { return s >= live }
 
-// inlineSwitch is what the upload's command does after the stream.
+// inlineSwitch is what the last command of Prepare (the upload's, or
+// before-activate's when there is one) does after its work.
 type inlineSwitch int
 
 const (
 	switchLater     inlineSwitch = iota // nothing: Activate renames
-	switchInUpload                      // it renames the new link over current
+	switchInline                        // it renames the new link over current
 	switchAndRecord                     // ... and appends the success record
 )
 

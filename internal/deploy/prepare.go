@@ -1,7 +1,10 @@
 package deploy
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"path"
 	"slices"
@@ -66,16 +69,39 @@ func (h *Host) Prepare(ctx context.Context, m *release.Manifest, id string) erro
 }
 
 // finishing is what finishes a release on the server, in the command of
-// its last step: its seal (seal.go), and the link the switch renames.
+// its last step: its seal (seal.go), the link the switch renames, and,
+// where that command switches too, the switch (sw).
 type finishing struct {
 	seal, link, target string
+	sw                 *switching
+}
+
+// switching is what a command that also switches needs (switch_now,
+// remote/lib/finish.sh).
+type switching struct {
+	pid, token, owner string // the lock's guard (sessionLock.guard)
+	next, current     string // the link renamed over current
+	log, success      string // the releases log, and the success record or ""
+}
+
+// inlineSwitching is the switch of this host's release for the command
+// that makes it (h.inline), the link to rename left to the caller.
+func (h *Host) inlineSwitching() switching {
+	sw := switching{current: h.L.Current(), log: h.L.Log()}
+	sw.pid, sw.token, sw.owner, _ = h.lock.guard()
+	if h.inline == switchAndRecord {
+		line, _ := json.Marshal(Record{ID: h.ReleaseID, Status: StatusSuccess, FinishedAt: time.Now().UTC()})
+		sw.success = string(line)
+	}
+	return sw
 }
 
 // finishRelease runs before-activate, seals the release and makes the new
 // link now (the tar stream may have brought it), so that the switch itself
 // is one rename: across a fleet every host flips within about one round
 // trip. Sealing and linking ride with the hook's command, or share one
-// (remote/seal.sh): no round trip of their own.
+// (remote/seal.sh): no round trip of their own. Where before-activate's
+// command makes the switch too (h.inline), the release is live after it.
 func (h *Host) finishRelease(ctx context.Context) error {
 	if h.state.switched() {
 		return nil // the upload's command switched, once it had sealed
@@ -90,7 +116,7 @@ func (h *Host) finishRelease(ctx context.Context) error {
 	var err error
 	switch {
 	case h.S.BeforeActivate != "":
-		err = h.runHookIn(ctx, "before-activate", h.L.Release(h.ReleaseID), h.S.BeforeActivate, nil, then, h.execsAfterPrepare())
+		err = h.runBeforeActivate(ctx, then)
 	case then.seal != "":
 		var out strings.Builder
 		err = h.T.Exec(ctx, remote.Seal.Command(h.L.Release(h.ReleaseID), then.seal, then.link, then.target), h.warmAhead(nil, h.execsAfterPrepare()), &out, transport.LimitWriter(&out, 4096))
@@ -102,8 +128,8 @@ func (h *Host) finishRelease(ctx context.Context) error {
 			err = fmt.Errorf("prepare the switch to %s: %w", h.ReleaseID, err)
 		}
 	}
-	if err != nil {
-		return err
+	if err != nil || h.state.switched() {
+		return err // switched: by before-activate's command
 	}
 	h.sealed = h.sealed || then.seal != ""
 	if then.link != "" {
@@ -112,18 +138,55 @@ func (h *Host) finishRelease(ctx context.Context) error {
 	return nil
 }
 
+// runBeforeActivate runs before-activate, whose command finishes the
+// release (then) and, where it makes the switch (h.inline), switches.
+func (h *Host) runBeforeActivate(ctx context.Context, then finishing) error {
+	if h.inline != switchLater {
+		sw := h.inlineSwitching()
+		sw.next = cmp.Or(then.link, h.nextLink)
+		then.sw = &sw
+	}
+	err := h.runHookIn(ctx, "before-activate", h.L.Release(h.ReleaseID), h.S.BeforeActivate, nil, then, h.execsAfterPrepare())
+	if then.sw == nil {
+		return err
+	}
+	var exit *transport.ExitError
+	if err == nil || errors.As(err, &exit) && (exit.Status == remote.StatusNotSwitched || exit.Status == remote.StatusSwitchedNotRecorded) {
+		// Sealed and linked, whether or not it switched.
+		h.sealed = h.sealed || then.seal != ""
+		if then.link != "" {
+			h.nextLink = then.link
+		}
+	}
+	return h.settleInlineSwitch(ctx, err, true)
+}
+
 func (h *Host) releaseExists() error {
 	return fmt.Errorf("release %s already exists on %s; a release id is used once (choose another release-id or let it default to the time)", h.ReleaseID, h.Name)
 }
 
-// canSwitchInUpload reports whether nothing has to happen on this host
-// between the upload and the switch: no hooks, no writable or shared
-// paths, and the upload is one command whose server-side switch can check
-// the lock (Deploy adds: one host).
-func (h *Host) canSwitchInUpload() bool {
-	_, tar := h.upload.(tarUpload)
+// canSwitchInline reports whether the last command of this host's Prepare
+// can also switch: its server-side switch can check the lock, and nothing
+// has to happen between that command and the switch (no
+// before-activate-once; Deploy adds: one host). The command is
+// before-activate's when there is one (shared and writable paths come
+// before it); otherwise the upload's, which must then be one command (the
+// tar stream) and the last.
+func (h *Host) canSwitchInline() bool {
 	_, _, _, checkable := h.lock.guard()
-	return tar && checkable && h.S.BeforeActivate == "" && h.S.BeforeActivateOnce == "" && len(h.S.WritableDirs) == 0 && len(h.sharedPaths()) == 0
+	if !checkable || h.S.BeforeActivateOnce != "" {
+		return false
+	}
+	if h.S.BeforeActivate != "" {
+		return true
+	}
+	_, tar := h.upload.(tarUpload)
+	return tar && len(h.S.WritableDirs) == 0 && len(h.sharedPaths()) == 0
+}
+
+// switchesInUpload reports whether the upload's command switches.
+func (h *Host) switchesInUpload() bool {
+	return h.inline != switchLater && h.S.BeforeActivate == ""
 }
 
 // listed is the first n of paths, and how many more there are.
@@ -143,5 +206,5 @@ func (h *Host) execsAfterPrepare() bool {
 // execsAfterUpload reports whether a command follows the upload's before
 // Prepare ends: writable-dirs, before-activate, or the seal.
 func (h *Host) execsAfterUpload() bool {
-	return h.inline == switchLater && (len(h.S.WritableDirs) > 0 || h.S.BeforeActivate != "" || h.seals())
+	return !h.switchesInUpload() && (len(h.S.WritableDirs) > 0 || h.S.BeforeActivate != "" || h.seals())
 }

@@ -441,6 +441,58 @@ echo "done: 'single' in double"`
 				t.Errorf("a failed hook: status %d, sealed %v, linked %v", r.status, exists(sealFile+"2"), exists(link+"2"))
 			}
 		})
+		t.Run("with the lock's guard it also switches, only while the lock is ours and the hook went well", func(t *testing.T) {
+			// The release id, the hook, and what to do to the lock before it
+			// runs; then what should come of it.
+			type want struct {
+				status   int
+				switched bool
+				log      string
+			}
+			const id, success = "20260101000000", `{"id":"20260101000000","status":"success"}`
+			for _, c := range []struct {
+				name, hook, record string
+				lose               func(t *testing.T, l Layout, sl *sessionLock)
+				want               want
+			}{
+				{name: "switches and records", hook: "echo ok > built", record: success, want: want{0, true, success}},
+				{name: "switches, the record left to later", hook: "echo ok > built", want: want{0, true, ""}},
+				{name: "another deploy's identity: not switched", hook: "true", record: success,
+					lose: func(t *testing.T, l Layout, _ *sessionLock) {
+						os.WriteFile(l.flockOwner(), []byte(`{"token":"someone else"}`), 0o644)
+					}, want: want{remote.StatusNotSwitched, false, ""}},
+				{name: "a failed hook: not switched, its status", hook: "exit 3", record: success, want: want{3, false, ""}},
+				{name: "a hook exiting with the switch's own status is reported as 1", hook: "exit 87", record: success, want: want{1, false, ""}},
+				{name: "the other one too", hook: "exit 88", record: success, want: want{1, false, ""}},
+			} {
+				root := filepath.Join(t.TempDir(), "site")
+				l := Layout{Root: root}
+				sl := holdLock(t, root)
+				dir := l.Release(id)
+				writeFiles(t, dir, map[string]string{"index.php": "x"})
+				if c.lose != nil {
+					c.lose(t, l, sl)
+				}
+				then := finishing{seal: l.Seal(id), link: filepath.Join(root, tempLinkPrefix+"x"), target: currentTarget(id)}
+				sw := switching{next: then.link, current: l.Current(), log: l.Log(), success: c.record}
+				sw.pid, sw.token, sw.owner, _ = sl.guard()
+				then.sw = &sw
+				r := runHookFinishing(t, sh, dir, nil, c.hook, "", then)
+				target, _ := os.Readlink(l.Current())
+				switched := target == currentTarget(id)
+				log := ""
+				if b, err := os.ReadFile(l.Log()); err == nil {
+					log = strings.TrimSpace(string(b))
+				}
+				if r.status != c.want.status || switched != c.want.switched || log != c.want.log {
+					t.Errorf("%s: status %d, switched %v, log %q; want %+v\n%s", c.name, r.status, switched, log, c.want, r.stderr)
+				}
+				if c.want.status == remote.StatusNotSwitched && !exists(then.link) {
+					t.Errorf("%s: not switched, and the link to switch later is gone", c.name)
+				}
+				sl.release(t.Context())
+			}
+		})
 		t.Run("its text is in no argument and its file is gone", func(t *testing.T) {
 			secret := "s3cr3t-" + randomToken()
 			script := `for p in /proc/[0-9]*; do { tr '\0' ' ' < "$p/cmdline"; echo; } 2>/dev/null || true; done

@@ -15,7 +15,6 @@ import (
 	"github.com/atomic-deploy/atomic-deploy/internal/deploy"
 	"github.com/atomic-deploy/atomic-deploy/internal/testutil"
 	"github.com/atomic-deploy/atomic-deploy/internal/testutil/deploytest"
-	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
 
 // options are the fleet's deploy options for the hosts given (all: nil).
@@ -305,17 +304,7 @@ func TestActivateChecksThePreparedRelease(t *testing.T) {
 				t.Fatalf("prepare: %v\n%s", err, f.log)
 			}
 			var trace testutil.SyncBuffer
-			res, err := f.activate(next, func(o *deploy.Options) {
-				for i, tg := range o.Targets {
-					o.Targets[i].Dial = func(ctx context.Context) (transport.Transport, error) {
-						tr, err := tg.Dial(ctx)
-						if err != nil {
-							return nil, err
-						}
-						return transport.Trace(tr, &trace), nil
-					}
-				}
-			})
+			res, err := f.activate(next, traced(&trace))
 			if err != nil || !allEqual(f.hosts.Currents(), next) {
 				t.Fatalf("activate: %v, currents %v\n%s", err, f.hosts.Currents(), f.log)
 			}

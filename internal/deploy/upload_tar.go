@@ -113,16 +113,13 @@ func (u tarUpload) send(ctx context.Context, plan *Plan, started Record, st *upl
 		args[3], args[4] = h.L.ManifestDelta(h.ReleaseID), h.L.Manifest(h.root.currentID)
 		manifestExtra = tarExtra{Name: h.L.relative(args[3]), Load: func() ([]byte, error) { m := encodedManifest(); return m.delta, m.err }}
 	}
-	if h.inline != switchLater {
+	if h.switchesInUpload() {
 		// Nothing happens between upload and switch: the release is
 		// finished once the stream is in, and sealed before the switch.
-		args[6], args[7], args[8], _ = h.lock.guard()
+		sw := h.inlineSwitching()
+		args[6], args[7], args[8], args[11] = sw.pid, sw.token, sw.owner, sw.success
 		if h.seals() {
 			args[14] = h.L.Seal(h.ReleaseID)
-		}
-		if h.inline == switchAndRecord {
-			line, _ := json.Marshal(Record{ID: h.ReleaseID, Status: StatusSuccess, FinishedAt: time.Now().UTC()})
-			args[11] = string(line)
 		}
 	}
 	// Reused files are copied by upload.sh from the lists before the
@@ -135,7 +132,7 @@ func (u tarUpload) send(ctx context.Context, plan *Plan, started Record, st *upl
 		top: h.L.relative(h.L.Release(h.ReleaseID)), linkFrom: linkFrom, now: now,
 		extras: append([]tarExtra{manifestExtra}, extras...),
 	}, st)
-	if h.inline != switchLater {
+	if h.switchesInUpload() {
 		var exit *transport.ExitError
 		pastSeal := err == nil || errors.As(err, &exit) && (exit.Status == remote.StatusNotSwitched || exit.Status == remote.StatusSwitchedNotRecorded)
 		h.sealed = args[14] != "" && pastSeal

@@ -1,9 +1,13 @@
-# atomic-deploy:hook DIR END [SEAL LINK TARGET] — runs a hook
-# (before-activate, after-activate ...) in DIR, so that neither its text
-# nor its environment is in any process's arguments and it cannot outlive
-# its deploy. With SEAL, the last step of a release before its switch (a
-# before-activate that went well) also finishes it: seal and link_next
-# (lib/finish.sh), no round trip of their own.
+# atomic-deploy:hook DIR END [SEAL LINK TARGET [PID TOKEN OWNER NEXT
+# CURRENT LOG SUCCESS]] — runs a hook (before-activate, after-activate ...)
+# in DIR, so that neither its text nor its environment is in any process's
+# arguments and it cannot outlive its deploy. With SEAL, the last step of a
+# release before its switch (a before-activate that went well) also
+# finishes it: seal and link_next (lib/finish.sh), no round trip of their
+# own. With PID, the lock holder's, it then switches too, as the upload's
+# command does when nothing comes between it and the switch (switch_now,
+# lib/finish.sh): the exit status is then 87 or 88 only for what
+# switch_now says, and a hook that exits with either is reported as 1.
 #
 # Standard input brings the script, up to a line holding only END (random,
 # so no script holds it): the exports of its environment, then the user's
@@ -19,7 +23,8 @@
 # seconds later. A hook that finished keeps whatever it left running in
 # the background on purpose.
 
-dir=$1 end=$2 seal_file=${3:-} next=${4:-} target=${5:-}
+dir=$1 end=$2 seal_file=${3:-} link=${4:-} target=${5:-}
+holder=${6:-} token=${7:-} owner=${8:-} next=${9:-} current=${10:-} log=${11:-} success=${12:-}
 script=$(mktemp) || exit 1
 whole=
 while IFS= read -r line; do
@@ -53,6 +58,12 @@ if [ "$status" = 0 ] && [ -n "$seal_file" ]; then
 	seal "$dir" "$seal_file" || status=$?
 fi
 if [ "$status" = 0 ]; then
-	link_next "$next" "$target" || status=$?
+	link_next "$link" "$target" || status=$?
+fi
+if [ -n "$holder" ]; then
+	case $status in
+	0) switch_now "$holder" "$token" "$owner" "$next" "$current" "$log" "$success" || status=$? ;;
+	87 | 88) status=1 ;;
+	esac
 fi
 exit "$status"

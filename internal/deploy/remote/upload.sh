@@ -15,10 +15,9 @@
 # delta against the live one's, the new current link), and GNU tar keeps
 # its guard against names that climb out with .. or start with /. With a delta, the manifest is rebuilt here and
 # checked against the SHA-256 the delta carries. With a lock holder's pid,
-# the new link is renamed over current (mv -T, rename(2)) once the lock is
-# known to be still ours: the holder lives and its identity file holds our
-# token (a waiter that found us stale would have written its own). With a
-# success record, that follows.
+# the new link is renamed over current once the lock is known to be still
+# ours, and the success record, if any, follows (switch_now,
+# lib/finish.sh).
 #
 # Arguments:
 #  1 the deploy root, where the stream is extracted
@@ -116,8 +115,5 @@ if [ -n "$seal_file" ]; then
 	seal "$new" "$seal_file" || exit
 fi
 if [ -n "$holder" ]; then
-	{ kill -0 "$holder" 2>/dev/null && grep -qsF -e "$token" "$owner" && mv -T -- "$next" "$current"; } || exit 87
-	if [ -n "$success" ]; then
-		printf '%s\n' "$success" >> "$log" || exit 88
-	fi
+	switch_now "$holder" "$token" "$owner" "$next" "$current" "$log" "$success" || exit
 fi

@@ -30,3 +30,17 @@ seal() {
 link_next() {
 	if [ -n "$1" ]; then ln -s -- "$2" "$1"; fi
 }
+
+# switch_now PID TOKEN OWNER NEXT CURRENT LOG SUCCESS: renames the link
+# NEXT over CURRENT (mv -T, rename(2)) once the lock is known to be still
+# ours: its holder PID lives and its identity file OWNER holds our TOKEN
+# (a waiter that found us stale would have written its own). Then appends
+# SUCCESS, the success record, to the releases LOG, unless it is "".
+# Returns 87 when it did not switch, 88 when it switched but the record is
+# not in the log (status.go).
+switch_now() {
+	{ kill -0 "$1" 2>/dev/null && grep -qsF -e "$2" "$3" && mv -T -- "$4" "$5"; } || return 87
+	if [ -n "$7" ]; then
+		printf '%s\n' "$7" >> "$6" || return 88
+	fi
+}

@@ -1,0 +1,86 @@
+package deploy_test
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/deploy"
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil"
+	"github.com/atomic-deploy/atomic-deploy/internal/transport"
+)
+
+// traced has every target's remote operations written to trace.
+func traced(trace *testutil.SyncBuffer) func(o *deploy.Options) {
+	return func(o *deploy.Options) {
+		for i, tg := range o.Targets {
+			o.Targets[i].Dial = func(ctx context.Context) (transport.Transport, error) {
+				tr, err := tg.Dial(ctx)
+				if err != nil {
+					return nil, err
+				}
+				return transport.Trace(tr, trace), nil
+			}
+		}
+	}
+}
+
+// On one host with nothing between before-activate and the switch, the
+// hook's command switches (and records the success where nothing checks
+// the release afterwards), as the upload's does without a hook: a hook
+// costs one command. A failing hook switches nothing; with
+// before-activate-once, which runs between them, the switch is a rename
+// of its own.
+func TestBeforeActivateSwitchesInItsCommand(t *testing.T) {
+	f := newFleet(t, 1)
+	h := f.hosts[0]
+	f.set.BeforeActivate = `echo "built $RELEASE_ID" > built.txt`
+	renamed := func(trace string) bool { return strings.Contains(trace, " rename ") }
+
+	for i, mut := range []func(){
+		func() {},                               // the first deploy
+		func() {},                               // onto a live release
+		func() { f.set.AfterActivate = "true" }, // switched by the hook, the success recorded after it
+	} {
+		mut()
+		f.write("v" + string(rune('2'+i)))
+		var trace testutil.SyncBuffer
+		res, err := f.deploy(traced(&trace))
+		if err != nil {
+			t.Fatalf("deploy %d: %v\n%s", i, err, f.log)
+		}
+		if h.Current() != res.ReleaseID || strings.TrimSpace(h.Read("current/built.txt")) != "built "+res.ReleaseID {
+			t.Fatalf("deploy %d: current %s, want %s with the hook's file", i, h.Current(), res.ReleaseID)
+		}
+		if renamed(trace.String()) || !strings.Contains(trace.String(), " hook: ok") {
+			t.Errorf("deploy %d: the switch was not made by the hook's command:\n%s", i, trace.String())
+		}
+		if log := h.Read(".atomic-deploy/releases.log"); !strings.Contains(log, `"id":"`+res.ReleaseID+`","status":"success"`) {
+			t.Errorf("deploy %d: no success record:\n%s", i, log)
+		}
+	}
+	live := h.Current()
+
+	for _, hook := range []string{"exit 3", "exit 87"} {
+		f.set.BeforeActivate = hook
+		f.write("failing " + hook)
+		if _, err := f.deploy(nil); err == nil || !strings.Contains(err.Error(), "before-activate") {
+			t.Fatalf("before-activate %q: %v", hook, err)
+		}
+		if h.Current() != live {
+			t.Errorf("before-activate %q: current %s, want still %s", hook, h.Current(), live)
+		}
+	}
+
+	f.set.BeforeActivate, f.set.BeforeActivateOnce = "true", `touch "$DEPLOY_PATH/migrated-$RELEASE_ID"`
+	f.write("v9")
+	var trace testutil.SyncBuffer
+	res, err := f.deploy(traced(&trace))
+	if err != nil || h.Current() != res.ReleaseID {
+		t.Fatalf("with before-activate-once: %v, current %s\n%s", err, h.Current(), f.log)
+	}
+	if _, err := os.Stat(h.Root("migrated-" + res.ReleaseID)); err != nil || !renamed(trace.String()) {
+		t.Errorf("with before-activate-once: migrated %v, switched by a rename of its own %v:\n%s", err, renamed(trace.String()), trace.String())
+	}
+}
