@@ -7,16 +7,18 @@ import (
 	"io"
 	"maps"
 	"strings"
+	"time"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/deploy/remote"
 	"github.com/atomic-deploy/atomic-deploy/internal/shell"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
 
-// RunOnce runs before-activate-once on this host (Deploy picks the first).
+// RunOnce runs before-activate-once on this host (Deploy picks the
+// first); on a host alone, its command also switches (h.inline).
 func (h *Host) RunOnce(ctx context.Context) error {
 	defer h.timed(PhaseHooks)()
-	return h.runHook(ctx, "before-activate-once", h.S.BeforeActivateOnce, h.S.AfterSwitch.Script != "" || h.S.AfterActivate != "")
+	return h.runLastHook(ctx, "before-activate-once", h.S.BeforeActivateOnce, finishing{}, h.S.AfterSwitch.Script != "" || h.S.AfterActivate != "")
 }
 
 // HookError is a hook that ran and failed.
@@ -66,8 +68,20 @@ func (h *Host) runHookIn(ctx context.Context, name, dir, script string, extra ma
 	// ended: it stays open while the deploy waits.
 	keepOpen, held := io.Pipe()
 	defer held.Close()
+	execCtx := ctx
+	if then.sw != nil {
+		var stop func()
+		execCtx, stop = endThroughInput(ctx, held)
+		defer stop()
+	}
 	out := h.Log.Writer(h.Name)
-	err := h.T.Exec(ctx, cmd, h.warmAhead(io.MultiReader(strings.NewReader(input), keepOpen), more), out, out)
+	err := h.T.Exec(execCtx, cmd, h.warmAhead(io.MultiReader(strings.NewReader(input), keepOpen), more), out, out)
+	if then.sw != nil {
+		var exit *transport.ExitError
+		if err = h.settleInlineSwitch(ctx, err, true); errors.As(err, &exit) && ctx.Err() != nil {
+			err = ctx.Err() // ended by it: say so, as when the command is cut
+		}
+	}
 	if err != nil && errors.Is(context.Cause(ctx), errHookTimeout) {
 		err = fmt.Errorf("%w (command-timeout %s): it and what it started were ended", errHookTimeout, h.S.HookTimeout)
 	}
@@ -78,6 +92,23 @@ func (h *Host) runHookIn(ctx context.Context, name, dir, script string, extra ma
 }
 
 var errHookTimeout = errors.New("ran too long")
+
+// endThroughInput is the context for a hook's command that may switch
+// (its input in, held open by the deploy): when ctx ends, the input ends
+// instead, hook.sh's watcher then ends the hook if it still runs, and the
+// command's answer is awaited, so that whether it switched is known
+// rather than guessed. Only if no answer comes within inputEndGrace
+// (hook.sh's watcher kills 10 s after it terminates) is the command cut.
+func endThroughInput(ctx context.Context, in io.Closer) (context.Context, func()) {
+	execCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		in.Close()
+		time.AfterFunc(inputEndGrace, cancel)
+	})
+	return execCtx, func() { stop(); cancel() }
+}
+
+var inputEndGrace = 15 * time.Second
 
 // hookCommand is remote/hook.sh running script in dir with env, and the
 // input it reads first: the exports, the script, the line that ends it.

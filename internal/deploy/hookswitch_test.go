@@ -26,12 +26,12 @@ func traced(trace *testutil.SyncBuffer) func(o *deploy.Options) {
 	}
 }
 
-// On one host with nothing between before-activate and the switch, the
-// hook's command switches (and records the success where nothing checks
-// the release afterwards), as the upload's does without a hook: a hook
-// costs one command. A failing hook switches nothing; with
-// before-activate-once, which runs between them, the switch is a rename
-// of its own.
+// On one host, the command of the last hook before the switch
+// (before-activate-once, else before-activate) switches, and records the
+// success where nothing checks the release afterwards, as the upload's
+// does without hooks: a hook costs its command, not also a rename and the
+// lock holder's confirmation of the record. A failing hook switches
+// nothing.
 func TestBeforeActivateSwitchesInItsCommand(t *testing.T) {
 	f := newFleet(t, 1)
 	h := f.hosts[0]
@@ -73,14 +73,25 @@ func TestBeforeActivateSwitchesInItsCommand(t *testing.T) {
 		}
 	}
 
-	f.set.BeforeActivate, f.set.BeforeActivateOnce = "true", `touch "$DEPLOY_PATH/migrated-$RELEASE_ID"`
-	f.write("v9")
-	var trace testutil.SyncBuffer
-	res, err := f.deploy(traced(&trace))
-	if err != nil || h.Current() != res.ReleaseID {
-		t.Fatalf("with before-activate-once: %v, current %s\n%s", err, h.Current(), f.log)
+	for _, c := range []struct{ before, once string }{
+		{"true", `touch "$DEPLOY_PATH/migrated-$RELEASE_ID"`},
+		{"", `touch "$DEPLOY_PATH/migrated-$RELEASE_ID"`},
+	} {
+		f.set.BeforeActivate, f.set.BeforeActivateOnce = c.before, c.once
+		f.write("once " + c.before)
+		var trace testutil.SyncBuffer
+		res, err := f.deploy(traced(&trace))
+		if err != nil || h.Current() != res.ReleaseID {
+			t.Fatalf("before-activate %q, once %q: %v, current %s\n%s", c.before, c.once, err, h.Current(), f.log)
+		}
+		if _, err := os.Stat(h.Root("migrated-" + res.ReleaseID)); err != nil || renamed(trace.String()) {
+			t.Errorf("before-activate %q: migrated %v, switched by a rename of its own %v:\n%s", c.before, err, renamed(trace.String()), trace.String())
+		}
+		live = h.Current()
 	}
-	if _, err := os.Stat(h.Root("migrated-" + res.ReleaseID)); err != nil || !renamed(trace.String()) {
-		t.Errorf("with before-activate-once: migrated %v, switched by a rename of its own %v:\n%s", err, renamed(trace.String()), trace.String())
+	f.set.BeforeActivateOnce = "exit 5"
+	f.write("failing once")
+	if _, err := f.deploy(nil); err == nil || !strings.Contains(err.Error(), "before-activate-once") || h.Current() != live {
+		t.Errorf("a failing before-activate-once: %v, current %s (want still %s)", err, h.Current(), live)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"path"
 	"slices"
@@ -116,7 +115,7 @@ func (h *Host) finishRelease(ctx context.Context) error {
 	var err error
 	switch {
 	case h.S.BeforeActivate != "":
-		err = h.runBeforeActivate(ctx, then)
+		err = h.runLastHook(ctx, "before-activate", h.S.BeforeActivate, then, h.execsAfterPrepare())
 	case then.seal != "":
 		var out strings.Builder
 		err = h.T.Exec(ctx, remote.Seal.Command(h.L.Release(h.ReleaseID), then.seal, then.link, then.target), h.warmAhead(nil, h.execsAfterPrepare()), &out, transport.LimitWriter(&out, 4096))
@@ -138,55 +137,62 @@ func (h *Host) finishRelease(ctx context.Context) error {
 	return nil
 }
 
-// runBeforeActivate runs before-activate, whose command finishes the
-// release (then) and, where it makes the switch (h.inline), switches.
-func (h *Host) runBeforeActivate(ctx context.Context, then finishing) error {
-	if h.inline != switchLater {
+// runLastHook runs hook name (before-activate, before-activate-once) in
+// the release, its command finishing the release (then) and, where it is
+// the last command before the switch and makes it (h.inline), switching.
+func (h *Host) runLastHook(ctx context.Context, name, script string, then finishing, more bool) error {
+	if h.inline != switchLater && h.switchStep() == name {
 		sw := h.inlineSwitching()
 		sw.next = cmp.Or(then.link, h.nextLink)
 		then.sw = &sw
 	}
-	err := h.runHookIn(ctx, "before-activate", h.L.Release(h.ReleaseID), h.S.BeforeActivate, nil, then, h.execsAfterPrepare())
-	if then.sw == nil {
+	if err := h.runHookIn(ctx, name, h.L.Release(h.ReleaseID), script, nil, then, more); err != nil {
 		return err
 	}
-	var exit *transport.ExitError
-	if err == nil || errors.As(err, &exit) && (exit.Status == remote.StatusNotSwitched || exit.Status == remote.StatusSwitchedNotRecorded) {
-		// Sealed and linked, whether or not it switched.
-		h.sealed = h.sealed || then.seal != ""
-		if then.link != "" {
-			h.nextLink = then.link
-		}
+	// Sealed and linked, whether or not it switched (runHookIn settled that).
+	h.sealed = h.sealed || then.seal != ""
+	if then.link != "" && !h.state.switched() {
+		h.nextLink = then.link
 	}
-	return h.settleInlineSwitch(ctx, err, true)
+	return nil
 }
 
 func (h *Host) releaseExists() error {
 	return fmt.Errorf("release %s already exists on %s; a release id is used once (choose another release-id or let it default to the time)", h.ReleaseID, h.Name)
 }
 
-// canSwitchInline reports whether the last command of this host's Prepare
-// can also switch: its server-side switch can check the lock, and nothing
-// has to happen between that command and the switch (no
-// before-activate-once; Deploy adds: one host). The command is
-// before-activate's when there is one (shared and writable paths come
-// before it); otherwise the upload's, which must then be one command (the
-// tar stream) and the last.
+// canSwitchInline reports whether the last command before this host's
+// switch (switchStep) can also switch: its server-side switch can check
+// the lock (Deploy adds: one host, so that nothing else has to happen
+// first). A hook's command always can; the upload's only when it is one
+// command (the tar stream) and nothing follows it (shared and writable
+// paths come after it).
 func (h *Host) canSwitchInline() bool {
-	_, _, _, checkable := h.lock.guard()
-	if !checkable || h.S.BeforeActivateOnce != "" {
+	if _, _, _, checkable := h.lock.guard(); !checkable {
 		return false
 	}
-	if h.S.BeforeActivate != "" {
+	if h.switchStep() != "upload" {
 		return true
 	}
 	_, tar := h.upload.(tarUpload)
 	return tar && len(h.S.WritableDirs) == 0 && len(h.sharedPaths()) == 0
 }
 
+// switchStep is the last step of a deploy on this host before its switch:
+// before-activate-once, before-activate or the upload.
+func (h *Host) switchStep() string {
+	switch {
+	case h.S.BeforeActivateOnce != "":
+		return "before-activate-once"
+	case h.S.BeforeActivate != "":
+		return "before-activate"
+	}
+	return "upload"
+}
+
 // switchesInUpload reports whether the upload's command switches.
 func (h *Host) switchesInUpload() bool {
-	return h.inline != switchLater && h.S.BeforeActivate == ""
+	return h.inline != switchLater && h.switchStep() == "upload"
 }
 
 // listed is the first n of paths, and how many more there are.

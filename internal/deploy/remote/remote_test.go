@@ -25,7 +25,8 @@ func TestEveryStatusHasAName(t *testing.T) {
 	exit := regexp.MustCompile(`\b(?:exit|return) ([0-9]+)\b`)
 	used := map[int]bool{}
 	scripts, _ := fs.Glob(files, "*.sh")
-	for _, name := range scripts {
+	defs, _ := fs.Glob(files, "lib/*.sh")
+	for _, name := range append(scripts, defs...) {
 		text, _ := files.ReadFile(name)
 		for _, m := range exit.FindAllStringSubmatch(string(text), -1) {
 			n, _ := strconv.Atoi(m[1])
