@@ -17,7 +17,7 @@
 //	shared.go    shared-dirs and shared-files, seeded on the first deploy
 //	manifest.go  the finished release's manifest, with each file's server mtime
 //	writable.go, hooks.go, protect.go   what runs in the release
-//	switch.go    the rename of current; the switch made by the upload command
+//	switch.go    the rename of current; the switch made by the upload's or the last hook's command
 //	finish.go    success, prune, unlock; Abort
 //	rollback.go  Revert, and rollbacks to a chosen release
 //	lock.go      the lock, of two kinds: sessionlock.go (flock), lease.go (SFTP)
@@ -45,10 +45,15 @@
 //     there are some) and the kernel drops the lock.
 //
 // Hooks, shared paths or writable dirs put their steps between 3 and the
-// switch, which then is one rename of a link made in advance (SFTP's
-// posix-rename, or mv -T): every host of a fleet switches within about one
-// round trip. Where the server has no shell, Open takes a lease over SFTP
-// and the upload is pipelined SFTP requests.
+// switch. On one host, the command of the last hook before it
+// (before-activate-once, else before-activate) then switches and logs the
+// success as the upload's does in 3 (switch_now, remote/lib/finish.sh); a
+// deploy that ends such a command closes its input and waits for its
+// answer, so that whether it switched is known. Otherwise the switch is
+// one rename of a link made in advance (SFTP's posix-rename, or mv -T):
+// every host of a fleet switches within about one round trip. Where the
+// server has no shell, Open takes a lease over SFTP and the upload is
+// pipelined SFTP requests.
 //
 // # Wire formats
 //

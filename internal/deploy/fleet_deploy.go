@@ -107,11 +107,13 @@ func (r *runner) prepareAll(ctx context.Context, m *release.Manifest, only bool)
 		return id, nil
 	}
 	cleanup := context.WithoutCancel(ctx)
-	if r.hosts[0].inline != switchLater {
-		// Its upload ends with the switch: the error may come after it.
+	if h := r.hosts[0]; h.inline != switchLater && h.switchStep() != "before-activate-once" {
+		// Its upload or before-activate ends with the switch: the error
+		// may come after it.
+		step := h.switchStep()
 		back := r.switchedBack(cleanup, nil)
-		r.abortAll(cleanup, "upload and switch failed: "+err.Error())
-		return id, fmt.Errorf("upload and switch to %s failed; %s: %w", id, back, err)
+		r.abortAll(cleanup, step+" and switch failed: "+err.Error())
+		return id, fmt.Errorf("%s and switch to %s failed; %s: %w", step, id, back, err)
 	}
 	r.abortAll(cleanup, "prepare failed: "+err.Error())
 	if only {

@@ -14,18 +14,20 @@ import (
 	"github.com/atomic-deploy/atomic-deploy/internal/transport/sshx"
 )
 
-// inlineFaulty wraps a transport so a test can act on the upload command
-// that ends with the switch (one host, nothing to run in between): edit
-// rewrites it before it goes out, after changes what the deploy hears of it.
+// inlineFaulty wraps a transport so a test can act on the command that
+// ends with the switch (one host, nothing to run in between: the upload's,
+// or the last hook's), called name: edit rewrites it before it goes out,
+// after changes what the deploy hears of it.
 type inlineFaulty struct {
 	transport.Transport
+	name  string
 	calls *atomic.Int32
 	edit  func(transport.Command) transport.Command
 	after func(err error) error
 }
 
 func (f *inlineFaulty) Exec(ctx context.Context, cmd transport.Command, stdin io.Reader, stdout, stderr io.Writer) error {
-	if cmd.Name != "upload" {
+	if cmd.Name != f.name {
 		return f.Transport.Exec(ctx, cmd, stdin, stdout, stderr)
 	}
 	f.calls.Add(1)
@@ -39,11 +41,13 @@ func shadow(cmd transport.Command, function string) transport.Command {
 	return cmd
 }
 
-// TestFaultAtTheInlineSwitch injects faults into the upload command that
-// also switches: it switched but its answer was lost (connection up, or
-// cut), or its mv failed. Whatever happens, current is a complete release;
-// with the connection up a switch that happened is put back, and a failed
-// mv leaves the switch to the rename Activate makes.
+// TestFaultAtTheInlineSwitch injects faults into the command that also
+// switches, the upload's (no hooks) or before-activate's: it switched but
+// its answer was lost (connection up, or cut), or its mv failed, or the
+// lock was no longer ours. Whatever happens, current is a complete
+// release; with the connection up a switch that happened is put back, and
+// a command that did not switch leaves the switch to the rename Activate
+// makes.
 func TestFaultAtTheInlineSwitch(t *testing.T) {
 	t.Parallel()
 	errReplyLost := errors.New("the reply was lost: connection lost")
@@ -95,72 +99,79 @@ func TestFaultAtTheInlineSwitch(t *testing.T) {
 			return func(c transport.Command) transport.Command { return shadow(c, `grep() { return 1; }`) }
 		}, passOn, true, false, 87, false},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			inject(t, "inline switch: "+c.name)
-			e := newEnv(t, envOptions{proxy: true})
-			first := ""
-			if !c.first {
-				first = e.mustGoDeploy()
-				e.src.Write(map[string]string{"index.html": "v2"})
-			}
-			var calls atomic.Int32
-			var exit *transport.ExitError
-			after := c.after(e)
-			cfg := e.sshConfig()
-			res, err := e.goDeploy(context.Background(), func(o *deploy.Options) {
-				o.Targets[0].Dial = func(ctx context.Context) (transport.Transport, error) {
-					tr, err := sshx.Dial(ctx, cfg)
-					if err != nil {
-						return nil, err
+	for _, via := range []struct{ command, hook string }{{"upload", ""}, {"hook", "true"}} {
+		for _, c := range cases {
+			t.Run(via.command+": "+c.name, func(t *testing.T) {
+				t.Parallel()
+				if via.hook == "" {
+					inject(t, "inline switch: "+c.name)
+				} else {
+					inject(t, "inline switch in before-activate: "+c.name)
+				}
+				e := newEnv(t, envOptions{proxy: true})
+				e.set.BeforeActivate = via.hook
+				first := ""
+				if !c.first {
+					first = e.mustGoDeploy()
+					e.src.Write(map[string]string{"index.html": "v2"})
+				}
+				var calls atomic.Int32
+				var exit *transport.ExitError
+				after := c.after(e)
+				cfg := e.sshConfig()
+				res, err := e.goDeploy(context.Background(), func(o *deploy.Options) {
+					o.Targets[0].Dial = func(ctx context.Context) (transport.Transport, error) {
+						tr, err := sshx.Dial(ctx, cfg)
+						if err != nil {
+							return nil, err
+						}
+						return &inlineFaulty{Transport: tr, name: via.command, calls: &calls, edit: c.edit(e), after: func(err error) error {
+							errors.As(err, &exit)
+							return after(err)
+						}}, nil
 					}
-					return &inlineFaulty{Transport: tr, calls: &calls, edit: c.edit(e), after: func(err error) error {
-						errors.As(err, &exit)
-						return after(err)
-					}}, nil
+				})
+				if calls.Load() == 0 {
+					t.Fatalf("no %s command ended with the switch: %v\n%s", via.command, err, e.log)
 				}
-			})
-			if calls.Load() == 0 {
-				t.Fatalf("no upload command ended with the switch: %v\n%s", err, e.log)
-			}
-			live := assertCompleteRelease(t, e.Root())
-			if c.wantExit != 0 && (exit == nil || exit.Status != c.wantExit) {
-				t.Errorf("the command ended with %v, want exit status %d", exit, c.wantExit)
-			}
-			if c.succeeds {
-				if err != nil {
-					t.Fatalf("deploy: %v\n%s", err, e.log)
+				live := assertCompleteRelease(t, e.Root())
+				if c.wantExit != 0 && (exit == nil || exit.Status != c.wantExit) {
+					t.Errorf("the command ended with %v, want exit status %d", exit, c.wantExit)
 				}
-				if live != res.ReleaseID {
-					t.Errorf("current = %s, want %s", live, res.ReleaseID)
+				if c.succeeds {
+					if err != nil {
+						t.Fatalf("deploy: %v\n%s", err, e.log)
+					}
+					if live != res.ReleaseID {
+						t.Errorf("current = %s, want %s", live, res.ReleaseID)
+					}
+					e.afterFault("")
+					return
+				}
+				if err == nil {
+					t.Fatalf("deploy succeeded though the answer of its switch was lost\n%s", e.log)
+				}
+				t.Logf("deploy said: %v", err)
+				if c.first {
+					if live != res.ReleaseID || !strings.Contains(err.Error(), "current points at it on") {
+						t.Errorf("current = %s, want %s, said so", live, res.ReleaseID)
+					}
+				}
+				if c.wantFirst && live != first {
+					t.Errorf("current = %s, want %s back", live, first)
+				}
+				if strings.Contains(err.Error(), "on its previous release") && live != first {
+					t.Errorf("the error says every host is on its previous release, but current = %s, not %s", live, first)
+				}
+				if c.wantFirst {
+					// It was live for a moment: its directory stays for requests
+					// that may still use it, until a later deploy prunes it.
+					if _, serr := os.Stat(e.Root("releases", res.ReleaseID)); serr != nil {
+						t.Errorf("the release that was live for a moment is gone: %v", serr)
+					}
 				}
 				e.afterFault("")
-				return
-			}
-			if err == nil {
-				t.Fatalf("deploy succeeded though the answer of its switch was lost\n%s", e.log)
-			}
-			t.Logf("deploy said: %v", err)
-			if c.first {
-				if live != res.ReleaseID || !strings.Contains(err.Error(), "current points at it on") {
-					t.Errorf("current = %s, want %s, said so", live, res.ReleaseID)
-				}
-			}
-			if c.wantFirst && live != first {
-				t.Errorf("current = %s, want %s back", live, first)
-			}
-			if strings.Contains(err.Error(), "on its previous release") && live != first {
-				t.Errorf("the error says every host is on its previous release, but current = %s, not %s", live, first)
-			}
-			if c.wantFirst {
-				// It was live for a moment: its directory stays for requests
-				// that may still use it, until a later deploy prunes it.
-				if _, serr := os.Stat(e.Root("releases", res.ReleaseID)); serr != nil {
-					t.Errorf("the release that was live for a moment is gone: %v", serr)
-				}
-			}
-			e.afterFault("")
-		})
+			})
+		}
 	}
 }
