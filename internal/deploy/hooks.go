@@ -108,7 +108,7 @@ func endThroughInput(ctx context.Context, in io.Closer) (context.Context, func()
 	return execCtx, func() { stop(); cancel() }
 }
 
-var inputEndGrace = 15 * time.Second
+const inputEndGrace = 15 * time.Second
 
 // hookCommand is remote/hook.sh running script in dir with env, and the
 // input it reads first: the exports, the script, the line that ends it.
