@@ -45,7 +45,8 @@
 //     there are some) and the kernel drops the lock.
 //
 // Hooks, shared paths or writable dirs put their steps between 3 and the
-// switch. On one host, the command of the last hook before it
+// switch (before-activate-once's command seals the release again: the hook
+// runs in it). On one host, the command of the last hook before it
 // (before-activate-once, else before-activate) then switches and logs the
 // success as the upload's does in 3 (switch_now, remote/lib/finish.sh); a
 // deploy that ends such a command closes its input and waits for its

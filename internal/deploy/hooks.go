@@ -15,10 +15,16 @@ import (
 )
 
 // RunOnce runs before-activate-once on this host (Deploy picks the
-// first); on a host alone, its command also switches (h.inline).
+// first). Its command seals the release again, as the hook runs in it and
+// may write there (the seal is what the release is once finished), and on
+// a host alone it also switches (h.inline).
 func (h *Host) RunOnce(ctx context.Context) error {
 	defer h.timed(PhaseHooks)()
-	return h.runLastHook(ctx, "before-activate-once", h.S.BeforeActivateOnce, finishing{}, h.S.AfterSwitch.Script != "" || h.S.AfterActivate != "")
+	var then finishing
+	if h.seals() {
+		then.seal = h.L.Seal(h.ReleaseID)
+	}
+	return h.runLastHook(ctx, "before-activate-once", h.S.BeforeActivateOnce, then, h.S.AfterSwitch.Script != "" || h.S.AfterActivate != "")
 }
 
 // HookError is a hook that ran and failed.

@@ -95,3 +95,27 @@ func TestBeforeActivateSwitchesInItsCommand(t *testing.T) {
 		t.Errorf("a failing before-activate-once: %v, current %s (want still %s)", err, h.Current(), live)
 	}
 }
+
+// before-activate-once runs in the release after it was sealed; its
+// command seals it again, so that what it writes there is part of the
+// release as finished, not an edit of production that the next deploy
+// warns about and uploads again. On one host (its command switches) and
+// in a fleet (the rename switches).
+func TestBeforeActivateOnceWritesAreSealed(t *testing.T) {
+	for _, n := range []int{1, 2} {
+		f := newFleet(t, n)
+		f.set.BeforeActivate = "true"
+		f.set.BeforeActivateOnce = "echo migrated >> index.html"
+		if _, err := f.deploy(nil); err != nil {
+			t.Fatalf("%d hosts: first deploy: %v\n%s", n, err, f.log)
+		}
+		f.write("v2")
+		res, err := f.deploy(nil)
+		if err != nil {
+			t.Fatalf("%d hosts: %v\n%s", n, err, f.log)
+		}
+		if strings.Contains(f.log.String(), "edited in place") || res.Hosts[0].FilesUploaded != 1 {
+			t.Errorf("%d hosts: the once hook's write was taken for an edit of the live release (uploaded %d):\n%s", n, res.Hosts[0].FilesUploaded, f.log)
+		}
+	}
+}
