@@ -62,11 +62,12 @@ func TestBeforeActivateSwitchesInItsCommand(t *testing.T) {
 	}
 	live := h.Current()
 
-	for _, hook := range []string{"exit 3", "exit 87"} {
+	// 87 and 88 are the switch's own statuses: a hook's is shown as 1.
+	for hook, shown := range map[string]string{"exit 3": "exit status 3", "exit 87": "exit status 1"} {
 		f.set.BeforeActivate = hook
 		f.write("failing " + hook)
-		if _, err := f.deploy(nil); err == nil || !strings.Contains(err.Error(), "before-activate") {
-			t.Fatalf("before-activate %q: %v", hook, err)
+		if _, err := f.deploy(nil); err == nil || !strings.Contains(err.Error(), "before-activate") || !strings.Contains(err.Error(), shown) {
+			t.Fatalf("before-activate %q: %v, want it to say %q", hook, err, shown)
 		}
 		if h.Current() != live {
 			t.Errorf("before-activate %q: current %s, want still %s", hook, h.Current(), live)
