@@ -70,10 +70,7 @@ func (r *runner) activate(ctx context.Context, id, mode string, start time.Time)
 		if err != nil {
 			r.results[0].Err = err
 			if r.hosts[0].inline != switchLater {
-				// Its command ends with the switch: the error may come after it.
-				back := r.switchedBack(cleanup, nil)
-				r.abortAll(cleanup, "before-activate-once and switch failed: "+err.Error())
-				return r.result(mode, id, start), fmt.Errorf("before-activate-once and switch to %s failed; %s: %w", id, back, err)
+				return r.result(mode, id, start), r.switchingStepFailed(cleanup, "before-activate-once", id, err)
 			}
 			r.abortAll(cleanup, "before-activate-once failed: "+err.Error())
 			return r.result(mode, id, start), fmt.Errorf("release %s was not switched on any host: %s: %w", id, r.hosts[0].Name, err)

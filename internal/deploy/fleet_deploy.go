@@ -108,18 +108,22 @@ func (r *runner) prepareAll(ctx context.Context, m *release.Manifest, only bool)
 	}
 	cleanup := context.WithoutCancel(ctx)
 	if h := r.hosts[0]; h.inline != switchLater && h.switchStep() != "before-activate-once" {
-		// Its upload or before-activate ends with the switch: the error
-		// may come after it.
-		step := h.switchStep()
-		back := r.switchedBack(cleanup, nil)
-		r.abortAll(cleanup, step+" and switch failed: "+err.Error())
-		return id, fmt.Errorf("%s and switch to %s failed; %s: %w", step, id, back, err)
+		return id, r.switchingStepFailed(cleanup, h.switchStep(), id, err)
 	}
 	r.abortAll(cleanup, "prepare failed: "+err.Error())
 	if only {
 		return id, fmt.Errorf("release %s was not prepared on every host, and is on none now: %w", id, err)
 	}
 	return id, fmt.Errorf("release %s was not switched on any host: %w", id, err)
+}
+
+// switchingStepFailed ends a run whose one host failed in step, the
+// command that also switches (h.inline): the error may come after the
+// switch, so it says where the host is now.
+func (r *runner) switchingStepFailed(ctx context.Context, step, id string, err error) error {
+	back := r.switchedBack(ctx, nil)
+	r.abortAll(ctx, step+" and switch failed: "+err.Error())
+	return fmt.Errorf("%s and switch to %s failed; %s: %w", step, id, back, err)
 }
 
 // onFailure runs the on-failure hook on every open host that has a live

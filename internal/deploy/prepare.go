@@ -139,22 +139,15 @@ func (h *Host) finishRelease(ctx context.Context) error {
 
 // runLastHook runs hook name (before-activate, before-activate-once) in
 // the release, its command finishing the release (then) and, where it is
-// the last command before the switch and makes it (h.inline), switching.
+// the last command before the switch and makes it (h.inline), switching
+// (runHookIn settles whether it did). The caller records what finished.
 func (h *Host) runLastHook(ctx context.Context, name, script string, then finishing, more bool) error {
 	if h.inline != switchLater && h.switchStep() == name {
 		sw := h.inlineSwitching()
 		sw.next = cmp.Or(then.link, h.nextLink)
 		then.sw = &sw
 	}
-	if err := h.runHookIn(ctx, name, h.L.Release(h.ReleaseID), script, nil, then, more); err != nil {
-		return err
-	}
-	// Sealed and linked, whether or not it switched (runHookIn settled that).
-	h.sealed = h.sealed || then.seal != ""
-	if then.link != "" && !h.state.switched() {
-		h.nextLink = then.link
-	}
-	return nil
+	return h.runHookIn(ctx, name, h.L.Release(h.ReleaseID), script, nil, then, more)
 }
 
 func (h *Host) releaseExists() error {
