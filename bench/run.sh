@@ -76,6 +76,7 @@ cpu=$(nproc) cores $(sed -n '/^model name/{s/^model name[[:space:]]*: //p;q}' /p
 date=$(date -u +%Y-%m-%dT%H:%MZ)
 nice=$(nice)
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+ext4=$EXT4_DEST
 EOF
 
 # ---- measuring --------------------------------------------------------------

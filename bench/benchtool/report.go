@@ -222,6 +222,9 @@ func (r *results) write(w io.Writer) int {
 		m["files"], mb(atof(m["bytes"])), m["changed_files"], mb(atof(m["changed_bytes"])), m["link"], runs)
 	fmt.Fprintf(w, "atomic-deploy %s, %s, %s, %s (load average %s at the start, %s at the end). RTT is twice the proxy's per-direction delay.\n\n",
 		m["ad_rev"], m["ssh"], m["cpu"], m["date"], m["load_start"], m["load_end"])
+	if e := m["ext4"]; e != "" {
+		fmt.Fprintf(w, "The ext4 destination is %s.\n\n", e)
+	}
 
 	for _, fs := range r.fss {
 		fmt.Fprintf(w, "#### Wall time, %s destination\n\n", fs)

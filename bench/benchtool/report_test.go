@@ -38,7 +38,7 @@ func TestReportRatesAndHooks(t *testing.T) {
 		t.Fatal(err)
 	}
 	meta := filepath.Join(dir, "meta.env")
-	if err := os.WriteFile(meta, []byte("changed_bytes=1000\n"), 0o644); err != nil {
+	if err := os.WriteFile(meta, []byte("changed_bytes=1000\next4=a file system of its own\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	r, err := load(in, meta)
@@ -49,6 +49,7 @@ func TestReportRatesAndHooks(t *testing.T) {
 	fails := r.write(&out)
 	text := out.String()
 	for _, want := range []string{
+		"The ext4 destination is a file system of its own.",
 		"#### Initial upload by link rate (tbf on the unshaped link, no delay), tmpfs destination",
 		"| method | unshaped | 10mbit |",
 		"| **atomic-deploy** | 0.90 s | 14.00 s |",
