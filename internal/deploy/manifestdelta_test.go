@@ -120,13 +120,21 @@ func TestManifestDeltaMismatch(t *testing.T) {
 	l := Layout{Root: dirPath}
 	// The server's old manifest is not the one the delta was made against.
 	writeFiles(t, "/", map[string]string{l.Manifest("old"): string(encodeEntries(t, []release.Entry{dir("app"), file("app/a.php", "c", 1)}))})
+	sealing := deltaUpload(t, l, d)
+	sealing.Args = append(sealing.Args, l.Seal("new"))
 	for _, sh := range shells(t) {
-		r := sh.run(t, deltaUpload(t, l, d), bytes.NewReader(deltaStream(t, l, d)))
-		if r.status != remote.StatusManifestDelta {
-			t.Fatalf("%s: status %d, want %d", sh.name, r.status, remote.StatusManifestDelta)
-		}
-		if left, _ := filepath.Glob(filepath.Join(l.Manifests(), "new.*")); len(left) != 0 {
-			t.Errorf("%s: files left: %q", sh.name, left)
+		// Also where the release is sealed meanwhile: the rebuild's status
+		// is the command's.
+		for _, cmd := range []transport.Command{deltaUpload(t, l, d), sealing} {
+			r := sh.run(t, cmd, bytes.NewReader(deltaStream(t, l, d)))
+			if r.status != remote.StatusManifestDelta {
+				t.Fatalf("%s: status %d, want %d", sh.name, r.status, remote.StatusManifestDelta)
+			}
+			os.Remove(l.Seal("new")) // a seal of a release that failed is pruned with it
+			os.Remove(l.SealShape("new"))
+			if left, _ := filepath.Glob(filepath.Join(l.Manifests(), "new.*")); len(left) != 0 {
+				t.Errorf("%s: files left: %q", sh.name, left)
+			}
 		}
 	}
 }
