@@ -118,7 +118,12 @@ func TestIncrementalDeployReusesByContent(t *testing.T) {
 			files[fmt.Sprintf("vendor/pkg%d/file.php", i)] = strings.Repeat(fmt.Sprint(i), 100)
 		}
 		s := newSiteOn(t, kind, files)
+		if kind != deploytest.SFTPOnly {
+			// What a hook leaves in a release is not the next one's.
+			s.set.BeforeActivate = "mkdir -p node_modules/x && echo j > node_modules/x/y.js && ln -s vendor linked"
+		}
 		first := s.mustDeploy()
+		s.set.BeforeActivate = ""
 		// A fresh checkout: every mtime new, two files changed, one renamed.
 		os.RemoveAll(s.src.Dir)
 		os.MkdirAll(s.src.Dir, 0o755)
@@ -144,6 +149,16 @@ func TestIncrementalDeployReusesByContent(t *testing.T) {
 		// The old release is untouched.
 		if got := s.Read("releases/" + first.ReleaseID + "/vendor/pkg1/file.php"); got != strings.Repeat("1", 100) {
 			t.Errorf("old release changed: %q", got)
+		}
+		// Nothing of the old release but what is reused, nothing left of the
+		// lock holder's copy made ahead (holder.sh).
+		for _, p := range []string{"current/node_modules", "current/linked", "current/vendor/pkg3"} {
+			if _, err := os.Lstat(s.Root(p)); err == nil {
+				t.Errorf("%s is in the new release", p)
+			}
+		}
+		if left, _ := filepath.Glob(s.Root(".atomic-deploy", ".ahead-*")); len(left) > 0 {
+			t.Errorf("left behind: %q", left)
 		}
 	})
 }

@@ -172,6 +172,11 @@ func orNone(s string) string {
 
 // needShell names the settings that need a shell on the server ("" for
 // none): a deploy over SFTP alone is refused before it touches anything.
+// copiesAhead says whether the lock holder should copy the live release
+// while the client plans: where reused files become private copies made
+// by upload.sh, which then takes that copy instead of copying them itself.
+func (s *Settings) copiesAhead() bool { return s.Reuse != ReuseHardlink && !s.NoTar }
+
 func (s *Settings) needShell() string {
 	var names []string
 	for _, h := range []Hook{{"before-activate", s.BeforeActivate}, {"before-activate-once", s.BeforeActivateOnce},

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -299,6 +300,79 @@ func TestUploadScript(t *testing.T) {
 			}
 			if left, _ := filepath.Glob(filepath.Join(l.Manifests(), "*.tmp")); len(left) > 0 {
 				t.Errorf("left behind: %q", left)
+			}
+		})
+		t.Run("the lock holder's copy made ahead becomes the release, trimmed to what is reused", func(t *testing.T) {
+			l := Layout{Root: filepath.Join(t.TempDir(), "site")}
+			live := l.Release("live")
+			deployed := map[string]string{"vendor/a b/x.php": "x", "lib/y.php": "y", `lib/we"ird.php`: "w", "moved.php": "m", "changed.php": "old", "gone/deep/old.php": "g"}
+			writeFiles(t, live, deployed)
+			// What hooks left in the live release: none of it is reused.
+			writeFiles(t, live, map[string]string{"node_modules/x/y.js": "j", "bootstrap/cache.php": "c"})
+			src := t.TempDir()
+			writeFiles(t, src, deployed)
+			m, err := release.Build(t.Context(), release.Options{Source: src})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var mbuf bytes.Buffer
+			m.Encode(&mbuf)
+			writeFiles(t, "/", map[string]string{l.Manifest("live"): mbuf.String()})
+			os.MkdirAll(filepath.Join(live, "empty/too"), 0o755)
+			os.MkdirAll(filepath.Join(live, "public"), 0o755)
+			os.Symlink("../storage", filepath.Join(live, "public/storage"))
+			os.Chmod(filepath.Join(live, "lib/y.php"), 0o751)
+			os.Symlink("releases/live", l.Current())
+			if r := sh.run(t, remote.Seal.Command(live, l.Seal("live"), "", ""), nil); r.status != 0 {
+				t.Fatalf("seal: %d %s", r.status, r.stderr)
+			}
+			plan := &Plan{Reuse: []Reuse{
+				{Entry: &release.Entry{Path: "vendor/a b/x.php"}, From: "vendor/a b/x.php"},
+				{Entry: &release.Entry{Path: "lib/y.php"}, From: "lib/y.php"},
+				// A name the holder's sed does not read: copied by upload.sh.
+				{Entry: &release.Entry{Path: `lib/we"ird.php`}, From: `lib/we"ird.php`},
+				{Entry: &release.Entry{Path: "new/place/moved.php"}, From: "moved.php"},
+			}}
+			for _, ahead := range []bool{true, false} {
+				id := "20260102000000"
+				os.RemoveAll(l.Release(id))
+				// A holder killed before it ended left its copy.
+				writeFiles(t, l.Meta(), map[string]string{".ahead-1/a.php": "stale", ".ahead-1.done": ""})
+				holder := startHolder(t, sh, l, rootWant{plan: true, copyAhead: ahead})
+				if exists(filepath.Join(l.Meta(), ".ahead-1")) || exists(filepath.Join(l.Meta(), ".ahead-1.done")) {
+					t.Errorf("ahead %v: a killed holder's copy is still there", ahead)
+				}
+				cmd, stream := uploadPlan(t, l, nil, id, plan)
+				cmd.Args = append(cmd.Args, "", l.aheadCopy(holder.pid))
+				if r := sh.run(t, cmd, stream); r.status != 0 {
+					t.Fatalf("ahead %v: status %d: %s", ahead, r.status, r.stderr)
+				}
+				var got []string
+				filepath.WalkDir(l.Release(id), func(p string, d os.DirEntry, err error) error {
+					rel, _ := filepath.Rel(l.Release(id), p)
+					got = append(got, rel)
+					return err
+				})
+				if want := []string{".", "app", "lib", `lib/we"ird.php`, "lib/y.php", "new", "new/place", "new/place/moved.php", "vendor", "vendor/a b", "vendor/a b/x.php"}; !slices.Equal(got, want) {
+					t.Errorf("ahead %v: the release holds %q, want %q", ahead, got, want)
+				}
+				for to, from := range map[string]string{"vendor/a b/x.php": "vendor/a b/x.php", "lib/y.php": "lib/y.php", `lib/we"ird.php`: `lib/we"ird.php`, "new/place/moved.php": "moved.php"} {
+					src, dst := filepath.Join(live, from), filepath.Join(l.Release(id), to)
+					a, errA := os.Stat(src)
+					b, errB := os.Stat(dst)
+					if errA != nil || errB != nil || os.SameFile(a, b) || a.Mode() != b.Mode() || !a.ModTime().Equal(b.ModTime()) || readFile(t, src) != readFile(t, dst) {
+						t.Errorf("ahead %v: %s is not a private copy of %s with its mode and mtime (%v %v)", ahead, to, from, errA, errB)
+					}
+				}
+				if r := holder.end(tail(nil, nil, true)); r.status != 0 {
+					t.Errorf("ahead %v: the holder ended with %d: %s", ahead, r.status, r.stderr)
+				}
+				if left, _ := filepath.Glob(filepath.Join(l.Meta(), ".ahead-*")); len(left) > 0 {
+					t.Errorf("ahead %v: left behind: %q", ahead, left)
+				}
+			}
+			if readFile(t, filepath.Join(live, "node_modules/x/y.js")) != "j" {
+				t.Error("the live release changed")
 			}
 		})
 		t.Run("a broken stream: tar's status, nothing after it", func(t *testing.T) {
@@ -643,4 +717,57 @@ func (r *scriptedReader) Read(p []byte) (int, error) {
 	n := copy(p, r.pending)
 	r.pending = r.pending[n:]
 	return n, nil
+}
+
+// runningHolder is holder.sh started under a shell, past its snapshot.
+type runningHolder struct {
+	pid   string // on the server, as it said "locked <pid>"
+	stdin io.WriteCloser
+	cmd   *exec.Cmd
+	out   *bytes.Buffer
+}
+
+// startHolder runs holder.sh for l under sh until it printed its snapshot.
+func startHolder(t *testing.T, sh posixShell, l Layout, want rootWant) *runningHolder {
+	t.Helper()
+	cmd := holderCommand(l, time.Second, Owner{Actor: "test", Token: randomToken()}, want)
+	c := exec.Command(sh.argv[0], append(append(sh.argv[1:], "-c", cmd.Script), cmd.Argv()...)...)
+	h := &runningHolder{cmd: c, out: &bytes.Buffer{}}
+	c.Stderr = h.out
+	stdin, err := c.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := c.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h.stdin = stdin
+	t.Cleanup(func() { stdin.Close(); c.Wait() })
+	br := bufio.NewReader(stdout)
+	line, _ := br.ReadString('\n')
+	pid, ok := strings.CutPrefix(strings.TrimSpace(line), "locked ")
+	if !ok {
+		t.Fatalf("%s: the holder said %q", sh.name, line)
+	}
+	if _, err := parseSnapshot(br, want); err != nil {
+		t.Fatalf("%s: snapshot: %v", sh.name, err)
+	}
+	h.pid = pid
+	return h
+}
+
+// end sends the holder its tail and waits for it to exit.
+func (h *runningHolder) end(tail string) ran {
+	io.WriteString(h.stdin, tail)
+	h.stdin.Close()
+	err := h.cmd.Wait()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return ran{"", h.out.String(), exit.ExitCode()}
+	}
+	return ran{"", h.out.String(), 0}
 }

@@ -59,6 +59,10 @@ func (sl *sessionLock) guard() (pid, token, file string, ok bool) {
 func (l Layout) flockFile() string  { return path.Join(l.Meta(), "lock.flock") }
 func (l Layout) flockOwner() string { return path.Join(l.Meta(), "lock.owner.json") }
 
+// aheadCopy is where the lock holder with pid copies the live release
+// for the upload (remote/holder.sh's copy_ahead).
+func (l Layout) aheadCopy(pid string) string { return path.Join(l.Meta(), ".ahead-"+pid) }
+
 type snapshotResult struct {
 	s   *snapshot
 	err error
@@ -73,13 +77,17 @@ func holderCommand(l Layout, wait time.Duration, owner Owner, want rootWant) tra
 		l.flockFile(), l.flockOwner(), path.Join(l.Root, tempLinkPrefix), manifestEnding, sealEnding,
 		strconv.Itoa(int(wait.Seconds() + 0.5)), string(identity[:len(identity)-1]), "0", strconv.Itoa(maxLogRecords),
 		ownerFile(l.Lock()), strconv.Itoa(int(time.Duration(owner.TTL).Seconds()) + 1)}
+	plan := "1"
+	if want.copyAhead {
+		plan = "1c"
+	}
 	switch {
 	case want.prepared != "":
 		args[14] = "=" + want.prepared
 	case want.plan && want.known != nil:
-		args[14] = "1:" + want.known.id + ":" + want.known.digest
+		args[14] = plan + ":" + want.known.id + ":" + want.known.digest
 	case want.plan:
-		args[14] = "1"
+		args[14] = plan
 	}
 	return remote.Holder.Command(append(args, want.shared...)...)
 }

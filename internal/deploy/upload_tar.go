@@ -107,7 +107,10 @@ func (u tarUpload) send(ctx context.Context, plan *Plan, started Record, st *upl
 	startedLine, _ := json.Marshal(started)
 	// The arguments of upload.sh, in its order.
 	args := []string{h.L.Root, h.L.Log(), string(startedLine), "", "", h.L.Manifest(h.ReleaseID), "", "", "", h.nextLink, h.L.Current(), "",
-		h.liveDir(), h.L.Release(h.ReleaseID), ""}
+		h.liveDir(), h.L.Release(h.ReleaseID), "", ""}
+	if pid, _, _, ok := h.lock.guard(); ok && h.S.copiesAhead() {
+		args[15] = h.L.aheadCopy(pid)
+	}
 	manifestExtra := tarExtra{Name: h.L.relative(h.L.Manifest(h.ReleaseID)), Load: func() ([]byte, error) { m := encodedManifest(); return m.data, m.err }}
 	if useDelta {
 		args[3], args[4] = h.L.ManifestDelta(h.ReleaseID), h.L.Manifest(h.root.currentID)

@@ -32,6 +32,8 @@
 # 15 1: also what a deploy plans with (the live manifest, seal and listing);
 #    1:<id>:<sha256>: the same, but where the live release is <id> and its
 #    stored manifest has that digest, the client holds it: "manifest ="
+#    1c, 1c:<id>:<sha256>: the same, and where the live release is as
+#    sealed, a copy of its files made ahead for upload.sh (copy_ahead)
 #    =<id>: whether prepared release <id> is still as sealed, which
 #    activate checks, and where it is, the link its switch renames
 #    (no manifest: without a seal, activate reads what it needs)
@@ -44,7 +46,8 @@ current=$1 releases=$2 shared=$3 meta=$4 manifests=$5 log=$6 trash=$7 lockfile=$
 shift 9
 templinks=$1 manifest_ending=$2 seal_ending=$3 wait=$4 identity=$5 plan=$6 keep_log=$7 lease=$8 lease_ttl=$9
 shift 9
-known=
+known='' ahead='' ahead_from=''
+case $plan in 1c*) ahead=$meta/.ahead-$$ plan=1${plan#1c} ;; esac
 case $plan in 1:*) known=${plan#1:} plan=1 ;; esac
 
 command -v flock >/dev/null 2>&1 || { echo noflock; exit 69; }
@@ -81,10 +84,12 @@ fi
 # left.
 snapshot() {
 	tmp=$meta/.snapshot-$$
-	for f in "$meta"/.snapshot-*; do
-		# of a holder killed mid-snapshot: none runs now
-		if [ -e "$f" ]; then rm -f "$meta"/.snapshot-*; fi
-		break
+	for f in "$meta"/.snapshot-* "$meta"/.ahead-*; do
+		# of a holder killed mid-snapshot or before it ended: none runs now
+		if [ -e "$f" ]; then
+			rm -rf "$meta"/.snapshot-* "$meta"/.ahead-*
+			break
+		fi
 	done
 	if ! command -v gzip >/dev/null 2>&1; then
 		printf 'P\n'
@@ -178,8 +183,29 @@ snapshot() {
 			printf '%s\0' "$next"
 		fi
 	fi
+	# Locked before the end is printed, so the upload that follows finds it
+	# locked until the copy is done.
+	if [ -n "$ahead" ] && [ "$plan" = 1 ] && [ -n "$same" ] && [ -f "$manifests/$id$manifest_ending" ] &&
+		mv -f "$tmp.list" "$ahead.listing" && touch "$ahead.lock" && exec 7>> "$ahead.lock" && flock -n 7; then
+		ahead_from=$releases/$id
+	fi
 	rm -f "$tmp.log" "$tmp.man" "$tmp.seal" "$tmp.scan" "$tmp.list"
 	printf 'E\n'
+}
+
+# copy_ahead LISTING MANIFEST LIVE COPY makes, while the client plans, the
+# private copies upload.sh would make of the files it reuses (copy_listed):
+# of the regular files of the live release LIVE (its LISTING, list_tree's)
+# that its MANIFEST lists too, so not what hooks added there, which is
+# never reused (nor files of the few names this sed does not read, which
+# upload.sh copies), into COPY; COPY.files lists them, sorted. COPY.done
+# says it is whole. It holds COPY.lock (descriptor 7) until it ends;
+# upload.sh waits on it.
+copy_ahead() {
+	sed -z -n '1~8h;2~8{/^f$/{x;p;};}' < "$1" | LC_ALL=C sort -z > "$4.on-disk" &&
+		gzip -dc < "$2" | sed -n 's/^{"p":"\([^"\\]*\)","t":"f".*/\1/p' | tr '\n' '\000' | LC_ALL=C sort -z > "$4.listed" &&
+		LC_ALL=C comm -z -12 "$4.listed" "$4.on-disk" > "$4.files" && rm -f "$1" "$4.listed" "$4.on-disk" &&
+		mkdir "$4" && copy_listed "$3" "$4" "$4.files" && touch "$4.done"
 }
 
 # emit NAME FILE ABSENT: "NAME <size>" and the file, or "NAME ABSENT".
@@ -195,6 +221,10 @@ emit() {
 echo "locked $$"
 snapshot "$@" 2>/dev/null
 exec >/dev/null
+if [ -n "$ahead_from" ]; then
+	copy_ahead "$ahead.listing" "$manifests/${ahead_from##*/}$manifest_ending" "$ahead_from" "$ahead" < /dev/null 2> /dev/null &
+	exec 7>&-
+fi
 
 # Keeps the log, which uploads and this shell append to, to its last lines.
 trim_log() {
@@ -259,5 +289,10 @@ done > "$tail"
 if [ -n "$line" ]; then printf '%s' "$line" >> "$tail"; fi
 finish
 status=$?
+if [ -n "$ahead_from" ]; then
+	# What upload.sh did not take (no upload came, or it failed first).
+	wait
+	rm -rf "$ahead" "$ahead".*
+fi
 rm -f "$tail" "$owner"
 exit "$status"
