@@ -46,7 +46,7 @@ current=$1 releases=$2 shared=$3 meta=$4 manifests=$5 log=$6 trash=$7 lockfile=$
 shift 9
 templinks=$1 manifest_ending=$2 seal_ending=$3 wait=$4 identity=$5 plan=$6 keep_log=$7 lease=$8 lease_ttl=$9
 shift 9
-known='' ahead='' ahead_from=''
+known='' ahead='' ahead_from='' listing=''
 case $plan in 1c*) ahead=$meta/.ahead-$$ plan=1${plan#1c} ;; esac
 case $plan in 1:*) known=${plan#1:} plan=1 ;; esac
 
@@ -138,6 +138,11 @@ snapshot() {
 	esac
 	if [ -n "$dir" ]; then
 		seal=$manifests/$id$seal_ending listed='' same=''
+		if [ -n "$ahead" ] && [ "$plan" = 1 ] && [ -n "$id" ] && [ -f "$manifests/$id$manifest_ending" ]; then
+			# On another core, while the release is checked against its seal.
+			manifest_files "$manifests/$id$manifest_ending" "$ahead.listed" &
+			listing=$!
+		fi
 		if [ -n "$id" ] && [ -d "$dir/" ] && list_tree "$dir" > "$tmp.list"; then
 			listed=1
 			if [ -f "$seal" ] && gzip -dc < "$seal" | cmp -s - "$tmp.list"; then same=1; fi
@@ -185,27 +190,32 @@ snapshot() {
 	fi
 	# Locked before the end is printed, so the upload that follows finds it
 	# locked until the copy is done.
-	if [ -n "$ahead" ] && [ "$plan" = 1 ] && [ -n "$same" ] && [ -f "$manifests/$id$manifest_ending" ] &&
-		mv -f "$tmp.list" "$ahead.listing" && touch "$ahead.lock" && exec 7>> "$ahead.lock" && flock -n 7; then
+	if [ -n "$listing" ] && [ -n "$same" ] && mv -f "$tmp.list" "$ahead.listing" && touch "$ahead.lock" && exec 7>> "$ahead.lock" && flock -n 7; then
 		ahead_from=$releases/$id
 	fi
 	rm -f "$tmp.log" "$tmp.man" "$tmp.seal" "$tmp.scan" "$tmp.list"
 	printf 'E\n'
 }
 
-# copy_ahead LISTING MANIFEST LIVE COPY makes, while the client plans, the
-# private copies upload.sh would make of the files it reuses (copy_listed):
-# of the regular files of the live release LIVE (its LISTING, list_tree's)
-# that its MANIFEST lists too, so not what hooks added there, which is
-# never reused (nor files of the few names this sed does not read, which
-# upload.sh copies), into COPY; COPY.files lists them, sorted. COPY.done
-# says it is whole. It holds COPY.lock (descriptor 7) until it ends;
-# upload.sh waits on it.
+# manifest_files MANIFEST OUT: the regular files a release's MANIFEST
+# lists, NUL-terminated and sorted, into OUT; not those of the few names
+# that need escapes in JSON (upload.sh copies them). A plain pattern in
+# the C locale: a fifth of the time of one with a group.
+manifest_files() {
+	gzip -dc < "$1" | LC_ALL=C sed -n '/^{"p":"[^"\\]*","t":"f"/{s/^{"p":"//;s/".*//;p;}' | tr '\n' '\000' | LC_ALL=C sort -z > "$2"
+}
+
+# copy_ahead LISTING LIVE COPY makes, while the client plans, the private
+# copies upload.sh would make of the files it reuses (copy_listed): of the
+# regular files of the live release LIVE (its LISTING, list_tree's) that
+# its manifest lists too (COPY.listed, manifest_files), so not what hooks
+# added there, which is never reused, into COPY; COPY.files lists them.
+# COPY.done says it is whole. It holds COPY.lock (descriptor 7) until it
+# ends; upload.sh waits on it.
 copy_ahead() {
-	sed -z -n '1~8h;2~8{/^f$/{x;p;};}' < "$1" | LC_ALL=C sort -z > "$4.on-disk" &&
-		gzip -dc < "$2" | sed -n 's/^{"p":"\([^"\\]*\)","t":"f".*/\1/p' | tr '\n' '\000' | LC_ALL=C sort -z > "$4.listed" &&
-		LC_ALL=C comm -z -12 "$4.listed" "$4.on-disk" > "$4.files" && rm -f "$1" "$4.listed" "$4.on-disk" &&
-		mkdir "$4" && copy_listed "$3" "$4" "$4.files" && touch "$4.done"
+	LC_ALL=C sed -z -n '1~8h;2~8{/^f$/{x;p;};}' < "$1" | LC_ALL=C sort -z > "$3.on-disk" &&
+		LC_ALL=C comm -z -12 "$3.listed" "$3.on-disk" > "$3.files" && rm -f "$1" "$3.listed" "$3.on-disk" &&
+		mkdir "$3" && copy_listed "$2" "$3" "$3.files" && touch "$3.done"
 }
 
 # emit NAME FILE ABSENT: "NAME <size>" and the file, or "NAME ABSENT".
@@ -221,10 +231,10 @@ emit() {
 echo "locked $$"
 snapshot "$@" 2>/dev/null
 exec >/dev/null
-if [ -n "$ahead_from" ]; then
-	copy_ahead "$ahead.listing" "$manifests/${ahead_from##*/}$manifest_ending" "$ahead_from" "$ahead" < /dev/null 2> /dev/null &
-	exec 7>&-
+if [ -n "$ahead_from" ] && wait "$listing"; then
+	copy_ahead "$ahead.listing" "$ahead_from" "$ahead" < /dev/null 2> /dev/null &
 fi
+exec 7>&-
 
 # Keeps the log, which uploads and this shell append to, to its last lines.
 trim_log() {
@@ -289,7 +299,7 @@ done > "$tail"
 if [ -n "$line" ]; then printf '%s' "$line" >> "$tail"; fi
 finish
 status=$?
-if [ -n "$ahead_from" ]; then
+if [ -n "$listing" ]; then
 	# What upload.sh did not take (no upload came, or it failed first).
 	wait
 	rm -rf "$ahead" "$ahead".*
