@@ -1,8 +1,10 @@
 package deploy
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
@@ -225,7 +227,9 @@ func TestUploadScript(t *testing.T) {
 			}
 			b := bytes.NewBuffer(encodeReuseLists(plan))
 			plan.Dirs = append(plan.Dirs, &release.Entry{Path: "app", Type: release.TypeDir, Mode: 0o755})
-			shape := tarShape{top: l.relative(l.Release(id)), now: time.Now(), extras: []tarExtra{{Name: l.relative(next), Target: currentTarget(id)}}}
+			shape := tarShape{top: l.relative(l.Release(id)), now: time.Now(), extras: []tarExtra{
+				{Name: l.relative(l.Manifest(id)), Load: func() ([]byte, error) { return []byte("manifest"), nil }},
+				{Name: l.relative(next), Target: currentTarget(id)}}}
 			if err := plan.writeTar(b, shape, &uploadStats{}); err != nil {
 				t.Fatal(err)
 			}
@@ -373,6 +377,43 @@ func TestUploadScript(t *testing.T) {
 			}
 			if readFile(t, filepath.Join(live, "node_modules/x/y.js")) != "j" {
 				t.Error("the live release changed")
+			}
+		})
+		t.Run("a stream cut short is not taken for whole", func(t *testing.T) {
+			// The release's directory gzip'd, a file raw, then the input ends
+			// where the next member would start (GNU tar takes that for a
+			// whole archive).
+			var head, gzipped, raw bytes.Buffer
+			tw := tar.NewWriter(&head)
+			tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "releases/20260101000000/", Mode: 0o755})
+			tw.Flush()
+			zw := gzip.NewWriter(&gzipped)
+			zw.Write(head.Bytes())
+			zw.Close()
+			tw = tar.NewWriter(&raw)
+			tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "releases/20260101000000/a", Mode: 0o644, Size: 1})
+			tw.Write([]byte("a"))
+			tw.Flush()
+			lists := encodeReuseLists(&Plan{})
+			cutRaw := fmt.Appendf(slices.Clone(lists), "%d\n%s0\n%s", gzipped.Len(), gzipped.Bytes(), raw.Bytes())
+			for _, c := range []struct {
+				name string
+				cut  func(whole []byte) []byte
+			}{
+				{"raw, between two members", func([]byte) []byte { return cutRaw }},
+				{"gzip'd, in a chunk", func(whole []byte) []byte { return whole[:len(lists)+(len(whole)-len(lists))/2] }},
+				{"nothing", func([]byte) []byte { return append(slices.Clone(lists), "0\n"...) }},
+			} {
+				root := filepath.Join(t.TempDir(), "site")
+				l := Layout{Root: root}
+				sl := holdLock(t, root)
+				cmd, whole := upload(t, l, sl, "20260101000000")
+				full, _ := io.ReadAll(whole)
+				r := sh.run(t, cmd, bytes.NewReader(c.cut(full)))
+				if r.status == 0 || r.status >= 86 || exists(l.Current()) {
+					t.Errorf("%s: status %d, current there %v", c.name, r.status, exists(l.Current()))
+				}
+				sl.release(t.Context())
 			}
 		})
 		t.Run("a broken stream: tar's status, nothing after it", func(t *testing.T) {

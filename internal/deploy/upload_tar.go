@@ -263,16 +263,16 @@ func (p *Plan) writeTar(w io.Writer, shape tarShape, st *uploadStats) error {
 		return err
 	}
 	bw := bufio.NewWriterSize(w, 256<<10)
-	if _, err := bw.Write(head); err != nil {
-		return err
-	}
 	for _, r := range p.Reuse {
 		st.reused.Add(1)
 		st.reusedBytes.Add(r.Entry.Size)
 	}
-	// The rest is a gzip member of its own: gzip -d reads one after the
-	// other as one stream.
-	zw := newAdaptiveGzip(bw, p.tarSize(shape)) // compress.go
+	// The rest follows the head in a gzip member of its own (gzip -d reads
+	// one after the other as one stream), or raw (compress.go).
+	zw := newAdaptiveGzip(bw, p.tarSize(shape))
+	if err := zw.writeGzipped(head); err != nil {
+		return err
+	}
 	tw := tar.NewWriter(zw)
 	for _, e := range p.Upload {
 		if err := writeTarFile(tw, shape.top+"/"+e.Path, e, now, &st.bytes); err != nil {

@@ -3,7 +3,6 @@ package deploy
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -149,11 +148,7 @@ func TestTarHeadSharedByAlikeHosts(t *testing.T) {
 		if &a[0] != &b[0] {
 			t.Errorf("linkFrom %q: the head was made again", tc.linkFrom)
 		}
-		zr, err := gzip.NewReader(&streams[0]) // reads member after member
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr := tar.NewReader(zr)
+		tr := tar.NewReader(bytes.NewReader(unframe(t, &streams[0])))
 		var got []string
 		for {
 			h, err := tr.Next()

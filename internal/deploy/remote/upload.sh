@@ -7,7 +7,8 @@
 # be unfinished. The input is a line with two byte counts, two gzip'd
 # lists of files reused from the live release (same path, NUL-terminated;
 # moved: from and to, NUL-terminated; a count of 0 is an empty list), then
-# a gzip tar stream. Each reused file becomes a private copy (copy_listed,
+# a tar stream: gzip'd in chunks, then raw where compressing did not pay
+# (unchunk; compress.go). Each reused file becomes a private copy (copy_listed,
 # lib/copy.sh), so no two releases share an inode: made ahead by the lock
 # holder while the client planned (take_ahead), else here. The stream,
 # buffered meanwhile, is then extracted in the deploy root, without -P:
@@ -78,6 +79,16 @@ rebuild_manifest() {
 	fi
 }
 
+# unchunk copies the input's gzip'd chunks to its output ("<n>" on a line
+# and n bytes; "0" ends them, and the rest of the input is raw), read
+# exactly (head -c reads no further). Without its end, it says nothing
+# more: what is missing shows after tar (the stream's last member).
+unchunk() {
+	while IFS= read -r n && [ "$n" -gt 0 ] 2> /dev/null; do
+		head -c "$n" || return
+	done
+}
+
 # unpack SIZE FILE: SIZE bytes of gzip from the input, decompressed into
 # FILE (read exactly: head -c reads no further).
 unpack() {
@@ -126,7 +137,13 @@ copy_reused
 status=$?
 rm -f "$manifest.same.tmp" "$manifest.moved.tmp" "$manifest.same.sorted.tmp" "$manifest.trim.tmp"
 [ "$status" = 0 ] || exit "$status"
-tar -x -z -p --no-same-owner -C "$root" -f - || exit
+# The manifest (or its delta) is the stream's last file: where it is
+# missing after tar, the stream ended early (GNU tar takes an archive cut
+# between two members for whole).
+last=${delta:-$manifest}
+rm -f "$last"
+{ unchunk | gzip -dc && cat; } | tar -x -p --no-same-owner -C "$root" -f - || exit
+[ -f "$last" ] || exit 1
 # The manifest is rebuilt while the release is sealed: each is a few
 # processes over every file, on a core of its own where there are two.
 rebuilding=
