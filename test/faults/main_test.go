@@ -371,6 +371,16 @@ func (e *env) assertNoLeftovers(live string, failedOK ...string) {
 	if _, err := os.Stat(e.Root(".atomic-deploy", "lock")); err == nil {
 		e.t.Errorf("lease lock directory left behind")
 	}
+	// A lock holder's copy of the live release made ahead: taken by the
+	// upload, else removed by its holder once the deploy let go (which may
+	// be just after the deploy returned), or by the next holder.
+	ahead := func() []string { left, _ := filepath.Glob(e.Root(".atomic-deploy", ".ahead-*")); return left }
+	for deadline := time.Now().Add(5 * time.Second); len(ahead()) > 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if left := ahead(); len(left) > 0 {
+		e.t.Errorf("a copy made ahead left behind: %q", left)
+	}
 	st := e.statuses()
 	for _, id := range failedOK {
 		if st[id] != deploy.StatusFailed {
