@@ -1,0 +1,177 @@
+package deploy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/deploy/remote"
+)
+
+// holder.sh, the lock holder (sessionlock.go), under each shell.
+
+// tail is what Finish sends the holder: records, the prune marker, ids, the end.
+func tail(records []string, prune []string, whole bool) string {
+	var b strings.Builder
+	for _, r := range records {
+		b.WriteString(r + "\n")
+	}
+	b.WriteString("--prune--\n")
+	for _, id := range prune {
+		b.WriteString(id + "\n")
+	}
+	if whole {
+		b.WriteString("--end--\n")
+	}
+	return b.String()
+}
+
+func TestHolderScript(t *testing.T) {
+	forEachShell(t, func(t *testing.T, sh posixShell) {
+		t.Run("finishes: appends, keeps the log short, prunes with the release's files", func(t *testing.T) {
+			l := Layout{Root: filepath.Join(t.TempDir(), "site")}
+			var old strings.Builder
+			for i := range maxLogRecords + 5 {
+				fmt.Fprintf(&old, `{"id":"%014d","status":"success"}`+"\n", i)
+			}
+			writeFiles(t, l.Root, map[string]string{".atomic-deploy/releases.log": old.String(), "releases/20260101000000/app/a": "a", "releases/20260102000000/b": "b"})
+			for _, p := range l.ReleaseFiles("20260101000000") {
+				writeFiles(t, "/", map[string]string{p: "x"})
+			}
+			writeFiles(t, "/", map[string]string{l.Manifest("20260102000000"): "keep"})
+			os.Symlink("releases/20260102000000", l.Current())
+			os.Symlink("releases/20260101000000", filepath.Join(l.Root, tempLinkPrefix+"stale"))
+			cmd := holderCommand(l, time.Second, Owner{Actor: "test", Token: "t0k3n"}, rootWant{})
+			r := sh.run(t, cmd, strings.NewReader(tail([]string{`{"id":"20260103000000","status":"success"}`}, []string{"20260101000000", "20260199999999"}, true)))
+			if r.status != 0 || !strings.HasPrefix(r.stdout, "locked ") {
+				t.Fatalf("status %d, stdout %q, stderr %q", r.status, r.stdout, r.stderr)
+			}
+			if !strings.Contains(r.stderr, "could not remove old release 20260199999999") || strings.Contains(r.stderr, "20260101000000") {
+				t.Errorf("holder said %q", r.stderr)
+			}
+			lines := strings.Split(strings.TrimSpace(readFile(t, l.Log())), "\n")
+			if len(lines) != maxLogRecords || !strings.Contains(lines[len(lines)-1], "20260103000000") {
+				t.Errorf("log has %d lines, last %q", len(lines), lines[len(lines)-1])
+			}
+			for _, p := range append(l.ReleaseFiles("20260101000000"), l.Release("20260101000000"), l.flockOwner(), filepath.Join(l.Root, tempLinkPrefix+"stale")) {
+				if exists(p) {
+					t.Errorf("%s is still there", p)
+				}
+			}
+			if !exists(l.Release("20260102000000")) || readFile(t, l.Manifest("20260102000000")) != "keep" {
+				t.Error("a release not named was deleted, or its manifest")
+			}
+		})
+		t.Run("heartbeats refresh the identity file and stay out of the log", func(t *testing.T) {
+			l := Layout{Root: filepath.Join(t.TempDir(), "site")}
+			long := time.Now().Add(-time.Hour)
+			var refreshed bool
+			in := &scriptedReader{steps: []func() string{
+				func() string {
+					for deadline := time.Now().Add(5 * time.Second); !exists(l.flockOwner()) && time.Now().Before(deadline); {
+						time.Sleep(5 * time.Millisecond)
+					}
+					os.Chtimes(l.flockOwner(), long, long)
+					return remote.Beat + "\n"
+				},
+				func() string {
+					deadline := time.Now().Add(5 * time.Second)
+					for !refreshed && time.Now().Before(deadline) {
+						info, err := os.Stat(l.flockOwner())
+						refreshed = err == nil && time.Since(info.ModTime()) < time.Minute
+						time.Sleep(10 * time.Millisecond)
+					}
+					return `{"id":"20260103000000","status":"success"}` + "\n" + remote.Beat + "\n" + remote.TailPrune + "\n" + remote.TailEnd + "\n"
+				},
+			}}
+			r := sh.run(t, holderCommand(l, time.Second, Owner{Actor: "test"}, rootWant{}), in)
+			if r.status != 0 {
+				t.Fatalf("status %d, stderr %q", r.status, r.stderr)
+			}
+			if !refreshed {
+				t.Error("a heartbeat did not refresh the identity file")
+			}
+			if got := readFile(t, l.Log()); got != `{"id":"20260103000000","status":"success"}`+"\n" {
+				t.Errorf("log %q", got)
+			}
+		})
+		t.Run("a cut tail is not acted on", func(t *testing.T) {
+			l := Layout{Root: filepath.Join(t.TempDir(), "site")}
+			writeFiles(t, l.Root, map[string]string{"releases/20260101000000/a": "a"})
+			r := sh.run(t, holderCommand(l, time.Second, Owner{}, rootWant{}), strings.NewReader(tail([]string{`{"id":"x","status":"success"}`}, []string{"20260101000000"}, false)))
+			if r.status != 4 || exists(l.Log()) || !exists(l.Release("20260101000000")) {
+				t.Errorf("status %d (want 4), log written %v, release deleted %v", r.status, exists(l.Log()), !exists(l.Release("20260101000000")))
+			}
+		})
+		t.Run("current that is not a link: nothing touched", func(t *testing.T) {
+			l := Layout{Root: filepath.Join(t.TempDir(), "site")}
+			writeFiles(t, l.Root, map[string]string{"current/index.html": "live"})
+			r := sh.run(t, holderCommand(l, time.Second, Owner{}, rootWant{}), strings.NewReader(""))
+			if r.status != 65 || r.stdout != "notlink\n" || exists(l.Releases()) || exists(l.Meta()) {
+				t.Errorf("status %d, stdout %q; created: releases %v, meta %v", r.status, r.stdout, exists(l.Releases()), exists(l.Meta()))
+			}
+		})
+		t.Run("snapshot", func(t *testing.T) { testSnapshot(t, sh) })
+	})
+}
+
+// runningHolder is holder.sh started under a shell, past its snapshot.
+type runningHolder struct {
+	pid   string // on the server, as it said "locked <pid>"
+	stdin io.WriteCloser
+	cmd   *exec.Cmd
+	out   *bytes.Buffer
+}
+
+// startHolder runs holder.sh for l under sh until it printed its snapshot.
+func startHolder(t *testing.T, sh posixShell, l Layout, want rootWant) *runningHolder {
+	t.Helper()
+	cmd := holderCommand(l, time.Second, Owner{Actor: "test", Token: randomToken()}, want)
+	c := exec.Command(sh.argv[0], append(append(sh.argv[1:], "-c", cmd.Script), cmd.Argv()...)...)
+	h := &runningHolder{cmd: c, out: &bytes.Buffer{}}
+	c.Stderr = h.out
+	stdin, err := c.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := c.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h.stdin = stdin
+	t.Cleanup(func() { stdin.Close(); c.Wait() })
+	br := bufio.NewReader(stdout)
+	line, _ := br.ReadString('\n')
+	pid, ok := strings.CutPrefix(strings.TrimSpace(line), "locked ")
+	if !ok {
+		t.Fatalf("%s: the holder said %q", sh.name, line)
+	}
+	if _, err := parseSnapshot(br, want); err != nil {
+		t.Fatalf("%s: snapshot: %v", sh.name, err)
+	}
+	h.pid = pid
+	return h
+}
+
+// end sends the holder its tail and waits for it to exit.
+func (h *runningHolder) end(tail string) ran {
+	io.WriteString(h.stdin, tail)
+	h.stdin.Close()
+	err := h.cmd.Wait()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return ran{"", h.out.String(), exit.ExitCode()}
+	}
+	return ran{"", h.out.String(), 0}
+}
