@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/deploy/remote"
+	"github.com/atomic-deploy/atomic-deploy/internal/release"
 )
 
 // holder.sh, the lock holder (sessionlock.go), under each shell.
@@ -120,6 +121,35 @@ func TestHolderScript(t *testing.T) {
 			}
 		})
 		t.Run("snapshot", func(t *testing.T) { testSnapshot(t, sh) })
+		t.Run("no copy made ahead where the upload cannot be a tar stream", func(t *testing.T) {
+			l := Layout{Root: filepath.Join(t.TempDir(), "site")}
+			writeFiles(t, l.Release("live"), map[string]string{"a.php": "a"})
+			src := t.TempDir()
+			writeFiles(t, src, map[string]string{"a.php": "a"})
+			m, err := release.Build(t.Context(), release.Options{Source: src})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var mbuf bytes.Buffer
+			m.Encode(&mbuf)
+			writeFiles(t, "/", map[string]string{l.Manifest("live"): mbuf.String()})
+			os.Symlink("releases/live", l.Current())
+			if r := sh.run(t, remote.Seal.Command(l.Release("live"), l.Seal("live"), "", ""), nil); r.status != 0 {
+				t.Fatalf("seal: %d %s", r.status, r.stderr)
+			}
+			// A tar that is not GNU tar: the upload goes over SFTP.
+			bin := t.TempDir()
+			writeFiles(t, bin, map[string]string{"tar": "#!/bin/sh\necho 'bsdtar 3.7.2'\n"})
+			os.Chmod(filepath.Join(bin, "tar"), 0o755)
+			holder := startHolder(t, sh, l, rootWant{plan: true, copyAhead: true}, "PATH="+bin+":"+os.Getenv("PATH"))
+			time.Sleep(200 * time.Millisecond)
+			if left, _ := filepath.Glob(filepath.Join(l.Meta(), ".ahead-*")); len(left) > 0 {
+				t.Errorf("a copy was made ahead for an upload that cannot take it: %q", left)
+			}
+			if r := holder.end(tail(nil, nil, true)); r.status != 0 {
+				t.Errorf("the holder ended with %d: %s", r.status, r.stderr)
+			}
+		})
 	})
 }
 
@@ -131,11 +161,13 @@ type runningHolder struct {
 	out   *bytes.Buffer
 }
 
-// startHolder runs holder.sh for l under sh until it printed its snapshot.
-func startHolder(t *testing.T, sh posixShell, l Layout, want rootWant) *runningHolder {
+// startHolder runs holder.sh for l under sh until it printed its snapshot,
+// with env added to the environment.
+func startHolder(t *testing.T, sh posixShell, l Layout, want rootWant, env ...string) *runningHolder {
 	t.Helper()
 	cmd := holderCommand(l, time.Second, Owner{Actor: "test", Token: randomToken()}, want)
 	c := exec.Command(sh.argv[0], append(append(sh.argv[1:], "-c", cmd.Script), cmd.Argv()...)...)
+	c.Env = append(os.Environ(), env...)
 	h := &runningHolder{cmd: c, out: &bytes.Buffer{}}
 	c.Stderr = h.out
 	stdin, err := c.StdinPipe()

@@ -46,7 +46,7 @@ current=$1 releases=$2 shared=$3 meta=$4 manifests=$5 log=$6 trash=$7 lockfile=$
 shift 9
 templinks=$1 manifest_ending=$2 seal_ending=$3 wait=$4 identity=$5 plan=$6 keep_log=$7 lease=$8 lease_ttl=$9
 shift 9
-known='' ahead='' ahead_from='' listing=''
+known='' ahead='' ahead_from='' listing='' tar_version='' cp_version=''
 case $plan in 1c*) ahead=$meta/.ahead-$$ plan=1${plan#1c} ;; esac
 case $plan in 1:*) known=${plan#1:} plan=1 ;; esac
 
@@ -99,7 +99,12 @@ snapshot() {
 	if [ -L "$current" ]; then printf 'L%s\0' "$(readlink "$current")"; else printf 'N\0'; fi
 	case $plan in
 	=*) printf '\0\0' ;; # activate uploads nothing: no tools to know
-	*) printf '%s\0' "$(tar --version 2>/dev/null | head -n 1)" "$(cp --version 2>/dev/null | head -n 1)" ;;
+	*)
+		tar_version=$(tar --version 2>/dev/null | head -n 1) cp_version=$(cp --version 2>/dev/null | head -n 1)
+		printf '%s\0' "$tar_version" "$cp_version"
+		# Only a tar stream takes a copy made ahead (upload_tar.go).
+		case "$tar_version $cp_version" in *"GNU tar"*"GNU coreutils"*) ;; *) ahead='' ;; esac
+		;;
 	esac
 	if command -v awk >/dev/null 2>&1 && command -v sha256sum >/dev/null 2>&1; then printf '1\0'; else printf '0\0'; fi
 	for d in "$releases"/* "$releases"/.[!.]* "$releases"/..?*; do
@@ -190,7 +195,7 @@ snapshot() {
 	fi
 	# Locked before the end is printed, so the upload that follows finds it
 	# locked until the copy is done.
-	if [ -n "$listing" ] && [ -n "$same" ] && mv -f "$tmp.list" "$ahead.listing" && touch "$ahead.lock" && exec 7>> "$ahead.lock" && flock -n 7; then
+	if [ -n "$listing" ] && [ -n "$same" ] && mv -f "$tmp.list" "$ahead.listing" && touch "$ahead.lock" && command exec 7>> "$ahead.lock" && flock -n 7; then
 		ahead_from=$releases/$id
 	fi
 	rm -f "$tmp.log" "$tmp.man" "$tmp.seal" "$tmp.scan" "$tmp.list"
