@@ -123,20 +123,8 @@ func TestHolderScript(t *testing.T) {
 		t.Run("snapshot", func(t *testing.T) { testSnapshot(t, sh) })
 		t.Run("no copy made ahead where the upload cannot be a tar stream", func(t *testing.T) {
 			l := Layout{Root: filepath.Join(t.TempDir(), "site")}
-			writeFiles(t, l.Release("live"), map[string]string{"a.php": "a"})
-			src := t.TempDir()
-			writeFiles(t, src, map[string]string{"a.php": "a"})
-			m, err := release.Build(t.Context(), release.Options{Source: src})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var mbuf bytes.Buffer
-			m.Encode(&mbuf)
-			writeFiles(t, "/", map[string]string{l.Manifest("live"): mbuf.String()})
-			os.Symlink("releases/live", l.Current())
-			if r := sh.run(t, remote.Seal.Command(l.Release("live"), l.Seal("live"), "", ""), nil); r.status != 0 {
-				t.Fatalf("seal: %d %s", r.status, r.stderr)
-			}
+			deployLive(t, l, map[string]string{"a.php": "a"})
+			sealLive(t, sh, l)
 			// A tar that is not GNU tar: the upload goes over SFTP.
 			bin := t.TempDir()
 			writeFiles(t, bin, map[string]string{"tar": "#!/bin/sh\necho 'bsdtar 3.7.2'\n"})
@@ -206,4 +194,29 @@ func (h *runningHolder) end(tail string) ran {
 		return ran{"", h.out.String(), exit.ExitCode()}
 	}
 	return ran{"", h.out.String(), 0}
+}
+
+// deployLive makes release "live" of l, holding files, as a deploy leaves
+// it: its stored manifest, and current pointing to it. Not yet sealed.
+func deployLive(t *testing.T, l Layout, files map[string]string) {
+	t.Helper()
+	writeFiles(t, l.Release("live"), files)
+	src := t.TempDir()
+	writeFiles(t, src, files)
+	m, err := release.Build(t.Context(), release.Options{Source: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	m.Encode(&b)
+	writeFiles(t, "/", map[string]string{l.Manifest("live"): b.String()})
+	os.Symlink("releases/live", l.Current())
+}
+
+// sealLive seals release "live" of l under sh (seal.sh).
+func sealLive(t *testing.T, sh posixShell, l Layout) {
+	t.Helper()
+	if r := sh.run(t, remote.Seal.Command(l.Release("live"), l.Seal("live"), "", ""), nil); r.status != 0 {
+		t.Fatalf("seal: %d %s", r.status, r.stderr)
+	}
 }

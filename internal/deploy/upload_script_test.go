@@ -117,27 +117,14 @@ func TestUploadScript(t *testing.T) {
 		t.Run("the lock holder's copy made ahead becomes the release, trimmed to what is reused", func(t *testing.T) {
 			l := Layout{Root: filepath.Join(t.TempDir(), "site")}
 			live := l.Release("live")
-			deployed := map[string]string{"vendor/a b/x.php": "x", "lib/y.php": "y", `lib/we"ird.php`: "w", "moved.php": "m", "changed.php": "old", "gone/deep/old.php": "g"}
-			writeFiles(t, live, deployed)
+			deployLive(t, l, map[string]string{"vendor/a b/x.php": "x", "lib/y.php": "y", `lib/we"ird.php`: "w", "moved.php": "m", "changed.php": "old", "gone/deep/old.php": "g"})
 			// What hooks left in the live release: none of it is reused.
 			writeFiles(t, live, map[string]string{"node_modules/x/y.js": "j", "bootstrap/cache.php": "c"})
-			src := t.TempDir()
-			writeFiles(t, src, deployed)
-			m, err := release.Build(t.Context(), release.Options{Source: src})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var mbuf bytes.Buffer
-			m.Encode(&mbuf)
-			writeFiles(t, "/", map[string]string{l.Manifest("live"): mbuf.String()})
 			os.MkdirAll(filepath.Join(live, "empty/too"), 0o755)
 			os.MkdirAll(filepath.Join(live, "public"), 0o755)
 			os.Symlink("../storage", filepath.Join(live, "public/storage"))
 			os.Chmod(filepath.Join(live, "lib/y.php"), 0o751)
-			os.Symlink("releases/live", l.Current())
-			if r := sh.run(t, remote.Seal.Command(live, l.Seal("live"), "", ""), nil); r.status != 0 {
-				t.Fatalf("seal: %d %s", r.status, r.stderr)
-			}
+			sealLive(t, sh, l)
 			plan := &Plan{Reuse: []Reuse{
 				{Entry: &release.Entry{Path: "vendor/a b/x.php"}, From: "vendor/a b/x.php"},
 				{Entry: &release.Entry{Path: "lib/y.php"}, From: "lib/y.php"},
