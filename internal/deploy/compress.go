@@ -54,7 +54,8 @@ type adaptiveGzip struct {
 // newAdaptiveGzip compresses a stream of about size bytes into w.
 func newAdaptiveGzip(w io.Writer, size int64) *adaptiveGzip {
 	link := &timedWriter{w: w, fill: fillBytes, probe: probeBytes}
-	chunks := bufio.NewWriterSize(chunkWriter{link}, chunkBytes)
+	chunks := chunkBuffers.Get().(*bufio.Writer)
+	chunks.Reset(chunkWriter{link})
 	zw, pooled := newFastGzip(chunks, size)
 	return &adaptiveGzip{link: link, chunks: chunks, zw: zw, pooled: pooled}
 }
@@ -65,6 +66,12 @@ func (a *adaptiveGzip) writeGzipped(members []byte) error {
 	_, err := a.chunks.Write(members)
 	return err
 }
+
+// chunkBuffers are the gzip'd part's buffers, reused: a fleet's client
+// makes a stream per host, and a new MB per host was ~4 % of its CPU at
+// 100 hosts (clearing fresh pages) and a third of its peak RSS
+// (bench/scale.sh).
+var chunkBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, chunkBytes) }}
 
 // chunkWriter frames what it is given as one chunk.
 type chunkWriter struct{ w io.Writer }
@@ -151,7 +158,11 @@ func (a *adaptiveGzip) endGzipped() error {
 	if err == nil {
 		_, err = io.WriteString(a.link, "0\n")
 	}
-	a.zw = nil
+	if err == nil {
+		a.chunks.Reset(nil)
+		chunkBuffers.Put(a.chunks)
+	}
+	a.zw, a.chunks = nil, nil
 	return err
 }
 

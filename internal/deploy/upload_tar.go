@@ -11,6 +11,7 @@ import (
 	"io"
 	"path"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -255,6 +256,10 @@ func (p *Plan) tarSize(shape tarShape) int64 {
 	return int64(len(p.Upload)+len(shape.extras))*512 + p.UploadBytes
 }
 
+// streamBuffers batch the stream's small writes (tar headers, small
+// files) into SSH packets; reused, as chunkBuffers (compress.go).
+var streamBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 256<<10) }}
+
 // writeTar writes the head (tarHead), then the files and the extras.
 func (p *Plan) writeTar(w io.Writer, shape tarShape, st *uploadStats) error {
 	now := shape.now
@@ -262,7 +267,8 @@ func (p *Plan) writeTar(w io.Writer, shape tarShape, st *uploadStats) error {
 	if err != nil {
 		return err
 	}
-	bw := bufio.NewWriterSize(w, 256<<10)
+	bw := streamBuffers.Get().(*bufio.Writer)
+	bw.Reset(w)
 	for _, r := range p.Reuse {
 		st.reused.Add(1)
 		st.reusedBytes.Add(r.Entry.Size)
@@ -304,7 +310,14 @@ func (p *Plan) writeTar(w io.Writer, shape tarShape, st *uploadStats) error {
 	if err := zw.Close(); err != nil {
 		return err
 	}
-	return bw.Flush()
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	// Only a stream that ended well gives its buffer back: after an error
+	// the compressor's goroutines may still write to it.
+	bw.Reset(nil)
+	streamBuffers.Put(bw)
+	return nil
 }
 
 // tarHeadKey is what a plan's tar head depends on besides the plan.
