@@ -19,55 +19,102 @@ import (
 // default) takes the first megabytes at once however slow the link is.
 // So the stream watches the compressed bytes after fillBytes, for
 // probeBytes more (long enough that a moment of CPU taken by something
-// else, a login shell starting on the server, does not decide): where little of that time went waiting, the link waits
-// for the compressor, and the rest of the stream goes raw. A fast link,
-// or a far end on the same machine, then gets the bytes as fast as tar
-// makes them, and a slow one still gets them compressed.
+// else, a login shell starting on the server, does not decide): where
+// little of that time went waiting, the link waits for the compressor,
+// and the rest of the stream goes raw. A fast link, or a far end on the
+// same machine, then gets the bytes as fast as tar makes them, and a slow
+// one still gets them compressed.
+//
+// The writes also wait where the far end's gzip -d is what holds the
+// stream back (one core, shared there with sshd and tar: ~20 MB/s of
+// compressed bytes on the bench's server, unshaped or at 1 Gbit), and raw
+// bytes would go faster. So a compressed stream that went faster than
+// rawProbeFloor while it waited is probed again raw (rawFillBytes, then
+// rawProbeBytes), and the rest goes the way that moved more of the tar
+// stream a second: the compressed bytes' rate times the compression
+// ratio so far, or the raw bytes'. Below the floor the link is 100 Mbit
+// or slower, where raw bytes cannot win and their probe would cost ~0.4 s.
 //
 // Raw, not gzip's stored blocks: gzip -d takes ~5 ms of the server's CPU
 // a MB even of stored blocks (its CRC), on one core, which held a fast
 // link's initial deploy to ~200 MB/s. So the stream is framed for
-// upload.sh: the gzip'd part as chunks ("<n>\n" and n bytes of gzip
-// members, a chunk at least chunkBytes but the last, so a chunk costs
-// upload.sh one head(1) a MB at most), "0\n" to end it, then the rest of
-// the tar stream as it is, to the end of the input.
+// upload.sh (unframe) as segments, each a line naming its kind and then
+// its body: "z", gzip members as chunks ("<n>\n" and n bytes, a chunk at
+// least chunkBytes but the last, so a chunk costs upload.sh one head(1) a
+// MB at most) ended by "0\n"; "r", raw bytes in chunks the same way; "R",
+// the rest of the stream as it is, to the end of the input.
 const (
 	fillBytes  = 3 << 20
 	probeBytes = 4 << 20
 	// linkBound is the share of the time spent waiting for the link above
 	// which compressing is worth it.
 	linkBound = 0.25
-	// chunkBytes is the gzip'd part's chunk size.
+	// rawProbeFloor is the compressed bytes' rate (bytes a second) above
+	// which raw bytes are tried: a little over what 100 Mbit carries.
+	rawProbeFloor = 15e6
+	// rawFillBytes pass the compressed bytes still in the buffers before
+	// the raw probe's rawProbeBytes (three chunks) are timed.
+	rawFillBytes  = 3 << 20
+	rawProbeBytes = 3 << 20
+	// chunkBytes is a chunk's size.
 	chunkBytes = 1 << 20
+)
+
+// streamPhase is where an adaptiveGzip stream is.
+type streamPhase int
+
+const (
+	gzipProbe streamPhase = iota // compressed, the link timed
+	rawProbe                     // raw chunks, the link timed again
+	gzipRest                     // compressed to the end
+	rawRest                      // raw to the end
 )
 
 // adaptiveGzip is the stream's compressor and framer (see above).
 type adaptiveGzip struct {
 	link    *timedWriter
-	chunks  *bufio.Writer // the gzip'd part, framed into link
+	chunks  *bufio.Writer // the segment's chunks, framed into link
 	zw      io.WriteCloser
 	pooled  *gzip.Writer // zw, when it came from fastGzips
-	decided bool
-	raw     bool // compressing did not pay: the rest goes as it is
+	size    int64        // the stream's estimated size
+	phase   streamPhase
+	started bool  // the first segment's kind is written
+	written int64 // of the tar stream, by Write
+	// gzipRate is the tar stream's bytes a second while it went
+	// compressed, for the raw probe to beat (0: no raw probe).
+	gzipRate float64
 }
 
 // newAdaptiveGzip compresses a stream of about size bytes into w.
 func newAdaptiveGzip(w io.Writer, size int64) *adaptiveGzip {
-	link := &timedWriter{w: w, fill: fillBytes, probe: probeBytes}
-	chunks := chunkBuffers.Get().(*bufio.Writer)
-	chunks.Reset(chunkWriter{link})
-	zw, pooled := newFastGzip(chunks, size)
-	return &adaptiveGzip{link: link, chunks: chunks, zw: zw, pooled: pooled}
+	a := &adaptiveGzip{link: &timedWriter{w: w, fill: fillBytes, probe: probeBytes}, size: size}
+	a.chunks = chunkBuffers.Get().(*bufio.Writer)
+	a.chunks.Reset(chunkWriter{a.link})
+	a.zw, a.pooled = newFastGzip(a.chunks, size)
+	return a
+}
+
+// start writes the first segment's kind, before anything else.
+func (a *adaptiveGzip) start() error {
+	if a.started {
+		return nil
+	}
+	a.started = true
+	_, err := io.WriteString(a.link, "z\n")
+	return err
 }
 
 // writeGzipped puts gzip members made ahead (the tar head) into the
-// gzip'd part, before anything is written.
+// first segment, gzip'd, before anything is written.
 func (a *adaptiveGzip) writeGzipped(members []byte) error {
+	if err := a.start(); err != nil {
+		return err
+	}
 	_, err := a.chunks.Write(members)
 	return err
 }
 
-// chunkBuffers are the gzip'd part's buffers, reused: a fleet's client
+// chunkBuffers are the segments' buffers, reused: a fleet's client
 // makes a stream per host, and a new MB per host was ~4 % of its CPU at
 // 100 hosts (clearing fresh pages) and a third of its peak RSS
 // (bench/scale.sh).
@@ -126,67 +173,140 @@ func (a *adaptiveGzip) closeGzip() error {
 		fastGzips.Put(a.pooled)
 		a.pooled = nil
 	}
+	a.zw = nil
 	return err
 }
 
 func (a *adaptiveGzip) Write(p []byte) (int, error) {
-	if a.raw {
+	if err := a.start(); err != nil {
+		return 0, err
+	}
+	switch a.phase {
+	case rawRest:
 		return a.link.Write(p)
-	}
-	n, err := a.zw.Write(p)
-	if err != nil || a.decided {
-		return n, err
-	}
-	waited, measured := a.link.waited()
-	if !measured {
+	case rawProbe:
+		n, err := a.chunks.Write(p)
+		a.written += int64(n)
+		if err != nil {
+			return n, err
+		}
+		if _, rate, measured := a.link.measured(); measured {
+			return n, a.afterRawProbe(rate)
+		}
 		return n, nil
 	}
-	a.decided = true
-	if waited < linkBound {
-		a.raw = true
-		return n, a.endGzipped()
+	n, err := a.zw.Write(p)
+	a.written += int64(n)
+	if err != nil || a.phase != gzipProbe {
+		return n, err
+	}
+	if share, rate, measured := a.link.measured(); measured {
+		return n, a.afterGzipProbe(share, rate)
 	}
 	return n, nil
 }
 
-// endGzipped ends the gzip'd part: what follows goes raw.
-func (a *adaptiveGzip) endGzipped() error {
-	err := a.closeGzip()
-	if err == nil {
-		err = a.chunks.Flush()
+// afterGzipProbe goes on from the compressed probe: raw where the link
+// waited for the compressor, raw for a probe where the compressed bytes
+// went fast all the same, compressed to the end otherwise.
+func (a *adaptiveGzip) afterGzipProbe(share, rate float64) error {
+	switch {
+	case share < linkBound:
+		return a.next(rawRest)
+	case rate < rawProbeFloor:
+		a.phase = gzipRest
+		return nil
 	}
-	if err == nil {
-		_, err = io.WriteString(a.link, "0\n")
+	if err := a.next(rawProbe); err != nil {
+		return err
 	}
-	if err == nil {
-		a.chunks.Reset(nil)
-		chunkBuffers.Put(a.chunks)
+	// The compression ratio, now that all of it is out of the compressor
+	// (the head's members and the framing are a few KB of it).
+	a.gzipRate = rate * float64(a.written) / float64(max(1, a.link.total()))
+	return nil
+}
+
+// afterRawProbe goes on raw or compressed, whichever moved the tar
+// stream faster.
+func (a *adaptiveGzip) afterRawProbe(rate float64) error {
+	if rate >= a.gzipRate {
+		return a.next(rawRest)
 	}
-	a.zw, a.chunks = nil, nil
+	return a.next(gzipRest)
+}
+
+// next ends the segment and starts the phase's.
+func (a *adaptiveGzip) next(phase streamPhase) error {
+	if err := a.endSegment(); err != nil {
+		return err
+	}
+	a.phase = phase
+	switch phase {
+	case rawProbe:
+		a.link.restart(rawFillBytes, rawProbeBytes)
+		_, err := io.WriteString(a.link, "r\n")
+		return err
+	case gzipRest:
+		a.zw, a.pooled = newFastGzip(a.chunks, a.size-a.written)
+		_, err := io.WriteString(a.link, "z\n")
+		return err
+	}
+	a.chunks.Reset(nil)
+	chunkBuffers.Put(a.chunks)
+	a.chunks = nil
+	_, err := io.WriteString(a.link, "R\n")
+	return err
+}
+
+// endSegment ends a chunked segment: the compressor's last bytes, the
+// buffer's, and the end of the chunks.
+func (a *adaptiveGzip) endSegment() error {
+	if a.zw != nil {
+		if err := a.closeGzip(); err != nil {
+			return err
+		}
+	}
+	if err := a.chunks.Flush(); err != nil {
+		return err
+	}
+	_, err := io.WriteString(a.link, "0\n")
 	return err
 }
 
 // Close ends the stream; the compressor is not used again.
 func (a *adaptiveGzip) Close() error {
-	if a.raw {
+	if err := a.start(); err != nil {
+		return err
+	}
+	if a.phase == rawRest {
 		return nil
 	}
-	return a.endGzipped()
+	if err := a.endSegment(); err != nil {
+		return err
+	}
+	a.chunks.Reset(nil)
+	chunkBuffers.Put(a.chunks)
+	a.chunks = nil
+	return nil
 }
 
 // timedWriter measures, over the probe bytes written after the fill
-// bytes, the share of the time its writes spent waiting: on a pipe to the
-// SSH session, waiting for the link. The compressor writes from its own
+// bytes, the share of the time its writes spent waiting (on a pipe to the
+// SSH session, waiting for the link) and the bytes a second. restart
+// measures again from there. The compressor writes from its own
 // goroutine, hence the lock.
 type timedWriter struct {
 	w           io.Writer
 	fill, probe int64
 
 	mu      sync.Mutex
-	written int64
-	start   time.Time     // when written passed fill
+	written int64         // in all
+	from    int64         // written when the measure started
+	start   time.Time     // when written passed from + fill
+	startAt int64         // written then
 	blocked time.Duration // time in writes since start
 	share   float64       // blocked / elapsed once the probe is done
+	rate    float64       // bytes a second over the probe
 	done    bool
 }
 
@@ -196,26 +316,44 @@ func (t *timedWriter) Write(p []byte) (int, error) {
 	end := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.written += int64(n)
 	switch {
 	case t.done:
 	case t.start.IsZero():
-		if t.written+int64(n) >= t.fill {
-			t.start = end
+		if t.written-t.from >= t.fill {
+			t.start, t.startAt = end, t.written
 		}
 	default:
 		t.blocked += end.Sub(begin)
-		if t.written+int64(n) >= t.fill+t.probe {
-			t.share, t.done = float64(t.blocked)/float64(end.Sub(t.start)), true
+		if t.written-t.startAt >= t.probe {
+			elapsed := max(end.Sub(t.start), time.Nanosecond)
+			t.share = float64(t.blocked) / float64(elapsed)
+			t.rate = float64(t.written-t.startAt) / elapsed.Seconds()
+			t.done = true
 		}
 	}
-	t.written += int64(n)
 	return n, err
 }
 
-// waited is the share of the probe's time spent waiting for the link,
-// once the probe is done.
-func (t *timedWriter) waited() (share float64, done bool) {
+// restart measures again, fill then probe bytes from here.
+func (t *timedWriter) restart(fill, probe int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.share, t.done
+	t.fill, t.probe, t.from = fill, probe, t.written
+	t.start, t.blocked, t.done = time.Time{}, 0, false
+}
+
+// measured is the share of the probe's time spent waiting for the link
+// and its bytes a second, once the probe is done.
+func (t *timedWriter) measured() (share, rate float64, done bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.share, t.rate, t.done
+}
+
+// total is what was written in all.
+func (t *timedWriter) total() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.written
 }

@@ -28,40 +28,103 @@ func (s *slowLink) Write(p []byte) (int, error) {
 	return s.buf.Write(p)
 }
 
-// unframe is what upload.sh makes of a stream (unchunk | gzip -dc && cat):
-// the gzip'd chunks up to "0", decompressed, then the rest as it is.
+// farEnd takes the stream as upload.sh would where its gzip -d, not the
+// link, holds it back: gzip'd chunks at zBytesPerMs, raw bytes at
+// rawBytesPerMs (it reads the framing as it comes).
+type farEnd struct {
+	buf                        bytes.Buffer
+	zBytesPerMs, rawBytesPerMs int
+	kind                       byte // the segment's: 'z', 'r' or 'R'; 0 between segments
+	line                       []byte
+	body                       int // what is left of the chunk
+}
+
+func (f *farEnd) Write(p []byte) (int, error) {
+	var z, raw int
+	for i := 0; i < len(p); {
+		switch {
+		case f.kind == 'R':
+			raw += len(p) - i
+			i = len(p)
+		case f.body > 0:
+			n := min(f.body, len(p)-i)
+			if f.kind == 'z' {
+				z += n
+			} else {
+				raw += n
+			}
+			f.body -= n
+			i += n
+		case p[i] != '\n':
+			f.line = append(f.line, p[i])
+			i++
+		default:
+			i++
+			switch line := string(f.line); {
+			case f.kind == 0:
+				f.kind = line[0]
+			case line == "0":
+				f.kind = 0
+			default:
+				f.body, _ = strconv.Atoi(line)
+			}
+			f.line = f.line[:0]
+		}
+	}
+	time.Sleep(time.Duration(z*1000/f.zBytesPerMs+raw*1000/f.rawBytesPerMs) * time.Microsecond)
+	return f.buf.Write(p)
+}
+
+// unframe is what upload.sh makes of a stream (its unframe): the
+// segments' bytes, the gzip'd ones decompressed.
 func unframe(t *testing.T, stream io.Reader) []byte {
 	t.Helper()
 	br := bufio.NewReader(stream)
-	var gz bytes.Buffer
+	var out bytes.Buffer
+	for {
+		kind, err := br.ReadString('\n')
+		switch {
+		case err == io.EOF && kind == "":
+			return out.Bytes()
+		case kind == "R\n":
+			io.Copy(&out, br)
+			return out.Bytes()
+		case kind == "r\n":
+			out.Write(readChunks(t, br))
+		case kind == "z\n":
+			zr, err := gzip.NewReader(bytes.NewReader(readChunks(t, br))) // member after member
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.Copy(&out, zr); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			t.Fatalf("a segment's kind is %q (%v)", kind, err)
+		}
+	}
+}
+
+// readChunks reads a segment's chunks, up to "0".
+func readChunks(t *testing.T, br *bufio.Reader) []byte {
+	t.Helper()
+	var body bytes.Buffer
 	for {
 		line, err := br.ReadString('\n')
 		if err != nil {
-			t.Fatalf("the gzip'd part has no end (%v)", err)
+			t.Fatalf("a segment has no end (%v)", err)
 		}
 		n, err := strconv.Atoi(strings.TrimSuffix(line, "\n"))
 		if err != nil || n < 0 {
 			t.Fatalf("a chunk's size is %q", line)
 		}
 		if n == 0 {
-			break
+			return body.Bytes()
 		}
-		if _, err := io.CopyN(&gz, br, int64(n)); err != nil {
+		if _, err := io.CopyN(&body, br, int64(n)); err != nil {
 			t.Fatalf("a chunk is cut short: %v", err)
 		}
 	}
-	var out bytes.Buffer
-	if gz.Len() > 0 {
-		zr, err := gzip.NewReader(&gz) // reads member after member
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.Copy(&out, zr); err != nil {
-			t.Fatal(err)
-		}
-	}
-	io.Copy(&out, br)
-	return out.Bytes()
 }
 
 // The stream stays compressed where the link holds it back, even behind
@@ -86,16 +149,19 @@ func TestAdaptiveGzip(t *testing.T) {
 		return l
 	}
 	for _, c := range []struct {
-		name string
-		link *slowLink
-		size int64 // the stream's estimated size
-		raw  bool
+		name      string
+		link      interface{ Write([]byte) (int, error) }
+		size      int64 // the stream's estimated size
+		probedRaw bool
+		end       streamPhase
 	}{
-		{"fast link: raw once compressing holds it back", fastLink(), int64(src.Len()), true},
-		{"fast link, a stream far larger than estimated: raw all the same", fastLink(), 10 << 10, true},
-		{"slow link: compressed throughout", &slowLink{bytesPerMs: 16 << 10}, int64(src.Len()), false},
-		{"slow link behind an SSH window: compressed throughout", &slowLink{buffered: 2 << 20, bytesPerMs: 16 << 10}, int64(src.Len()), false},
-		{"slow link, a stream far larger than estimated: compressed throughout", &slowLink{bytesPerMs: 16 << 10}, 10 << 10, false},
+		{"fast link: raw once compressing holds it back", fastLink(), int64(src.Len()), false, rawRest},
+		{"fast link, a stream far larger than estimated: raw all the same", fastLink(), 10 << 10, false, rawRest},
+		{"slow link: compressed throughout", &slowLink{bytesPerMs: 10 << 10}, int64(src.Len()), false, gzipRest},
+		{"slow link behind an SSH window: compressed throughout", &slowLink{buffered: 2 << 20, bytesPerMs: 10 << 10}, int64(src.Len()), false, gzipRest},
+		{"slow link, a stream far larger than estimated: compressed throughout", &slowLink{bytesPerMs: 10 << 10}, 10 << 10, false, gzipRest},
+		{"gzip -d holds the stream back and raw bytes go faster: raw after a raw probe", &farEnd{zBytesPerMs: 20 << 10, rawBytesPerMs: 200 << 10}, int64(src.Len()), true, rawRest},
+		{"a link a little faster than 100 Mbit: compressed again after a raw probe", &slowLink{buffered: 2 << 20, bytesPerMs: 18 << 10}, int64(src.Len()), true, gzipRest},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			a := newAdaptiveGzip(c.link, c.size)
@@ -107,11 +173,17 @@ func TestAdaptiveGzip(t *testing.T) {
 			if err := a.Close(); err != nil {
 				t.Fatal(err)
 			}
-			share, measured := a.link.waited()
-			if !measured || a.raw != c.raw {
-				t.Errorf("raw %v, want %v (measured %v: %.0f%% of the probe waiting for the link)", a.raw, c.raw, measured, 100*share)
+			if probedRaw := a.gzipRate > 0; a.phase != c.end || probedRaw != c.probedRaw {
+				t.Errorf("ended in phase %d (raw probe %v), want %d (%v); compressed, the tar stream went %.0f MB/s", a.phase, probedRaw, c.end, c.probedRaw, a.gzipRate/1e6)
 			}
-			if got := unframe(t, &c.link.buf); !bytes.Equal(got, src.Bytes()) {
+			var sent *bytes.Buffer
+			switch l := c.link.(type) {
+			case *slowLink:
+				sent = &l.buf
+			case *farEnd:
+				sent = &l.buf
+			}
+			if got := unframe(t, sent); !bytes.Equal(got, src.Bytes()) {
 				t.Fatalf("upload.sh would get %d bytes, want the %d written", len(got), src.Len())
 			}
 		})

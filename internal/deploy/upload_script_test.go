@@ -67,6 +67,22 @@ func TestUploadScript(t *testing.T) {
 				t.Errorf("log: %s", got)
 			}
 		})
+		t.Run("takes the tar stream in segments of every kind, in any order", func(t *testing.T) {
+			for _, kinds := range []string{"z", "zR", "zrzR", "zrz", "rzr"} {
+				root := filepath.Join(t.TempDir(), "site")
+				l := Layout{Root: root}
+				sl := holdLock(t, root)
+				cmd, stream := upload(t, l, sl, "20260101000000")
+				whole, _ := io.ReadAll(stream)
+				lists := encodeReuseLists(&Plan{})
+				reframed := append(slices.Clone(lists), frame(t, unframe(t, bytes.NewReader(whole[len(lists):])), kinds)...)
+				r := sh.run(t, cmd, bytes.NewReader(reframed))
+				if target, _ := os.Readlink(l.Current()); r.status != 0 || target != "releases/20260101000000" || readFile(t, l.Manifest("20260101000000")) != "manifest" {
+					t.Errorf("%s: status %d, current -> %q: %s", kinds, r.status, target, r.stderr)
+				}
+				sl.release(t.Context())
+			}
+		})
 		t.Run("no switch once the lock is not ours", func(t *testing.T) {
 			for _, how := range []string{"another deploy's identity", "holder gone"} {
 				root := filepath.Join(t.TempDir(), "site")
@@ -190,14 +206,18 @@ func TestUploadScript(t *testing.T) {
 			tw.Write([]byte("a"))
 			tw.Flush()
 			lists := encodeReuseLists(&Plan{})
-			cutRaw := fmt.Appendf(slices.Clone(lists), "%d\n%s0\n%s", gzipped.Len(), gzipped.Bytes(), raw.Bytes())
+			cutRaw := fmt.Appendf(slices.Clone(lists), "z\n%d\n%s0\nR\n%s", gzipped.Len(), gzipped.Bytes(), raw.Bytes())
+			cutChunk := fmt.Appendf(slices.Clone(lists), "z\n%d\n%s0\nr\n%d\n%s0\n", gzipped.Len(), gzipped.Bytes(), raw.Len(), raw.Bytes())
 			for _, c := range []struct {
 				name string
 				cut  func(whole []byte) []byte
 			}{
 				{"raw, between two members", func([]byte) []byte { return cutRaw }},
+				{"raw chunks, between two members", func([]byte) []byte { return cutChunk }},
+				{"raw chunks, in a chunk", func([]byte) []byte { return cutChunk[:len(cutChunk)-200] }},
 				{"gzip'd, in a chunk", func(whole []byte) []byte { return whole[:len(lists)+(len(whole)-len(lists))/2] }},
-				{"nothing", func([]byte) []byte { return append(slices.Clone(lists), "0\n"...) }},
+				{"nothing", func([]byte) []byte { return slices.Clone(lists) }},
+				{"a segment of no known kind", func(whole []byte) []byte { return append(slices.Clone(lists), "x\n"...) }},
 			} {
 				root := filepath.Join(t.TempDir(), "site")
 				l := Layout{Root: root}
@@ -226,4 +246,35 @@ func TestUploadScript(t *testing.T) {
 			}
 		})
 	})
+}
+
+// frame puts a tar stream in upload.sh's segments, as many as kinds has
+// letters, of about the same size: 'z' gzip'd, 'r' raw, both in two
+// chunks; 'R' the rest raw (the last).
+func frame(t *testing.T, tarStream []byte, kinds string) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	size := len(tarStream)/len(kinds) + 1
+	for i, kind := range kinds {
+		part := tarStream[min(len(tarStream), i*size):min(len(tarStream), (i+1)*size)]
+		fmt.Fprintf(&out, "%c\n", kind)
+		switch kind {
+		case 'R':
+			out.Write(part)
+			continue
+		case 'z':
+			var b bytes.Buffer
+			zw := gzip.NewWriter(&b)
+			zw.Write(part)
+			zw.Close()
+			part = b.Bytes()
+		}
+		for _, chunk := range [][]byte{part[:len(part)/2], part[len(part)/2:]} {
+			if len(chunk) > 0 {
+				fmt.Fprintf(&out, "%d\n%s", len(chunk), chunk)
+			}
+		}
+		out.WriteString("0\n")
+	}
+	return out.Bytes()
 }

@@ -7,8 +7,8 @@
 # be unfinished. The input is a line with two byte counts, two gzip'd
 # lists of files reused from the live release (same path, NUL-terminated;
 # moved: from and to, NUL-terminated; a count of 0 is an empty list), then
-# a tar stream: gzip'd in chunks, then raw where compressing did not pay
-# (unchunk; compress.go). Each reused file becomes a private copy (copy_listed,
+# a tar stream in segments, gzip'd or raw as compressing pays (unframe;
+# compress.go). Each reused file becomes a private copy (copy_listed,
 # lib/copy.sh), so no two releases share an inode: made ahead by the lock
 # holder while the client planned (take_ahead), else here. The stream,
 # buffered meanwhile, is then extracted in the deploy root, without -P:
@@ -79,10 +79,25 @@ rebuild_manifest() {
 	fi
 }
 
-# unchunk copies the input's gzip'd chunks to its output ("<n>" on a line
-# and n bytes; "0" ends them, and the rest of the input is raw), read
-# exactly (head -c reads no further). Without its end, it says nothing
-# more: what is missing shows after tar (the stream's last member).
+# unframe writes the tar stream from the input's segments (compress.go),
+# each a line naming its kind, then its body: "z", gzip'd chunks; "r", raw
+# chunks; "R", the rest of the input as it is. Read exactly: read(1) takes
+# a byte at a time from a pipe, head -c no further than its count.
+# Without its end, it says nothing more: what is missing shows after tar
+# (the stream's last member).
+unframe() {
+	while IFS= read -r kind; do
+		case $kind in
+		z) unchunk | gzip -dc || return ;;
+		r) unchunk || return ;;
+		R) cat; return ;;
+		*) return 1 ;;
+		esac
+	done
+}
+
+# unchunk copies chunks ("<n>" on a line, then n bytes) to its output
+# until "0".
 unchunk() {
 	while IFS= read -r n && [ "$n" -gt 0 ] 2> /dev/null; do
 		head -c "$n" || return
@@ -142,7 +157,7 @@ rm -f "$manifest.same.tmp" "$manifest.moved.tmp" "$manifest.same.sorted.tmp" "$m
 # between two members for whole).
 last=${delta:-$manifest}
 rm -f "$last"
-{ unchunk | gzip -dc && cat; } | tar -x -p --no-same-owner -C "$root" -f - || exit
+unframe | tar -x -p --no-same-owner -C "$root" -f - || exit
 [ -f "$last" ] || exit 1
 # The manifest is rebuilt while the release is sealed: each is a few
 # processes over every file, on a core of its own where there are two.
