@@ -138,7 +138,71 @@ func TestHolderScript(t *testing.T) {
 				t.Errorf("the holder ended with %d: %s", r.status, r.stderr)
 			}
 		})
+		t.Run("a copy made ahead that no upload takes is stopped, not waited for", func(t *testing.T) {
+			for _, how := range []string{"the holder ends", "end-holder.sh ends the holder"} {
+				l := Layout{Root: filepath.Join(t.TempDir(), "site")}
+				files := map[string]string{}
+				for i := range 2001 {
+					files[fmt.Sprintf("f/%04d.php", i)] = "x"
+				}
+				deployLive(t, l, files)
+				sealLive(t, sh, l)
+				bin, calls := slowCopies(t)
+				holder := startHolder(t, sh, l, rootWant{plan: true, copyAhead: true}, "PATH="+bin+":"+os.Getenv("PATH"))
+				copying := func() int { data, _ := os.ReadFile(calls); return strings.Count(string(data), "\n") }
+				waitUntil(t, 5*time.Second, func() bool { return copying() > 0 }, "the copy did not start")
+				if how == "the holder ends" {
+					if r := holder.end(tail(nil, nil, true)); r.status != 0 {
+						t.Errorf("%s: the holder ended with %d: %s", how, r.status, r.stderr)
+					}
+					if left, _ := filepath.Glob(filepath.Join(l.Meta(), ".ahead-*")); len(left) > 0 {
+						t.Errorf("%s: left behind: %q", how, left)
+					}
+				} else {
+					if r := sh.run(t, remote.EndHolder.Command(holder.pid, l.Meta()), nil); r.status != 0 {
+						t.Errorf("%s: status %d: %s", how, r.status, r.stderr)
+					}
+					waitUntil(t, 5*time.Second, func() bool { return exec.Command("flock", "-n", l.flockFile(), "true").Run() == nil }, how+": the lock stays held")
+				}
+				// Three processes (a thousand files, a thousand, one), one at a
+				// time: the first was copying when the stop came.
+				if n := copying(); n != 1 {
+					t.Errorf("%s: %d copying processes ran, want 1", how, n)
+				}
+			}
+		})
 	})
+}
+
+// slowCopies is a directory for PATH where cp --parents (copy_listed's)
+// takes a second a process and logs it, a line each, in calls, and nproc
+// says 1.
+func slowCopies(t *testing.T) (bin, calls string) {
+	t.Helper()
+	cp, err := exec.LookPath("cp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin = t.TempDir()
+	calls = filepath.Join(bin, "calls")
+	writeFiles(t, bin, map[string]string{
+		"cp":    fmt.Sprintf("#!/bin/sh\nif [ \"$1\" = --parents ]; then echo \"$# files\" >> %s; sleep 1; fi\nexec %s \"$@\"\n", calls, cp),
+		"nproc": "#!/bin/sh\necho 1\n",
+	})
+	for _, name := range []string{"cp", "nproc"} {
+		os.Chmod(filepath.Join(bin, name), 0o755)
+	}
+	return bin, calls
+}
+
+// waitUntil polls done for up to limit, failing the test with why.
+func waitUntil(t *testing.T, limit time.Duration, done func() bool, why string) {
+	t.Helper()
+	for deadline := time.Now().Add(limit); !done(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal(why)
+		}
+	}
 }
 
 // runningHolder is holder.sh started under a shell, past its snapshot.

@@ -398,8 +398,12 @@ func TestSmallScripts(t *testing.T) {
 			}
 			done := make(chan error, 1)
 			go func() { done <- sleep.Wait() }()
-			if r := sh.run(t, remote.EndHolder.Command(fmt.Sprint(sleep.Process.Pid)), nil); r.status != 0 {
+			meta := t.TempDir()
+			if r := sh.run(t, remote.EndHolder.Command(fmt.Sprint(sleep.Process.Pid), meta), nil); r.status != 0 {
 				t.Errorf("status %d: %s", r.status, r.stderr)
+			}
+			if !exists(filepath.Join(meta, fmt.Sprintf(".ahead-%d.stop", sleep.Process.Pid))) {
+				t.Error("the holder's copy made ahead was not told to stop")
 			}
 			select {
 			case <-done:

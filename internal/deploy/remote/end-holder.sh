@@ -1,3 +1,6 @@
-# atomic-deploy:end-holder PID — ends a lock holder whose deploy is gone
-# (its heartbeat stopped; no FIN reached sshd), so the kernel frees the lock.
+# atomic-deploy:end-holder PID META — ends a lock holder whose deploy is
+# gone (its heartbeat stopped; no FIN reached sshd), so the kernel frees the
+# lock. Its copy made ahead, if one runs, holds the lock's descriptor too:
+# it is told to stop first (holder.sh's copy_ahead).
+if [ -d "$2" ]; then touch -- "$2/.ahead-$1.stop"; fi
 exec kill -9 "$1"

@@ -216,11 +216,12 @@ manifest_files() {
 # its manifest lists too (COPY.listed, manifest_files), so not what hooks
 # added there, which is never reused, into COPY; COPY.files lists them.
 # COPY.done says it is whole. It holds COPY.lock (descriptor 7) until it
-# ends; upload.sh waits on it.
+# ends; upload.sh waits on it. COPY.stop stops it (this shell's end, or
+# end-holder.sh's): it holds the lock's descriptor too.
 copy_ahead() {
 	LC_ALL=C sed -z -n '1~8h;2~8{/^f$/{x;p;};}' < "$1" | LC_ALL=C sort -z > "$3.on-disk" &&
 		LC_ALL=C comm -z -12 "$3.listed" "$3.on-disk" > "$3.files" && rm -f "$1" "$3.listed" "$3.on-disk" &&
-		mkdir "$3" && copy_listed "$2" "$3" "$3.files" && touch "$3.done"
+		mkdir "$3" && copy_listed "$2" "$3" "$3.files" "$3.stop" && touch "$3.done"
 }
 
 # emit NAME FILE ABSENT: "NAME <size>" and the file, or "NAME ABSENT".
@@ -305,7 +306,10 @@ if [ -n "$line" ]; then printf '%s' "$line" >> "$tail"; fi
 finish
 status=$?
 if [ -n "$listing" ]; then
-	# What upload.sh did not take (no upload came, or it failed first).
+	# What upload.sh did not take (no upload came, or it failed first) is
+	# stopped, not waited for: a large release's copy could take longer
+	# than the deploy waits for this shell to end.
+	touch "$ahead.stop"
 	wait
 	rm -rf "$ahead" "$ahead".*
 fi
