@@ -17,8 +17,8 @@ import (
 // as writes that wait until the SSH session takes them, but only once the
 // buffers in between are full: the server's SSH window (2 MB at OpenSSH's
 // default) takes the first megabytes at once however slow the link is.
-// So the stream watches the compressed bytes after fillBytes, for
-// probeBytes more (long enough that a moment of CPU taken by something
+// So the stream watches the compressed bytes after a fill, for a probe's
+// more (long enough that a moment of CPU taken by something
 // else, a login shell starting on the server, does not decide): where
 // little of that time went waiting, the link waits for the compressor,
 // and the rest of the stream goes raw. A fast link, or a far end on the
@@ -28,9 +28,9 @@ import (
 // The writes also wait where the far end's gzip -d is what holds the
 // stream back (one core, shared there with sshd and tar: ~20 MB/s of
 // compressed bytes on the bench's server, unshaped or at 1 Gbit), and raw
-// bytes would go faster. So a compressed stream that went faster than
-// rawProbeFloor while it waited is probed again raw (rawFillBytes, then
-// rawProbeBytes), and the rest goes the way that moved more of the tar
+// bytes would go faster. So a compressed stream that went faster than a
+// floor while it waited is probed again raw (a fill, then a probe), and
+// the rest goes the way that moved more of the tar
 // stream a second: the compressed bytes' rate times the compression
 // ratio so far, or the raw bytes'. Below the floor the link is 100 Mbit
 // or slower, where raw bytes cannot win and their probe would cost ~0.4 s.
@@ -40,25 +40,30 @@ import (
 // link's initial deploy to ~200 MB/s. So the stream is framed for
 // upload.sh (unframe) as segments, each a line naming its kind and then
 // its body: "z", gzip members as chunks ("<n>\n" and n bytes, a chunk at
-// least chunkBytes but the last, so a chunk costs upload.sh one head(1) a
-// MB at most) ended by "0\n"; "r", raw bytes in chunks the same way; "R",
+// least a MB but the last, so a chunk costs upload.sh one head(1) a MB at
+// most) ended by "0\n"; "r", raw bytes in chunks the same way; "R",
 // the rest of the stream as it is, to the end of the input.
 const (
-	fillBytes  = 3 << 20
-	probeBytes = 4 << 20
 	// linkBound is the share of the time spent waiting for the link above
 	// which compressing is worth it.
 	linkBound = 0.25
-	// rawProbeFloor is the compressed bytes' rate (bytes a second) above
-	// which raw bytes are tried: a little over what 100 Mbit carries.
-	rawProbeFloor = 15e6
-	// rawFillBytes pass the compressed bytes still in the buffers before
-	// the raw probe's rawProbeBytes (three chunks) are timed.
-	rawFillBytes  = 3 << 20
-	rawProbeBytes = 3 << 20
 	// chunkBytes is a chunk's size.
 	chunkBytes = 1 << 20
 )
+
+// linkProbe is how a stream times its link (see above): a value, so that
+// tests can scale it down to links far slower than their compressor.
+type linkProbe struct {
+	fill, probe       int64   // compressed bytes before the timing, and timed
+	rawFill, rawProbe int64   // the raw probe's, the same way
+	rawFloor          float64 // compressed bytes a second above which raw is probed
+	chunk             int     // a chunk's size
+}
+
+// uploadProbe is the upload's. The raw fill passes the compressed bytes
+// still in the buffers before three chunks are timed; the floor is a
+// little over what 100 Mbit carries.
+var uploadProbe = linkProbe{fill: 3 << 20, probe: 4 << 20, rawFill: 3 << 20, rawProbe: 3 << 20, rawFloor: 15e6, chunk: chunkBytes}
 
 // streamPhase is where an adaptiveGzip stream is.
 type streamPhase int
@@ -77,8 +82,10 @@ type adaptiveGzip struct {
 	zw      io.WriteCloser
 	pooled  *gzip.Writer // zw, when it came from fastGzips
 	size    int64        // the stream's estimated size
+	probe   linkProbe
 	phase   streamPhase
 	started bool  // the first segment's kind is written
+	head    int64 // gzip'd bytes written ahead of the stream (writeGzipped)
 	written int64 // of the tar stream, by Write
 	// gzipRate is the tar stream's bytes a second while it went
 	// compressed, for the raw probe to beat (0: no raw probe).
@@ -87,9 +94,18 @@ type adaptiveGzip struct {
 
 // newAdaptiveGzip compresses a stream of about size bytes into w.
 func newAdaptiveGzip(w io.Writer, size int64) *adaptiveGzip {
-	a := &adaptiveGzip{link: &timedWriter{w: w, fill: fillBytes, probe: probeBytes}, size: size}
-	a.chunks = chunkBuffers.Get().(*bufio.Writer)
-	a.chunks.Reset(chunkWriter{a.link})
+	return newProbedGzip(w, size, uploadProbe)
+}
+
+// newProbedGzip is newAdaptiveGzip timing the link with p.
+func newProbedGzip(w io.Writer, size int64, p linkProbe) *adaptiveGzip {
+	a := &adaptiveGzip{link: &timedWriter{w: w, fill: p.fill, probe: p.probe}, size: size, probe: p}
+	if p.chunk == chunkBytes {
+		a.chunks = chunkBuffers.Get().(*bufio.Writer)
+		a.chunks.Reset(chunkWriter{a.link})
+	} else {
+		a.chunks = bufio.NewWriterSize(chunkWriter{a.link}, p.chunk)
+	}
 	a.zw, a.pooled = newFastGzip(a.chunks, size)
 	return a
 }
@@ -110,6 +126,10 @@ func (a *adaptiveGzip) writeGzipped(members []byte) error {
 	if err := a.start(); err != nil {
 		return err
 	}
+	// The link is timed from after the head: with `reuse: hardlink` it
+	// holds a header for every reused file, megabytes compressed ahead.
+	a.head = int64(len(members))
+	a.link.after(a.head)
 	_, err := a.chunks.Write(members)
 	return err
 }
@@ -213,7 +233,7 @@ func (a *adaptiveGzip) afterGzipProbe(share, rate float64) error {
 	switch {
 	case share < linkBound:
 		return a.next(rawRest)
-	case rate < rawProbeFloor:
+	case rate < a.probe.rawFloor:
 		a.phase = gzipRest
 		return nil
 	}
@@ -222,7 +242,7 @@ func (a *adaptiveGzip) afterGzipProbe(share, rate float64) error {
 	}
 	// The compression ratio, now that all of it is out of the compressor
 	// (the head's members and the framing are a few KB of it).
-	a.gzipRate = rate * float64(a.written) / float64(max(1, a.link.total()))
+	a.gzipRate = rate * float64(a.written) / float64(max(1, a.link.total()-a.head))
 	return nil
 }
 
@@ -243,19 +263,28 @@ func (a *adaptiveGzip) next(phase streamPhase) error {
 	a.phase = phase
 	switch phase {
 	case rawProbe:
-		a.link.restart(rawFillBytes, rawProbeBytes)
+		a.link.restart(a.probe.rawFill, a.probe.rawProbe)
 		_, err := io.WriteString(a.link, "r\n")
 		return err
 	case gzipRest:
-		a.zw, a.pooled = newFastGzip(a.chunks, a.size-a.written)
+		// Past two probes, the rest is large whatever the estimate says.
+		a.zw, a.pooled = newFastGzip(a.chunks, max(a.size-a.written, gzipBlock))
 		_, err := io.WriteString(a.link, "z\n")
 		return err
 	}
-	a.chunks.Reset(nil)
-	chunkBuffers.Put(a.chunks)
-	a.chunks = nil
+	a.releaseChunks()
 	_, err := io.WriteString(a.link, "R\n")
 	return err
+}
+
+// releaseChunks gives a pooled chunk buffer back, once the stream is past
+// its chunks.
+func (a *adaptiveGzip) releaseChunks() {
+	if a.chunks.Size() == chunkBytes {
+		a.chunks.Reset(nil)
+		chunkBuffers.Put(a.chunks)
+	}
+	a.chunks = nil
 }
 
 // endSegment ends a chunked segment: the compressor's last bytes, the
@@ -284,9 +313,7 @@ func (a *adaptiveGzip) Close() error {
 	if err := a.endSegment(); err != nil {
 		return err
 	}
-	a.chunks.Reset(nil)
-	chunkBuffers.Put(a.chunks)
-	a.chunks = nil
+	a.releaseChunks()
 	return nil
 }
 
@@ -333,6 +360,13 @@ func (t *timedWriter) Write(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// after measures from n bytes after what is written so far.
+func (t *timedWriter) after(n int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.from = t.written + n
 }
 
 // restart measures again, fill then probe bytes from here.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -148,24 +149,52 @@ func TestAdaptiveGzip(t *testing.T) {
 		l.buf.Grow(src.Len() + src.Len()/8)
 		return l
 	}
+	// The raw probe's cases time links a tenth as fast as the upload's
+	// probe is made for, for a tenth as long: so much slower than the
+	// compressor, even on a machine busy with other tests, that only the
+	// link is measured.
+	// They send 4 MB, estimated below a MB: one compressor, whose output
+	// follows its input (the parallel one's blocks of a MB would hold most
+	// of so small a stream until it ends).
+	slowProbe := linkProbe{fill: 300 << 10, probe: 400 << 10, rawFill: 300 << 10, rawProbe: 300 << 10, rawFloor: 1.5e6, chunk: 100 << 10}
+	// A tar head larger than the probe at that scale, compressed ahead (reuse:
+	// hardlink has a header for every reused file there): incompressible,
+	// as gzip'd headers are.
+	noise := make([]byte, 2<<20)
+	for i := range noise {
+		noise[i] = byte(rng.Uint32())
+	}
+	var bigHead bytes.Buffer
+	hw, _ := gzip.NewWriterLevel(&bigHead, gzip.NoCompression)
+	hw.Write(noise)
+	hw.Close()
 	for _, c := range []struct {
 		name      string
 		link      interface{ Write([]byte) (int, error) }
-		size      int64 // the stream's estimated size
+		size      int64      // the stream's estimated size
+		probe     *linkProbe // the upload's when nil
+		head      []byte
 		probedRaw bool
 		end       streamPhase
 	}{
-		{"fast link: raw once compressing holds it back", fastLink(), int64(src.Len()), false, rawRest},
-		{"fast link, a stream far larger than estimated: raw all the same", fastLink(), 10 << 10, false, rawRest},
-		{"slow link: compressed throughout", &slowLink{bytesPerMs: 10 << 10}, int64(src.Len()), false, gzipRest},
-		{"slow link behind an SSH window: compressed throughout", &slowLink{buffered: 2 << 20, bytesPerMs: 10 << 10}, int64(src.Len()), false, gzipRest},
-		{"slow link, a stream far larger than estimated: compressed throughout", &slowLink{bytesPerMs: 10 << 10}, 10 << 10, false, gzipRest},
-		{"gzip -d holds the stream back and raw bytes go faster: raw after a raw probe", &farEnd{zBytesPerMs: 20 << 10, rawBytesPerMs: 200 << 10}, int64(src.Len()), true, rawRest},
-		{"a link a little faster than 100 Mbit: compressed again after a raw probe", &slowLink{buffered: 2 << 20, bytesPerMs: 18 << 10}, int64(src.Len()), true, gzipRest},
+		{"fast link: raw once compressing holds it back", fastLink(), int64(src.Len()), nil, nil, false, rawRest},
+		{"fast link, a stream far larger than estimated: raw all the same", fastLink(), 10 << 10, nil, nil, false, rawRest},
+		{"slow link: compressed throughout", &slowLink{bytesPerMs: 10 << 10}, int64(src.Len()), nil, nil, false, gzipRest},
+		{"slow link behind an SSH window: compressed throughout", &slowLink{buffered: 2 << 20, bytesPerMs: 10 << 10}, int64(src.Len()), nil, nil, false, gzipRest},
+		{"slow link, a stream far larger than estimated: compressed throughout", &slowLink{bytesPerMs: 10 << 10}, 10 << 10, nil, nil, false, gzipRest},
+		{"gzip -d holds the stream back and raw bytes go faster: raw after a raw probe", &farEnd{zBytesPerMs: 2 << 10, rawBytesPerMs: 20 << 10}, 512 << 10, &slowProbe, nil, true, rawRest},
+		{"a link a little faster than the floor: compressed again after a raw probe", &slowLink{buffered: 200 << 10, bytesPerMs: 1800}, 512 << 10, &slowProbe, nil, true, gzipRest},
+		{"the same after a large head: the link is timed after it", &slowLink{buffered: 200 << 10, bytesPerMs: 1800}, 512 << 10, &slowProbe, bigHead.Bytes(), true, gzipRest},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			a := newAdaptiveGzip(c.link, c.size)
-			for p := src.Bytes(); len(p) > 0; p = p[min(len(p), 64<<10):] {
+			a, data := newAdaptiveGzip(c.link, c.size), src.Bytes()
+			if c.probe != nil {
+				a, data = newProbedGzip(c.link, c.size, *c.probe), data[:4<<20]
+			}
+			if err := a.writeGzipped(c.head); err != nil {
+				t.Fatal(err)
+			}
+			for p := data; len(p) > 0; p = p[min(len(p), 64<<10):] {
 				if _, err := a.Write(p[:min(len(p), 64<<10)]); err != nil {
 					t.Fatal(err)
 				}
@@ -183,8 +212,12 @@ func TestAdaptiveGzip(t *testing.T) {
 			case *farEnd:
 				sent = &l.buf
 			}
-			if got := unframe(t, sent); !bytes.Equal(got, src.Bytes()) {
-				t.Fatalf("upload.sh would get %d bytes, want the %d written", len(got), src.Len())
+			want := data
+			if c.head != nil {
+				want = append(slices.Clone(noise), data...)
+			}
+			if got := unframe(t, sent); !bytes.Equal(got, want) {
+				t.Fatalf("upload.sh would get %d bytes, want the %d written", len(got), len(want))
 			}
 		})
 	}

@@ -139,7 +139,16 @@ func TestHolderScript(t *testing.T) {
 			}
 		})
 		t.Run("a copy made ahead that no upload takes is stopped, not waited for", func(t *testing.T) {
-			for _, how := range []string{"the holder ends", "end-holder.sh ends the holder"} {
+			for _, c := range []struct {
+				how           string
+				firstPassFail bool // and the copy goes on in its retry
+				byEndHolder   bool
+			}{
+				{"the holder ends", false, false},
+				{"end-holder.sh ends the holder", false, true},
+				{"the holder ends during the copy's retry", true, false},
+			} {
+				how := c.how
 				l := Layout{Root: filepath.Join(t.TempDir(), "site")}
 				files := map[string]string{}
 				for i := range 2001 {
@@ -147,11 +156,11 @@ func TestHolderScript(t *testing.T) {
 				}
 				deployLive(t, l, files)
 				sealLive(t, sh, l)
-				bin, calls := slowCopies(t)
+				bin, calls := slowCopies(t, c.firstPassFail)
 				holder := startHolder(t, sh, l, rootWant{plan: true, copyAhead: true}, "PATH="+bin+":"+os.Getenv("PATH"))
 				copying := func() int { data, _ := os.ReadFile(calls); return strings.Count(string(data), "\n") }
 				waitUntil(t, 5*time.Second, func() bool { return copying() > 0 }, "the copy did not start")
-				if how == "the holder ends" {
+				if !c.byEndHolder {
 					if r := holder.end(tail(nil, nil, true)); r.status != 0 {
 						t.Errorf("%s: the holder ended with %d: %s", how, r.status, r.stderr)
 					}
@@ -176,8 +185,9 @@ func TestHolderScript(t *testing.T) {
 
 // slowCopies is a directory for PATH where cp --parents (copy_listed's)
 // takes a second a process and logs it, a line each, in calls, and nproc
-// says 1.
-func slowCopies(t *testing.T) (bin, calls string) {
+// says 1. With firstPassFails, the first pass's processes (cp -p, not the
+// retry's cp -pf) fail at once instead.
+func slowCopies(t *testing.T, firstPassFails bool) (bin, calls string) {
 	t.Helper()
 	cp, err := exec.LookPath("cp")
 	if err != nil {
@@ -186,7 +196,7 @@ func slowCopies(t *testing.T) (bin, calls string) {
 	bin = t.TempDir()
 	calls = filepath.Join(bin, "calls")
 	writeFiles(t, bin, map[string]string{
-		"cp":    fmt.Sprintf("#!/bin/sh\nif [ \"$1\" = --parents ]; then echo \"$# files\" >> %s; sleep 1; fi\nexec %s \"$@\"\n", calls, cp),
+		"cp":    fmt.Sprintf("#!/bin/sh\nif [ \"$1\" = --parents ]; then\n\tif [ \"$2\" = -p ] && %t; then exit 1; fi\n\techo \"$# files\" >> %s\n\tsleep 1\nfi\nexec %s \"$@\"\n", firstPassFails, calls, cp),
 		"nproc": "#!/bin/sh\necho 1\n",
 	})
 	for _, name := range []string{"cp", "nproc"} {

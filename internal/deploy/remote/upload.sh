@@ -152,9 +152,10 @@ copy_reused
 status=$?
 rm -f "$manifest.same.tmp" "$manifest.moved.tmp" "$manifest.same.sorted.tmp" "$manifest.trim.tmp"
 [ "$status" = 0 ] || exit "$status"
-# The manifest (or its delta) is the stream's last file: where it is
-# missing after tar, the stream ended early (GNU tar takes an archive cut
-# between two members for whole).
+# The manifest (or its delta) is the stream's last file (only the new
+# current link follows, which the switch then lacks): where it is missing
+# after tar, the stream ended early (GNU tar takes an archive cut between
+# two members for whole).
 last=${delta:-$manifest}
 rm -f "$last"
 unframe | tar -x -p --no-same-owner -C "$root" -f - || exit
