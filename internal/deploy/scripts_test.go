@@ -392,24 +392,38 @@ func TestSmallScripts(t *testing.T) {
 			}
 		})
 		t.Run("end-holder", func(t *testing.T) {
-			sleep := exec.Command("sleep", "60")
-			if err := sleep.Start(); err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- sleep.Wait() }()
-			meta := t.TempDir()
-			if r := sh.run(t, remote.EndHolder.Command(fmt.Sprint(sleep.Process.Pid), meta), nil); r.status != 0 {
-				t.Errorf("status %d: %s", r.status, r.stderr)
-			}
-			if !exists(filepath.Join(meta, fmt.Sprintf(".ahead-%d.stop", sleep.Process.Pid))) {
-				t.Error("the holder's copy made ahead was not told to stop")
-			}
-			select {
-			case <-done:
-			case <-time.After(5 * time.Second):
-				t.Error("the process still runs")
-				sleep.Process.Kill()
+			for _, c := range []struct {
+				script string
+				holder bool
+			}{
+				{"# atomic-deploy:holder\nsleep 60", true},
+				{"# another process\nsleep 60", false},
+			} {
+				proc := exec.Command("sh", "-c", c.script)
+				if err := proc.Start(); err != nil {
+					t.Fatal(err)
+				}
+				done := make(chan error, 1)
+				go func() { done <- proc.Wait() }()
+				meta := t.TempDir()
+				if r := sh.run(t, remote.EndHolder.Command(fmt.Sprint(proc.Process.Pid), meta), nil); r.status != 0 {
+					t.Errorf("status %d: %s", r.status, r.stderr)
+				}
+				stop := exists(filepath.Join(meta, fmt.Sprintf(".ahead-%d.stop", proc.Process.Pid)))
+				select {
+				case <-done:
+					if !c.holder {
+						t.Error("a process that is not a holder was ended")
+					}
+				case <-time.After(map[bool]time.Duration{true: 5 * time.Second, false: 300 * time.Millisecond}[c.holder]):
+					if c.holder {
+						t.Error("the holder still runs")
+					}
+					proc.Process.Kill()
+				}
+				if stop != c.holder {
+					t.Errorf("holder %v: its copy made ahead told to stop: %v", c.holder, stop)
+				}
 			}
 		})
 	})
