@@ -126,10 +126,15 @@ func (a *adaptiveGzip) writeGzipped(members []byte) error {
 	if err := a.start(); err != nil {
 		return err
 	}
-	// The link is timed from after the head: with `reuse: hardlink` it
-	// holds a header for every reused file, megabytes compressed ahead.
+	// A head larger than the fill (`reuse: hardlink` has a header for
+	// every reused file there, megabytes compressed ahead) is not what the
+	// link is timed by: the timing starts after it. A smaller one is in
+	// the fill anyway, and moving the fill by it would move the timing a
+	// whole chunk later.
 	a.head = int64(len(members))
-	a.link.after(a.head)
+	if a.head >= a.probe.fill {
+		a.link.after(a.head)
+	}
 	_, err := a.chunks.Write(members)
 	return err
 }
@@ -352,7 +357,7 @@ func (t *timedWriter) Write(p []byte) (int, error) {
 		}
 	default:
 		t.blocked += end.Sub(begin)
-		if t.written-t.startAt >= t.probe {
+		if t.written-t.from >= t.fill+t.probe {
 			elapsed := max(end.Sub(t.start), time.Nanosecond)
 			t.share = float64(t.blocked) / float64(elapsed)
 			t.rate = float64(t.written-t.startAt) / elapsed.Seconds()
