@@ -18,10 +18,10 @@ import (
 // buffers in between are full: the server's SSH window (2 MB at OpenSSH's
 // default) takes the first megabytes at once however slow the link is.
 // So the stream watches the compressed bytes after a fill, for a probe's
-// more (long enough that a moment of CPU taken by something
-// else, a login shell starting on the server, does not decide): where
-// little of that time went waiting, the link waits for the compressor,
-// and the rest of the stream goes raw. A fast link, or a far end on the
+// more (long enough that a moment of CPU taken by something else, a login
+// shell starting on the server, does not decide): where little of that
+// time went waiting, the link waits for the compressor, and the rest of
+// the stream goes raw. A fast link, or a far end on the
 // same machine, then gets the bytes as fast as tar makes them, and a slow
 // one still gets them compressed.
 //
@@ -30,9 +30,9 @@ import (
 // compressed bytes on the bench's server, unshaped or at 1 Gbit), and raw
 // bytes would go faster. So a compressed stream that went faster than a
 // floor while it waited is probed again raw (a fill, then a probe), and
-// the rest goes the way that moved more of the tar
-// stream a second: the compressed bytes' rate times the compression
-// ratio so far, or the raw bytes'. Below the floor the link is 100 Mbit
+// the rest goes the way that moved more of the tar stream a second: the
+// compressed bytes' rate times the compression ratio so far, or the raw
+// bytes'. Below the floor the link is 100 Mbit
 // or slower, where raw bytes cannot win and their probe would cost ~0.4 s.
 //
 // Raw, not gzip's stored blocks: gzip -d takes ~5 ms of the server's CPU
