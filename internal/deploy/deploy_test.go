@@ -519,20 +519,12 @@ func TestStaleLeaseLockIsBroken(t *testing.T) {
 func holdFlock(t *testing.T, root string) *exec.Cmd {
 	t.Helper()
 	os.MkdirAll(filepath.Join(root, ".atomic-deploy"), 0o755)
-	// One process holding the descriptor, like the deploy's holder: a
-	// shell named as end-holder.sh expects, waiting on an input that never
-	// comes.
-	never, wait, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("/bin/sh", "-c", `exec 9>>"$1" && flock 9 && read -r _`, "atomic-deploy:holder", filepath.Join(root, ".atomic-deploy/lock.flock"))
-	cmd.Stdin = never
+	// One process holding the descriptor, like the deploy's holder (exec keeps the pid).
+	cmd := exec.Command("/bin/sh", "-c", `exec 9>>"$1" && flock 9 && exec sleep 30`, "sh", filepath.Join(root, ".atomic-deploy/lock.flock"))
 	if err := cmd.Start(); err != nil {
 		t.Skipf("flock: %v", err)
 	}
-	never.Close()
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); wait.Close() })
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	time.Sleep(100 * time.Millisecond)
 	return cmd
 }

@@ -168,7 +168,7 @@ func TestHolderScript(t *testing.T) {
 						t.Errorf("%s: left behind: %q", how, left)
 					}
 				} else {
-					if r := sh.run(t, remote.EndHolder.Command(holder.pid, l.Meta()), nil); r.status != 0 {
+					if r := sh.run(t, remote.EndHolder.Command(holder.pid, l.Meta(), l.flockFile()), nil); r.status != 0 {
 						t.Errorf("%s: status %d: %s", how, r.status, r.stderr)
 					}
 					waitUntil(t, 5*time.Second, func() bool { return exec.Command("flock", "-n", l.flockFile(), "true").Run() == nil }, how+": the lock stays held")

@@ -392,37 +392,50 @@ func TestSmallScripts(t *testing.T) {
 			}
 		})
 		t.Run("end-holder", func(t *testing.T) {
+			lockFile := filepath.Join(t.TempDir(), "lock.flock")
 			for _, c := range []struct {
 				script string
 				holder bool
 			}{
-				{"# atomic-deploy:holder\nsleep 60", true},
-				{"# another process\nsleep 60", false},
+				// Descriptor 9 on the lock file, as holder.sh has it.
+				{`exec 9>>"$1" && read -r _`, true},
+				{`exec 8>>"$1" && read -r _`, false},
 			} {
-				proc := exec.Command("sh", "-c", c.script)
+				// The processes wait on an input that never comes.
+				never, wait, err := os.Pipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				proc := exec.Command("sh", "-c", c.script, "sh", lockFile)
+				proc.Stdin = never
 				if err := proc.Start(); err != nil {
 					t.Fatal(err)
 				}
+				never.Close()
 				done := make(chan error, 1)
 				go func() { done <- proc.Wait() }()
+				time.Sleep(100 * time.Millisecond)
 				meta := t.TempDir()
-				if r := sh.run(t, remote.EndHolder.Command(fmt.Sprint(proc.Process.Pid), meta), nil); r.status != 0 {
+				if r := sh.run(t, remote.EndHolder.Command(fmt.Sprint(proc.Process.Pid), meta, lockFile), nil); r.status != 0 {
 					t.Errorf("status %d: %s", r.status, r.stderr)
 				}
-				stop := exists(filepath.Join(meta, fmt.Sprintf(".ahead-%d.stop", proc.Process.Pid)))
 				select {
 				case <-done:
 					if !c.holder {
-						t.Error("a process that is not a holder was ended")
+						t.Error("a process that does not hold the lock file was ended")
 					}
 				case <-time.After(map[bool]time.Duration{true: 5 * time.Second, false: 300 * time.Millisecond}[c.holder]):
 					if c.holder {
 						t.Error("the holder still runs")
 					}
 					proc.Process.Kill()
+					<-done
 				}
-				if stop != c.holder {
-					t.Errorf("holder %v: its copy made ahead told to stop: %v", c.holder, stop)
+				wait.Close()
+				// Told to stop either way: a holder that ended otherwise can
+				// leave its copy holding the lock.
+				if !exists(filepath.Join(meta, fmt.Sprintf(".ahead-%d.stop", proc.Process.Pid))) {
+					t.Errorf("holder %v: its copy made ahead was not told to stop", c.holder)
 				}
 			}
 		})

@@ -120,7 +120,7 @@ func acquireSessionLock(ctx context.Context, t transport.Transport, l Layout, ow
 		if stale && held.PID > 0 {
 			// The holder's runner is gone but its server process lingers
 			// (no FIN reached sshd): end it so the kernel frees the lock.
-			t.Exec(ctx, remote.EndHolder.Command(strconv.Itoa(held.PID), l.Meta()), nil, io.Discard, io.Discard)
+			t.Exec(ctx, remote.EndHolder.Command(strconv.Itoa(held.PID), l.Meta(), l.flockFile()), nil, io.Discard, io.Discard)
 			continue
 		}
 		if time.Now().After(deadline) {
