@@ -51,9 +51,7 @@ func TestUploadScript(t *testing.T) {
 			return strings.Join(strings.Fields(readFile(t, l.Log())), " ")
 		}
 		t.Run("extracts, switches while the lock is ours, records", func(t *testing.T) {
-			root := filepath.Join(t.TempDir(), "site")
-			l := Layout{Root: root}
-			sl := holdLock(t, root)
+			l, sl := lockedSite(t)
 			defer sl.release(t.Context())
 			cmd, stream := upload(t, l, sl, "20260101000000")
 			r := sh.run(t, cmd, stream)
@@ -69,9 +67,7 @@ func TestUploadScript(t *testing.T) {
 		})
 		t.Run("takes the tar stream in segments of every kind, in any order", func(t *testing.T) {
 			for _, kinds := range []string{"z", "zR", "zrzR", "zrz", "rzr"} {
-				root := filepath.Join(t.TempDir(), "site")
-				l := Layout{Root: root}
-				sl := holdLock(t, root)
+				l, sl := lockedSite(t)
 				cmd, stream := upload(t, l, sl, "20260101000000")
 				whole, _ := io.ReadAll(stream)
 				lists := encodeReuseLists(&Plan{})
@@ -85,9 +81,7 @@ func TestUploadScript(t *testing.T) {
 		})
 		t.Run("no switch once the lock is not ours", func(t *testing.T) {
 			for _, how := range []string{"another deploy's identity", "holder gone"} {
-				root := filepath.Join(t.TempDir(), "site")
-				l := Layout{Root: root}
-				sl := holdLock(t, root)
+				l, sl := lockedSite(t)
 				cmd, stream := upload(t, l, sl, "20260101000000")
 				if how == "holder gone" {
 					sl.release(t.Context())
@@ -219,9 +213,7 @@ func TestUploadScript(t *testing.T) {
 				{"nothing", func([]byte) []byte { return slices.Clone(lists) }},
 				{"a segment of no known kind", func(whole []byte) []byte { return append(slices.Clone(lists), "x\n"...) }},
 			} {
-				root := filepath.Join(t.TempDir(), "site")
-				l := Layout{Root: root}
-				sl := holdLock(t, root)
+				l, sl := lockedSite(t)
 				cmd, whole := upload(t, l, sl, "20260101000000")
 				full, _ := io.ReadAll(whole)
 				r := sh.run(t, cmd, bytes.NewReader(c.cut(full)))
@@ -232,9 +224,7 @@ func TestUploadScript(t *testing.T) {
 			}
 		})
 		t.Run("a broken stream: tar's status, nothing after it", func(t *testing.T) {
-			root := filepath.Join(t.TempDir(), "site")
-			l := Layout{Root: root}
-			sl := holdLock(t, root)
+			l, sl := lockedSite(t)
 			defer sl.release(t.Context())
 			cmd, _ := upload(t, l, sl, "20260101000000")
 			r := sh.run(t, cmd, strings.NewReader("not a tar stream"))
@@ -277,4 +267,12 @@ func frame(t *testing.T, tarStream []byte, kinds string) []byte {
 		out.WriteString("0\n")
 	}
 	return out.Bytes()
+}
+
+// lockedSite is a new deploy root whose lock is held, as a deploy's lock
+// holder holds it.
+func lockedSite(t *testing.T) (Layout, *sessionLock) {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "site")
+	return Layout{Root: root}, holdLock(t, root)
 }

@@ -273,8 +273,8 @@ func (p *Plan) writeTar(w io.Writer, shape tarShape, st *uploadStats) error {
 		st.reused.Add(1)
 		st.reusedBytes.Add(r.Entry.Size)
 	}
-	// The rest follows the head in a gzip member of its own (gzip -d reads
-	// one after the other as one stream), or raw (compress.go).
+	// The head's gzip members first, then the rest: gzip'd or raw, as the
+	// link shows (compress.go).
 	zw := newAdaptiveGzip(bw, p.tarSize(shape))
 	if err := zw.writeGzipped(head); err != nil {
 		return err
