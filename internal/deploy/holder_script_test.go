@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -140,13 +142,11 @@ func TestHolderScript(t *testing.T) {
 		})
 		t.Run("a copy made ahead that no upload takes is stopped, not waited for", func(t *testing.T) {
 			for _, c := range []struct {
-				how           string
-				firstPassFail bool // and the copy goes on in its retry
-				byEndHolder   bool
+				how         string
+				byEndHolder bool
 			}{
-				{"the holder ends", false, false},
-				{"end-holder.sh ends the holder", false, true},
-				{"the holder ends during the copy's retry", true, false},
+				{"the holder ends", false},
+				{"end-holder.sh ends the holder", true},
 			} {
 				how := c.how
 				l := Layout{Root: filepath.Join(t.TempDir(), "site")}
@@ -156,7 +156,7 @@ func TestHolderScript(t *testing.T) {
 				}
 				deployLive(t, l, files)
 				sealLive(t, sh, l)
-				bin, calls := slowCopies(t, c.firstPassFail)
+				bin, calls := slowCopies(t)
 				holder := startHolder(t, sh, l, rootWant{plan: true, copyAhead: true}, "PATH="+bin+":"+os.Getenv("PATH"))
 				copying := func() int { data, _ := os.ReadFile(calls); return strings.Count(string(data), "\n") }
 				waitUntil(t, 5*time.Second, func() bool { return copying() > 0 }, "the copy did not start")
@@ -173,21 +173,75 @@ func TestHolderScript(t *testing.T) {
 					}
 					waitUntil(t, 5*time.Second, func() bool { return exec.Command("flock", "-n", l.flockFile(), "true").Run() == nil }, how+": the lock stays held")
 				}
-				// Three processes (a thousand files, a thousand, one), one at a
-				// time: the first was copying when the stop came.
+				// Three processes of 667 files, one at a time: the first was
+				// copying when the stop came.
 				if n := copying(); n != 1 {
 					t.Errorf("%s: %d copying processes ran, want 1", how, n)
 				}
 			}
 		})
+		t.Run("a copy begun by the seal's list is not offered where the live release was edited", func(t *testing.T) {
+			l := Layout{Root: filepath.Join(t.TempDir(), "site")}
+			files := map[string]string{}
+			for i := range 2001 {
+				files[fmt.Sprintf("f/%04d.php", i)] = "x"
+			}
+			deployLive(t, l, files)
+			sealLive(t, sh, l)
+			writeFiles(t, l.Release("live"), map[string]string{"f/0007.php": "edited"})
+			bin, calls := slowCopies(t)
+			holder := startHolder(t, sh, l, rootWant{plan: true, copyAhead: true}, "PATH="+bin+":"+os.Getenv("PATH"))
+			// Told once the snapshot is out: no upload waits for it, or takes it.
+			ahead := l.aheadCopy(holder.pid)
+			if exists(ahead+".lock") || !exists(ahead+".stop") {
+				t.Errorf("the copy's lock is there %v, told to stop %v", exists(ahead+".lock"), exists(ahead+".stop"))
+			}
+			if r := holder.end(tail(nil, nil, true)); r.status != 0 {
+				t.Errorf("the holder ended with %d: %s", r.status, r.stderr)
+			}
+			if left, _ := filepath.Glob(filepath.Join(l.Meta(), ".ahead-*")); len(left) > 0 {
+				t.Errorf("left behind: %q", left)
+			}
+			if data, _ := os.ReadFile(calls); strings.Count(string(data), "\n") > 1 {
+				t.Errorf("the copy went on after it was told to stop: %q", data)
+			}
+		})
+		t.Run("a copy made ahead is as many equal batches on each core", func(t *testing.T) {
+			for _, c := range []struct{ files, cores, processes, each int }{
+				{2001, 1, 3, 667},
+				{2500, 2, 4, 625},
+				{1999, 2, 2, 1000},
+				{3, 4, 3, 1},
+			} {
+				l := Layout{Root: filepath.Join(t.TempDir(), "site")}
+				files := map[string]string{}
+				for i := range c.files {
+					files[fmt.Sprintf("f/%04d.php", i)] = "x"
+				}
+				deployLive(t, l, files)
+				sealLive(t, sh, l)
+				bin, calls := countedCopies(t, c.cores)
+				holder := startHolder(t, sh, l, rootWant{plan: true, copyAhead: true}, "PATH="+bin+":"+os.Getenv("PATH"))
+				ahead := l.aheadCopy(holder.pid)
+				waitUntil(t, 10*time.Second, func() bool { return exists(ahead + ".done") }, "the copy did not end")
+				data, _ := os.ReadFile(calls)
+				var batches []int
+				for _, f := range strings.Fields(string(data)) {
+					n, _ := strconv.Atoi(f)
+					batches = append(batches, n)
+				}
+				if len(batches) != c.processes || slices.Max(batches) != c.each {
+					t.Errorf("%d files on %d cores: batches %v, want %d of %d", c.files, c.cores, batches, c.processes, c.each)
+				}
+				holder.end(tail(nil, nil, true))
+			}
+		})
 	})
 }
 
-// slowCopies is a directory for PATH where cp --parents (copy_listed's)
-// takes a second a process and logs it, a line each, in calls, and nproc
-// says 1. With firstPassFails, the first pass's processes (cp -p, not the
-// retry's cp -pf) fail at once instead.
-func slowCopies(t *testing.T, firstPassFails bool) (bin, calls string) {
+// countedCopies is a directory for PATH where cp --parents logs how many
+// files each process copies, a line each, in calls, and nproc says cores.
+func countedCopies(t *testing.T, cores int) (bin, calls string) {
 	t.Helper()
 	cp, err := exec.LookPath("cp")
 	if err != nil {
@@ -196,7 +250,29 @@ func slowCopies(t *testing.T, firstPassFails bool) (bin, calls string) {
 	bin = t.TempDir()
 	calls = filepath.Join(bin, "calls")
 	writeFiles(t, bin, map[string]string{
-		"cp":    fmt.Sprintf("#!/bin/sh\nif [ \"$1\" = --parents ]; then\n\tif [ \"$2\" = -p ] && %t; then exit 1; fi\n\techo \"$# files\" >> %s\n\tsleep 1\nfi\nexec %s \"$@\"\n", firstPassFails, calls, cp),
+		// --parents -p --reflink=auto -t TO -- FILES...
+		"cp":    fmt.Sprintf("#!/bin/sh\nif [ \"$1\" = --parents ]; then echo $(($# - 6)) >> %s; fi\nexec %s \"$@\"\n", calls, cp),
+		"nproc": fmt.Sprintf("#!/bin/sh\necho %d\n", cores),
+	})
+	for _, name := range []string{"cp", "nproc"} {
+		os.Chmod(filepath.Join(bin, name), 0o755)
+	}
+	return bin, calls
+}
+
+// slowCopies is a directory for PATH where cp --parents (copy_listed's)
+// takes a second a process and logs it, a line each, in calls, and nproc
+// says 1.
+func slowCopies(t *testing.T) (bin, calls string) {
+	t.Helper()
+	cp, err := exec.LookPath("cp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin = t.TempDir()
+	calls = filepath.Join(bin, "calls")
+	writeFiles(t, bin, map[string]string{
+		"cp":    fmt.Sprintf("#!/bin/sh\nif [ \"$1\" = --parents ]; then\n\techo \"$# files\" >> %s\n\tsleep 1\nfi\nexec %s \"$@\"\n", calls, cp),
 		"nproc": "#!/bin/sh\necho 1\n",
 	})
 	for _, name := range []string{"cp", "nproc"} {

@@ -46,7 +46,7 @@ current=$1 releases=$2 shared=$3 meta=$4 manifests=$5 log=$6 trash=$7 lockfile=$
 shift 9
 templinks=$1 manifest_ending=$2 seal_ending=$3 wait=$4 identity=$5 plan=$6 keep_log=$7 lease=$8 lease_ttl=$9
 shift 9
-known='' ahead='' ahead_from='' listing='' tar_version='' cp_version=''
+known='' ahead='' copying='' tar_version='' cp_version=''
 case $plan in 1c*) ahead=$meta/.ahead-$$ plan=1${plan#1c} ;; esac
 case $plan in 1:*) known=${plan#1:} plan=1 ;; esac
 
@@ -143,10 +143,14 @@ snapshot() {
 	esac
 	if [ -n "$dir" ]; then
 		seal=$manifests/$id$seal_ending listed='' same=''
-		if [ -n "$ahead" ] && [ "$plan" = 1 ] && [ -n "$id" ] && [ -f "$manifests/$id$manifest_ending" ]; then
-			# On another core, while the release is checked against its seal.
-			manifest_files "$manifests/$id$manifest_ending" "$ahead.listed" &
-			listing=$!
+		# Begun at once, on the other cores, while the release is checked
+		# against its seal; locked before the end is printed, so the upload
+		# that follows finds it locked until the copy is done.
+		if [ -n "$ahead" ] && [ "$plan" = 1 ] && [ -n "$id" ] && [ -f "$manifests/$id$manifest_ending" ] && [ -f "$seal" ] &&
+			touch "$ahead.lock" && command exec 7>> "$ahead.lock" && flock -n 7; then
+			copy_ahead "$manifests/$id$manifest_ending" "$seal" "$releases/$id" "$ahead" < /dev/null > /dev/null 2>&1 &
+			copying=$!
+			command exec 7>&-
 		fi
 		if [ -n "$id" ] && [ -d "$dir/" ] && list_tree "$dir" > "$tmp.list"; then
 			listed=1
@@ -193,10 +197,12 @@ snapshot() {
 			printf '%s\0' "$next"
 		fi
 	fi
-	# Locked before the end is printed, so the upload that follows finds it
-	# locked until the copy is done.
-	if [ -n "$listing" ] && [ -n "$same" ] && mv -f "$tmp.list" "$ahead.listing" && touch "$ahead.lock" && command exec 7>> "$ahead.lock" && flock -n 7; then
-		ahead_from=$releases/$id
+	# A copy by the seal's list is what the upload reuses only where the
+	# release is still as sealed: else it is stopped, and its lock removed
+	# so that the upload does not wait for it.
+	if [ -n "$copying" ] && [ -z "$same" ]; then
+		touch "$ahead.stop"
+		rm -f "$ahead.lock"
 	fi
 	rm -f "$tmp.log" "$tmp.man" "$tmp.seal" "$tmp.scan" "$tmp.list"
 	printf 'E\n'
@@ -210,18 +216,21 @@ manifest_files() {
 	gzip -dc < "$1" | LC_ALL=C sed -n '/^{"p":"[^"\\]*","t":"f"/{s/^{"p":"//;s/".*//;p;}' | tr '\n' '\000' | LC_ALL=C sort -z > "$2"
 }
 
-# copy_ahead LISTING LIVE COPY makes, while the client plans, the private
-# copies upload.sh would make of the files it reuses (copy_listed): of the
-# regular files of the live release LIVE (its LISTING, list_tree's) that
-# its manifest lists too (COPY.listed, manifest_files), so not what hooks
-# added there, which is never reused, into COPY; COPY.files lists them.
-# COPY.done says it is whole. It holds COPY.lock (descriptor 7) until it
-# ends; upload.sh waits on it. COPY.stop stops it (this shell's end, or
-# end-holder.sh's): it holds the lock's descriptor too.
+# copy_ahead MANIFEST SEAL LIVE COPY makes, while the client plans, the
+# private copies upload.sh would make of the files it reuses
+# (copy_listed): of the regular files that the SEAL of the live release
+# LIVE lists and its MANIFEST lists too (so not what hooks added there,
+# which is never reused), into COPY; COPY.files lists them. COPY.done says
+# it is whole. It holds COPY.lock (descriptor 7) until it ends; upload.sh
+# waits on it. COPY.stop stops it (snapshot's, where the release is no
+# longer as sealed; this shell's end, or end-holder.sh's): it holds the
+# lock's descriptor too.
 copy_ahead() {
-	LC_ALL=C sed -z -n '1~8h;2~8{/^f$/{x;p;};}' < "$1" | LC_ALL=C sort -z > "$3.on-disk" &&
-		LC_ALL=C comm -z -12 "$3.listed" "$3.on-disk" > "$3.files" && rm -f "$1" "$3.listed" "$3.on-disk" &&
-		mkdir "$3" && copy_listed "$2" "$3" "$3.files" "$3.stop" && touch "$3.done"
+	manifest_files "$1" "$4.listed" &
+	listing=$!
+	gzip -dc < "$2" | LC_ALL=C sed -z -n '1~8h;2~8{/^f$/{x;p;};}' | LC_ALL=C sort -z > "$4.on-disk" && wait "$listing" &&
+		LC_ALL=C comm -z -12 "$4.listed" "$4.on-disk" > "$4.files" && rm -f "$4.listed" "$4.on-disk" &&
+		mkdir "$4" && copy_listed "$3" "$4" "$4.files" "$4.stop" && touch "$4.done"
 }
 
 # emit NAME FILE ABSENT: "NAME <size>" and the file, or "NAME ABSENT".
@@ -237,10 +246,6 @@ emit() {
 echo "locked $$"
 snapshot "$@" 2>/dev/null
 exec >/dev/null
-if [ -n "$ahead_from" ] && wait "$listing"; then
-	copy_ahead "$ahead.listing" "$ahead_from" "$ahead" < /dev/null 2> /dev/null &
-fi
-exec 7>&-
 
 # Keeps the log, which uploads and this shell append to, to its last lines.
 trim_log() {
@@ -305,7 +310,7 @@ done > "$tail"
 if [ -n "$line" ]; then printf '%s' "$line" >> "$tail"; fi
 finish
 status=$?
-if [ -n "$listing" ]; then
+if [ -n "$copying" ]; then
 	# What upload.sh did not take (no upload came, or it failed first) is
 	# stopped, not waited for: a large release's copy could take longer
 	# than the deploy waits for this shell to end.
