@@ -43,6 +43,9 @@ var methods = []struct{ key, label string }{
 	{"ad_init_hooks", "**atomic-deploy (initial), before-activate: true**"},
 	{"ad_kept_hooks", "**atomic-deploy, 50 changed, mtimes kept, before-activate: true**"},
 	{"ad_fresh_hooks", "**atomic-deploy, 50 changed, fresh build, before-activate: true**"},
+	{"ad_init_laravel", "**atomic-deploy (initial), the Laravel preset's shape**"},
+	{"ad_kept_laravel", "**atomic-deploy, 50 changed, mtimes kept, the Laravel preset's shape**"},
+	{"ad_fresh_laravel", "**atomic-deploy, 50 changed, fresh build, the Laravel preset's shape**"},
 }
 
 type results struct {

@@ -44,9 +44,12 @@
 //  4. the holder's input ends; it prunes old releases (waited for only when
 //     there are some) and the kernel drops the lock.
 //
-// Hooks, shared paths or writable dirs put their steps between 3 and the
-// switch (before-activate-once's command seals the release again: the hook
-// runs in it). On one host, the command of the last hook before it
+// Shared paths already seeded come as links in 3's stream, and 3 makes
+// writable-dirs writable: neither costs a round trip of its own (a shared
+// path seeded by this deploy is linked over SFTP after 3, and writable-dirs
+// then made writable by a command of their own). Hooks put their steps
+// between 3 and the switch (before-activate-once's command seals the
+// release again: the hook runs in it). On one host, the command of the last hook before it
 // (before-activate-once, else before-activate) then switches and logs the
 // success as the upload's does in 3 (switch_now, remote/lib/finish.sh); a
 // deploy that ends such a command closes its input and waits for its

@@ -143,7 +143,7 @@ func TestManifestDeltaMismatch(t *testing.T) {
 // against release "old", and nothing else to do.
 func deltaUpload(t *testing.T, l Layout, d *manifestDelta) transport.Command {
 	os.MkdirAll(l.Releases(), 0o755)
-	return remote.Upload.Command(l.Root, l.Log(), `{"id":"new","status":"started"}`, l.ManifestDelta("new"), l.Manifest("old"), l.Manifest("new"), "", "", "", filepath.Join(l.Root, "next"), l.Current(), "", l.Release("old"), l.Release("new"))
+	return remote.Upload.Command(l.Root, l.Log(), `{"id":"new","status":"started"}`, l.ManifestDelta("new"), l.Manifest("old"), l.Manifest("new"), "", "", "", filepath.Join(l.Root, "next"), l.Current(), "", l.Release("old"), l.Release("new"), "", "")
 }
 
 // deltaStream is an upload stream of an empty release "new" with d.

@@ -158,8 +158,9 @@ func (h *Host) releaseExists() error {
 // switch (switchStep) can also switch: its server-side switch can check
 // the lock (Deploy adds: one host, so that nothing else has to happen
 // first). A hook's command always can; the upload's only when it is one
-// command (the tar stream) and nothing follows it (shared and writable
-// paths come after it).
+// command (the tar stream) and nothing follows it: every shared path
+// seeded (the stream brings their links; the command makes writable-dirs
+// writable).
 func (h *Host) canSwitchInline() bool {
 	if _, _, _, checkable := h.lock.guard(); !checkable {
 		return false
@@ -168,7 +169,7 @@ func (h *Host) canSwitchInline() bool {
 		return true
 	}
 	_, tar := h.upload.(tarUpload)
-	return tar && len(h.S.WritableDirs) == 0 && len(h.sharedPaths()) == 0
+	return tar && len(h.streamedSharedLinks()) == len(h.sharedPaths())
 }
 
 // switchStep is the last step of a deploy on this host before its switch:
@@ -203,7 +204,8 @@ func (h *Host) execsAfterPrepare() bool {
 }
 
 // execsAfterUpload reports whether a command follows the upload's before
-// Prepare ends: writable-dirs, before-activate, or the seal.
+// Prepare ends: writable-dirs (after an SFTP upload), before-activate, or
+// the seal.
 func (h *Host) execsAfterUpload() bool {
-	return !h.switchesInUpload() && (len(h.S.WritableDirs) > 0 || h.S.BeforeActivate != "" || h.seals())
+	return !h.switchesInUpload() && (len(h.S.WritableDirs) > 0 && !h.writableInUpload() || h.S.BeforeActivate != "" || h.seals())
 }

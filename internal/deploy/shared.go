@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
@@ -51,9 +52,27 @@ func under(p string, roots []string) bool {
 	return false
 }
 
+// streamedSharedLinks are the shared paths whose links into shared/ the
+// tar stream brings (tarUpload): those seeded already. Made by linkShared
+// instead, each would cost a few requests of a round trip each.
+func (h *Host) streamedSharedLinks() []string {
+	if _, tar := h.upload.(tarUpload); !tar {
+		return nil
+	}
+	var seeded []string
+	for _, p := range h.sharedPaths() {
+		if h.root.shared[p] {
+			seeded = append(seeded, p)
+		}
+	}
+	return seeded
+}
+
 // linkShared replaces shared paths in the release with relative symlinks
-// into shared/, seeding shared/ from the release the first time.
+// into shared/, seeding shared/ from the release the first time; not
+// those the upload's stream linked already.
 func (h *Host) linkShared(ctx context.Context, m *release.Manifest) error {
+	streamed := h.streamedSharedLinks()
 	dir := h.L.Release(h.ReleaseID)
 	link := func(rel string, wantDir bool) error {
 		sharedPath := path.Join(h.L.Shared(), rel)
@@ -97,11 +116,17 @@ func (h *Host) linkShared(ctx context.Context, m *release.Manifest) error {
 		return nil
 	}
 	for _, d := range h.S.SharedDirs {
+		if slices.Contains(streamed, d) {
+			continue
+		}
 		if err := link(d, true); err != nil {
 			return err
 		}
 	}
 	for _, f := range h.S.SharedFiles {
+		if slices.Contains(streamed, f) {
+			continue
+		}
 		if err := link(f, false); err != nil {
 			return err
 		}

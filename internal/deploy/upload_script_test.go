@@ -29,7 +29,7 @@ func TestUploadScript(t *testing.T) {
 			t.Helper()
 			next := filepath.Join(l.Root, tempLinkPrefix+"new")
 			args := []string{l.Root, l.Log(), `{"id":"` + id + `","status":"started"}`, "", "", l.Manifest(id), "", "", "", next, l.Current(), `{"id":"` + id + `","status":"success"}`,
-				l.Release("live"), l.Release(id)}
+				l.Release("live"), l.Release(id), "", ""}
 			if sl != nil {
 				args[6], args[7], args[8], _ = sl.guard()
 			}
@@ -152,7 +152,7 @@ func TestUploadScript(t *testing.T) {
 					t.Errorf("ahead %v: a killed holder's copy is still there", ahead)
 				}
 				cmd, stream := uploadPlan(t, l, nil, id, plan)
-				cmd.Args = append(cmd.Args, "", l.aheadCopy(holder.pid))
+				cmd.Args[15] = l.aheadCopy(holder.pid)
 				if r := sh.run(t, cmd, stream); r.status != 0 {
 					t.Fatalf("ahead %v: status %d: %s", ahead, r.status, r.stderr)
 				}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -100,10 +101,16 @@ func (u tarUpload) send(ctx context.Context, plan *Plan, started Record, st *upl
 		manifest <- encoded{data: enc.data, delta: enc.delta, err: err}
 	}()
 	encodedManifest := func() encoded { m := <-manifest; manifest <- m; return m }
+	// The links into shared/ go before the manifest, which says the
+	// stream came whole (upload.sh).
 	var extras []tarExtra
+	for _, rel := range h.streamedSharedLinks() {
+		extras = append(extras, tarExtra{Name: h.L.relative(path.Join(h.L.Release(h.ReleaseID), rel)), Target: sharedLinkTarget(rel)})
+	}
+	var nextLink []tarExtra
 	if !h.linkless {
 		h.nextLink = path.Join(h.L.Root, tempLinkPrefix+randomToken())
-		extras = append(extras, tarExtra{Name: h.L.relative(h.nextLink), Target: currentTarget(h.ReleaseID)})
+		nextLink = append(nextLink, tarExtra{Name: h.L.relative(h.nextLink), Target: currentTarget(h.ReleaseID)})
 	}
 	startedLine, _ := json.Marshal(started)
 	// The arguments of upload.sh, in its order.
@@ -111,6 +118,9 @@ func (u tarUpload) send(ctx context.Context, plan *Plan, started Record, st *upl
 		h.liveDir(), h.L.Release(h.ReleaseID), "", ""}
 	if pid, _, _, ok := h.lock.guard(); ok && h.S.copiesAhead() {
 		args[15] = h.L.aheadCopy(pid)
+	}
+	if len(h.S.WritableDirs) > 0 && h.writableInUpload() {
+		args = append(args, h.writableArgs()...)
 	}
 	manifestExtra := tarExtra{Name: h.L.relative(h.L.Manifest(h.ReleaseID)), Load: func() ([]byte, error) { m := encodedManifest(); return m.data, m.err }}
 	if useDelta {
@@ -134,7 +144,7 @@ func (u tarUpload) send(ctx context.Context, plan *Plan, started Record, st *upl
 	}
 	err = plan.executeTar(ctx, h.T, remote.Upload.Command(args...), h.L.Release(h.ReleaseID), h.warmAhead(bytes.NewReader(lists), h.execsAfterUpload()), tarShape{
 		top: h.L.relative(h.L.Release(h.ReleaseID)), linkFrom: linkFrom, now: now,
-		extras: append([]tarExtra{manifestExtra}, extras...),
+		extras: slices.Concat(extras, []tarExtra{manifestExtra}, nextLink),
 	}, st)
 	if h.switchesInUpload() {
 		var exit *transport.ExitError
@@ -143,6 +153,9 @@ func (u tarUpload) send(ctx context.Context, plan *Plan, started Record, st *upl
 		err = h.settleInlineSwitch(ctx, err, st.streamed.Load())
 	}
 	var exit *transport.ExitError
+	if errors.As(err, &exit) && exit.Status == remote.StatusWritable {
+		return true, h.writableError(err)
+	}
 	if errors.As(err, &exit) && exit.Status == remote.StatusManifestDelta {
 		// Rebuilding the manifest from the delta went wrong (another
 		// awk?): store it whole instead.
@@ -176,7 +189,12 @@ func (p *Plan) executeTar(ctx context.Context, t transport.Transport, cmd transp
 		return fmt.Errorf("upload to %s: %w", dir, werr)
 	}
 	if err != nil {
-		if msg := strings.TrimSpace(stderr.String()); msg != "" {
+		msg := strings.TrimSpace(stderr.String())
+		var exit *transport.ExitError
+		switch {
+		case errors.As(err, &exit) && exit.Status == remote.StatusWritable:
+			return fmt.Errorf("%w: %s", err, msg) // the caller says what failed
+		case msg != "":
 			return fmt.Errorf("extract into %s: %w: %s", dir, err, msg)
 		}
 		return fmt.Errorf("extract into %s: %w", dir, err)

@@ -18,33 +18,24 @@ const (
 )
 
 // makeWritable creates writable-dirs and opens them as WritableMode says
-// (recursively where a shell is available; chmod alone over SFTP).
+// (recursively where a shell is available; chmod alone over SFTP), unless
+// the upload's command did (tarUpload).
 func (h *Host) makeWritable(ctx context.Context) error {
-	if len(h.S.WritableDirs) == 0 {
+	if len(h.S.WritableDirs) == 0 || h.writableInUpload() {
 		return nil
 	}
-	mode := h.S.WritableMode // acl and chgrp need a shell: Open refuses a server without one
-	dir := h.L.Release(h.ReleaseID)
-	var paths []string
-	for _, w := range h.S.WritableDirs {
-		p := path.Join(dir, w)
-		if err := h.T.MkdirAll(ctx, p, 0o775); err != nil {
-			return fmt.Errorf("create writable dir %s: %w", w, err)
-		}
-		paths = append(paths, p)
-	}
-	if h.canExec() {
-		args := paths
-		if mode == WritableACL || mode == WritableChgrp {
-			args = append([]string{mode, h.S.WritableUser}, paths...)
-		}
+	paths := h.writablePaths()
+	if h.canExec() { // writable.sh creates them: no request a directory
 		var out strings.Builder
-		if err := h.T.Exec(ctx, remote.Writable.Command(args...), h.warmAhead(nil, h.S.BeforeActivate != "" || h.seals()), &out, &out); err != nil {
-			return fmt.Errorf("make writable %s (writable-mode %s) on %s: %v: %s", strings.Join(h.S.WritableDirs, ", "), orChmod(mode), h.Name, err, strings.TrimSpace(out.String()))
+		if err := h.T.Exec(ctx, remote.Writable.Command(h.writableArgs()...), h.warmAhead(nil, h.S.BeforeActivate != "" || h.seals()), &out, &out); err != nil {
+			return h.writableError(fmt.Errorf("%v: %s", err, strings.TrimSpace(out.String())))
 		}
 		return nil
 	}
 	for i, p := range paths {
+		if err := h.T.MkdirAll(ctx, p, 0o775); err != nil {
+			return fmt.Errorf("create writable dir %s: %w", h.S.WritableDirs[i], err)
+		}
 		info, err := h.T.Lstat(ctx, p)
 		if err == nil && info.Mode()&fs.ModeSymlink != 0 {
 			info, err = nil, nil // a shared dir: Chmod follows the link
@@ -58,6 +49,36 @@ func (h *Host) makeWritable(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// writableInUpload reports whether the upload's command makes
+// writable-dirs writable, once the stream is in (remote/upload.sh): where
+// the stream brings every shared path's link, so that a writable-dir that
+// is one (storage) is already the shared directory.
+func (h *Host) writableInUpload() bool {
+	_, tar := h.upload.(tarUpload)
+	return tar && len(h.streamedSharedLinks()) == len(h.sharedPaths())
+}
+
+// writablePaths are writable-dirs in the new release.
+func (h *Host) writablePaths() []string {
+	var paths []string
+	for _, w := range h.S.WritableDirs {
+		paths = append(paths, path.Join(h.L.Release(h.ReleaseID), w))
+	}
+	return paths
+}
+
+// writableArgs are make_writable's arguments (remote/lib/writable.sh).
+func (h *Host) writableArgs() []string {
+	if mode := h.S.WritableMode; mode == WritableACL || mode == WritableChgrp {
+		return append([]string{mode, h.S.WritableUser}, h.writablePaths()...)
+	}
+	return h.writablePaths()
+}
+
+func (h *Host) writableError(err error) error {
+	return fmt.Errorf("make writable %s (writable-mode %s) on %s: %w", strings.Join(h.S.WritableDirs, ", "), orChmod(h.S.WritableMode), h.Name, err)
 }
 
 func orChmod(mode string) string {

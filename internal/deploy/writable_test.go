@@ -191,6 +191,24 @@ func TestWritableModes(t *testing.T) {
 				t.Errorf("the web user cannot write: %v", err)
 			}
 		})
+		t.Run("missing ones are created, with their parents, in every mode", func(t *testing.T) {
+			for _, mode := range []string{"", "acl", "chgrp"} {
+				tr := makeWritableTree(t, u)
+				missing := filepath.Join(filepath.Dir(tr.cache), "bootstrap/cache")
+				args := []string{missing}
+				if mode != "" {
+					args = append([]string{mode, "www-data"}, args...)
+				}
+				inGroup := *u.deploy
+				inGroup.Groups = []uint32{u.web.Gid}
+				if r := runAs(t, sh, remote.Writable.Command(args...), &inGroup, nil); r.status != 0 {
+					t.Fatalf("mode %q: status %d: %s", mode, r.status, r.stderr)
+				}
+				if info, err := os.Stat(missing); err != nil || !info.IsDir() || info.Mode().Perm()&0o070 != 0o070 && mode != "acl" {
+					t.Errorf("mode %q: %s not made group-writable: %v %v", mode, missing, info, err)
+				}
+			}
+		})
 		t.Run("chgrp to a group the deploy user is not in", func(t *testing.T) {
 			tr := makeWritableTree(t, u)
 			r := runAs(t, sh, remote.Writable.Command("chgrp", "www-data", tr.cache), u.deploy, nil)
@@ -229,7 +247,7 @@ func TestWritableModes(t *testing.T) {
 			tr := makeWritableTree(t, u)
 			bin := t.TempDir()
 			os.Chmod(bin, 0o755)
-			for _, tool := range []string{"id", "find", "chmod", "chgrp"} {
+			for _, tool := range []string{"id", "find", "chmod", "chgrp", "mkdir"} {
 				p, err := exec.LookPath(tool)
 				if err != nil {
 					t.Fatal(err)

@@ -195,10 +195,11 @@ func TestFaultAtTheSwitch(t *testing.T) {
 				onSwitch := c.onSwitch(e)
 				cfg := e.sshConfig()
 				_, err := e.goDeploy(context.Background(), func(o *deploy.Options) {
-					// A step between upload and switch makes the switch the
-					// rename injected into here, not the end of the upload's
-					// command (TestFaultAtTheInlineSwitch).
-					o.Settings.WritableDirs = []string{"cache"}
+					// A step between upload and switch (a shared path this
+					// deploy seeds) makes the switch the rename injected into
+					// here, not the end of the upload's command
+					// (TestFaultAtTheInlineSwitch).
+					o.Settings.SharedDirs = []string{"cache"}
 					o.Targets[0].Dial = func(ctx context.Context) (transport.Transport, error) {
 						tr, err := sshx.Dial(ctx, cfg)
 						if err != nil {

@@ -26,23 +26,25 @@ func (s Script) Name() string { return s.name }
 
 // The scripts; the arguments each takes are listed at its top.
 var (
-	Holder    = load("holder", transport.ListTree, copying)         // lock, state, prune (sessionlock.go)
-	Upload    = load("upload", transport.ListTree, finish, copying) // the tar stream, and what follows it
-	Hook      = load("hook", transport.ListTree, finish)            // before-activate, after-activate
-	Seal      = load("seal", transport.ListTree, finish)            // a release finished by no other command
-	Writable  = load("writable")                                    // writable-dirs
-	GNUTools  = load("gnu-tools")                                   // GNU tar and cp, or not?
-	EndHolder = load("end-holder")                                  // a lock holder whose deploy is gone
+	Holder    = load("holder", transport.ListTree, copying)                   // lock, state, prune (sessionlock.go)
+	Upload    = load("upload", transport.ListTree, finish, copying, writable) // the tar stream, and what follows it
+	Hook      = load("hook", transport.ListTree, finish)                      // before-activate, after-activate
+	Seal      = load("seal", transport.ListTree, finish)                      // a release finished by no other command
+	Writable  = load("writable", writable)                                    // writable-dirs, after an SFTP upload
+	GNUTools  = load("gnu-tools")                                             // GNU tar and cp, or not?
+	EndHolder = load("end-holder")                                            // a lock holder whose deploy is gone
 )
 
 //go:embed *.sh lib/*.sh
 var files embed.FS
 
 // finish defines what finishes a release (lib/finish.sh), copying how
-// reused files are copied (lib/copy.sh).
+// reused files are copied (lib/copy.sh), writable how writable-dirs are
+// made writable (lib/writable.sh).
 var (
-	finish  = definitions("lib/finish.sh")
-	copying = definitions("lib/copy.sh")
+	finish   = definitions("lib/finish.sh")
+	copying  = definitions("lib/copy.sh")
+	writable = definitions("lib/writable.sh")
 )
 
 func definitions(name string) string {

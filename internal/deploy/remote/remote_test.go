@@ -15,7 +15,7 @@ import (
 var named = map[int]string{
 	StatusLogNotAppended: "StatusLogNotAppended", StatusTailCut: "StatusTailCut",
 	StatusCurrentNotLink: "StatusCurrentNotLink", StatusNoFlock: "StatusNoFlock", StatusLockBusy: "StatusLockBusy",
-	StatusManifestDelta: "StatusManifestDelta", StatusNotSwitched: "StatusNotSwitched",
+	StatusWritable: "StatusWritable", StatusManifestDelta: "StatusManifestDelta", StatusNotSwitched: "StatusNotSwitched",
 	StatusSwitchedNotRecorded: "StatusSwitchedNotRecorded",
 }
 

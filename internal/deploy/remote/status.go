@@ -11,6 +11,7 @@ const (
 	StatusLockBusy       = 75 // another deploy held the lock for the whole wait
 
 	// upload
+	StatusWritable            = 85 // writable-dirs could not be made writable (it says why)
 	StatusManifestDelta       = 86 // the manifest rebuilt from the delta is not the one sent
 	StatusNotSwitched         = 87 // the release is complete; the switch did not happen
 	StatusSwitchedNotRecorded = 88 // live, but the success record is not in the log

@@ -34,12 +34,15 @@
 # 14 the new release
 # 15 where its seal goes (lib/finish.sh), when this command switches; or ""
 # 16 the lock holder's copy of the live release made ahead (holder.sh's
-#    copy_ahead), or "" (or absent) where it was not asked for one
+#    copy_ahead), or "" where it was not asked for one
+# 17... make_writable's arguments (lib/writable.sh), once the stream is
+#    in: writable-dirs; absent where there are none
 # Exit statuses: status.go; tar's or cp's own when they fail.
 
 root=$1 log=$2 started=$3 delta=$4 live_manifest=$5 manifest=$6 holder=$7 token=$8 owner=$9
 shift 9
-next=$1 current=$2 success=$3 live=$4 new=$5 seal_file=$6 ahead=${7-}
+next=$1 current=$2 success=$3 live=$4 new=$5 seal_file=$6 ahead=$7
+shift 7
 
 # The new manifest from the live one (standard input) and the delta
 # (file $AD_DELTA): "c N" copies the next N lines, "s N" skips N,
@@ -160,6 +163,9 @@ last=${delta:-$manifest}
 rm -f "$last"
 unframe | tar -x -p --no-same-owner -C "$root" -f - || exit
 [ -f "$last" ] || exit 1
+if [ $# -gt 0 ]; then
+	make_writable "$@" || exit 85
+fi
 # The manifest is rebuilt while the release is sealed: each is a few
 # processes over every file, on a core of its own where there are two.
 rebuilding=
