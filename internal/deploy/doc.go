@@ -64,7 +64,7 @@
 // holder.sh prints "locked <pid>\n", then the snapshot (parseSnapshot):
 //
 //	S  L<target>\0 | N\0   <tar --version>\0 <cp --version>\0   [01]\0 (awk, sha256sum)
-//	   <release>\0 ... \0   [01]...\0 (each shared path exists)
+//	   <release>\0 ... \0   [01df]...\0 (what each shared path is)
 //	   log <size>|-|!\n <gzip>   [manifest, seal <size>|-|!|=\n <gzip>   scan <size>|-|=\n <gzip>
 //	   [shape <size>|-\n <gzip> (deploy) | <next link>\0 (activate)]]
 //	   E\n

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -178,6 +179,31 @@ func TestHolderScript(t *testing.T) {
 				if n := copying(); n != 1 {
 					t.Errorf("%s: %d copying processes ran, want 1", how, n)
 				}
+			}
+		})
+		t.Run("a holder that ends lets no upload switch while it stops its copy", func(t *testing.T) {
+			l := Layout{Root: filepath.Join(t.TempDir(), "site")}
+			files := map[string]string{}
+			for i := range 2001 {
+				files[fmt.Sprintf("f/%04d.php", i)] = "x"
+			}
+			deployLive(t, l, files)
+			sealLive(t, sh, l)
+			bin, calls := slowCopies(t)
+			holder := startHolder(t, sh, l, rootWant{plan: true, copyAhead: true}, "PATH="+bin+":"+os.Getenv("PATH"))
+			waitUntil(t, 5*time.Second, func() bool { data, _ := os.ReadFile(calls); return len(data) > 0 }, "the copy did not start")
+			io.WriteString(holder.stdin, tail(nil, nil, true))
+			holder.stdin.Close()
+			// The identity file switch_now looks for is gone before the holder
+			// waits for its copy (a second a process here): an upload whose
+			// deploy broke off cannot switch to a copy being deleted.
+			waitUntil(t, 5*time.Second, func() bool { return !exists(l.flockOwner()) }, "the identity file stays while the copy stops")
+			if err := holder.cmd.Process.Signal(syscall.Signal(0)); err != nil {
+				t.Errorf("the holder ended before its copy did (%v): nothing shown", err)
+			}
+			holder.cmd.Wait()
+			if left, _ := filepath.Glob(filepath.Join(l.Meta(), ".ahead-*")); len(left) > 0 {
+				t.Errorf("left behind: %q", left)
 			}
 		})
 		t.Run("a copy begun by the seal's list is not offered where the live release was edited", func(t *testing.T) {

@@ -21,9 +21,9 @@ type rootState struct {
 	currentID string   // the live release; "" when current does not exist
 	releases  []string // the directories in releases/
 	log       *releaseLog
-	// shared says, for each of a deploy's shared paths, whether
-	// shared/<path> exists (nil until read).
-	shared map[string]bool
+	// shared says, for each of a deploy's shared paths, what
+	// shared/<path> is (nil until read).
+	shared map[string]sharedKind
 	// What a deploy plans against (nil until read, and nil where there is
 	// nothing to read: no live release, or its manifest is unreadable).
 	live liveRelease
@@ -73,9 +73,9 @@ func (r *rootState) fromSnapshot(l Layout, s *snapshot, w rootWant, warn func(st
 		return err
 	}
 	r.releases, r.log = s.releases, s.log
-	r.shared = map[string]bool{}
+	r.shared = map[string]sharedKind{}
 	for i, p := range w.shared {
-		r.shared[p] = s.sharedExists[i]
+		r.shared[p] = s.shared[i]
 	}
 	if w.prepared != "" {
 		// Only from what arrived whole: otherwise AdoptPrepared reads
@@ -147,20 +147,22 @@ func (r *rootState) complete(ctx context.Context, t transport.Transport, l Layou
 			if r.shared != nil || len(w.shared) == 0 {
 				return nil
 			}
-			exists := make([]bool, len(w.shared))
+			kinds := make([]sharedKind, len(w.shared))
 			err := forEach(ctx, len(w.shared), indexes(w.shared), func(ctx context.Context, i int) error {
-				_, err := t.Lstat(ctx, path.Join(l.Shared(), w.shared[i]))
+				info, err := t.Lstat(ctx, path.Join(l.Shared(), w.shared[i]))
 				switch {
 				case err == nil:
-					exists[i] = true
-				case !errors.Is(err, fs.ErrNotExist):
+					kinds[i] = sharedKindOf(info.Mode())
+				case errors.Is(err, fs.ErrNotExist):
+					kinds[i] = sharedAbsent
+				default:
 					return fmt.Errorf("inspect shared %s: %w", w.shared[i], err)
 				}
 				return nil
 			})
-			r.shared = map[string]bool{}
+			r.shared = map[string]sharedKind{}
 			for i, p := range w.shared {
-				r.shared[p] = exists[i]
+				r.shared[p] = kinds[i]
 			}
 			return err
 		})

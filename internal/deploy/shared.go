@@ -12,6 +12,30 @@ import (
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
 )
 
+// sharedKind is what shared/<path> is on a server, as the lock holder's
+// snapshot says (remote/holder.sh) or Lstat does.
+type sharedKind byte
+
+const (
+	sharedAbsent sharedKind = '0'
+	sharedDir    sharedKind = 'd' // a directory, not a link to one
+	sharedFile   sharedKind = 'f' // a regular file, not a link to one
+	sharedOther  sharedKind = '1' // anything else there: a link, a device...
+)
+
+func sharedKindOf(mode fs.FileMode) sharedKind {
+	switch {
+	case mode.IsDir():
+		return sharedDir
+	case mode.IsRegular():
+		return sharedFile
+	}
+	return sharedOther
+}
+
+// seeded reports whether the shared path exists (of whatever kind).
+func (k sharedKind) seeded() bool { return k != sharedAbsent && k != 0 }
+
 // sharedPaths lists shared-dirs, then shared-files.
 func (h *Host) sharedPaths() []string {
 	return append(append([]string{}, h.S.SharedDirs...), h.S.SharedFiles...)
@@ -27,7 +51,7 @@ func (h *Host) withoutSeededShared(m *release.Manifest) (*release.Manifest, []st
 	}
 	var seeded, unseeded []string
 	for _, p := range shared {
-		if h.root.shared[p] {
+		if h.root.shared[p].seeded() {
 			seeded = append(seeded, p)
 		} else {
 			unseeded = append(unseeded, p)
@@ -53,19 +77,26 @@ func under(p string, roots []string) bool {
 }
 
 // streamedSharedLinks are the shared paths whose links into shared/ the
-// tar stream brings (tarUpload): those seeded already. Made by linkShared
-// instead, each would cost a few requests of a round trip each.
+// tar stream brings (tarUpload): those seeded already as what they should
+// be, a directory for shared-dirs and a file for shared-files. Made by
+// linkShared instead, each would cost a few requests of a round trip each;
+// it also says what is wrong with the others.
 func (h *Host) streamedSharedLinks() []string {
 	if _, tar := h.upload.(tarUpload); !tar {
 		return nil
 	}
-	var seeded []string
-	for _, p := range h.sharedPaths() {
-		if h.root.shared[p] {
-			seeded = append(seeded, p)
+	var streamed []string
+	for _, p := range h.S.SharedDirs {
+		if h.root.shared[p] == sharedDir {
+			streamed = append(streamed, p)
 		}
 	}
-	return seeded
+	for _, p := range h.S.SharedFiles {
+		if h.root.shared[p] == sharedFile {
+			streamed = append(streamed, p)
+		}
+	}
+	return streamed
 }
 
 // linkShared replaces shared paths in the release with relative symlinks

@@ -90,3 +90,32 @@ func TestWritableFailingInTheUploadSaysSo(t *testing.T) {
 		t.Errorf("current = %q, want none", s.Current())
 	}
 }
+
+// A shared path of the wrong kind on the server (a file where shared-dirs
+// wants a directory, a directory where shared-files wants a file) is never
+// linked, in the stream or otherwise: the deploy fails saying so and the
+// live release stays.
+func TestSharedPathOfTheWrongKindFails(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, kind deploytest.Kind) {
+		s := newSiteOn(t, kind, map[string]string{"index.php": "1"})
+		first := s.mustDeploy()
+		os.WriteFile(s.Root("shared/storage"), []byte("a file"), 0o644)
+		os.MkdirAll(s.Root("shared/.env"), 0o755)
+		for _, c := range []struct {
+			dirs, files []string
+			want        string
+		}{
+			{[]string{"storage"}, nil, "should be a directory (shared-dirs) but is not"},
+			{nil, []string{".env"}, "should be a file (shared-files) but is a directory"},
+		} {
+			s.set.SharedDirs, s.set.SharedFiles = c.dirs, c.files
+			s.src.Write(map[string]string{"index.php": "2"})
+			if _, err := s.deploy(); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("err = %v, want %q", err, c.want)
+			}
+			if s.Current() != first.ReleaseID {
+				t.Errorf("current = %s, want still %s", s.Current(), first.ReleaseID)
+			}
+		}
+	})
+}

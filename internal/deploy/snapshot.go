@@ -35,10 +35,9 @@ type snapshot struct {
 	cpVersion  string // first line of cp --version, if any
 	deltaTools bool   // awk and sha256sum, to rebuild a manifest from a delta
 	releases   []string
-	// sharedExists says, for each shared path asked for, whether
-	// shared/<path> exists.
-	sharedExists []bool
-	log          *releaseLog
+	// shared says, for each shared path asked for, what shared/<path> is.
+	shared []sharedKind
+	log    *releaseLog
 	// For a deploy: the live release's stored manifest (nil when there is
 	// none; manifestErr when it could not be read) and its files.
 	manifest      *release.Manifest
@@ -69,7 +68,7 @@ const maxPresized = 16 << 20
 
 // parseSnapshot reads what remote/holder.sh printed after "locked":
 //
-//	S  L<target>\0 | N\0   <tar --version line>\0   <cp --version line>\0   [01]\0 (delta tools)   <release>\0 ... \0   [01]...\0 (shared paths)
+//	S  L<target>\0 | N\0   <tar --version line>\0   <cp --version line>\0   [01]\0 (delta tools)   <release>\0 ... \0   [01df]...\0 (shared paths)
 //	   log <size>|-|!\n <gzip>   [manifest <size>|-|!|=\n <gzip>   seal <size>|-|!|=\n <gzip>   scan <size>|-|=\n <gzip>   [shape <size>|-\n <gzip> | <next link>\0]]
 //	   E\n
 //
@@ -129,11 +128,11 @@ func parseSnapshot(br *bufio.Reader, want rootWant) (*snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(exists) != len(want.shared) || strings.Trim(exists, "01") != "" {
+	if len(exists) != len(want.shared) || strings.Trim(exists, "01df") != "" {
 		return nil, fmt.Errorf("snapshot: bad shared field %q", exists)
 	}
-	for _, c := range exists {
-		s.sharedExists = append(s.sharedExists, c == '1')
+	for _, c := range []byte(exists) {
+		s.shared = append(s.shared, sharedKind(c))
 	}
 	logData, err := section(br, "log", func(r *bufio.Reader) ([]byte, error) { return io.ReadAll(r) })
 	switch {

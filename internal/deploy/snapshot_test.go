@@ -63,8 +63,8 @@ func testSnapshot(t *testing.T, sh posixShell) {
 	if s.current != "releases/20260101000000" || !slices.Equal(s.releases, []string{".hidden", "20260101000000", "20260102000000"}) {
 		t.Errorf("current %q releases %q", s.current, s.releases)
 	}
-	if !slices.Equal(s.sharedExists, []bool{true, false}) {
-		t.Errorf("shared exists %v", s.sharedExists)
+	if !slices.Equal(s.shared, []sharedKind{sharedDir, sharedAbsent}) {
+		t.Errorf("shared %q", s.shared)
 	}
 	if s.log.status("20260101000000") != StatusSuccess || len(s.log.records) != 1 {
 		t.Errorf("log %+v", s.log.records)

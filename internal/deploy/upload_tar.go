@@ -192,8 +192,10 @@ func (p *Plan) executeTar(ctx context.Context, t transport.Transport, cmd transp
 		msg := strings.TrimSpace(stderr.String())
 		var exit *transport.ExitError
 		switch {
-		case errors.As(err, &exit) && exit.Status == remote.StatusWritable:
+		case errors.As(err, &exit) && exit.Status == remote.StatusWritable && msg != "":
 			return fmt.Errorf("%w: %s", err, msg) // the caller says what failed
+		case errors.As(err, &exit) && exit.Status == remote.StatusWritable:
+			return err
 		case msg != "":
 			return fmt.Errorf("extract into %s: %w: %s", dir, err, msg)
 		}
@@ -259,9 +261,10 @@ type tarShape struct {
 // reading first.
 var errTarEnded = errors.New("tar ended")
 
-// tarExtra is a file or symlink outside the release that rides along at
-// the end of the stream: the release's manifest (or its delta) and the
-// link the switch will rename, which saves their round trips.
+// tarExtra is a file or symlink that rides along at the end of the
+// stream: the links of seeded shared paths in the release, the release's
+// manifest (or its delta) and the link the switch will rename, which
+// saves their round trips.
 type tarExtra struct {
 	Name   string                 // relative to the deploy root
 	Load   func() ([]byte, error) // a regular file's content, when Target is empty

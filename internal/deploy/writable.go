@@ -25,7 +25,7 @@ func (h *Host) makeWritable(ctx context.Context) error {
 		return nil
 	}
 	paths := h.writablePaths()
-	if h.canExec() { // writable.sh creates them: no request a directory
+	if h.canExec() { // writable.sh creates them: no request per directory
 		var out strings.Builder
 		if err := h.T.Exec(ctx, remote.Writable.Command(h.writableArgs()...), h.warmAhead(nil, h.S.BeforeActivate != "" || h.seals()), &out, &out); err != nil {
 			return h.writableError(fmt.Errorf("%v: %s", err, strings.TrimSpace(out.String())))

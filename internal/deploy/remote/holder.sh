@@ -39,7 +39,7 @@
 #    (no manifest: without a seal, activate reads what it needs)
 # 16 how many records the releases log keeps
 # 17 the SFTP lease's owner file   18 seconds after which a lease is stale
-# 19... shared paths whose existence the snapshot reports
+# 19... shared paths, of which the snapshot says what each is (snapshot.go)
 # Exit statuses: status.go.
 
 current=$1 releases=$2 shared=$3 meta=$4 manifests=$5 log=$6 trash=$7 lockfile=$8 owner=$9
@@ -72,7 +72,8 @@ fi
 # holder sees it, in the format parseSnapshot reads (snapshot.go): where
 # current points, the first lines of tar --version and cp --version
 # (empty for activate), whether awk and sha256sum are there, the release
-# directories, which of the shared paths exist, the releases log and, with
+# directories, what each shared path is (0 absent, d a directory, f a
+# file, 1 anything else, a link to either too), the releases log and, with
 # plan=1, the live release's stored manifest and seal and a listing of its
 # files (list_tree); with plan=<id>, the same of release <id>. A listing
 # byte for byte its seal is sent as "=". Then a deploy needs only the
@@ -112,7 +113,17 @@ snapshot() {
 	done
 	printf '\0'
 	for p in "$@"; do
-		if [ -e "$shared/$p" ] || [ -L "$shared/$p" ]; then printf 1; else printf 0; fi
+		if [ -L "$shared/$p" ]; then
+			printf 1
+		elif [ -d "$shared/$p" ]; then
+			printf d
+		elif [ -f "$shared/$p" ]; then
+			printf f
+		elif [ -e "$shared/$p" ]; then
+			printf 1
+		else
+			printf 0
+		fi
 	done
 	printf '\0'
 	for f in "$templinks"*; do
@@ -150,8 +161,10 @@ snapshot() {
 			touch "$ahead.lock" && command exec 7>> "$ahead.lock" && flock -n 7; then
 			copy_ahead "$manifests/$id$manifest_ending" "$seal" "$releases/$id" "$ahead" < /dev/null > /dev/null 2>&1 &
 			copying=$!
-			command exec 7>&-
+		elif [ -n "$ahead" ]; then
+			rm -f "$ahead.lock"
 		fi
+		command exec 7>&-
 		if [ -n "$id" ] && [ -d "$dir/" ] && list_tree "$dir" > "$tmp.list"; then
 			listed=1
 			if [ -f "$seal" ] && gzip -dc < "$seal" | cmp -s - "$tmp.list"; then same=1; fi
@@ -228,7 +241,9 @@ manifest_files() {
 copy_ahead() {
 	manifest_files "$1" "$4.listed" &
 	listing=$!
-	gzip -dc < "$2" | LC_ALL=C sed -z -n '1~8h;2~8{/^f$/{x;p;};}' | LC_ALL=C sort -z > "$4.on-disk" && wait "$listing" &&
+	gzip -dc < "$2" | LC_ALL=C sed -z -n '1~8h;2~8{/^f$/{x;p;};}' | LC_ALL=C sort -z > "$4.on-disk"
+	on_disk=$?
+	wait "$listing" && [ "$on_disk" = 0 ] &&
 		LC_ALL=C comm -z -12 "$4.listed" "$4.on-disk" > "$4.files" && rm -f "$4.listed" "$4.on-disk" &&
 		mkdir "$4" && copy_listed "$3" "$4" "$4.files" "$4.stop" && touch "$4.done"
 }
@@ -310,13 +325,19 @@ done > "$tail"
 if [ -n "$line" ]; then printf '%s' "$line" >> "$tail"; fi
 finish
 status=$?
+# No upload switches from here on (switch_now looks for our token), though
+# one may still be running where the deploy's connection broke.
+rm -f "$owner"
 if [ -n "$copying" ]; then
 	# What upload.sh did not take (no upload came, or it failed first) is
 	# stopped, not waited for: a large release's copy could take longer
-	# than the deploy waits for this shell to end.
+	# than the deploy waits for this shell to end. It is claimed by a
+	# rename before it is deleted: an upload that takes it renames it too,
+	# and only one of the two renames can happen.
 	touch "$ahead.stop"
 	wait
-	rm -rf "$ahead" "$ahead".*
+	mv -T -- "$ahead" "$ahead.gone" 2> /dev/null
+	rm -rf "$ahead".*
 fi
-rm -f "$tail" "$owner"
+rm -f "$tail"
 exit "$status"

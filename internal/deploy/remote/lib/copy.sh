@@ -8,8 +8,9 @@
 # per core at a time (a copy is mostly system calls, thousands per second
 # per core; twice as fast on two cores), in batches of equal size, so
 # that no core copies alone at the end. TO and LIST are absolute. Once the
-# file STOP exists, no process copies any more and the copy fails: the
-# lock holder stops a copy made ahead that no upload will take.
+# file STOP exists, no process starts copying (or making directories) and
+# the copy fails: the lock holder stops a copy made ahead that no upload
+# will take.
 copy_listed() {
 	[ -s "$3" ] || return 0
 	cores=$(nproc 2>/dev/null) || cores=2
@@ -21,8 +22,14 @@ copy_listed() {
 	# The directories first, in one process: two cp --parents making one
 	# at once, one of them fails ("cannot make directory: File exists").
 	# The tar stream that follows gives them their modes and times.
-	LC_ALL=C sed -z -n 's|/[^/]*$||p' "$3" | LC_ALL=C sort -z -u | (cd "$2" && xargs -0 -r mkdir -p --) &&
-		(cd "$1" && copy_in "$cores" "$batch" "$2" "$3" "${4:-}") && ! { [ -n "${4:-}" ] && [ -e "$4" ]; }
+	stopped "${4:-}" && return 1
+	xargs -0 -r dirname -z -- < "$3" | LC_ALL=C sort -z -u | (cd "$2" && xargs -0 -r mkdir -p --) &&
+		(cd "$1" && copy_in "$cores" "$batch" "$2" "$3" "${4:-}") && ! stopped "${4:-}"
+}
+
+# stopped STOP: whether the file STOP ("" for none) exists.
+stopped() {
+	[ -n "$1" ] && [ -e "$1" ]
 }
 
 # copy_in PROCESSES BATCH TO LIST STOP: cp --parents -p of LIST's files
