@@ -94,6 +94,7 @@ func (r *runner) prepareAll(ctx context.Context, m *release.Manifest, only bool)
 	err := r.each(ctx, o.Concurrency, func(ctx context.Context, i int) error {
 		h := r.hosts[i]
 		h.linkless = only
+		h.resealed = !only && i == 0 && o.Settings.BeforeActivateOnce != ""
 		r.results[i].ReleaseID = id
 		err := h.Prepare(ctx, m, id)
 		r.results[i].Stats = h.Stats

@@ -120,3 +120,26 @@ func TestBeforeActivateOnceWritesAreSealed(t *testing.T) {
 		}
 	}
 }
+
+// The host that runs before-activate-once in this run is sealed by that
+// command alone: not also by before-activate's, nor by a command of its
+// own where there is no before-activate (a round trip and a walk of the
+// release less). The release it leaves is sealed all the same.
+func TestTheOnceHostIsSealedOnce(t *testing.T) {
+	for _, before := range []string{"", "echo built > built.txt"} {
+		f := newFleet(t, 1)
+		f.set.BeforeActivate = before
+		f.set.BeforeActivateOnce = "echo migrated > migrated.txt"
+		var trace testutil.SyncBuffer
+		res, err := f.deploy(traced(&trace))
+		if err != nil {
+			t.Fatalf("before-activate %q: %v\n%s", before, err, f.log)
+		}
+		if strings.Contains(trace.String(), "exec      seal") {
+			t.Errorf("before-activate %q: a command of its own sealed the release:\n%s", before, trace.String())
+		}
+		if _, err := os.Stat(f.hosts[0].Root(".atomic-deploy", "manifests", res.ReleaseID+".seal")); err != nil {
+			t.Errorf("before-activate %q: the release is not sealed: %v", before, err)
+		}
+	}
+}

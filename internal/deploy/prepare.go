@@ -101,12 +101,14 @@ func (h *Host) inlineSwitching() switching {
 // trip. Sealing and linking ride with the hook's command, or share one
 // (remote/seal.sh): no round trip of their own. Where before-activate's
 // command makes the switch too (h.inline), the release is live after it.
+// The host that runs before-activate-once next in this run is sealed by
+// that command only (h.resealed).
 func (h *Host) finishRelease(ctx context.Context) error {
 	if h.state.switched() {
 		return nil // the upload's command switched, once it had sealed
 	}
 	var then finishing
-	if h.seals() && !h.sealed {
+	if h.seals() && !h.sealed && !h.resealed {
 		then.seal = h.L.Seal(h.ReleaseID)
 	}
 	if h.nextLink == "" && !h.linkless {
