@@ -48,8 +48,8 @@
 // writable-dirs writable: neither costs a round trip of its own (a shared
 // path seeded by this deploy is linked over SFTP after 3, and writable-dirs
 // then made writable by a command of their own). Hooks put their steps
-// between 3 and the switch (before-activate-once's command seals the
-// release again: the hook runs in it). On one host, the command of the last hook before it
+// between 3 and the switch (the last hook's command seals the release: the
+// hook runs in it). On one host, the command of the last hook before it
 // (before-activate-once, else before-activate) then switches and logs the
 // success as the upload's does in 3 (switch_now, remote/lib/finish.sh); a
 // deploy that ends such a command closes its input and waits for its

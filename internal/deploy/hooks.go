@@ -15,9 +15,10 @@ import (
 )
 
 // RunOnce runs before-activate-once on this host (Deploy picks the
-// first). Its command seals the release again, as the hook runs in it and
-// may write there (the seal is what the release is once finished), and on
-// a host alone it also switches (h.inline).
+// first). Its command seals the release, as the hook runs in it and may
+// write there (the seal is what the release is once finished): again after
+// a prepare, the only time in a deploy (h.resealed). On a host alone it
+// also switches (h.inline).
 func (h *Host) RunOnce(ctx context.Context) error {
 	defer h.timed(PhaseHooks)()
 	var then finishing

@@ -106,7 +106,7 @@ type Host struct {
 	nextLink  string       // temporary link to the new release, renamed over current by Activate
 	confirmed bool         // ConfirmSwitch found the lock held and nextLink in place
 	sealed    bool         // the release's seal is stored (seal.go)
-	resealed  bool         // before-activate-once runs here in this run and seals the release again: Prepare need not (Deploy sets it)
+	resealed  bool         // before-activate-once runs here in this run and seals the release: Prepare need not (Deploy sets it)
 	linkless  bool         // Prepare makes no link for a switch (mode: prepare)
 	phases    []Phase      // what was done, and when (Result.Phases)
 

@@ -77,10 +77,11 @@ func under(p string, roots []string) bool {
 }
 
 // streamedSharedLinks are the shared paths whose links into shared/ the
-// tar stream brings (tarUpload): those seeded already as what they should
-// be, a directory for shared-dirs and a file for shared-files. Made by
-// linkShared instead, each would cost a few requests of a round trip each;
-// it also says what is wrong with the others.
+// tar stream brings (tarUpload): those seeded already as linkShared would
+// take them, a directory (not a link to one) for shared-dirs, anything but
+// a directory for shared-files. Made by linkShared instead, each would
+// cost a few requests of a round trip each; it also says what is wrong
+// with the others.
 func (h *Host) streamedSharedLinks() []string {
 	if _, tar := h.upload.(tarUpload); !tar {
 		return nil
@@ -92,7 +93,7 @@ func (h *Host) streamedSharedLinks() []string {
 		}
 	}
 	for _, p := range h.S.SharedFiles {
-		if h.root.shared[p] == sharedFile {
+		if k := h.root.shared[p]; k.seeded() && k != sharedDir {
 			streamed = append(streamed, p)
 		}
 	}

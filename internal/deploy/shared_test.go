@@ -35,7 +35,8 @@ func TestSharedAndWritablePathsComeWithTheUpload(t *testing.T) {
 		s.mustDeploy() // seeds storage: its link is made after the upload, and then made writable
 		writable("first deploy")
 		os.WriteFile(s.Root("shared/.env"), []byte("APP_KEY=x"), 0o644)
-		s.set.SharedFiles = []string{".env"}
+		os.Symlink(".env", s.Root("shared/app.ini")) // a shared file may be a link, as linkShared takes it
+		s.set.SharedFiles = []string{".env", "app.ini"}
 
 		s.src.Write(map[string]string{"index.php": "2"})
 		var trace testutil.SyncBuffer
@@ -57,7 +58,7 @@ func TestSharedAndWritablePathsComeWithTheUpload(t *testing.T) {
 				t.Errorf("%s -> %q (%v), want %q", link, got, err, want)
 			}
 		}
-		if !fileExists(s.Root("current/storage/logs/.keep")) || s.Read("current/.env") != "APP_KEY=x" || s.Read("current/public/media/b.css") != "b" || s.Read("current/index.php") != "2" {
+		if !fileExists(s.Root("current/storage/logs/.keep")) || s.Read("current/.env") != "APP_KEY=x" || s.Read("current/app.ini") != "APP_KEY=x" || s.Read("current/public/media/b.css") != "b" || s.Read("current/index.php") != "2" {
 			t.Errorf("the release or what its shared paths hold is not as it should be")
 		}
 		writable("second deploy")

@@ -330,8 +330,9 @@ status=$?
 rm -f "$owner"
 if [ -n "$copying" ]; then
 	# What upload.sh did not take (no upload came, or it failed first) is
-	# stopped, not waited for: a large release's copy could take longer
-	# than the deploy waits for this shell to end. It is claimed by a
+	# stopped: its running batches end (a thousand files at most a core),
+	# not the whole copy, which for a large release could take longer than
+	# the deploy waits for this shell to end. It is claimed by a
 	# rename before it is deleted: an upload that takes it renames it too,
 	# and only one of the two renames can happen.
 	touch "$ahead.stop"
