@@ -36,13 +36,13 @@ const sealEnding = ".seal"
 func (l Layout) SealShape(id string) string { return l.Seal(id) + ".shape" }
 
 // ReleaseFiles are the files kept for release id outside its directory:
-// its manifest, the delta it is rebuilt from, upload.sh's temporaries
-// (named after the manifest), its seal and the seal's shape. Each is
-// named <id>.<something> in manifests/, which is how holder.sh's prune
-// finds them.
+// its manifest, the delta it is rebuilt from (and its copy from the
+// upload's head), upload.sh's temporaries (named after the manifest), its
+// seal and the seal's shape. Each is named <id>.<something> in
+// manifests/, which is how holder.sh's prune finds them.
 func (l Layout) ReleaseFiles(id string) []string {
 	m := l.Manifest(id)
-	return []string{m, l.ManifestDelta(id), m + ".tmp", m + ".plain.tmp", m + ".same.tmp", m + ".moved.tmp", l.Seal(id), l.Seal(id) + ".tmp", l.SealShape(id), l.SealShape(id) + ".tmp", l.SealShape(id) + ".raw.tmp"}
+	return []string{m, l.ManifestDelta(id), l.ManifestDelta(id) + ".head", m + ".tmp", m + ".plain.tmp", m + ".same.tmp", m + ".moved.tmp", l.Seal(id), l.Seal(id) + ".tmp", l.SealShape(id), l.SealShape(id) + ".tmp", l.SealShape(id) + ".raw.tmp"}
 }
 
 // relative is p, a path below the root, relative to the root: the names

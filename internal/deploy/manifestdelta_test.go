@@ -139,6 +139,41 @@ func TestManifestDeltaMismatch(t *testing.T) {
 	}
 }
 
+// The delta comes at the head too: the manifest is rebuilt before the
+// tar stream has arrived (while the reused files are copied), and the
+// stream's own delta, the proof it came whole, is then removed.
+func TestManifestDeltaRebuiltBeforeTheStream(t *testing.T) {
+	base := []release.Entry{dir("app"), file("app/a.php", "a", 1)}
+	oldStored := encodeEntries(t, base)
+	newEncoded := encodeEntries(t, append(base, file("app/b.php", "b", 2)))
+	d, err := makeManifestDelta(newEncoded, digestsOf(t, oldStored))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sh := range shells(t) {
+		l := Layout{Root: t.TempDir()}
+		writeFiles(t, "/", map[string]string{l.Manifest("old"): string(oldStored)})
+		input := deltaStream(t, l, d)
+		head := uploadHead(encodeReuseLists(&Plan{}), d.file())
+		pr, pw := io.Pipe()
+		done := make(chan ran, 1)
+		go func() { done <- sh.run(t, deltaUpload(t, l, d), pr) }()
+		pw.Write(input[:len(head)])
+		waitUntil(t, 5*time.Second, func() bool { return exists(l.Manifest("new")) }, sh.name+": no manifest before the stream")
+		pw.Write(input[len(head):])
+		pw.Close()
+		if r := <-done; r.status != 0 {
+			t.Fatalf("%s: status %d: %s", sh.name, r.status, r.stderr)
+		}
+		if got, _ := os.ReadFile(l.Manifest("new")); !bytes.Equal(gunzip(t, got), gunzip(t, newEncoded)) {
+			t.Errorf("%s: rebuilt manifest differs", sh.name)
+		}
+		if left, _ := filepath.Glob(filepath.Join(l.Manifests(), "new.*")); len(left) != 1 {
+			t.Errorf("%s: files left: %q", sh.name, left)
+		}
+	}
+}
+
 // deltaUpload is upload.sh bringing release "new" of l with delta d
 // against release "old", and nothing else to do.
 func deltaUpload(t *testing.T, l Layout, d *manifestDelta) transport.Command {
@@ -148,7 +183,7 @@ func deltaUpload(t *testing.T, l Layout, d *manifestDelta) transport.Command {
 
 // deltaStream is an upload stream of an empty release "new" with d.
 func deltaStream(t *testing.T, l Layout, d *manifestDelta) []byte {
-	b := bytes.NewBuffer(encodeReuseLists(&Plan{}))
+	b := bytes.NewBuffer(uploadHead(encodeReuseLists(&Plan{}), d.file()))
 	extras := []tarExtra{{Name: l.relative(l.ManifestDelta("new")), Load: func() ([]byte, error) { return d.file(), nil }}}
 	if err := (&Plan{}).writeTar(b, tarShape{top: "releases/new", now: time.Now(), extras: extras}, &uploadStats{}); err != nil {
 		t.Fatal(err)

@@ -123,7 +123,7 @@ func TestPlanSharedByAlikeHosts(t *testing.T) {
 	if first != second || len(first.Reuse) != 3 {
 		t.Fatalf("alike hosts: plans %p and %p, %d reused", first, second, len(first.Reuse))
 	}
-	if lists := first.reuseLists(); &lists[0] != &second.reuseLists()[0] {
+	if lists := first.reuseLists(); &lists.same[0] != &second.reuseLists().same[0] {
 		t.Error("the reuse lists were encoded again")
 	}
 	if other := sharedPlan(m, prev, slices.Clone(scan)); other == first {

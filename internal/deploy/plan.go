@@ -50,10 +50,10 @@ type Plan struct {
 	// Made once for the hosts that share the plan: its reuse lists, and
 	// the mtimes a release it uploads records (streamedMTimes), the head
 	// of its tar stream.
-	lists     sync.Once
-	listBytes []byte
-	recorded  memo[recordedKey, recordedMTimes]
-	head      memo[tarHeadKey, []byte]
+	lists        sync.Once
+	encodedLists reuseLists
+	recorded     memo[recordedKey, recordedMTimes]
+	head         memo[tarHeadKey, []byte]
 }
 
 // recordedKey is what else the mtimes recorded for a plan depend on: the

@@ -33,7 +33,7 @@ func TestUploadScript(t *testing.T) {
 			if sl != nil {
 				args[6], args[7], args[8], _ = sl.guard()
 			}
-			b := bytes.NewBuffer(encodeReuseLists(plan))
+			b := bytes.NewBuffer(uploadHead(encodeReuseLists(plan), nil))
 			plan.Dirs = append(plan.Dirs, &release.Entry{Path: "app", Type: release.TypeDir, Mode: 0o755})
 			shape := tarShape{top: l.relative(l.Release(id)), now: time.Now(), extras: []tarExtra{
 				{Name: l.relative(l.Manifest(id)), Load: func() ([]byte, error) { return []byte("manifest"), nil }},
@@ -70,7 +70,7 @@ func TestUploadScript(t *testing.T) {
 				l, sl := lockedSite(t)
 				cmd, stream := upload(t, l, sl, "20260101000000")
 				whole, _ := io.ReadAll(stream)
-				lists := encodeReuseLists(&Plan{})
+				lists := uploadHead(encodeReuseLists(&Plan{}), nil)
 				reframed := append(slices.Clone(lists), frame(t, unframe(t, bytes.NewReader(whole[len(lists):])), kinds)...)
 				r := sh.run(t, cmd, bytes.NewReader(reframed))
 				if target, _ := os.Readlink(l.Current()); r.status != 0 || target != "releases/20260101000000" || readFile(t, l.Manifest("20260101000000")) != "manifest" {
@@ -199,7 +199,7 @@ func TestUploadScript(t *testing.T) {
 			tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "releases/20260101000000/a", Mode: 0o644, Size: 1})
 			tw.Write([]byte("a"))
 			tw.Flush()
-			lists := encodeReuseLists(&Plan{})
+			lists := uploadHead(encodeReuseLists(&Plan{}), nil)
 			cutRaw := fmt.Appendf(slices.Clone(lists), "z\n%d\n%s0\nR\n%s", gzipped.Len(), gzipped.Bytes(), raw.Bytes())
 			cutChunk := fmt.Appendf(slices.Clone(lists), "z\n%d\n%s0\nr\n%d\n%s0\n", gzipped.Len(), gzipped.Bytes(), raw.Len(), raw.Bytes())
 			for _, c := range []struct {

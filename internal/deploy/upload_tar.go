@@ -137,12 +137,22 @@ func (u tarUpload) send(ctx context.Context, plan *Plan, started Record, st *upl
 		}
 	}
 	// Reused files are copied by upload.sh from the lists before the
-	// stream, or, with reuse: hardlink, linked by entries in it.
+	// stream, or, with reuse: hardlink, linked by entries in it. The delta
+	// comes before the stream too, so that the manifest is rebuilt while
+	// the reused files are copied.
 	lists, linkFrom := plan.reuseLists(), ""
 	if h.S.Reuse == ReuseHardlink {
-		lists, linkFrom = encodeReuseLists(&Plan{}), h.L.relative(h.liveDir())
+		lists, linkFrom = reuseLists{}, h.L.relative(h.liveDir())
 	}
-	err = plan.executeTar(ctx, h.T, remote.Upload.Command(args...), h.L.Release(h.ReleaseID), h.warmAhead(bytes.NewReader(lists), h.execsAfterUpload()), tarShape{
+	var delta []byte
+	if useDelta {
+		m := encodedManifest()
+		if m.err != nil {
+			return false, fmt.Errorf("encode the manifest of %s: %w", h.ReleaseID, m.err)
+		}
+		delta = m.delta
+	}
+	err = plan.executeTar(ctx, h.T, remote.Upload.Command(args...), h.L.Release(h.ReleaseID), h.warmAhead(bytes.NewReader(uploadHead(lists, delta)), h.execsAfterUpload()), tarShape{
 		top: h.L.relative(h.L.Release(h.ReleaseID)), linkFrom: linkFrom, now: now,
 		extras: slices.Concat(extras, []tarExtra{manifestExtra}, nextLink),
 	}, st)
@@ -168,9 +178,9 @@ func (u tarUpload) send(ctx context.Context, plan *Plan, started Record, st *upl
 	return true, err
 }
 
-// executeTar sends lists, then the plan as one tar stream, into cmd,
-// which extracts it in the deploy root (the stream creates dir).
-func (p *Plan) executeTar(ctx context.Context, t transport.Transport, cmd transport.Command, dir string, lists io.Reader, shape tarShape, st *uploadStats) error {
+// executeTar sends head (uploadHead), then the plan as one tar stream,
+// into cmd, which extracts it in the deploy root (the stream creates dir).
+func (p *Plan) executeTar(ctx context.Context, t transport.Transport, cmd transport.Command, dir string, head io.Reader, shape tarShape, st *uploadStats) error {
 	pr, pw := io.Pipe()
 	writeErr := make(chan error, 1)
 	go func() {
@@ -180,7 +190,7 @@ func (p *Plan) executeTar(ctx context.Context, t transport.Transport, cmd transp
 		writeErr <- err
 	}()
 	var stderr strings.Builder
-	err := t.Exec(ctx, cmd, io.MultiReader(lists, pr), io.Discard, transport.LimitWriter(&stderr, 4096))
+	err := t.Exec(ctx, cmd, io.MultiReader(head, pr), io.Discard, transport.LimitWriter(&stderr, 4096))
 	pr.CloseWithError(errTarEnded)
 	werr := <-writeErr
 	if werr != nil && !errors.Is(werr, errTarEnded) && err != nil {
@@ -207,18 +217,19 @@ func (p *Plan) executeTar(ctx context.Context, t transport.Transport, cmd transp
 	return nil
 }
 
-// reuseLists is what upload.sh reads before the stream: a line with the
-// byte counts of two lists, then the lists. The first holds the paths of
-// the files reused from the same path of the live release, NUL-terminated
-// (cp --parents copies them in one go); the second, pairs of paths where
-// the content moved (from, then to). Made once a plan; the result is
-// shared, never changed.
-func (p *Plan) reuseLists() []byte {
-	p.lists.Do(func() { p.listBytes = encodeReuseLists(p) })
-	return p.listBytes
+// reuseLists are the plan's two lists of reused files, gzip'd. The first
+// holds the paths of the files reused from the same path of the live
+// release, NUL-terminated (cp --parents copies them in one go); the
+// second, pairs of paths where the content moved (from, then to).
+type reuseLists struct{ same, moved []byte }
+
+// reuseLists are made once a plan; the result is shared, never changed.
+func (p *Plan) reuseLists() reuseLists {
+	p.lists.Do(func() { p.encodedLists = encodeReuseLists(p) })
+	return p.encodedLists
 }
 
-func encodeReuseLists(p *Plan) []byte {
+func encodeReuseLists(p *Plan) reuseLists {
 	var same, moved bytes.Buffer
 	for _, r := range p.Reuse {
 		if r.From == r.Entry.Path {
@@ -227,8 +238,14 @@ func encodeReuseLists(p *Plan) []byte {
 			moved.WriteString(r.From + "\x00" + r.Entry.Path + "\x00")
 		}
 	}
-	s, m := gzipList(same.Bytes()), gzipList(moved.Bytes())
-	return append(fmt.Appendf(nil, "%d %d\n", len(s), len(m)), append(s, m...)...)
+	return reuseLists{gzipList(same.Bytes()), gzipList(moved.Bytes())}
+}
+
+// uploadHead is what upload.sh reads before the stream: a line with the
+// byte counts of the two lists and of the manifest's delta (nil for none),
+// then each.
+func uploadHead(l reuseLists, delta []byte) []byte {
+	return slices.Concat(fmt.Appendf(nil, "%d %d %d\n", len(l.same), len(l.moved), len(delta)), l.same, l.moved, delta)
 }
 
 // gzipList compresses a list of names for upload.sh (nothing stays

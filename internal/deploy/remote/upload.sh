@@ -4,10 +4,11 @@
 #
 # The "started" record goes into the releases log before anything else,
 # so a crash at any later point leaves a release the next deploy knows to
-# be unfinished. The input is a line with two byte counts, two gzip'd
+# be unfinished. The input is a line with three byte counts, two gzip'd
 # lists of files reused from the live release (same path, NUL-terminated;
-# moved: from and to, NUL-terminated; a count of 0 is an empty list), then
-# a tar stream in segments, gzip'd or raw as compressing pays (unframe;
+# moved: from and to, NUL-terminated; a count of 0 is an empty list) and
+# the manifest's delta (0 for none), then a tar stream in segments,
+# gzip'd or raw as compressing pays (unframe;
 # compress.go). Each reused file becomes a private copy (copy_listed,
 # lib/copy.sh), so no two releases share an inode: made ahead by the lock
 # holder while the client planned (take_ahead), else here. The stream,
@@ -15,8 +16,10 @@
 # every name is relative (releases/<id>/..., the release's manifest or a
 # delta against the live one's, the new current link), and GNU tar keeps
 # its guard against names that climb out with .. or start with /. With a
-# delta, the manifest is rebuilt here, while the release is sealed, and
-# checked against the SHA-256 the delta carries. With a lock holder's pid,
+# delta, the manifest is rebuilt here from the one at the head, and
+# checked against the SHA-256 the delta carries; the stream brings the
+# delta again, as its last file (below).
+# With a lock holder's pid,
 # the new link is renamed over current once the lock is known to be still
 # ours, and the success record, if any, follows (switch_now,
 # lib/finish.sh).
@@ -68,16 +71,18 @@ BEGIN {
 # than -6 for ~9 % more in the next deploy's download. -n: no mtime in the
 # header (GNU gzip takes it from a file on standard input), so hosts that
 # rebuild one manifest store the same bytes.
+# rebuild_manifest DELTA: the new manifest from the live one and DELTA,
+# which it removes.
 rebuild_manifest() {
 	plain=$manifest.plain.tmp packed=$manifest.tmp
-	if gzip -dc "$live_manifest" | AD_DELTA=$delta awk "$rebuild" > "$plain" && {
+	if gzip -dc "$live_manifest" | AD_DELTA=$1 awk "$rebuild" > "$plain" && {
 		gzip -1 -n < "$plain" > "$packed" &
 		sum=$(sha256sum < "$plain")
-		wait $! && [ "$sum" = "$(sed -n '1s/^= //p' "$delta")  -" ]
+		wait $! && [ "$sum" = "$(sed -n '1s/^= //p' "$1")  -" ]
 	} && mv -f "$packed" "$manifest"; then
-		rm -f "$plain" "$delta"
+		rm -f "$plain" "$1"
 	else
-		rm -f "$plain" "$packed" "$delta"
+		rm -f "$plain" "$packed" "$1"
 		exit 86
 	fi
 }
@@ -133,13 +138,10 @@ take_ahead() {
 	rm -f "$ahead".* "$sorted" "$trim"
 }
 
-# Copies the reused files: the lists are read exactly (head -c reads no
-# further); those the holder did not copy ahead are copied from the live
-# release.
+# Copies the reused files from the lists at the head; those the holder
+# did not copy ahead are copied from the live release.
 copy_reused() {
-	IFS=' ' read -r same moved || exit 1
 	[ "$same" -gt 0 ] || [ "$moved" -gt 0 ] || return 0
-	unpack "$same" "$manifest.same.tmp" && unpack "$moved" "$manifest.moved.tmp" || return
 	take_ahead || mkdir -p "$new" || return
 	copy_listed "$live" "$new" "$manifest.same.tmp" && copy_moved
 }
@@ -151,6 +153,21 @@ copy_moved() {
 }
 
 printf '%s\n' "$started" >> "$log" || exit 1
+# The head, read exactly (head -c reads no further). The manifest is
+# rebuilt on a core of its own: where this command seals the release, at
+# the same time as the seal; else while the reused files are copied (or
+# the copy made ahead is awaited). No exit leaves it running.
+IFS=' ' read -r same moved early || exit 1
+unpack "$same" "$manifest.same.tmp" && unpack "$moved" "$manifest.moved.tmp" || exit 1
+rebuilding=
+if [ -n "$delta" ]; then
+	[ "${early:-0}" -gt 0 ] && head -c "$early" > "$delta.head" || exit 1
+	trap 'wait' EXIT
+	if [ -z "$seal_file" ]; then
+		rebuild_manifest "$delta.head" &
+		rebuilding=$!
+	fi
+fi
 copy_reused
 status=$?
 rm -f "$manifest.same.tmp" "$manifest.moved.tmp" "$manifest.same.sorted.tmp" "$manifest.trim.tmp"
@@ -163,14 +180,12 @@ last=${delta:-$manifest}
 rm -f "$last"
 unframe | tar -x -p --no-same-owner -C "$root" -f - || exit
 [ -f "$last" ] || exit 1
+[ -z "$delta" ] || rm -f "$delta"
 if [ $# -gt 0 ]; then
 	make_writable "$@" || exit 85
 fi
-# The manifest is rebuilt while the release is sealed: each is a few
-# processes over every file, on a core of its own where there are two.
-rebuilding=
-if [ -n "$delta" ]; then
-	rebuild_manifest &
+if [ -n "$delta" ] && [ -z "$rebuilding" ]; then
+	rebuild_manifest "$delta.head" &
 	rebuilding=$!
 fi
 sealed=0
