@@ -150,14 +150,8 @@ func TestHolderScript(t *testing.T) {
 				{"end-holder.sh ends the holder", true},
 			} {
 				how := c.how
-				l := Layout{Root: filepath.Join(t.TempDir(), "site")}
-				files := map[string]string{}
-				for i := range 2001 {
-					files[fmt.Sprintf("f/%04d.php", i)] = "x"
-				}
-				deployLive(t, l, files)
-				sealLive(t, sh, l)
-				bin, calls := slowCopies(t)
+				l := sealedLive(t, sh, 2001)
+				bin, calls := copyShims(t, 1, 1)
 				holder := startHolder(t, sh, l, rootWant{plan: true, copyAhead: true}, "PATH="+bin+":"+os.Getenv("PATH"))
 				copying := func() int { data, _ := os.ReadFile(calls); return strings.Count(string(data), "\n") }
 				waitUntil(t, 5*time.Second, func() bool { return copying() > 0 }, "the copy did not start")
@@ -182,14 +176,8 @@ func TestHolderScript(t *testing.T) {
 			}
 		})
 		t.Run("a holder that ends lets no upload switch while it stops its copy", func(t *testing.T) {
-			l := Layout{Root: filepath.Join(t.TempDir(), "site")}
-			files := map[string]string{}
-			for i := range 2001 {
-				files[fmt.Sprintf("f/%04d.php", i)] = "x"
-			}
-			deployLive(t, l, files)
-			sealLive(t, sh, l)
-			bin, calls := slowCopies(t)
+			l := sealedLive(t, sh, 2001)
+			bin, calls := copyShims(t, 1, 1)
 			holder := startHolder(t, sh, l, rootWant{plan: true, copyAhead: true}, "PATH="+bin+":"+os.Getenv("PATH"))
 			waitUntil(t, 5*time.Second, func() bool { data, _ := os.ReadFile(calls); return len(data) > 0 }, "the copy did not start")
 			io.WriteString(holder.stdin, tail(nil, nil, true))
@@ -207,15 +195,9 @@ func TestHolderScript(t *testing.T) {
 			}
 		})
 		t.Run("a copy begun by the seal's list is not offered where the live release was edited", func(t *testing.T) {
-			l := Layout{Root: filepath.Join(t.TempDir(), "site")}
-			files := map[string]string{}
-			for i := range 2001 {
-				files[fmt.Sprintf("f/%04d.php", i)] = "x"
-			}
-			deployLive(t, l, files)
-			sealLive(t, sh, l)
+			l := sealedLive(t, sh, 2001)
 			writeFiles(t, l.Release("live"), map[string]string{"f/0007.php": "edited"})
-			bin, calls := slowCopies(t)
+			bin, calls := copyShims(t, 1, 1)
 			holder := startHolder(t, sh, l, rootWant{plan: true, copyAhead: true}, "PATH="+bin+":"+os.Getenv("PATH"))
 			// Told once the snapshot is out: no upload waits for it, or takes it.
 			ahead := l.aheadCopy(holder.pid)
@@ -239,14 +221,8 @@ func TestHolderScript(t *testing.T) {
 				{1999, 2, 2, 1000},
 				{3, 4, 3, 1},
 			} {
-				l := Layout{Root: filepath.Join(t.TempDir(), "site")}
-				files := map[string]string{}
-				for i := range c.files {
-					files[fmt.Sprintf("f/%04d.php", i)] = "x"
-				}
-				deployLive(t, l, files)
-				sealLive(t, sh, l)
-				bin, calls := countedCopies(t, c.cores)
+				l := sealedLive(t, sh, c.files)
+				bin, calls := copyShims(t, c.cores, 0)
 				holder := startHolder(t, sh, l, rootWant{plan: true, copyAhead: true}, "PATH="+bin+":"+os.Getenv("PATH"))
 				ahead := l.aheadCopy(holder.pid)
 				waitUntil(t, 10*time.Second, func() bool { return exists(ahead + ".done") }, "the copy did not end")
@@ -265,9 +241,23 @@ func TestHolderScript(t *testing.T) {
 	})
 }
 
-// countedCopies is a directory for PATH where cp --parents logs how many
-// files each process copies, a line each, in calls, and nproc says cores.
-func countedCopies(t *testing.T, cores int) (bin, calls string) {
+// sealedLive is a deploy root whose live release, sealed, holds n files.
+func sealedLive(t *testing.T, sh posixShell, n int) Layout {
+	t.Helper()
+	l := Layout{Root: filepath.Join(t.TempDir(), "site")}
+	files := map[string]string{}
+	for i := range n {
+		files[fmt.Sprintf("f/%04d.php", i)] = "x"
+	}
+	deployLive(t, l, files)
+	sealLive(t, sh, l)
+	return l
+}
+
+// copyShims is a directory for PATH where cp --parents (copy_listed's)
+// logs how many files each process copies, a line each, in calls, then
+// takes pause seconds; nproc says cores.
+func copyShims(t *testing.T, cores, pause int) (bin, calls string) {
 	t.Helper()
 	cp, err := exec.LookPath("cp")
 	if err != nil {
@@ -277,29 +267,8 @@ func countedCopies(t *testing.T, cores int) (bin, calls string) {
 	calls = filepath.Join(bin, "calls")
 	writeFiles(t, bin, map[string]string{
 		// --parents -p --reflink=auto -t TO -- FILES...
-		"cp":    fmt.Sprintf("#!/bin/sh\nif [ \"$1\" = --parents ]; then echo $(($# - 6)) >> %s; fi\nexec %s \"$@\"\n", calls, cp),
+		"cp":    fmt.Sprintf("#!/bin/sh\nif [ \"$1\" = --parents ]; then\n\techo $(($# - 6)) >> %s\n\tsleep %d\nfi\nexec %s \"$@\"\n", calls, pause, cp),
 		"nproc": fmt.Sprintf("#!/bin/sh\necho %d\n", cores),
-	})
-	for _, name := range []string{"cp", "nproc"} {
-		os.Chmod(filepath.Join(bin, name), 0o755)
-	}
-	return bin, calls
-}
-
-// slowCopies is a directory for PATH where cp --parents (copy_listed's)
-// takes a second a process and logs it, a line each, in calls, and nproc
-// says 1.
-func slowCopies(t *testing.T) (bin, calls string) {
-	t.Helper()
-	cp, err := exec.LookPath("cp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin = t.TempDir()
-	calls = filepath.Join(bin, "calls")
-	writeFiles(t, bin, map[string]string{
-		"cp":    fmt.Sprintf("#!/bin/sh\nif [ \"$1\" = --parents ]; then\n\techo \"$# files\" >> %s\n\tsleep 1\nfi\nexec %s \"$@\"\n", calls, cp),
-		"nproc": "#!/bin/sh\necho 1\n",
 	})
 	for _, name := range []string{"cp", "nproc"} {
 		os.Chmod(filepath.Join(bin, name), 0o755)

@@ -199,15 +199,12 @@ func (p *Plan) executeTar(ctx context.Context, t transport.Transport, cmd transp
 		return fmt.Errorf("upload to %s: %w", dir, werr)
 	}
 	if err != nil {
-		msg := strings.TrimSpace(stderr.String())
+		if msg := strings.TrimSpace(stderr.String()); msg != "" {
+			err = fmt.Errorf("%w: %s", err, msg)
+		}
 		var exit *transport.ExitError
-		switch {
-		case errors.As(err, &exit) && exit.Status == remote.StatusWritable && msg != "":
-			return fmt.Errorf("%w: %s", err, msg) // the caller says what failed
-		case errors.As(err, &exit) && exit.Status == remote.StatusWritable:
-			return err
-		case msg != "":
-			return fmt.Errorf("extract into %s: %w: %s", dir, err, msg)
+		if errors.As(err, &exit) && exit.Status == remote.StatusWritable {
+			return err // the caller says what failed
 		}
 		return fmt.Errorf("extract into %s: %w", dir, err)
 	}
