@@ -14,6 +14,7 @@ import (
 	"github.com/atomic-deploy/atomic-deploy/internal/app"
 	"github.com/atomic-deploy/atomic-deploy/internal/config"
 	"github.com/atomic-deploy/atomic-deploy/internal/report"
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil/deploytest"
 )
 
 // Recognisable secrets. The password has a double quote and a backslash so
@@ -182,7 +183,7 @@ func TestActionNeverPrintsSecrets(t *testing.T) {
 	}
 
 	t.Run("valid local deploy", func(t *testing.T) {
-		root := filepath.Join(t.TempDir(), "site")
+		root := deploytest.LocalRoot(t, "site")
 		// The build prints the password, as a careless build script might.
 		r := runAction(t, actionEnv(t, with(secrets(), map[string]string{
 			"path": root, "source": source, "build": "printf '%s\\n' " + "'" + secretPassword + "'",
@@ -202,7 +203,7 @@ func TestActionNeverPrintsSecrets(t *testing.T) {
 
 	t.Run("failed local deploy", func(t *testing.T) {
 		r := runAction(t, actionEnv(t, with(secrets(), map[string]string{
-			"path": filepath.Join(t.TempDir(), "site"), "source": source, "build": "echo " + secretPassphrase + " >&2; exit 1",
+			"path": deploytest.LocalRoot(t, "site"), "source": source, "build": "echo " + secretPassphrase + " >&2; exit 1",
 		})))
 		if r.code != 1 {
 			t.Fatalf("exit code %d\n%s", r.code, r.stdout)
@@ -243,7 +244,7 @@ func TestActionLocalDeploy(t *testing.T) {
 	}
 	os.Chmod(filepath.Join(ws, "bin/run.sh"), 0o755)
 	t.Chdir(ws)
-	root := filepath.Join(t.TempDir(), "deploy root")
+	root := deploytest.LocalRoot(t, "deploy root")
 
 	deployOnce := func(sha string) (actionRun, map[string]string) {
 		t.Helper()

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil/deploytest"
 )
 
 // dumpEnv writes what a child of atomic-deploy can learn of the
@@ -17,7 +19,7 @@ const dumpEnv = `env > %[1]s-env.txt; tr '\0' '\n' < /proc/$$/environ > %[1]s-se
 func TestBuildAndLocalHooksGetNoSecrets(t *testing.T) {
 	source := t.TempDir()
 	os.WriteFile(filepath.Join(source, "index.html"), []byte("hi\n"), 0o644)
-	root := filepath.Join(t.TempDir(), "site")
+	root := deploytest.LocalRoot(t, "site")
 	env := actionEnv(t, with(secrets(), map[string]string{
 		"path": root, "source": source,
 		"build":           strings.ReplaceAll(dumpEnv, "%[1]s", "build"),

@@ -10,6 +10,7 @@ import (
 
 	"github.com/dustin/go-humanize"
 
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil/deploytest"
 	"github.com/atomic-deploy/atomic-deploy/internal/version"
 )
 
@@ -48,7 +49,7 @@ func TestFlagParsing(t *testing.T) {
 		{"--path=ROOT", "--source=" + src, "--keep-releases=2", "--auto-rollback=false"},
 		{"--path", "ROOT", "--source", src, "--keep-releases", "2", "--auto-rollback"},
 	} {
-		root := filepath.Join(t.TempDir(), "site")
+		root := deploytest.LocalRoot(t, "site")
 		for i := range args {
 			args[i] = strings.Replace(args[i], "ROOT", root, 1)
 		}
@@ -99,7 +100,7 @@ func TestHelp(t *testing.T) {
 func TestReleasesOutput(t *testing.T) {
 	src := t.TempDir()
 	os.WriteFile(filepath.Join(src, "index.html"), []byte("hi\n"), 0o644)
-	root := filepath.Join(t.TempDir(), "site")
+	root := deploytest.LocalRoot(t, "site")
 	for _, id := range []string{"20200101000000", "20200301120000"} {
 		if code, out := runCLI(t, nil, "deploy", "--path", root, "--source", src, "--release-id", id); code != 0 {
 			t.Fatalf("deploy %s: exit %d\n%s", id, code, out)
@@ -138,7 +139,7 @@ func TestReleasesOutput(t *testing.T) {
 func TestSummaryFooterNamesTheVersion(t *testing.T) {
 	src := t.TempDir()
 	os.WriteFile(filepath.Join(src, "index.html"), []byte("hi\n"), 0o644)
-	r := runAction(t, actionEnv(t, map[string]string{"path": filepath.Join(t.TempDir(), "site"), "source": src}))
+	r := runAction(t, actionEnv(t, map[string]string{"path": deploytest.LocalRoot(t, "site"), "source": src}))
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s", r.code, r.stdout)
 	}

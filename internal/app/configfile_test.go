@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/app"
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil/deploytest"
 )
 
 func runCLI(t *testing.T, env []string, args ...string) (int, string) {
@@ -24,7 +25,7 @@ func TestConfigFileSharesSettings(t *testing.T) {
 	t.Chdir(ws)
 	os.MkdirAll(filepath.Join(ws, "build/storage"), 0o755)
 	os.WriteFile(filepath.Join(ws, "build/index.html"), []byte("hi"), 0o644)
-	root := filepath.Join(t.TempDir(), "site")
+	root := deploytest.LocalRoot(t, "site")
 	os.WriteFile(filepath.Join(ws, "atomic-deploy.yml"), []byte("path: "+root+"\nsource: build\nshared-dirs: [storage]\nkeep-releases: 2\n"), 0o644)
 
 	// The CLI reads atomic-deploy.yml from the working directory.
@@ -94,7 +95,7 @@ func TestSecretsFromEnvironmentAndFiles(t *testing.T) {
 func TestReleasesAndPlanCommands(t *testing.T) {
 	ws := t.TempDir()
 	os.WriteFile(filepath.Join(ws, "a.txt"), []byte("1"), 0o644)
-	root := filepath.Join(t.TempDir(), "site")
+	root := deploytest.LocalRoot(t, "site")
 	if code, out := runCLI(t, nil, "plan", "--source", ws, "--path", root); code != 0 || !strings.Contains(out, "upload 2 files") {
 		t.Fatalf("plan before any deploy: exit %d\n%s", code, out)
 	}
@@ -120,7 +121,7 @@ func TestReleasesAndPlanCommands(t *testing.T) {
 func TestReleasesShowsServerTextEscaped(t *testing.T) {
 	ws := t.TempDir()
 	os.WriteFile(filepath.Join(ws, "a.txt"), []byte("1"), 0o644)
-	root := filepath.Join(t.TempDir(), "site")
+	root := deploytest.LocalRoot(t, "site")
 	if code, out := runCLI(t, nil, "deploy", "--source", ws, "--path", root); code != 0 {
 		t.Fatalf("deploy: exit %d\n%s", code, out)
 	}

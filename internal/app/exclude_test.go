@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil/deploytest"
 )
 
 // Setting exclude replaces only its .github default: .git/config, which
@@ -29,7 +31,7 @@ func TestActionExcludeKeepsGitOut(t *testing.T) {
 		{"tests", map[string]bool{".git/config": false, ".github/workflows/d.yml": true, "tests/a_test.php": false, "index.php": true}},
 		{"tests\n!.git", map[string]bool{".git/config": true, ".github/workflows/d.yml": true, "tests/a_test.php": false, "index.php": true}},
 	} {
-		root := filepath.Join(t.TempDir(), "site")
+		root := deploytest.LocalRoot(t, "site")
 		r := runAction(t, actionEnv(t, map[string]string{"path": root, "source": ws, "exclude": tt.exclude}))
 		if r.code != 0 {
 			t.Fatalf("exclude %q: exit %d\n%s%s", tt.exclude, r.code, r.stdout, r.stderr)

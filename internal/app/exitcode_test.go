@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil/deploytest"
 )
 
 // A source that is missing or not a directory is bad input: exit status 2,
@@ -22,7 +24,7 @@ func TestSourceMustBeADirectory(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.source, func(t *testing.T) {
-			root := filepath.Join(t.TempDir(), "site")
+			root := deploytest.LocalRoot(t, "site")
 			marker := filepath.Join(t.TempDir(), "built")
 			for _, args := range [][]string{
 				{"deploy", "--path", root, "--source", tt.source, "--build", "touch " + marker},
@@ -45,7 +47,7 @@ func TestSourceMustBeADirectory(t *testing.T) {
 		})
 	}
 	// Modes that release nothing do not look at source.
-	root := filepath.Join(t.TempDir(), "site")
+	root := deploytest.LocalRoot(t, "site")
 	if code, out := runCLI(t, nil, "unlock", "--path", root, "--source", "missing"); code != 0 {
 		t.Errorf("unlock with a missing source: exit %d\n%s", code, out)
 	}
@@ -55,7 +57,7 @@ func TestSourceMustBeADirectory(t *testing.T) {
 func TestRollbackSummarySaysRolledBack(t *testing.T) {
 	src := t.TempDir()
 	os.WriteFile(filepath.Join(src, "index.html"), []byte("hi\n"), 0o644)
-	root := filepath.Join(t.TempDir(), "site")
+	root := deploytest.LocalRoot(t, "site")
 	var ids []string
 	for range 2 {
 		r := runAction(t, actionEnv(t, map[string]string{"path": root, "source": src}))

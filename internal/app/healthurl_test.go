@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil/deploytest"
 )
 
 // TestHealthCheckURLPasswordNeverShown: a failing health check against a
@@ -28,7 +30,7 @@ func TestHealthCheckURLPasswordNeverShown(t *testing.T) {
 	needles := []string{password, url.PathEscape(password), url.QueryEscape(password)}
 
 	t.Run("actions", func(t *testing.T) {
-		root := filepath.Join(t.TempDir(), "site")
+		root := deploytest.LocalRoot(t, "site")
 		r := runAction(t, actionEnv(t, map[string]string{"path": root, "source": source, "healthcheck-url": hcURL, "healthcheck-timeout": "1s"}))
 		if r.code != 1 || !strings.Contains(r.stdout, "monitor:xxxxx@") {
 			t.Fatalf("exit %d, want 1 with the URL redacted\n%s", r.code, r.stdout)
@@ -65,7 +67,7 @@ func TestHealthCheckURLPasswordNeverShown(t *testing.T) {
 		}
 	})
 	t.Run("terminal", func(t *testing.T) {
-		root := filepath.Join(t.TempDir(), "site")
+		root := deploytest.LocalRoot(t, "site")
 		code, out := runCLI(t, nil, "deploy", "--source", source, "--path", root, "--healthcheck-url", hcURL, "--healthcheck-timeout", "1s")
 		if code != 1 || !strings.Contains(out, "monitor:xxxxx@") {
 			t.Fatalf("exit %d, want 1 with the URL redacted\n%s", code, out)

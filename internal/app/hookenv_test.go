@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil/deploytest"
 )
 
 // TestHookEnvFromFlagsAndConfigFile: --env and --secret-env add a line
@@ -15,7 +17,7 @@ func TestHookEnvFromFlagsAndConfigFile(t *testing.T) {
 	t.Chdir(ws)
 	os.MkdirAll(filepath.Join(ws, "site"), 0o755)
 	os.WriteFile(filepath.Join(ws, "site/index.html"), []byte("hi"), 0o644)
-	root := filepath.Join(t.TempDir(), "app")
+	root := deploytest.LocalRoot(t, "app")
 	os.WriteFile(filepath.Join(ws, "atomic-deploy.yml"), []byte("source: site\nenv:\n  - FROM_FILE=file value\n  - EQUALS=a=b=c\n"), 0o644)
 
 	code, out := runCLI(t, []string{"SHELL_SECRET=shell-secret-4a1e", "PATH=" + os.Getenv("PATH")}, "deploy", "--path", root,

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil/deploytest"
 )
 
 // TestNamesThatAreNotUTF8AreReused: two files whose names differ only in
@@ -19,7 +21,7 @@ func TestNamesThatAreNotUTF8AreReused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	root := filepath.Join(t.TempDir(), "site")
+	root := deploytest.LocalRoot(t, "site")
 	env := func() map[string]string { return actionEnv(t, map[string]string{"path": root, "source": source}) }
 
 	first := runAction(t, env())

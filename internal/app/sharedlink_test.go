@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil/deploytest"
 )
 
 // TestReleaseLinkOutOfSharedDirRefused: public/s -> ../storage/.. stays in
@@ -17,7 +19,7 @@ func TestReleaseLinkOutOfSharedDirRefused(t *testing.T) {
 	os.MkdirAll(filepath.Join(source, "storage/logs"), 0o755)
 	os.WriteFile(filepath.Join(source, "public/index.html"), []byte("hi\n"), 0o644)
 	os.Symlink("../storage/..", filepath.Join(source, "public/s"))
-	root := filepath.Join(t.TempDir(), "site")
+	root := deploytest.LocalRoot(t, "site")
 	os.MkdirAll(filepath.Join(root, "shared"), 0o755)
 	os.WriteFile(filepath.Join(root, "shared/.env"), []byte("APP_KEY=production-secret\n"), 0o600)
 

@@ -21,6 +21,7 @@ import (
 	"github.com/atomic-deploy/atomic-deploy/internal/health"
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
 	"github.com/atomic-deploy/atomic-deploy/internal/report"
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil/deploytest"
 )
 
 const (
@@ -118,7 +119,7 @@ func TestPrepareBuildsLikeDeploy(t *testing.T) {
 		Live: stagedPrev, LiveRevision: "oldrev", LiveKnown: true, Stats: deploy.Stats{FilesUploaded: 2, BytesUploaded: 9},
 	}}}
 	calls := fakeCore(t, res, nil)
-	r := runStaged(t, map[string]string{"mode": "prepare", "path": filepath.Join(t.TempDir(), "site"), "source": source,
+	r := runStaged(t, map[string]string{"mode": "prepare", "path": deploytest.LocalRoot(t, "site"), "source": source,
 		"build": "echo built > built.txt", "release-id": stagedID, "prepared-ttl": "36h", "healthcheck-url": "http://127.0.0.1:1/up"})
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s", r.code, r.stdout)
@@ -152,7 +153,7 @@ func TestPrepareBuildsLikeDeploy(t *testing.T) {
 // revision is the one recorded for the release, not this run's commit.
 func TestActivateBuildsNothing(t *testing.T) {
 	marker := filepath.Join(t.TempDir(), "built")
-	inputs := map[string]string{"mode": "activate", "release-id": stagedID, "path": filepath.Join(t.TempDir(), "site"),
+	inputs := map[string]string{"mode": "activate", "release-id": stagedID, "path": deploytest.LocalRoot(t, "site"),
 		"source": filepath.Join(t.TempDir(), "not-there"), "build": "touch " + marker, "healthcheck-url": "http://127.0.0.1:1/up", "force": "true"}
 	live := deploy.HostResult{Name: "local", ReleaseID: stagedID, PreviousID: stagedPrev, Outcome: deploy.OutcomeDeployed, Batch: 1,
 		Live: stagedID, LiveRevision: "prepared-rev", LiveKnown: true}
@@ -198,7 +199,7 @@ func TestActivateBuildsNothing(t *testing.T) {
 // a source, are refused (exit 2) before the core is called.
 func TestStagedInputsRefusedBeforeAnything(t *testing.T) {
 	calls := fakeCore(t, nil, errors.New("not reached"))
-	root := filepath.Join(t.TempDir(), "site")
+	root := deploytest.LocalRoot(t, "site")
 	for _, tt := range []struct {
 		args   []string
 		phrase string

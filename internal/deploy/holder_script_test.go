@@ -163,10 +163,10 @@ func TestHolderScript(t *testing.T) {
 						t.Errorf("%s: left behind: %q", how, left)
 					}
 				} else {
-					if r := sh.run(t, remote.EndHolder.Command(holder.pid, l.Meta(), l.flockFile()), nil); r.status != 0 {
+					if r := sh.run(t, remote.EndHolder.Command(holder.pid, l.Meta(), l.FlockFile()), nil); r.status != 0 {
 						t.Errorf("%s: status %d: %s", how, r.status, r.stderr)
 					}
-					waitUntil(t, 5*time.Second, func() bool { return exec.Command("flock", "-n", l.flockFile(), "true").Run() == nil }, how+": the lock stays held")
+					waitUntil(t, 5*time.Second, func() bool { return exec.Command("flock", "-n", l.FlockFile(), "true").Run() == nil }, how+": the lock stays held")
 				}
 				// Three processes of 667 files, one at a time: the first was
 				// copying when the stop came.

@@ -56,7 +56,9 @@ func (sl *sessionLock) guard() (pid, token, file string, ok bool) {
 	return strconv.Itoa(sl.pid), sl.token, sl.file, true
 }
 
-func (l Layout) flockFile() string  { return path.Join(l.Meta(), "lock.flock") }
+// FlockFile is the file whose flock(2) is the deploy lock on a server with
+// a shell.
+func (l Layout) FlockFile() string  { return path.Join(l.Meta(), "lock.flock") }
 func (l Layout) flockOwner() string { return path.Join(l.Meta(), "lock.owner.json") }
 
 // aheadCopy is where the lock holder with pid copies the live release
@@ -74,7 +76,7 @@ type snapshotResult struct {
 func holderCommand(l Layout, wait time.Duration, owner Owner, want rootWant) transport.Command {
 	identity, _ := json.Marshal(owner)
 	args := []string{l.Current(), l.Releases(), l.Shared(), l.Meta(), l.Manifests(), l.Log(), l.Trash(),
-		l.flockFile(), l.flockOwner(), path.Join(l.Root, tempLinkPrefix), manifestEnding, sealEnding,
+		l.FlockFile(), l.flockOwner(), path.Join(l.Root, tempLinkPrefix), manifestEnding, sealEnding,
 		strconv.Itoa(int(wait.Seconds() + 0.5)), string(identity[:len(identity)-1]), "0", strconv.Itoa(maxLogRecords),
 		ownerFile(l.Lock()), strconv.Itoa(int(time.Duration(owner.TTL).Seconds()) + 1)}
 	plan := "1"
@@ -120,11 +122,11 @@ func acquireSessionLock(ctx context.Context, t transport.Transport, l Layout, ow
 		if stale && held.PID > 0 {
 			// The holder's runner is gone but its server process lingers
 			// (no FIN reached sshd): end it so the kernel frees the lock.
-			t.Exec(ctx, remote.EndHolder.Command(strconv.Itoa(held.PID), l.Meta(), l.flockFile()), nil, io.Discard, io.Discard)
+			t.Exec(ctx, remote.EndHolder.Command(strconv.Itoa(held.PID), l.Meta(), l.FlockFile()), nil, io.Discard, io.Discard)
 			continue
 		}
 		if time.Now().After(deadline) {
-			return nil, &LockedError{Path: l.flockFile(), Owner: held.Owner}
+			return nil, &LockedError{Path: l.FlockFile(), Owner: held.Owner}
 		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -208,9 +210,9 @@ func trySessionLock(ctx context.Context, t transport.Transport, l Layout, owner 
 			exitErr = errors.New("the lock command ended without the lock")
 		}
 		if msg := strings.TrimSpace(stderr.String()); msg != "" {
-			return nil, fmt.Errorf("lock %s: %w: %s", l.flockFile(), exitErr, msg)
+			return nil, fmt.Errorf("lock %s: %w: %s", l.FlockFile(), exitErr, msg)
 		}
-		return nil, fmt.Errorf("lock %s: %w", l.flockFile(), exitErr)
+		return nil, fmt.Errorf("lock %s: %w", l.FlockFile(), exitErr)
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "locked ")))
 	sl.pid, sl.token = pid, owner.Token

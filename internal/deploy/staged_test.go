@@ -236,8 +236,9 @@ func TestPreparedReleaseAndPrune(t *testing.T) {
 	if _, err := f.deploy(nil); err != nil {
 		t.Fatal(err)
 	}
-	const id = "20260101000000"
-	prepared, err := deploy.Prepare(context.Background(), f.options(nil, func(o *deploy.Options) { o.ReleaseID, o.PreparedTTL = id, 4*time.Second }), f.src.Manifest("r1"))
+	// Long enough for two deploys on a loaded machine (a few seconds each).
+	const id, ttl = "20260101000000", 10 * time.Second
+	prepared, err := deploy.Prepare(context.Background(), f.options(nil, func(o *deploy.Options) { o.ReleaseID, o.PreparedTTL = id, ttl }), f.src.Manifest("r1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +255,7 @@ func TestPreparedReleaseAndPrune(t *testing.T) {
 	if res, err := deploy.Rollback(context.Background(), f.options(nil, nil), ""); err != nil || res.ReleaseID == id {
 		t.Errorf("rollback went to %+v (%v)", res, err)
 	}
-	time.Sleep(time.Until(prepared.Hosts[0].Phases[0].Start.Add(5 * time.Second)))
+	time.Sleep(time.Until(prepared.Hosts[0].Phases[0].Start.Add(ttl + time.Second)))
 	f.write("v9")
 	if _, err := f.deploy(nil); err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/atomic-deploy/atomic-deploy/internal/config"
 	"github.com/atomic-deploy/atomic-deploy/internal/report"
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil/deploytest"
 	"github.com/atomic-deploy/atomic-deploy/internal/testutil/sshtest"
 )
 
@@ -172,7 +173,7 @@ func TestActionDeploysOverSSHAndRollsBack(t *testing.T) {
 
 func TestActionBadInputChangesNothing(t *testing.T) {
 	ws := t.TempDir()
-	root := filepath.Join(t.TempDir(), "site")
+	root := deploytest.LocalRoot(t, "site")
 	r := runAction(t, ws, map[string]string{"path": root, "keep-releases": "zero", "host": "web1", "private-key": "-----BEGIN OPENSSH PRIVATE KEY-----\nsecretsecretsecret\n-----END OPENSSH PRIVATE KEY-----"})
 	if r.code != 2 {
 		t.Fatalf("exit %d, want 2\n%s", r.code, r.stdout)
@@ -263,7 +264,7 @@ func TestActionBuildGetsNoCredentials(t *testing.T) {
 		}
 	})
 	t.Run("hook on the runner", func(t *testing.T) {
-		root := filepath.Join(t.TempDir(), "app")
+		root := deploytest.LocalRoot(t, "app")
 		inputs := actionDefaults()
 		for k, v := range map[string]string{
 			"path": root, "private-key": key, "passphrase": passphrase, "password": password,

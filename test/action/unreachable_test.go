@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil/deploytest"
 )
 
 // closedPort returns 127.0.0.1:port where nothing listens.
@@ -82,7 +84,7 @@ func assertCleanFailure(t *testing.T, code int, out, errorPrefix, addr string) {
 func TestUnreachableHostIsAMessage(t *testing.T) {
 	addr := closedPort(t)
 	key, knownHosts, source := unreachableSetup(t, addr)
-	root := filepath.Join(t.TempDir(), "site")
+	root := deploytest.LocalRoot(t, "site")
 	for _, verb := range []string{"deploy", "rollback", "unlock", "releases", "plan"} {
 		t.Run("cli "+verb, func(t *testing.T) {
 			cmd := exec.Command(binary, verb, "--host", "deploy@"+addr, "--path", root, "--source", source, "--known-hosts", knownHosts)

@@ -17,6 +17,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -70,7 +71,20 @@ func New(t testing.TB, o Options) *Host {
 		t.Fatal("deploytest: a tmpfs needs an sshd (Kind SSH or SFTPOnly)")
 	}
 	base := t.TempDir()
-	return &Host{Name: "host0", Path: filepath.Join(base, "site"), Base: base, t: t}
+	h := &Host{Name: "host0", Path: filepath.Join(base, "site"), Base: base, t: t}
+	t.Cleanup(h.Settle)
+	return h
+}
+
+// LocalRoot is a deploy root on this machine's filesystem, name in a new
+// temporary directory (not created), for a test that deploys by other
+// means than a Host (the CLI, the action): removed once no deploy holds
+// its lock (Host.Settle).
+func LocalRoot(t testing.TB, name string) string {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), name)
+	t.Cleanup(func() { WaitUnlocked(t, deploy.Layout{Root: root}.FlockFile()) })
+	return root
 }
 
 // NewFleet starts n sshd of kind o.Kind at once, all seeing the deploy root
@@ -100,8 +114,39 @@ func NewFleet(t testing.TB, n int, o Options) Fleet {
 	f := make(Fleet, n)
 	for i, srv := range sshtest.StartMany(t, opts...) {
 		f[i] = &Host{Name: fmt.Sprintf("host%d", i), Path: filepath.Join(base, "site"), Base: base, Server: srv, t: t}
+		t.Cleanup(f[i].Settle) // before the sshd stop and the directories go
 	}
 	return f
+}
+
+// Settle waits until no deploy holds the host's lock
+// (deploy.Layout.FlockFile): its holder may keep it a while after the
+// deploy returned, to clean up after it (remote/holder.sh). Registered as
+// a cleanup of every Host; a test that looks at the deploy root's own
+// files after a deploy calls it first.
+func (h *Host) Settle() {
+	h.t.Helper()
+	WaitUnlocked(h.t, deploy.Layout{Root: h.Root()}.FlockFile())
+}
+
+// WaitUnlocked waits, up to a minute, until flock(2) on file can be taken.
+func WaitUnlocked(t testing.TB, file string) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		f, err := os.Open(file)
+		if err != nil {
+			return // no lock was ever taken there
+		}
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		f.Close()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%s is still locked after a minute", file)
+			return
+		}
+	}
 }
 
 // mountPoint is an empty directory for the sshd to mount over in their own
