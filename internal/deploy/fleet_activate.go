@@ -21,7 +21,7 @@ func Activate(ctx context.Context, o Options, id string) (_ *Result, err error) 
 	start := time.Now()
 	r := newRunner(o)
 	o = r.o
-	if err := r.open(ctx, rootWant{prepared: id}, o.Settings.needShell()); err != nil {
+	if err := r.open(ctx, rootWant{prepared: id, copies: o.Settings.copiesAhead()}, o.Settings.needShell()); err != nil {
 		return r.result("activate", id, start), err
 	}
 	cleanup := context.WithoutCancel(ctx)

@@ -19,7 +19,7 @@ func Deploy(ctx context.Context, o Options, m *release.Manifest) (_ *Result, err
 	start := time.Now()
 	r := newRunner(o)
 	o = r.o
-	w := rootWant{plan: true, shared: append(slices.Clone(o.Settings.SharedDirs), o.Settings.SharedFiles...), copyAhead: o.Settings.copiesAhead()}
+	w := rootWant{plan: true, shared: append(slices.Clone(o.Settings.SharedDirs), o.Settings.SharedFiles...), copies: o.Settings.copiesAhead()}
 	if err := r.open(ctx, w, o.Settings.needShell()); err != nil {
 		return r.result("deploy", "", start), err
 	}
@@ -47,7 +47,7 @@ func Prepare(ctx context.Context, o Options, m *release.Manifest) (*Result, erro
 	start := time.Now()
 	r := newRunner(o)
 	o = r.o
-	w := rootWant{plan: true, shared: append(slices.Clone(o.Settings.SharedDirs), o.Settings.SharedFiles...), copyAhead: o.Settings.copiesAhead()}
+	w := rootWant{plan: true, shared: append(slices.Clone(o.Settings.SharedDirs), o.Settings.SharedFiles...), copies: o.Settings.copiesAhead()}
 	if err := r.open(ctx, w, o.Settings.needShell()); err != nil {
 		return r.result("prepare", "", start), err
 	}

@@ -18,7 +18,7 @@ func Rollback(ctx context.Context, o Options, id string) (*Result, error) {
 	if o.Settings.AfterSwitch.Script != "" {
 		needShell = o.Settings.AfterSwitch.Name
 	}
-	if err := r.open(ctx, rootWant{}, needShell); err != nil {
+	if err := r.open(ctx, rootWant{copies: o.Settings.copiesAhead()}, needShell); err != nil {
 		return r.result("rollback", id, start), err
 	}
 	cleanup := context.WithoutCancel(ctx)

@@ -132,12 +132,12 @@ func TestHolderScript(t *testing.T) {
 			bin := t.TempDir()
 			writeFiles(t, bin, map[string]string{"tar": "#!/bin/sh\necho 'bsdtar 3.7.2'\n"})
 			os.Chmod(filepath.Join(bin, "tar"), 0o755)
-			holder := startHolder(t, sh, l, rootWant{plan: true, copyAhead: true}, "PATH="+bin+":"+os.Getenv("PATH"))
+			holder := startHolder(t, sh, l, rootWant{plan: true, copies: true}, "PATH="+bin+":"+os.Getenv("PATH"))
 			time.Sleep(200 * time.Millisecond)
 			if left, _ := filepath.Glob(filepath.Join(l.Meta(), ".ahead-*")); len(left) > 0 {
 				t.Errorf("a copy was made ahead for an upload that cannot take it: %q", left)
 			}
-			if r := holder.end(tail(nil, nil, true)); r.status != 0 {
+			if r := holder.end(t, tail(nil, nil, true)); r.status != 0 {
 				t.Errorf("the holder ended with %d: %s", r.status, r.stderr)
 			}
 		})
@@ -152,11 +152,11 @@ func TestHolderScript(t *testing.T) {
 				how := c.how
 				l := sealedLive(t, sh, 2001)
 				bin, calls := copyShims(t, 1, 1)
-				holder := startHolder(t, sh, l, rootWant{plan: true, copyAhead: true}, "PATH="+bin+":"+os.Getenv("PATH"))
-				copying := func() int { data, _ := os.ReadFile(calls); return strings.Count(string(data), "\n") }
+				holder := startHolder(t, sh, l, rootWant{plan: true, copies: true}, "PATH="+bin+":"+os.Getenv("PATH"))
+				copying := func() int { return len(copyBatches(calls, l.aheadCopy(holder.pid))) }
 				waitUntil(t, 5*time.Second, func() bool { return copying() > 0 }, "the copy did not start")
 				if !c.byEndHolder {
-					if r := holder.end(tail(nil, nil, true)); r.status != 0 {
+					if r := holder.end(t, tail(nil, nil, true)); r.status != 0 {
 						t.Errorf("%s: the holder ended with %d: %s", how, r.status, r.stderr)
 					}
 					if left, _ := filepath.Glob(filepath.Join(l.Meta(), ".ahead-*")); len(left) > 0 {
@@ -166,7 +166,7 @@ func TestHolderScript(t *testing.T) {
 					if r := sh.run(t, remote.EndHolder.Command(holder.pid, l.Meta(), l.FlockFile()), nil); r.status != 0 {
 						t.Errorf("%s: status %d: %s", how, r.status, r.stderr)
 					}
-					waitUntil(t, 5*time.Second, func() bool { return exec.Command("flock", "-n", l.FlockFile(), "true").Run() == nil }, how+": the lock stays held")
+					waitUnlocked(t, l)
 				}
 				// Three processes of 667 files, one at a time: the first was
 				// copying when the stop came.
@@ -178,8 +178,8 @@ func TestHolderScript(t *testing.T) {
 		t.Run("a holder that ends lets no upload switch while it stops its copy", func(t *testing.T) {
 			l := sealedLive(t, sh, 2001)
 			bin, calls := copyShims(t, 1, 1)
-			holder := startHolder(t, sh, l, rootWant{plan: true, copyAhead: true}, "PATH="+bin+":"+os.Getenv("PATH"))
-			waitUntil(t, 5*time.Second, func() bool { data, _ := os.ReadFile(calls); return len(data) > 0 }, "the copy did not start")
+			holder := startHolder(t, sh, l, rootWant{plan: true, copies: true}, "PATH="+bin+":"+os.Getenv("PATH"))
+			waitUntil(t, 5*time.Second, func() bool { return len(copyBatches(calls, l.aheadCopy(holder.pid))) > 0 }, "the copy did not start")
 			io.WriteString(holder.stdin, tail(nil, nil, true))
 			holder.stdin.Close()
 			// The identity file switch_now looks for is gone before the holder
@@ -190,6 +190,7 @@ func TestHolderScript(t *testing.T) {
 				t.Errorf("the holder ended before its copy did (%v): nothing shown", err)
 			}
 			holder.cmd.Wait()
+			waitUnlocked(t, l)
 			if left, _ := filepath.Glob(filepath.Join(l.Meta(), ".ahead-*")); len(left) > 0 {
 				t.Errorf("left behind: %q", left)
 			}
@@ -198,20 +199,20 @@ func TestHolderScript(t *testing.T) {
 			l := sealedLive(t, sh, 2001)
 			writeFiles(t, l.Release("live"), map[string]string{"f/0007.php": "edited"})
 			bin, calls := copyShims(t, 1, 1)
-			holder := startHolder(t, sh, l, rootWant{plan: true, copyAhead: true}, "PATH="+bin+":"+os.Getenv("PATH"))
+			holder := startHolder(t, sh, l, rootWant{plan: true, copies: true}, "PATH="+bin+":"+os.Getenv("PATH"))
 			// Told once the snapshot is out: no upload waits for it, or takes it.
 			ahead := l.aheadCopy(holder.pid)
 			if exists(ahead+".lock") || !exists(ahead+".stop") {
 				t.Errorf("the copy's lock is there %v, told to stop %v", exists(ahead+".lock"), exists(ahead+".stop"))
 			}
-			if r := holder.end(tail(nil, nil, true)); r.status != 0 {
+			if r := holder.end(t, tail(nil, nil, true)); r.status != 0 {
 				t.Errorf("the holder ended with %d: %s", r.status, r.stderr)
 			}
 			if left, _ := filepath.Glob(filepath.Join(l.Meta(), ".ahead-*")); len(left) > 0 {
 				t.Errorf("left behind: %q", left)
 			}
-			if data, _ := os.ReadFile(calls); strings.Count(string(data), "\n") > 1 {
-				t.Errorf("the copy went on after it was told to stop: %q", data)
+			if batches := copyBatches(calls, l.aheadCopy(holder.pid)); len(batches) > 1 {
+				t.Errorf("the copy went on after it was told to stop: %v", batches)
 			}
 		})
 		t.Run("a copy made ahead is as many equal batches on each core", func(t *testing.T) {
@@ -223,19 +224,14 @@ func TestHolderScript(t *testing.T) {
 			} {
 				l := sealedLive(t, sh, c.files)
 				bin, calls := copyShims(t, c.cores, 0)
-				holder := startHolder(t, sh, l, rootWant{plan: true, copyAhead: true}, "PATH="+bin+":"+os.Getenv("PATH"))
+				holder := startHolder(t, sh, l, rootWant{plan: true, copies: true}, "PATH="+bin+":"+os.Getenv("PATH"))
 				ahead := l.aheadCopy(holder.pid)
 				waitUntil(t, 10*time.Second, func() bool { return exists(ahead + ".done") }, "the copy did not end")
-				data, _ := os.ReadFile(calls)
-				var batches []int
-				for _, f := range strings.Fields(string(data)) {
-					n, _ := strconv.Atoi(f)
-					batches = append(batches, n)
-				}
+				batches := copyBatches(calls, ahead)
 				if len(batches) != c.processes || slices.Max(batches) != c.each {
 					t.Errorf("%d files on %d cores: batches %v, want %d of %d", c.files, c.cores, batches, c.processes, c.each)
 				}
-				holder.end(tail(nil, nil, true))
+				holder.end(t, tail(nil, nil, true))
 			}
 		})
 	})
@@ -255,8 +251,8 @@ func sealedLive(t *testing.T, sh posixShell, n int) Layout {
 }
 
 // copyShims is a directory for PATH where cp --parents (copy_listed's)
-// logs how many files each process copies, a line each, in calls, then
-// takes pause seconds; nproc says cores.
+// logs how many files each process copies and where to, a line each, in
+// calls (copyBatches reads it), then takes pause seconds; nproc says cores.
 func copyShims(t *testing.T, cores, pause int) (bin, calls string) {
 	t.Helper()
 	cp, err := exec.LookPath("cp")
@@ -267,13 +263,35 @@ func copyShims(t *testing.T, cores, pause int) (bin, calls string) {
 	calls = filepath.Join(bin, "calls")
 	writeFiles(t, bin, map[string]string{
 		// --parents -p --reflink=auto -t TO -- FILES...
-		"cp":    fmt.Sprintf("#!/bin/sh\nif [ \"$1\" = --parents ]; then\n\techo $(($# - 6)) >> %s\n\tsleep %d\nfi\nexec %s \"$@\"\n", calls, pause, cp),
+		"cp":    fmt.Sprintf("#!/bin/sh\nif [ \"$1\" = --parents ]; then\n\techo $(($# - 6)) \"$5\" >> %s\n\tsleep %d\nfi\nexec %s \"$@\"\n", calls, pause, cp),
 		"nproc": fmt.Sprintf("#!/bin/sh\necho %d\n", cores),
 	})
 	for _, name := range []string{"cp", "nproc"} {
 		os.Chmod(filepath.Join(bin, name), 0o755)
 	}
 	return bin, calls
+}
+
+// copyBatches is how many files each process that copyShims logged copied
+// into dir.
+func copyBatches(calls, dir string) []int {
+	data, _ := os.ReadFile(calls)
+	var batches []int
+	for _, line := range strings.Split(string(data), "\n") {
+		if n, to, ok := strings.Cut(line, " "); ok && to == dir {
+			files, _ := strconv.Atoi(n)
+			batches = append(batches, files)
+		}
+	}
+	return batches
+}
+
+// waitUnlocked waits until no holder.sh holds l's lock: after its deploy
+// let go, it may still delete what the upload did not take, and make the
+// spare.
+func waitUnlocked(t *testing.T, l Layout) {
+	t.Helper()
+	waitUntil(t, time.Minute, func() bool { return exec.Command("flock", "-n", l.FlockFile(), "true").Run() == nil }, "the lock stays held")
 }
 
 // waitUntil polls done for up to limit, failing the test with why.
@@ -288,20 +306,27 @@ func waitUntil(t *testing.T, limit time.Duration, done func() bool, why string) 
 
 // runningHolder is holder.sh started under a shell, past its snapshot.
 type runningHolder struct {
-	pid   string // on the server, as it said "locked <pid>"
-	stdin io.WriteCloser
-	cmd   *exec.Cmd
-	out   *bytes.Buffer
+	pid    string // on the server, as it said "locked <pid>"
+	stdin  io.WriteCloser
+	cmd    *exec.Cmd
+	out    *bytes.Buffer
+	layout Layout
 }
 
 // startHolder runs holder.sh for l under sh until it printed its snapshot,
 // with env added to the environment.
 func startHolder(t *testing.T, sh posixShell, l Layout, want rootWant, env ...string) *runningHolder {
 	t.Helper()
-	cmd := holderCommand(l, time.Second, Owner{Actor: "test", Token: randomToken()}, want)
+	return startHolderWaiting(t, sh, l, want, time.Second, env...)
+}
+
+// startHolderWaiting is startHolder waiting up to wait for the lock.
+func startHolderWaiting(t *testing.T, sh posixShell, l Layout, want rootWant, wait time.Duration, env ...string) *runningHolder {
+	t.Helper()
+	cmd := holderCommand(l, wait, Owner{Actor: "test", Token: randomToken()}, want)
 	c := exec.Command(sh.argv[0], append(append(sh.argv[1:], "-c", cmd.Script), cmd.Argv()...)...)
 	c.Env = append(os.Environ(), env...)
-	h := &runningHolder{cmd: c, out: &bytes.Buffer{}}
+	h := &runningHolder{cmd: c, out: &bytes.Buffer{}, layout: l}
 	c.Stderr = h.out
 	stdin, err := c.StdinPipe()
 	if err != nil {
@@ -315,7 +340,7 @@ func startHolder(t *testing.T, sh posixShell, l Layout, want rootWant, env ...st
 		t.Fatal(err)
 	}
 	h.stdin = stdin
-	t.Cleanup(func() { stdin.Close(); c.Wait() })
+	t.Cleanup(func() { stdin.Close(); c.Wait(); waitUnlocked(t, l) })
 	br := bufio.NewReader(stdout)
 	line, _ := br.ReadString('\n')
 	pid, ok := strings.CutPrefix(strings.TrimSpace(line), "locked ")
@@ -329,8 +354,30 @@ func startHolder(t *testing.T, sh posixShell, l Layout, want rootWant, env ...st
 	return h
 }
 
-// end sends the holder its tail and waits for it to exit.
-func (h *runningHolder) end(tail string) ran {
+// end sends the holder its tail and waits until it exited and what it
+// left running let go of the lock, stopping the spare's making as the next
+// deploy would (its tests wait for it: endMakingSpare).
+func (h *runningHolder) end(t *testing.T, tail string) ran {
+	t.Helper()
+	r := h.exit(tail)
+	spare := filepath.Join(h.layout.Meta(), ".spare")
+	waitUntil(t, time.Minute, func() bool {
+		os.WriteFile(spare+".stop", nil, 0o644)
+		return exec.Command("flock", "-n", h.layout.FlockFile(), "true").Run() == nil
+	}, "the lock stays held")
+	return r
+}
+
+// endMakingSpare is end, letting the holder make the spare.
+func (h *runningHolder) endMakingSpare(t *testing.T, tail string) ran {
+	t.Helper()
+	r := h.exit(tail)
+	waitUnlocked(t, h.layout)
+	return r
+}
+
+// exit sends the holder its tail and waits for it to exit.
+func (h *runningHolder) exit(tail string) ran {
 	io.WriteString(h.stdin, tail)
 	h.stdin.Close()
 	err := h.cmd.Wait()

@@ -171,13 +171,14 @@ func orNone(s string) string {
 	return s
 }
 
-// needShell names the settings that need a shell on the server ("" for
-// none): a deploy over SFTP alone is refused before it touches anything.
 // copiesAhead says whether the lock holder should copy the live release
-// while the client plans: where reused files become private copies made
-// by upload.sh, which then takes that copy instead of copying them itself.
+// before upload.sh would (while the client plans, or after the deploy
+// before, the spare): where reused files become private copies made by
+// upload.sh, which then takes that copy instead of copying them itself.
 func (s *Settings) copiesAhead() bool { return s.Reuse != ReuseHardlink && !s.NoTar }
 
+// needShell names the settings that need a shell on the server ("" for
+// none): a deploy over SFTP alone is refused before it touches anything.
 func (s *Settings) needShell() string {
 	var names []string
 	for _, h := range []Hook{{"before-activate", s.BeforeActivate}, {"before-activate-once", s.BeforeActivateOnce},

@@ -57,11 +57,11 @@ type liveRelease struct {
 // seal, which saves the check its own round trips. known, with plan, is
 // a stored manifest the client already holds (knownManifest).
 type rootWant struct {
-	plan      bool
-	shared    []string
-	prepared  string
-	known     *knownManifest
-	copyAhead bool // the holder copies the live release for the upload (Settings.copiesAhead)
+	plan     bool
+	shared   []string
+	prepared string
+	known    *knownManifest
+	copies   bool // releases get private copies: the holder copies the live release ahead and makes the spare (Settings.copiesAhead)
 }
 
 // fromSnapshot takes what the lock holder printed. The live release's

@@ -57,7 +57,8 @@ func (sl *sessionLock) guard() (pid, token, file string, ok bool) {
 }
 
 // FlockFile is the file whose flock(2) is the deploy lock on a server with
-// a shell.
+// a shell; after a deploy let go, its holder may keep it a while to make the
+// spare (remote/holder.sh's after_deploy).
 func (l Layout) FlockFile() string  { return path.Join(l.Meta(), "lock.flock") }
 func (l Layout) flockOwner() string { return path.Join(l.Meta(), "lock.owner.json") }
 
@@ -79,17 +80,16 @@ func holderCommand(l Layout, wait time.Duration, owner Owner, want rootWant) tra
 		l.FlockFile(), l.flockOwner(), path.Join(l.Root, tempLinkPrefix), manifestEnding, sealEnding,
 		strconv.Itoa(int(wait.Seconds() + 0.5)), string(identity[:len(identity)-1]), "0", strconv.Itoa(maxLogRecords),
 		ownerFile(l.Lock()), strconv.Itoa(int(time.Duration(owner.TTL).Seconds()) + 1)}
-	plan := "1"
-	if want.copyAhead {
-		plan = "1c"
-	}
 	switch {
 	case want.prepared != "":
 		args[14] = "=" + want.prepared
 	case want.plan && want.known != nil:
-		args[14] = plan + ":" + want.known.id + ":" + want.known.digest
+		args[14] = "1:" + want.known.id + ":" + want.known.digest
 	case want.plan:
-		args[14] = plan
+		args[14] = "1"
+	}
+	if want.copies {
+		args[14] = "c" + args[14]
 	}
 	return remote.Holder.Command(append(args, want.shared...)...)
 }

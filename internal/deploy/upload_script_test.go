@@ -147,7 +147,7 @@ func TestUploadScript(t *testing.T) {
 				os.RemoveAll(l.Release(id))
 				// A holder killed before it ended left its copy.
 				writeFiles(t, l.Meta(), map[string]string{".ahead-1/a.php": "stale", ".ahead-1.done": ""})
-				holder := startHolder(t, sh, l, rootWant{plan: true, copyAhead: ahead})
+				holder := startHolder(t, sh, l, rootWant{plan: true, copies: ahead})
 				if exists(filepath.Join(l.Meta(), ".ahead-1")) || exists(filepath.Join(l.Meta(), ".ahead-1.done")) {
 					t.Errorf("ahead %v: a killed holder's copy is still there", ahead)
 				}
@@ -173,7 +173,7 @@ func TestUploadScript(t *testing.T) {
 						t.Errorf("ahead %v: %s is not a private copy of %s with its mode and mtime (%v %v)", ahead, to, from, errA, errB)
 					}
 				}
-				if r := holder.end(tail(nil, nil, true)); r.status != 0 {
+				if r := holder.end(t, tail(nil, nil, true)); r.status != 0 {
 					t.Errorf("ahead %v: the holder ended with %d: %s", ahead, r.status, r.stderr)
 				}
 				if left, _ := filepath.Glob(filepath.Join(l.Meta(), ".ahead-*")); len(left) > 0 {

@@ -1,13 +1,15 @@
 // Package testutil holds what the server harnesses (sshtest, webtest,
-// deploytest) share: a free loopback port, a buffer for a process's output, and a
-// listener that never speaks.
+// deploytest) share: a free loopback port, a buffer for a process's output, a
+// listener that never speaks, and a file's inode number.
 package testutil
 
 import (
 	"bytes"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 )
 
@@ -79,4 +81,15 @@ func SilentListener(t testing.TB) (addr string, accepted *atomic.Int32) {
 		}
 	}()
 	return l.Addr().String(), accepted
+}
+
+// Inode is the inode number of p (following links): two paths with the
+// same one are the same file.
+func Inode(t testing.TB, p string) uint64 {
+	t.Helper()
+	info, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Sys().(*syscall.Stat_t).Ino
 }

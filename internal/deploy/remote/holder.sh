@@ -11,6 +11,9 @@
 # the input (the tail: records for the releases log, a line --prune--, ids
 # of old releases to delete, a line --end--) is acted on before it exits;
 # a tail without its end (a connection lost while it was sent) is not.
+# Then a job it leaves keeps the lock a while, so that the deploy need not
+# wait for it: it deletes what the deploy left and makes the spare
+# (after_deploy); the next holder stops it.
 #
 # Every way out before the lock prints one line first, so the client never
 # waits on a session whose input it still holds open. The commands it
@@ -29,14 +32,17 @@
 # 12 the ending of a release's seal's name (manifests/<id><ending>)
 # 13 seconds to wait for the lock
 # 14 the identity: JSON without its closing brace (the pid completes it)
-# 15 1: also what a deploy plans with (the live manifest, seal and listing);
+# 15 0: the state only
+#    1: also what a deploy plans with (the live manifest, seal and listing);
 #    1:<id>:<sha256>: the same, but where the live release is <id> and its
 #    stored manifest has that digest, the client holds it: "manifest ="
-#    1c, 1c:<id>:<sha256>: the same, and where the live release is as
-#    sealed, a copy of its files made ahead for upload.sh (copy_ahead)
 #    =<id>: whether prepared release <id> is still as sealed, which
 #    activate checks, and where it is, the link its switch renames
 #    (no manifest: without a seal, activate reads what it needs)
+#    Each with a leading c where releases get private copies of reused
+#    files: a deploy's holder offers upload.sh a copy of the live
+#    release's files (the spare, or copy_ahead's), and every such holder
+#    makes the spare once its deploy let go (after_deploy).
 # 16 how many records the releases log keeps
 # 17 the SFTP lease's owner file   18 seconds after which a lease is stale
 # 19... shared paths, of which the snapshot says what each is (snapshot.go)
@@ -46,9 +52,11 @@ current=$1 releases=$2 shared=$3 meta=$4 manifests=$5 log=$6 trash=$7 lockfile=$
 shift 9
 templinks=$1 manifest_ending=$2 seal_ending=$3 wait=$4 identity=$5 plan=$6 keep_log=$7 lease=$8 lease_ttl=$9
 shift 9
-known='' ahead='' copying='' tar_version='' cp_version=''
-case $plan in 1c*) ahead=$meta/.ahead-$$ plan=1${plan#1c} ;; esac
+copies='' known='' ahead='' copying='' tar_version='' cp_version=''
+case $plan in c*) copies=1 plan=${plan#c} ;; esac
 case $plan in 1:*) known=${plan#1:} plan=1 ;; esac
+if [ -n "$copies" ] && [ "$plan" = 1 ]; then ahead=$meta/.ahead-$$; fi
+spare=$meta/.spare
 
 command -v flock >/dev/null 2>&1 || { echo noflock; exit 69; }
 if [ -e "$current" ] && [ ! -L "$current" ]; then echo notlink; exit 65; fi
@@ -58,7 +66,15 @@ if [ ! -d "$releases" ] || [ ! -d "$shared" ] || [ ! -d "$manifests" ]; then
 	mkdir -p "$releases" "$shared" "$manifests" "$meta" || { echo error; exit 1; }
 fi
 exec 9>>"$lockfile" || { echo error; exit 1; }
-flock -w "$wait" 9 || { echo busy; exit 75; }
+# A holder whose deploy let go may still hold the lock while it makes the
+# spare (after_deploy): told to stop each second, it lets go within a batch.
+waited=0
+until flock -n 9; do
+	[ "$waited" -lt "$wait" ] || { echo busy; exit 75; }
+	touch "$spare.stop"
+	if flock -w 1 9; then break; fi
+	waited=$((waited + 1))
+done
 printf '%s,"pid":%s}' "$identity" "$$" > "$owner.tmp" && mv -f "$owner.tmp" "$owner"
 # A lease, taken over SFTP by a deploy that could not see this server's
 # shell, is a lock too. Each kind writes its own mark first and then looks
@@ -154,12 +170,21 @@ snapshot() {
 	esac
 	if [ -n "$dir" ]; then
 		seal=$manifests/$id$seal_ending listed='' same=''
-		# Begun at once, on the other cores, while the release is checked
-		# against its seal; locked before the end is printed, so the upload
-		# that follows finds it locked until the copy is done.
-		if [ -n "$ahead" ] && [ "$plan" = 1 ] && [ -n "$id" ] && [ -f "$manifests/$id$manifest_ending" ] && [ -f "$seal" ] &&
+		# The spare, where it is a copy of this release as sealed; else a
+		# copy begun at once, on the other cores, while the release is
+		# checked against its seal; locked before the end is printed, so
+		# the upload that follows finds it locked until the copy is done.
+		# Started as a subshell: a function run in the background with
+		# redirections keeps copies of this shell's descriptors (dash), and
+		# with them the session, open until it ends.
+		if [ -n "$ahead" ] && [ -n "$id" ] && [ -f "$manifests/$id$manifest_ending" ] && [ -f "$seal" ] && take_spare "$id"; then
+			copying=spare
+		elif [ -n "$ahead" ] && [ -n "$id" ] && [ -f "$manifests/$id$manifest_ending" ] && [ -f "$seal" ] &&
 			touch "$ahead.lock" && command exec 7>> "$ahead.lock" && flock -n 7; then
-			copy_ahead "$manifests/$id$manifest_ending" "$seal" "$releases/$id" "$ahead" < /dev/null > /dev/null 2>&1 &
+			(
+				exec < /dev/null > /dev/null 2>&1
+				copy_ahead "$manifests/$id$manifest_ending" "$seal" "$releases/$id" "$ahead"
+			) &
 			copying=$!
 		elif [ -n "$ahead" ]; then
 			rm -f "$ahead.lock"
@@ -248,6 +273,73 @@ copy_ahead() {
 		mkdir "$4" && copy_listed "$3" "$4" "$4.files" "$4.stop" && touch "$4.done"
 }
 
+# spare_id ID: what .spare.id says of a spare of release ID: the id and
+# the digest of its seal (a release made again under the same id has
+# another seal).
+spare_id() {
+	sum=$(sha256sum < "$manifests/$1$seal_ending") && printf '%s %s\n' "$1" "${sum%% *}"
+}
+
+# take_spare ID makes the spare the copy made ahead, where it is whole and
+# of release ID as now sealed, and drops it where it is not. Whether the
+# upload may take it is decided as for any copy made ahead: only where the
+# release is still as sealed, so no file changed since the seal was
+# written, which the spare was copied after (a change moves a file's
+# ctime for good).
+take_spare() {
+	if [ -e "$spare.done" ] && [ "$(cat "$spare.id" 2> /dev/null)" = "$(spare_id "$1")" ] &&
+		mv -T -- "$spare.files" "$ahead.files" && mv -T -- "$spare" "$ahead"; then
+		rm -f "$spare".*
+		touch "$ahead.done" "$ahead.lock"
+		return 0
+	fi
+	drop_spare
+	return 1
+}
+
+# drop_spare moves the spare into the trash (after_deploy empties it).
+drop_spare() {
+	if [ -e "$spare" ]; then
+		if ! { mkdir -p "$trash" && mv -T -- "$spare" "$trash/spare-$$"; } 2> /dev/null; then rm -rf "$spare"; fi
+	fi
+	rm -f "$spare".*
+}
+
+# after_deploy runs once the deploy let go, in the background, holding the
+# lock: it deletes what the upload did not take and the trash, and, where
+# releases get private copies, makes the spare: a copy of the live
+# release's files, as copy_ahead makes them, which the next deploy takes
+# instead of copying them while it waits (take_spare). A holder that
+# waits for the lock stops it.
+after_deploy() {
+	if [ -n "$ahead" ]; then rm -rf "$ahead".*; fi
+	for x in "$trash"/*; do
+		if [ -e "$x" ]; then rm -rf "$x"; fi
+	done
+	if [ -n "$copies" ]; then make_spare; fi
+}
+
+# make_spare copies the live release for the next deploy, where there is
+# none yet and the upload could take it (a tar stream: GNU tar and cp).
+make_spare() {
+	target=$(readlink "$current") || return
+	case $target in
+	releases/*/*) return ;;
+	releases/?*) id=${target#releases/} ;;
+	*) return ;;
+	esac
+	[ -f "$manifests/$id$manifest_ending" ] && [ -f "$manifests/$id$seal_ending" ] || return
+	case "$(tar --version 2> /dev/null | head -n 1) $(cp --version 2> /dev/null | head -n 1)" in
+	*"GNU tar"*"GNU coreutils"*) ;;
+	*) return ;;
+	esac
+	made=$(spare_id "$id") || return
+	if [ -e "$spare.done" ] && [ "$(cat "$spare.id" 2> /dev/null)" = "$made" ]; then return; fi
+	rm -rf "$spare" "$spare".*
+	printf '%s\n' "$made" > "$spare.id" &&
+		copy_ahead "$manifests/$id$manifest_ending" "$manifests/$id$seal_ending" "$releases/$id" "$spare"
+}
+
 # emit NAME FILE ABSENT: "NAME <size>" and the file, or "NAME ABSENT".
 emit() {
 	if [ -f "$2" ] && n=$(wc -c < "$2"); then
@@ -333,12 +425,15 @@ if [ -n "$copying" ]; then
 	# stopped: its running batches end (a thousand files at most a core),
 	# not the whole copy, which for a large release could take longer than
 	# the deploy waits for this shell to end. It is claimed by a
-	# rename before it is deleted: an upload that takes it renames it too,
-	# and only one of the two renames can happen.
+	# rename before it is deleted (after_deploy): an upload that takes it
+	# renames it too, and only one of the two renames can happen.
 	touch "$ahead.stop"
 	wait
 	mv -T -- "$ahead" "$ahead.gone" 2> /dev/null
-	rm -rf "$ahead".*
 fi
 rm -f "$tail"
+(
+	exec < /dev/null > /dev/null 2>&1
+	after_deploy
+) &
 exit "$status"

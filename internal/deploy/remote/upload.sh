@@ -11,7 +11,8 @@
 # gzip'd or raw as compressing pays (unframe;
 # compress.go). Each reused file becomes a private copy (copy_listed,
 # lib/copy.sh), so no two releases share an inode: made ahead by the lock
-# holder while the client planned (take_ahead), else here. The stream,
+# holder (after the deploy before, or while the client planned:
+# take_ahead), else here. The stream,
 # buffered meanwhile, is then extracted in the deploy root, without -P:
 # every name is relative (releases/<id>/..., the release's manifest or a
 # delta against the live one's, the new current link), and GNU tar keeps
