@@ -92,6 +92,13 @@ bench_cleanup() {
 	return $rc
 }
 
+# settle_roots DIR...: waits until no lock holder works in a deploy root
+# below DIR: once its deploy let go, one may still make the spare
+# (holder.sh's after_deploy), and a tree being written is not removed whole.
+settle_roots() {
+	find "$@" -maxdepth 4 -path '*/.atomic-deploy/lock.flock' -exec flock -w 60 {} true \; 2>/dev/null || true
+}
+
 # bench_build puts atomic-deploy, delayproxy and benchtool into $W/bin.
 # AD_OK=1 when atomic-deploy built.
 bench_build() {

@@ -37,5 +37,6 @@ rss_measure() {
 		log "rss: $step deploy: ${kb} kB peak, $wall"
 		printf '| %s | %s | %.2f s | %.1f MB | < 100 MB | %s |\n' "$step" "$wall" "$(awk -v u="$user" -v s="$sys" 'BEGIN{print u+s}')" "$(awk -v k="$kb" 'BEGIN{print k*1024/1e6}')" "$res"
 	done
+	settle_roots "$dst"
 	rm -rf "$src" "$dst"
 }

@@ -174,6 +174,7 @@ one_run() {
 			initial_uploads "$fs" "$rtt" "$run" "$rate"
 		done
 		link_rate ""
+		settle_roots "$D"
 		rm -rf "$D"
 		return
 	fi
@@ -221,6 +222,7 @@ one_run() {
 		incremental "$fs" "$rtt" "$run" _laravel "$D/adl" "${ad[@]}" "${LARAVEL_SHAPE[@]}"
 		VERIFY_EXCLUDE=()
 	fi
+	settle_roots "$D"
 	rm -rf "$D"
 }
 
@@ -277,11 +279,11 @@ incremental() {
 	base_link=$(readlink "$root/current")
 	measure "$fs" "$rtt" "ad_kept$suffix" "$run" ad_extra -- "$@" --source "$SRC/kept"
 	((check == 0)) || verify "ad_kept$suffix" "$SRC/kept" "$root/current/"
-	# Back to the base release, so the fresh build is compared with it: the
-	# same as `atomic-deploy rollback` for what the next deploy reads (the
-	# live release is what `current` points to), without its ~1 s of
-	# round trips. The server's filesystem is this machine's.
-	ln -sfn "$base_link" "$root/.bench-current" && mv -T "$root/.bench-current" "$root/current"
+	# Back to the base release, so the fresh build is compared with it: a
+	# rollback, untimed, as a user would run it (its lock holder then makes
+	# the spare of the base release, as after any switch).
+	inns "$W/bin/atomic-deploy" rollback "${AD_ARGS[@]}" --path "$root" --release-id "${base_link#releases/}" >>"$LOGF" 2>&1 ||
+		die "rollback to $base_link failed (see $LOGF)"
 	measure "$fs" "$rtt" "ad_fresh$suffix" "$run" ad_extra -- "$@" --source "$SRC/fresh"
 	((check == 0)) || verify "ad_fresh$suffix" "$SRC/fresh" "$root/current/"
 }

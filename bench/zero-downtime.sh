@@ -70,6 +70,8 @@ cleanup() {
 	if [[ ${ZDT_KEEP:-} == 1 ]]; then
 		zdt_log "kept $ZDT_DIR"
 	else
+		# A lock holder may still make the spare after the last deploy.
+		find "$ZDT_DIR" -maxdepth 4 -path '*/.atomic-deploy/lock.flock' -exec flock -w 60 {} true \; 2>/dev/null
 		rm -rf "$ZDT_DIR"
 	fi
 	exit "$rc"

@@ -297,12 +297,10 @@ take_spare() {
 	return 1
 }
 
-# drop_spare moves the spare into the trash (after_deploy empties it).
+# drop_spare deletes the spare at once, before a copy is made in its
+# place: on a nearly full disk the two would not fit together.
 drop_spare() {
-	if [ -e "$spare" ]; then
-		if ! { mkdir -p "$trash" && mv -T -- "$spare" "$trash/spare-$$"; } 2> /dev/null; then rm -rf "$spare"; fi
-	fi
-	rm -f "$spare".*
+	rm -rf "$spare" "$spare".*
 }
 
 # after_deploy runs once the deploy let go, in the background, holding the
@@ -335,7 +333,7 @@ make_spare() {
 	esac
 	made=$(spare_id "$id") || return
 	if [ -e "$spare.done" ] && [ "$(cat "$spare.id" 2> /dev/null)" = "$made" ]; then return; fi
-	rm -rf "$spare" "$spare".*
+	drop_spare
 	printf '%s\n' "$made" > "$spare.id" &&
 		copy_ahead "$manifests/$id$manifest_ending" "$manifests/$id$seal_ending" "$releases/$id" "$spare"
 }
