@@ -73,6 +73,23 @@ func TestHolderScript(t *testing.T) {
 			if !exists(l.Release("20260102000000")) || readFile(t, l.Manifest("20260102000000")) != "keep" {
 				t.Error("a release not named was deleted, or its manifest")
 			}
+			// Deleted once the deploy let go.
+			waitUnlocked(t, l)
+			if left, _ := os.ReadDir(l.Trash()); len(left) > 0 {
+				t.Errorf("the trash keeps %d entries", len(left))
+			}
+		})
+		t.Run("names what the last holder could not delete, and tries again", func(t *testing.T) {
+			l := Layout{Root: filepath.Join(t.TempDir(), "site")}
+			writeFiles(t, l.Trash(), map[string]string{"20260101000000-77/app/a": "a"})
+			r := sh.run(t, holderCommand(l, time.Second, Owner{Actor: "test"}, rootWant{}), strings.NewReader(tail(nil, nil, true)))
+			if r.status != 0 || !strings.Contains(r.stderr, "old release 20260101000000 is out of releases/, but "+l.Trash()+"/20260101000000-77 could not be deleted completely") {
+				t.Errorf("status %d, stderr %q", r.status, r.stderr)
+			}
+			waitUnlocked(t, l)
+			if left, _ := os.ReadDir(l.Trash()); len(left) > 0 {
+				t.Errorf("the trash keeps %d entries", len(left))
+			}
 		})
 		t.Run("heartbeats refresh the identity file and stay out of the log", func(t *testing.T) {
 			l := Layout{Root: filepath.Join(t.TempDir(), "site")}

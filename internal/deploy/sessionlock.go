@@ -329,7 +329,7 @@ func (sl *sessionLock) releaseWithLog(ctx context.Context, records []Record, pru
 	sl.stdin.Close()
 	limit := 10 * time.Second
 	if len(prune) > 0 {
-		limit = 5 * time.Minute // deleting a large release takes a while
+		limit = 5 * time.Minute // a release moved into the trash on another filesystem is copied
 	}
 	var err error
 	select {

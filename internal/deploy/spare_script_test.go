@@ -76,7 +76,7 @@ func TestSpareScript(t *testing.T) {
 				holder.end(t, tail(nil, nil, true))
 			}
 		})
-		t.Run("a deploy that waits for the lock stops the spare's making", func(t *testing.T) {
+		t.Run("a deploy that waits for the lock stops the spare's making, which deletes what it made", func(t *testing.T) {
 			l := sealedLive(t, sh, 3000)
 			// Three processes of a thousand files, a second each.
 			bin, calls := copyShims(t, 1, 1)
@@ -89,6 +89,9 @@ func TestSpareScript(t *testing.T) {
 			}
 			if n := len(copyBatches(calls, l.spare())); n > 2 || exists(l.spare()+".done") {
 				t.Errorf("the spare's making went on: %d processes, whole %v", n, exists(l.spare()+".done"))
+			}
+			if exists(l.spare()) {
+				t.Error("the part of the spare made takes room")
 			}
 		})
 	})

@@ -12,16 +12,15 @@
 # of old releases to delete, a line --end--) is acted on before it exits;
 # a tail without its end (a connection lost while it was sent) is not.
 # Then a job it leaves keeps the lock a while, so that the deploy need not
-# wait for it: it deletes what the deploy left and makes the spare
-# (after_deploy); the next holder stops it.
+# wait for it: it deletes what the deploy left and the releases pruned, and
+# makes the spare (after_deploy); the next holder stops the spare.
 #
 # Every way out before the lock prints one line first, so the client never
 # waits on a session whose input it still holds open. The commands it
 # starts inherit the lock's descriptor (the heartbeat's touch does not),
 # so a waiter that ends this shell as orphaned may wait for them to
-# finish. Its identity file is written by this shell only: on each
-# heartbeat line (--beat--) the client sends before the tail, and while
-# it deletes old releases (the client sends none then).
+# finish. Its identity file is written by this shell only, on each
+# heartbeat line (--beat--) the client sends before the tail.
 #
 # Arguments:
 #  1 current             2 releases/          3 shared/
@@ -304,7 +303,8 @@ drop_spare() {
 }
 
 # after_deploy runs once the deploy let go, in the background, holding the
-# lock: it deletes what the upload did not take and the trash, and, where
+# lock: it deletes what the upload did not take and the trash (the
+# releases pruned; what it cannot delete the next holder names), and, where
 # releases get private copies, makes the spare: a copy of the live
 # release's files, as copy_ahead makes them, which the next deploy takes
 # instead of copying them while it waits (take_spare). A holder that
@@ -334,8 +334,9 @@ make_spare() {
 	made=$(spare_id "$id") || return
 	if [ -e "$spare.done" ] && [ "$(cat "$spare.id" 2> /dev/null)" = "$made" ]; then return; fi
 	drop_spare
-	printf '%s\n' "$made" > "$spare.id" &&
-		copy_ahead "$manifests/$id$manifest_ending" "$manifests/$id$seal_ending" "$releases/$id" "$spare"
+	# One cut short (stopped, or the disk full) takes no room until then.
+	{ printf '%s\n' "$made" > "$spare.id" &&
+		copy_ahead "$manifests/$id$manifest_ending" "$manifests/$id$seal_ending" "$releases/$id" "$spare"; } || drop_spare
 }
 
 # emit NAME FILE ABSENT: "NAME <size>" and the file, or "NAME ABSENT".
@@ -359,32 +360,31 @@ trim_log() {
 	fi
 }
 
-# Deletes the releases the tail names. Each is first moved out of
-# releases/ into the trash, so it is either whole and listed or gone: one
-# that cannot be deleted completely never stays half deleted where a
-# rollback could switch to it. Every file of a release in manifests/ is
-# named <id>.<something> (Layout.ReleaseFiles).
+# Takes the releases the tail names out of releases/ into the trash, so
+# each is either whole and listed or gone: one that cannot be deleted
+# completely never stays half deleted where a rollback could switch to it.
+# Every file of a release in manifests/ is named <id>.<something>
+# (Layout.ReleaseFiles). The trash is emptied once the deploy let go
+# (after_deploy), so that deleting thousands of files is not waited for.
 prune() {
-	sed -n '/^--prune--$/,$p' "$tail" | sed '1d;$d' | {
-		emptied=
-		while IFS= read -r id; do
-			touch "$owner"
-			if [ -z "$emptied" ]; then
-				emptied=1
-				mkdir -p "$trash"
-				for x in "$trash"/*; do
-					if [ -e "$x" ]; then rm -rf "$x"; fi
-				done
-			fi
-			aside=$trash/$id-$$
-			if mv "$releases/$id" "$aside"; then
-				rm -f "$manifests/$id".*
-				rm -rf "$aside" || echo "old release $id is out of releases/, but $aside could not be deleted completely (the next deploy tries again)" >&2
-			else
-				echo "could not remove old release $id; it stays as it is" >&2
-			fi
-		done
-	}
+	sed -n '/^--prune--$/,$p' "$tail" | sed '1d;$d' | while IFS= read -r id; do
+		if mkdir -p "$trash" && mv "$releases/$id" "$trash/$id-$$"; then
+			rm -f "$manifests/$id".*
+		else
+			echo "could not remove old release $id; it stays as it is" >&2
+		fi
+	done
+}
+
+# left_in_trash names what the last holder could not delete from the trash:
+# only then is anything left there when the lock is had.
+left_in_trash() {
+	for x in "$trash"/*; do
+		if [ -e "$x" ]; then
+			name=${x##*/}
+			echo "old release ${name%-*} is out of releases/, but $x could not be deleted completely (the next deploy tries again)" >&2
+		fi
+	done
 }
 
 # Acts on the tail, if it arrived whole.
@@ -397,6 +397,7 @@ finish() {
 	# shellcheck disable=SC2016
 	sed -n '/^--prune--$/q;$q;p' "$tail" >> "$log" || return 3
 	trim_log
+	left_in_trash
 	prune
 }
 
