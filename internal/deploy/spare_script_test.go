@@ -61,7 +61,6 @@ func TestSpareScript(t *testing.T) {
 				bin, calls := copyShims(t, 2, 0)
 				path := "PATH=" + bin + ":" + os.Getenv("PATH")
 				startHolder(t, sh, l, copies, path).endMakingSpare(t, tail(nil, nil, true))
-				spared := testutil.Inode(t, filepath.Join(l.spare(), "f/0007.php"))
 				c.spoil(l)
 				holder := startHolder(t, sh, l, copies, path)
 				// Deleted before a copy is made in its place (a full disk).
@@ -70,7 +69,9 @@ func TestSpareScript(t *testing.T) {
 				}
 				ahead := l.aheadCopy(holder.pid)
 				waitUntil(t, 10*time.Second, func() bool { return exists(ahead + ".done") }, c.how+": the copy made ahead did not end")
-				if len(copyBatches(calls, ahead)) == 0 || testutil.Inode(t, filepath.Join(ahead, "f/0007.php")) == spared {
+				// Copied for itself (the spare's inode numbers, freed, may
+				// come back in the copy).
+				if len(copyBatches(calls, ahead)) == 0 {
 					t.Errorf("%s: the spare was taken", c.how)
 				}
 				holder.end(t, tail(nil, nil, true))
