@@ -308,7 +308,12 @@ func copyBatches(calls, dir string) []int {
 // spare.
 func waitUnlocked(t *testing.T, l Layout) {
 	t.Helper()
-	waitUntil(t, time.Minute, func() bool { return exec.Command("flock", "-n", l.FlockFile(), "true").Run() == nil }, "the lock stays held")
+	waitUntil(t, time.Minute, func() bool { return unlocked(l) }, "the lock stays held")
+}
+
+// unlocked says whether l's lock can be taken now.
+func unlocked(l Layout) bool {
+	return exec.Command("flock", "-n", l.FlockFile(), "true").Run() == nil
 }
 
 // waitUntil polls done for up to limit, failing the test with why.
@@ -377,10 +382,9 @@ func startHolderWaiting(t *testing.T, sh posixShell, l Layout, want rootWant, wa
 func (h *runningHolder) end(t *testing.T, tail string) ran {
 	t.Helper()
 	r := h.exit(tail)
-	spare := filepath.Join(h.layout.Meta(), ".spare")
 	waitUntil(t, time.Minute, func() bool {
-		os.WriteFile(spare+".stop", nil, 0o644)
-		return exec.Command("flock", "-n", h.layout.FlockFile(), "true").Run() == nil
+		os.WriteFile(h.layout.spare()+".stop", nil, 0o644)
+		return unlocked(h.layout)
 	}, "the lock stays held")
 	return r
 }

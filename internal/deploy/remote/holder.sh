@@ -176,18 +176,18 @@ snapshot() {
 		# Started as a subshell: a function run in the background with
 		# redirections keeps copies of this shell's descriptors (dash), and
 		# with them the session, open until it ends.
-		if [ -n "$ahead" ] && [ -n "$id" ] && [ -f "$manifests/$id$manifest_ending" ] && [ -f "$seal" ] && take_spare "$id"; then
-			copying=spare
-		elif [ -n "$ahead" ] && [ -n "$id" ] && [ -f "$manifests/$id$manifest_ending" ] && [ -f "$seal" ] &&
-			touch "$ahead.lock" && command exec 7>> "$ahead.lock" && flock -n 7; then
-			(
-				exec < /dev/null > /dev/null 2>&1
-				copy_ahead "$manifests/$id$manifest_ending" "$seal" "$releases/$id" "$ahead"
-			) &
-			copying=$!
-		elif [ -n "$ahead" ]; then
-			rm -f "$ahead.lock"
+		if [ -n "$ahead" ] && [ -n "$id" ] && [ -f "$manifests/$id$manifest_ending" ] && [ -f "$seal" ]; then
+			if take_spare "$id"; then
+				copying=spare
+			elif touch "$ahead.lock" && command exec 7>> "$ahead.lock" && flock -n 7; then
+				(
+					exec < /dev/null > /dev/null 2>&1
+					copy_ahead "$manifests/$id$manifest_ending" "$seal" "$releases/$id" "$ahead"
+				) &
+				copying=$!
+			fi
 		fi
+		if [ -n "$ahead" ] && [ -z "$copying" ]; then rm -f "$ahead.lock"; fi
 		command exec 7>&-
 		if [ -n "$id" ] && [ -d "$dir/" ] && list_tree "$dir" > "$tmp.list"; then
 			listed=1
@@ -279,6 +279,11 @@ spare_id() {
 	sum=$(sha256sum < "$manifests/$1$seal_ending") && printf '%s %s\n' "$1" "${sum%% *}"
 }
 
+# spare_is MADE: whether the spare is whole and what spare_id said MADE.
+spare_is() {
+	[ -e "$spare.done" ] && [ "$(cat "$spare.id" 2> /dev/null)" = "$1" ]
+}
+
 # take_spare ID makes the spare the copy made ahead, where it is whole and
 # of release ID as now sealed, and drops it where it is not. Whether the
 # upload may take it is decided as for any copy made ahead: only where the
@@ -286,7 +291,7 @@ spare_id() {
 # written, which the spare was copied after (a change moves a file's
 # ctime for good).
 take_spare() {
-	if [ -e "$spare.done" ] && [ "$(cat "$spare.id" 2> /dev/null)" = "$(spare_id "$1")" ] &&
+	if spare_is "$(spare_id "$1")" &&
 		mv -T -- "$spare.files" "$ahead.files" && mv -T -- "$spare" "$ahead"; then
 		rm -f "$spare".*
 		touch "$ahead.done" "$ahead.lock"
@@ -332,7 +337,7 @@ make_spare() {
 	*) return ;;
 	esac
 	made=$(spare_id "$id") || return
-	if [ -e "$spare.done" ] && [ "$(cat "$spare.id" 2> /dev/null)" = "$made" ]; then return; fi
+	if spare_is "$made"; then return; fi
 	drop_spare
 	# One cut short (stopped, or the disk full) takes no room until then.
 	{ printf '%s\n' "$made" > "$spare.id" &&
