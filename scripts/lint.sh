@@ -32,7 +32,7 @@ if command -v shellcheck >/dev/null 2>&1; then
   say "shellcheck"
   shellcheck scripts/*.sh .ci/run || status=1
   # What runs on servers is read as POSIX sh, whatever a file says.
-  shellcheck -s sh internal/deploy/remote/*.sh internal/deploy/remote/lib/*.sh internal/transport/*.sh internal/transport/sshx/remote/*.sh || status=1
+  shellcheck -s sh internal/deploy/remote/*.sh internal/deploy/remote/lib/*.sh internal/transport/*.sh internal/transport/sshx/remote/*.sh internal/config/*.sh || status=1
 else
   say "shellcheck not installed: skipped (apt-get install shellcheck)"
 fi

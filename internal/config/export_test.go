@@ -5,5 +5,7 @@ const (
 	LaravelBeforeActivate     = laravelBeforeActivate
 	LaravelBeforeActivateOnce = laravelBeforeActivateOnce
 	LaravelAfterActivate      = laravelAfterActivate
-	LaravelMaintenanceDown    = laravelMaintenanceDown
 )
+
+// LaravelMaintenanceDown is embedded from a file, so it is a variable.
+var LaravelMaintenanceDown = laravelMaintenanceDown

@@ -1,6 +1,9 @@
 package config
 
-import "slices"
+import (
+	_ "embed"
+	"slices"
+)
 
 // Laravel preset defaults; each applies only where the input was left empty,
 // so any of them can be replaced by giving the input explicitly. Each step
@@ -73,16 +76,16 @@ fi`
 //     the switch (and before the health check, which must see the app);
 //   - a deploy that fails after down ran (a failed migration, another host
 //     that could not be prepared, a failed switch) lifts it in on-failure,
-//     which runs in the live release of every host, lock still held.
-const (
-	laravelMaintenanceDown = `if [ -n "$PREVIOUS_RELEASE_ID" ]; then
-  echo "> php artisan down (release $PREVIOUS_RELEASE_ID is live: maintenance mode until after the switch)"
-  php artisan down
-fi`
-	// LaravelMaintenanceUp ends maintenance mode; run in a release directory.
-	LaravelMaintenanceUp = `echo "> php artisan up"
+//     which runs in the live release of every host, lock still held;
+//   - down writes its files whole, each a temp file and a rename
+//     (laravel-down.sh says why).
+//
+//go:embed laravel-down.sh
+var laravelMaintenanceDown string
+
+// LaravelMaintenanceUp ends maintenance mode; run in a release directory.
+const LaravelMaintenanceUp = `echo "> php artisan up"
 php artisan up`
-)
 
 // applyLaravel fills the inputs the user left empty with the preset's values.
 func applyLaravel(c *Config, lookup Lookup) {

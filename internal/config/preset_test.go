@@ -8,11 +8,16 @@ import (
 	"testing"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/config"
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil"
 )
 
 // fakePHP is a php on PATH that records each artisan command line and
 // answers like Laravel would, as the environment says.
 const fakePHP = `#!/bin/sh
+while [ "$1" = -d ]; do
+  case "$2" in auto_prepend_file=*) cp "${2#auto_prepend_file=}" "$PREPENDED" ;; esac
+  shift 2
+done
 shift # artisan
 echo "$*" >> "$ARTISAN_LOG"
 case "$*" in
@@ -28,7 +33,14 @@ esac
 // artisan commands it ran.
 func runHook(t *testing.T, script string, files map[string]string, env ...string) (out string, artisan []string, err error) {
 	t.Helper()
-	dir := t.TempDir()
+	out, artisan, _, err = runHookIn(t, t.TempDir(), script, files, env...)
+	return out, artisan, err
+}
+
+// runHookIn is runHook in dir; prepended is the file artisan was given
+// with -d auto_prepend_file, copied (dir/prepended.php, if any).
+func runHookIn(t *testing.T, dir, script string, files map[string]string, env ...string) (out string, artisan []string, prepended string, err error) {
+	t.Helper()
 	bin := filepath.Join(dir, "bin")
 	rel := filepath.Join(dir, "release")
 	for _, d := range []string{bin, filepath.Join(rel, "public"), filepath.Join(rel, "config")} {
@@ -41,10 +53,11 @@ func runHook(t *testing.T, script string, files map[string]string, env ...string
 	log := filepath.Join(dir, "artisan.log")
 	cmd := exec.Command("/bin/sh", "-ec", script)
 	cmd.Dir = rel
-	cmd.Env = append([]string{"PATH=" + bin + ":/usr/bin:/bin", "ARTISAN_LOG=" + log}, env...)
+	prepended = filepath.Join(dir, "prepended.php")
+	cmd.Env = append([]string{"PATH=" + bin + ":/usr/bin:/bin", "ARTISAN_LOG=" + log, "PREPENDED=" + prepended, "TMPDIR=" + dir}, env...)
 	b, err := cmd.CombinedOutput()
 	data, _ := os.ReadFile(log)
-	return string(b), strings.Fields(strings.ReplaceAll(strings.TrimSpace(string(data)), " ", "_")), err
+	return string(b), strings.Fields(strings.ReplaceAll(strings.TrimSpace(string(data)), " ", "_")), prepended, err
 }
 
 func TestLaravelPresetSteps(t *testing.T) {
@@ -100,6 +113,54 @@ func TestLaravelPresetSteps(t *testing.T) {
 				if !strings.Contains(out, s) {
 					t.Errorf("output lacks %q:\n%s", s, out)
 				}
+			}
+		})
+	}
+}
+
+// TestLaravelMaintenanceDownWritesWhole runs the file that down prepends
+// to artisan in a real php: a file_put_contents called from Laravel's
+// namespaces replaces the file by a rename (a new inode, never an empty
+// file in between), appends still append, and down leaves no temp file.
+func TestLaravelMaintenanceDownWritesWhole(t *testing.T) {
+	php, err := exec.LookPath("php")
+	if err != nil {
+		t.Fatalf("php: %v (scripts/test.sh installs php-cli)", err)
+	}
+	dir := t.TempDir()
+	out, artisan, prepended, err := runHookIn(t, dir, config.LaravelMaintenanceDown, nil, "PREVIOUS_RELEASE_ID=20261125231842")
+	if err != nil || strings.Join(artisan, " ") != "down" {
+		t.Fatalf("down: %v, artisan ran %q\n%s", err, artisan, out)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "tmp.*")); len(left) > 0 {
+		t.Errorf("down left %v behind", left)
+	}
+	for _, ns := range []string{`Illuminate\Foundation\Console`, `Illuminate\Foundation`} {
+		t.Run(ns, func(t *testing.T) {
+			work := t.TempDir()
+			down := filepath.Join(work, "down")
+			os.WriteFile(down, []byte("old"), 0o644)
+			before := testutil.Inode(t, down)
+			script := filepath.Join(t.TempDir(), "write.php")
+			code := `<?php
+namespace ` + ns + `;
+$f = getenv("DOWN");
+echo file_put_contents($f, "{\"status\": 503}"), " ", file_put_contents($f, "\n", FILE_APPEND);`
+			os.WriteFile(script, []byte(code), 0o644) // php -r would skip the prepended file
+			cmd := exec.Command(php, "-d", "auto_prepend_file="+prepended, script)
+			cmd.Env = append(os.Environ(), "DOWN="+down)
+			b, err := cmd.CombinedOutput()
+			if err != nil || string(b) != "15 1" {
+				t.Fatalf("php: %v, printed %q, want the bytes written: \"15 1\"", err, b)
+			}
+			if got, _ := os.ReadFile(down); string(got) != "{\"status\": 503}\n" {
+				t.Errorf("down holds %q", got)
+			}
+			if testutil.Inode(t, down) == before {
+				t.Errorf("down was written in place, not renamed over")
+			}
+			if entries, _ := os.ReadDir(work); len(entries) != 1 {
+				t.Errorf("left in the directory: %v", entries)
 			}
 		})
 	}
