@@ -112,7 +112,35 @@ snapshot() {
 		return
 	fi
 	printf S
-	if [ -L "$current" ]; then printf 'L%s\0' "$(readlink "$current")"; else printf 'N\0'; fi
+	target=''
+	if [ -L "$current" ]; then
+		target=$(readlink "$current")
+		printf 'L%s\0' "$target"
+	else
+		printf 'N\0'
+	fi
+	# The release to compare with its seal: the live one (plan=1), only
+	# where current is written as a deploy writes it, or prepared release
+	# <id>. Its walk starts now, on another core, while the rest is
+	# gathered: it is most of what an activate waits for here.
+	id='' dir='' walking=''
+	case $plan in
+	1)
+		dir=$current
+		case $target in
+		releases/*/*) ;;
+		releases/?*) id=${target#releases/} ;;
+		esac
+		;;
+	=?*)
+		id=${plan#=} dir=$releases/${plan#=}
+		case $id in */* | . | ..) id= ;; esac
+		;;
+	esac
+	if [ -n "$id" ] && [ -d "$dir/" ]; then
+		(list_tree "$dir" > "$tmp.list") &
+		walking=$!
+	fi
 	case $plan in
 	=*) printf '\0\0' ;; # activate uploads nothing: no tools to know
 	*)
@@ -151,22 +179,6 @@ snapshot() {
 	else
 		printf 'log !\n'
 	fi
-	case $plan in
-	1)
-		# Only where current is written as a deploy writes it.
-		id="" dir=$current
-		target=$(readlink "$current")
-		case $target in
-		releases/*/*) ;;
-		releases/?*) id=${target#releases/} ;;
-		esac
-		;;
-	=?*)
-		id=${plan#=} dir=$releases/${plan#=}
-		case $id in */* | . | ..) id= ;; esac
-		;;
-	*) dir= ;;
-	esac
 	if [ -n "$dir" ]; then
 		seal=$manifests/$id$seal_ending listed='' same=''
 		# The spare, where it is a copy of this release as sealed; else a
@@ -189,7 +201,7 @@ snapshot() {
 		fi
 		if [ -n "$ahead" ] && [ -z "$copying" ]; then rm -f "$ahead.lock"; fi
 		command exec 7>&-
-		if [ -n "$id" ] && [ -d "$dir/" ] && list_tree "$dir" > "$tmp.list"; then
+		if [ -n "$walking" ] && wait "$walking"; then
 			listed=1
 			if [ -f "$seal" ] && gzip -dc < "$seal" | cmp -s - "$tmp.list"; then same=1; fi
 		fi
@@ -241,8 +253,9 @@ snapshot() {
 		touch "$ahead.stop"
 		rm -f "$ahead.lock"
 	fi
-	rm -f "$tmp.log" "$tmp.man" "$tmp.seal" "$tmp.scan" "$tmp.list"
 	printf 'E\n'
+	# After the end, which the client waits for.
+	rm -f "$tmp.log" "$tmp.man" "$tmp.seal" "$tmp.scan" "$tmp.list"
 }
 
 # manifest_files MANIFEST OUT: the regular files a release's MANIFEST
