@@ -55,7 +55,7 @@ copies='' known='' ahead='' copying='' tar_version='' cp_version=''
 case $plan in c*) copies=1 plan=${plan#c} ;; esac
 case $plan in 1:*) known=${plan#1:} plan=1 ;; esac
 if [ -n "$copies" ] && [ "$plan" = 1 ]; then ahead=$meta/.ahead-$$; fi
-spare=$meta/.spare
+spare=$meta/.spare spare_gone=$meta/.spare-gone
 
 command -v flock >/dev/null 2>&1 || { echo noflock; exit 69; }
 if [ -e "$current" ] && [ ! -L "$current" ]; then echo notlink; exit 65; fi
@@ -326,13 +326,21 @@ drop_spare() {
 # releases get private copies, makes the spare: a copy of the live
 # release's files, as copy_ahead makes them, which the next deploy takes
 # instead of copying them while it waits (take_spare). A holder that
-# waits for the lock stops it.
+# waits for the lock stops it; what was made of it then is deleted once
+# the lock is let go, so that the deploy waiting does not wait for that.
 after_deploy() {
 	if [ -n "$ahead" ]; then rm -rf "$ahead".*; fi
-	for x in "$trash"/*; do
+	# The trash, and a spare cut short whose deletion did not end (its
+	# job was killed).
+	for x in "$trash"/* "$spare_gone"-*; do
 		if [ -e "$x" ]; then rm -rf "$x"; fi
 	done
+	gone=''
 	if [ -n "$copies" ]; then make_spare; fi
+	if [ -n "$gone" ]; then
+		exec 9>&-
+		rm -rf "$gone"
+	fi
 }
 
 # make_spare copies the live release for the next deploy, where there is
@@ -352,9 +360,16 @@ make_spare() {
 	made=$(spare_id "$id") || return
 	if spare_is "$made"; then return; fi
 	drop_spare
-	# One cut short (stopped, or the disk full) takes no room until then.
-	{ printf '%s\n' "$made" > "$spare.id" &&
-		copy_ahead "$manifests/$id$manifest_ending" "$manifests/$id$seal_ending" "$releases/$id" "$spare"; } || drop_spare
+	if printf '%s\n' "$made" > "$spare.id" &&
+		copy_ahead "$manifests/$id$manifest_ending" "$manifests/$id$seal_ending" "$releases/$id" "$spare"; then
+		return
+	fi
+	# Cut short (stopped, or the disk full): what was made is renamed out
+	# of the way for after_deploy to delete (gone), and takes no room for
+	# long.
+	gone=$spare_gone-$$
+	mv -T -- "$spare" "$gone" 2> /dev/null || gone=''
+	drop_spare
 }
 
 # emit NAME FILE ABSENT: "NAME <size>" and the file, or "NAME ABSENT".
