@@ -162,6 +162,7 @@ type deployRun struct {
 func (c *fleetCell) run(b *testing.B, n int) deployRun {
 	*c.version++
 	c.f.src.Write(map[string]string{"index.html": fmt.Sprintf("v%d", *c.version)}) // one file changes
+	letGo(b, c.f.hosts)
 	quiet := settle(c.f.hosts)
 	var mem0, mem1 runtime.MemStats
 	runtime.ReadMemStats(&mem0)

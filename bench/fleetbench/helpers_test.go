@@ -304,6 +304,35 @@ func (s cpuSample) add(o cpuSample) cpuSample {
 	return cpuSample{s.client + o.client, s.servers + o.servers, s.proxy + o.proxy, s.machine + o.machine}
 }
 
+// letGo waits until every host's lock holder let go. After a deploy, a
+// prepare or an activate each holder makes the live release's spare (a
+// copy of the release); a run is timed once they are done, as a server's
+// are before the next deploy comes, and not while many servers' copies
+// share this machine's cores (a hundred of them starved SSH handshakes
+// past their time-out, and take minutes here).
+func letGo(b *testing.B, hosts deploytest.Fleet) {
+	deadline := time.Now().Add(10 * time.Minute)
+	for _, h := range hosts {
+		file := deploy.Layout{Root: h.Root()}.FlockFile()
+		for locked(file) {
+			if time.Now().After(deadline) {
+				b.Fatalf("%s is still locked after 10 minutes", file)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// locked is whether a process holds flock(2) on file.
+func locked(file string) bool {
+	f, err := os.Open(file)
+	if err != nil {
+		return false // no lock was ever taken there
+	}
+	defer f.Close()
+	return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil
+}
+
 // settle waits until every sshd has finished the connections of the last
 // deploy (so their CPU is counted: a listener's children time grows when it
 // reaps them) and the machine is mostly idle (at most 25% of its cores busy

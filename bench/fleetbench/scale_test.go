@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -172,35 +171,6 @@ func newScaleFleet(b *testing.B, n int) *scaleFleet {
 	return s
 }
 
-// letGo waits until every host's lock holder let go. After a deploy or a
-// prepare each holder makes the live release's spare (a copy of 5,000
-// files); a run of the client is timed once they are done, as a server's
-// are before the next deploy comes, and not while a hundred servers'
-// copies share this machine's cores (they starved SSH handshakes past
-// their time-out). A hundred of them take minutes here.
-func (s *scaleFleet) letGo(b *testing.B) {
-	deadline := time.Now().Add(10 * time.Minute)
-	for _, h := range s.hosts {
-		file := deploy.Layout{Root: h.Root()}.FlockFile()
-		for locked(file) {
-			if time.Now().After(deadline) {
-				b.Fatalf("%s is still locked after 10 minutes", file)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-}
-
-// locked is whether a process holds flock(2) on file.
-func locked(file string) bool {
-	f, err := os.Open(file)
-	if err != nil {
-		return false // no lock was ever taken there
-	}
-	defer f.Close()
-	return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil
-}
-
 // release changes one file and returns a release id newer than any
 // before (ids count up from 2099-01-01, past any made from the clock).
 func (s *scaleFleet) release() string {
@@ -226,7 +196,7 @@ func (s *scaleFleet) runWith(b *testing.B, c clientConfig) clientRun {
 	b.Helper()
 	mode, hosts := c.Mode, c.Hosts
 	c.Root, c.Source, c.Concurrency = s.hosts.Path(), s.src.Dir, min(s.concurrency, len(hosts))
-	s.letGo(b)
+	letGo(b, s.hosts)
 	quiet := settle(s.hosts)
 	r := runClient(b, c)
 	r.noisy = !quiet
