@@ -314,23 +314,13 @@ func letGo(b *testing.B, hosts deploytest.Fleet) {
 	deadline := time.Now().Add(10 * time.Minute)
 	for _, h := range hosts {
 		file := deploy.Layout{Root: h.Root()}.FlockFile()
-		for locked(file) {
+		for deploytest.Locked(file) {
 			if time.Now().After(deadline) {
 				b.Fatalf("%s is still locked after 10 minutes", file)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-}
-
-// locked is whether a process holds flock(2) on file.
-func locked(file string) bool {
-	f, err := os.Open(file)
-	if err != nil {
-		return false // no lock was ever taken there
-	}
-	defer f.Close()
-	return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil
 }
 
 // settle waits until every sshd has finished the connections of the last

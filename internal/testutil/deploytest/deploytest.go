@@ -129,17 +129,22 @@ func (h *Host) Settle() {
 	WaitUnlocked(h.t, deploy.Layout{Root: h.Root()}.FlockFile())
 }
 
+// Locked is whether a process holds flock(2) on file (a deploy's lock:
+// deploy.Layout.FlockFile).
+func Locked(file string) bool {
+	f, err := os.Open(file)
+	if err != nil {
+		return false // no lock was ever taken there
+	}
+	defer f.Close()
+	return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil
+}
+
 // WaitUnlocked waits, up to a minute, until flock(2) on file can be taken.
 func WaitUnlocked(t testing.TB, file string) {
 	t.Helper()
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
-		f, err := os.Open(file)
-		if err != nil {
-			return // no lock was ever taken there
-		}
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		f.Close()
-		if err == nil {
+		if !Locked(file) {
 			return
 		}
 		if time.Now().After(deadline) {
