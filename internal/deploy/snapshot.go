@@ -69,10 +69,11 @@ const maxPresized = 16 << 20
 // parseSnapshot reads what remote/holder.sh printed after "locked":
 //
 //	S  L<target>\0 | N\0   <tar --version line>\0   <cp --version line>\0   [01]\0 (delta tools)   <release>\0 ... \0   [01df]...\0 (shared paths)
-//	   log <size>|-|!\n <gzip>   [manifest <size>|-|!|=\n <gzip>   seal <size>|-|!|=\n <gzip>   scan <size>|-|=\n <gzip>   [shape <size>|-\n <gzip> | <next link>\0]]
+//	   log z|-|!\n <gzip member>   [manifest <size>|-|!|=\n <gzip>   seal <size>|-|!|=\n <gzip>   scan <size>|-|=\n <gzip>   [shape <size>|-\n <gzip> | <next link>\0]]
 //	   E\n
 //
-// "-" is absent, "!" is unreadable; "=" for the manifest is the one the
+// "-" is absent, "!" is unreadable; the log is one gzip member, which
+// ends itself (logSection); "=" for the manifest is the one the
 // client holds (knownManifest), for the scan a listing byte for byte the
 // seal (and the seal not sent: a deploy gets its shape instead, activate
 // needs neither). The shape follows for a deploy only, the next link for
@@ -134,7 +135,7 @@ func parseSnapshot(br *bufio.Reader, want rootWant) (*snapshot, error) {
 	for _, c := range []byte(exists) {
 		s.shared = append(s.shared, sharedKind(c))
 	}
-	logData, err := section(br, "log", func(r *bufio.Reader) ([]byte, error) { return io.ReadAll(r) })
+	logData, err := logSection(br)
 	switch {
 	case errors.Is(err, errSectionAbsent):
 		s.log = &releaseLog{}
@@ -323,6 +324,38 @@ func section[T any](br *bufio.Reader, name string, decode func(*bufio.Reader) (T
 		return zero, &sectionDataError{fmt.Errorf("%s: %w", name, err)}
 	}
 	return v, nil
+}
+
+// logSection reads the releases log's section, "log z\n" and one gzip
+// member: the holder sends it as gzip writes it, without its size, which
+// would take two processes more on the server (holder.sh). The member's
+// end is found by decoding it; data that does not decode leaves the rest
+// of the snapshot out of step, so it is an error of the whole.
+func logSection(br *bufio.Reader) ([]byte, error) {
+	head, err := br.ReadString('\n')
+	if err != nil {
+		return nil, fmt.Errorf("snapshot ended before log: %w", err)
+	}
+	switch head {
+	case "log -\n":
+		return nil, errSectionAbsent
+	case "log !\n":
+		return nil, fmt.Errorf("log %w", errSectionUnreadable)
+	case "log z\n":
+	default:
+		return nil, fmt.Errorf("snapshot: expected log, got %q", head)
+	}
+	rd := sectionReaders.Get().(*sectionReader)
+	defer sectionReaders.Put(rd)
+	if err := rd.reset(br); err != nil {
+		return nil, fmt.Errorf("snapshot: log: %w", err)
+	}
+	rd.zr.Multistream(false)
+	data, err := io.ReadAll(rd.br)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: log: %w", err)
+	}
+	return data, nil
 }
 
 // rawSection reads one section's gzip data as it was sent.

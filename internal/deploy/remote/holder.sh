@@ -111,6 +111,25 @@ snapshot() {
 		printf 'P\n'
 		return
 	fi
+	# The release to compare with its seal: the live one (plan=1), only
+	# where current is written as a deploy writes it, or prepared release
+	# <id>. Its walk starts first, on another core, while the rest is
+	# gathered: it is most of what an activate waits for here. The live
+	# one is walked through current before current is read (a process
+	# less ahead of it); what current says then decides whether the walk
+	# is of a release.
+	id='' dir='' walking=''
+	case $plan in
+	1) dir=$current ;;
+	=?*)
+		id=${plan#=} dir=$releases/${plan#=}
+		case $id in */* | . | ..) id= ;; esac
+		;;
+	esac
+	if { [ -n "$id" ] || [ "$plan" = 1 ]; } && [ -d "$dir/" ]; then
+		(list_tree "$dir" > "$tmp.list") &
+		walking=$!
+	fi
 	printf S
 	target=''
 	if [ -L "$current" ]; then
@@ -119,27 +138,11 @@ snapshot() {
 	else
 		printf 'N\0'
 	fi
-	# The release to compare with its seal: the live one (plan=1), only
-	# where current is written as a deploy writes it, or prepared release
-	# <id>. Its walk starts now, on another core, while the rest is
-	# gathered: it is most of what an activate waits for here.
-	id='' dir='' walking=''
-	case $plan in
-	1)
-		dir=$current
+	if [ "$plan" = 1 ]; then
 		case $target in
 		releases/*/*) ;;
 		releases/?*) id=${target#releases/} ;;
 		esac
-		;;
-	=?*)
-		id=${plan#=} dir=$releases/${plan#=}
-		case $id in */* | . | ..) id= ;; esac
-		;;
-	esac
-	if [ -n "$id" ] && [ -d "$dir/" ]; then
-		(list_tree "$dir" > "$tmp.list") &
-		walking=$!
 	fi
 	case $plan in
 	=*) printf '\0\0' ;; # activate uploads nothing: no tools to know
@@ -174,8 +177,12 @@ snapshot() {
 	done
 	if [ ! -e "$log" ]; then
 		printf 'log -\n'
-	elif gzip -1 < "$log" > "$tmp.log"; then
-		emit log "$tmp.log" '!'
+	elif command exec 8< "$log"; then
+		# One gzip member, which ends itself: no size to learn first (wc)
+		# and no file to send it from (cat), two processes fewer.
+		printf 'log z\n'
+		gzip -1 <&8
+		command exec 8<&-
 	else
 		printf 'log !\n'
 	fi
@@ -201,7 +208,15 @@ snapshot() {
 		fi
 		if [ -n "$ahead" ] && [ -z "$copying" ]; then rm -f "$ahead.lock"; fi
 		command exec 7>&-
-		if [ -n "$walking" ] && wait "$walking"; then
+		# Activate's link for the switch, made while the walk runs (a
+		# process less after it), and removed below if the release is not
+		# as sealed.
+		next=''
+		if [ "$plan" != 1 ] && [ -n "$walking" ]; then
+			next=$templinks$$
+			ln -s -- "releases/$id" "$next" || next=''
+		fi
+		if [ -n "$walking" ] && wait "$walking" && [ -n "$id" ]; then
 			listed=1
 			if [ -f "$seal" ] && gzip -dc < "$seal" | cmp -s - "$tmp.list"; then same=1; fi
 		fi
@@ -241,8 +256,10 @@ snapshot() {
 		else
 			# The client removes it if it does not switch; a holder
 			# that finds it left removes it above.
-			next=$templinks$$
-			if [ -z "$same" ] || ! ln -s -- "releases/$id" "$next"; then next=; fi
+			if [ -n "$next" ] && [ -z "$same" ]; then
+				rm -f "$next"
+				next=''
+			fi
 			printf '%s\0' "$next"
 		fi
 	fi
@@ -255,7 +272,7 @@ snapshot() {
 	fi
 	printf 'E\n'
 	# After the end, which the client waits for.
-	rm -f "$tmp.log" "$tmp.man" "$tmp.seal" "$tmp.scan" "$tmp.list"
+	rm -f "$tmp.man" "$tmp.seal" "$tmp.scan" "$tmp.list"
 }
 
 # manifest_files MANIFEST OUT: the regular files a release's MANIFEST
