@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/atomic-deploy/atomic-deploy/internal/app"
 	"github.com/atomic-deploy/atomic-deploy/internal/deploy"
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
 	"github.com/atomic-deploy/atomic-deploy/internal/testutil"
@@ -79,6 +81,10 @@ func clientMain(path string) int {
 	if err := json.Unmarshal(data, &c); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
+	}
+	// The binary's memory limit, which the collector's work depends on.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(app.MemoryLimit(len(c.Hosts)))
 	}
 	log := &deploytest.Log{}
 	set := deploy.Settings{KeepReleases: 3, Revision: "r1", Parallel: 64, Lock: deploy.DefaultLockOptions}
