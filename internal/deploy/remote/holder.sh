@@ -113,23 +113,18 @@ snapshot() {
 	fi
 	# The release to compare with its seal: the live one (plan=1), only
 	# where current is written as a deploy writes it, or prepared release
-	# <id>. Its walk starts first, on another core, while the rest is
-	# gathered: it is most of what an activate waits for here. The live
-	# one is walked through current before current is read (a process
-	# less ahead of it); what current says then decides whether the walk
-	# is of a release.
+	# <id>. Its walk starts as soon as the release is known, on another
+	# core, while the rest is gathered: it is most of what an activate
+	# waits for here, so a prepared release's starts before current is
+	# read.
 	id='' dir='' walking=''
 	case $plan in
-	1) dir=$current ;;
 	=?*)
 		id=${plan#=} dir=$releases/${plan#=}
 		case $id in */* | . | ..) id= ;; esac
+		start_walk
 		;;
 	esac
-	if { [ -n "$id" ] || [ "$plan" = 1 ]; } && [ -d "$dir/" ]; then
-		(list_tree "$dir" > "$tmp.list") &
-		walking=$!
-	fi
 	printf S
 	target=''
 	if [ -L "$current" ]; then
@@ -139,10 +134,12 @@ snapshot() {
 		printf 'N\0'
 	fi
 	if [ "$plan" = 1 ]; then
+		dir=$current
 		case $target in
 		releases/*/*) ;;
 		releases/?*) id=${target#releases/} ;;
 		esac
+		start_walk
 	fi
 	case $plan in
 	=*) printf '\0\0' ;; # activate uploads nothing: no tools to know
@@ -216,7 +213,7 @@ snapshot() {
 			next=$templinks$$
 			ln -s -- "releases/$id" "$next" || next=''
 		fi
-		if [ -n "$walking" ] && wait "$walking" && [ -n "$id" ]; then
+		if [ -n "$walking" ] && wait "$walking"; then
 			listed=1
 			if [ -f "$seal" ] && gzip -dc < "$seal" | cmp -s - "$tmp.list"; then same=1; fi
 		fi
@@ -273,6 +270,15 @@ snapshot() {
 	printf 'E\n'
 	# After the end, which the client waits for.
 	rm -f "$tmp.man" "$tmp.seal" "$tmp.scan" "$tmp.list"
+}
+
+# start_walk lists release $id at $dir into the snapshot's $tmp.list in
+# the background (walking: its pid), where there is such a release.
+start_walk() {
+	if [ -n "$id" ] && [ -d "$dir/" ]; then
+		(list_tree "$dir" > "$tmp.list") &
+		walking=$!
+	fi
 }
 
 # manifest_files MANIFEST OUT: the regular files a release's MANIFEST
