@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
 	"testing"
@@ -83,9 +82,7 @@ func clientMain(path string) int {
 		return 2
 	}
 	// The binary's memory limit, which the collector's work depends on.
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(app.MemoryLimit(len(c.Hosts)))
-	}
+	app.LimitMemory(os.Getenv("GOMEMLIMIT"), len(c.Hosts))
 	log := &deploytest.Log{}
 	set := deploy.Settings{KeepReleases: 3, Revision: "r1", Parallel: 64, Lock: deploy.DefaultLockOptions}
 	o := deploy.Options{Root: c.Root, Settings: &set, Log: log, Concurrency: c.Concurrency, AutoRollback: true, ReleaseID: c.ReleaseID}

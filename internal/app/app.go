@@ -92,7 +92,7 @@ func Main(ctx context.Context, args []string, environ []string, stdio IO) int {
 		return 2
 	}
 	log.Mask(cfg.Secrets())
-	limitMemory(env, len(cfg.Hosts))
+	LimitMemory(env["GOMEMLIMIT"], len(cfg.Hosts))
 	if command == "plan" || (command != "releases" && (cfg.Mode == config.ModeDeploy || cfg.Mode == config.ModePrepare)) {
 		if err := checkSource(cfg.Source); err != nil {
 			log.Errorf("Invalid input: "+err.Input, "%s", err.Reason)

@@ -14,14 +14,15 @@ const (
 	memoryPerHost   = 1 << 20
 )
 
-// MemoryLimit is the soft memory limit of a run over hosts hosts.
-func MemoryLimit(hosts int) int64 {
+// memoryLimit is the soft memory limit of a run over hosts hosts.
+func memoryLimit(hosts int) int64 {
 	return baseMemoryLimit + int64(max(hosts-1, 0))*memoryPerHost
 }
 
-// limitMemory sets MemoryLimit, unless GOMEMLIMIT in env sets another.
-func limitMemory(env map[string]string, hosts int) {
-	if env["GOMEMLIMIT"] == "" {
-		debug.SetMemoryLimit(MemoryLimit(hosts))
+// LimitMemory sets memoryLimit for a run over hosts hosts, unless
+// gomemlimit, the environment's GOMEMLIMIT, sets another.
+func LimitMemory(gomemlimit string, hosts int) {
+	if gomemlimit == "" {
+		debug.SetMemoryLimit(memoryLimit(hosts))
 	}
 }

@@ -15,8 +15,8 @@ func TestMemoryLimit(t *testing.T) {
 		{2, 73 << 20},
 		{100, 171 << 20},
 	} {
-		if got := MemoryLimit(tc.hosts); got != tc.want {
-			t.Errorf("MemoryLimit(%d) = %d MiB, want %d MiB", tc.hosts, got>>20, tc.want>>20)
+		if got := memoryLimit(tc.hosts); got != tc.want {
+			t.Errorf("memoryLimit(%d) = %d MiB, want %d MiB", tc.hosts, got>>20, tc.want>>20)
 		}
 	}
 }
@@ -26,12 +26,12 @@ func TestLimitMemoryLeavesGOMEMLIMIT(t *testing.T) {
 	t.Cleanup(func() { debug.SetMemoryLimit(before) })
 
 	debug.SetMemoryLimit(1 << 40)
-	limitMemory(map[string]string{"GOMEMLIMIT": "1TiB"}, 50)
+	LimitMemory("1TiB", 50)
 	if got := debug.SetMemoryLimit(-1); got != 1<<40 {
 		t.Errorf("with GOMEMLIMIT set the limit became %d MiB", got>>20)
 	}
-	limitMemory(map[string]string{}, 50)
-	if got := debug.SetMemoryLimit(-1); got != MemoryLimit(50) {
-		t.Errorf("the limit for 50 hosts is %d MiB, want %d MiB", got>>20, MemoryLimit(50)>>20)
+	LimitMemory("", 50)
+	if got := debug.SetMemoryLimit(-1); got != memoryLimit(50) {
+		t.Errorf("the limit for 50 hosts is %d MiB, want %d MiB", got>>20, memoryLimit(50)>>20)
 	}
 }
