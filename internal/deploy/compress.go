@@ -10,6 +10,8 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/pgzip"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
 
 // The upload stream is gzip'd while compressing pays: while the link,
@@ -35,6 +37,18 @@ import (
 // bytes'. Below the floor the link is 100 Mbit
 // or slower, where raw bytes cannot win and their probe would cost ~0.4 s.
 //
+// Where the link can say how busy it was (transport.LinkMeter: Linux's
+// count of the time its socket had bytes to send or in flight), that
+// decides sooner, over the second and third MB: a link busy for a share
+// b of the time at this pace has room for the raw bytes (the compression
+// ratio r times more) when b·r < 1, and the rest goes raw at once. Past
+// the SSH window a slow link is busy all the time; an idle one with
+// writes that wait is held back by the far end (its gzip -d, one core
+// shared with sshd and tar), which raw bytes relieve. Where it has no
+// such room, or nothing says, the probe goes on as above: a link of a
+// long round trip is busy while it waits for acknowledgements, not
+// only while it is full.
+//
 // Raw, not gzip's stored blocks: gzip -d takes ~5 ms of the server's CPU
 // a MB even of stored blocks (its CRC), on one core, which held a fast
 // link's initial deploy to ~200 MB/s. So the stream is framed for
@@ -57,13 +71,14 @@ type linkProbe struct {
 	fill, probe       int64   // compressed bytes before the timing, and timed
 	rawFill, rawProbe int64   // the raw probe's, the same way
 	rawFloor          float64 // compressed bytes a second above which raw is probed
+	busyFrom, busyTo  int64   // compressed bytes over which the link's busy time counts
 	chunk             int     // a chunk's size
 }
 
 // uploadProbe is the upload's. The raw fill passes the compressed bytes
 // still in the buffers before three chunks are timed; the floor is a
 // little over what 100 Mbit carries.
-var uploadProbe = linkProbe{fill: 3 << 20, probe: 4 << 20, rawFill: 3 << 20, rawProbe: 3 << 20, rawFloor: 15e6, chunk: chunkBytes}
+var uploadProbe = linkProbe{fill: 3 << 20, probe: 4 << 20, rawFill: 3 << 20, rawProbe: 3 << 20, rawFloor: 15e6, busyFrom: 1 << 20, busyTo: 3 << 20, chunk: chunkBytes}
 
 // streamPhase is where an adaptiveGzip stream is.
 type streamPhase int
@@ -92,14 +107,16 @@ type adaptiveGzip struct {
 	gzipRate float64
 }
 
-// newAdaptiveGzip compresses a stream of about size bytes into w.
-func newAdaptiveGzip(w io.Writer, size int64) *adaptiveGzip {
-	return newProbedGzip(w, size, uploadProbe)
+// newAdaptiveGzip compresses a stream of about size bytes into w, over a
+// link that meter may say how busy it was (nil where nothing does).
+func newAdaptiveGzip(w io.Writer, size int64, meter transport.LinkMeter) *adaptiveGzip {
+	return newProbedGzip(w, size, meter, uploadProbe)
 }
 
 // newProbedGzip is newAdaptiveGzip timing the link with p.
-func newProbedGzip(w io.Writer, size int64, p linkProbe) *adaptiveGzip {
-	a := &adaptiveGzip{link: &timedWriter{w: w, fill: p.fill, probe: p.probe}, size: size, probe: p}
+func newProbedGzip(w io.Writer, size int64, meter transport.LinkMeter, p linkProbe) *adaptiveGzip {
+	link := &timedWriter{w: w, fill: p.fill, probe: p.probe, meter: meter, busyFrom: p.busyFrom, busyTo: p.busyTo, busyShare: -1}
+	a := &adaptiveGzip{link: link, size: size, probe: p}
 	if p.chunk == chunkBytes {
 		a.chunks = chunkBuffers.Get().(*bufio.Writer)
 		a.chunks.Reset(chunkWriter{a.link})
@@ -225,10 +242,23 @@ func (a *adaptiveGzip) Write(p []byte) (int, error) {
 	if err != nil || a.phase != gzipProbe {
 		return n, err
 	}
+	if a.roomForRaw() {
+		return n, a.next(rawRest)
+	}
 	if share, rate, measured := a.link.measured(); measured {
 		return n, a.afterGzipProbe(share, rate)
 	}
 	return n, nil
+}
+
+// roomForRaw says whether the link's busy share, once known, times the
+// compression ratio so far is under 1: it has room for the raw bytes.
+// The ratio counts what the compressor still holds as compressed
+// already, so it errs high, towards staying compressed.
+func (a *adaptiveGzip) roomForRaw() bool {
+	busy := a.link.busy()
+	ratio := float64(a.written) / float64(max(1, a.link.total()-a.head))
+	return busy >= 0 && busy*ratio < 1
 }
 
 // afterGzipProbe goes on from the compressed probe: raw where the link
@@ -330,6 +360,10 @@ func (a *adaptiveGzip) Close() error {
 type timedWriter struct {
 	w           io.Writer
 	fill, probe int64
+	// meter reads the link's busy time (nil: nothing does), from busyFrom
+	// to busyTo bytes written.
+	meter            transport.LinkMeter
+	busyFrom, busyTo int64
 
 	mu      sync.Mutex
 	written int64         // in all
@@ -340,6 +374,10 @@ type timedWriter struct {
 	share   float64       // blocked / elapsed once the probe is done
 	rate    float64       // bytes a second over the probe
 	done    bool
+
+	busySince time.Time     // when written passed busyFrom
+	busyAt    time.Duration // the link's busy time then
+	busyShare float64       // the link's busy time / elapsed up to busyTo; -1 until known
 }
 
 func (t *timedWriter) Write(p []byte) (int, error) {
@@ -349,6 +387,7 @@ func (t *timedWriter) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.written += int64(n)
+	t.meterBusy(end)
 	switch {
 	case t.done:
 	case t.start.IsZero():
@@ -365,6 +404,38 @@ func (t *timedWriter) Write(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// meterBusy reads the meter as written passes busyFrom and busyTo.
+func (t *timedWriter) meterBusy(now time.Time) {
+	if t.meter == nil || t.busyFrom == 0 {
+		return
+	}
+	switch {
+	case t.busySince.IsZero():
+		if t.written < t.busyFrom {
+			return
+		}
+		busy, ok := t.meter.LinkBusy()
+		if !ok {
+			t.busyFrom = 0 // never known
+			return
+		}
+		t.busySince, t.busyAt = now, busy
+	case t.written >= t.busyTo:
+		if busy, ok := t.meter.LinkBusy(); ok {
+			t.busyShare = float64(busy-t.busyAt) / float64(max(now.Sub(t.busySince), time.Nanosecond))
+		}
+		t.busyFrom = 0 // measured
+	}
+}
+
+// busy is the share of the time the link was busy over its window, once
+// known, else -1.
+func (t *timedWriter) busy() float64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.busyShare
 }
 
 // after measures from n bytes after what is written so far.

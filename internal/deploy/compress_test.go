@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/gzip"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
 
 // slowLink takes bytes at bytesPerMs, after taking the first buffered
@@ -74,6 +76,21 @@ func (f *farEnd) Write(p []byte) (int, error) {
 	}
 	time.Sleep(time.Duration(z*1000/f.zBytesPerMs+raw*1000/f.rawBytesPerMs) * time.Microsecond)
 	return f.buf.Write(p)
+}
+
+// busyLink is a link meter that finds the link busy for that share of
+// the time.
+func busyLink(share float64) transport.LinkMeter {
+	return &shareMeter{start: time.Now(), share: share}
+}
+
+type shareMeter struct {
+	start time.Time
+	share float64
+}
+
+func (m *shareMeter) LinkBusy() (time.Duration, bool) {
+	return time.Duration(float64(time.Since(m.start)) * m.share), true
 }
 
 // unframe is what upload.sh makes of a stream (its unframe): the
@@ -156,7 +173,7 @@ func TestAdaptiveGzip(t *testing.T) {
 	// They send 4 MB, estimated below a MB: one compressor, whose output
 	// follows its input (the parallel one's blocks of a MB would hold most
 	// of so small a stream until it ends).
-	slowProbe := linkProbe{fill: 300 << 10, probe: 400 << 10, rawFill: 300 << 10, rawProbe: 300 << 10, rawFloor: 1.5e6, chunk: 100 << 10}
+	slowProbe := linkProbe{fill: 300 << 10, probe: 400 << 10, rawFill: 300 << 10, rawProbe: 300 << 10, rawFloor: 1.5e6, busyFrom: 100 << 10, busyTo: 300 << 10, chunk: 100 << 10}
 	// A tar head larger than the probe at that scale, compressed ahead (reuse:
 	// hardlink has a header for every reused file there): incompressible,
 	// as gzip'd headers are.
@@ -176,20 +193,27 @@ func TestAdaptiveGzip(t *testing.T) {
 		head      []byte
 		probedRaw bool
 		end       streamPhase
+		meter     transport.LinkMeter // nil: the link's busy time is not known
 	}{
-		{"fast link: raw once compressing holds it back", fastLink(), int64(src.Len()), nil, nil, false, rawRest},
-		{"fast link, a stream far larger than estimated: raw all the same", fastLink(), 10 << 10, nil, nil, false, rawRest},
-		{"slow link: compressed throughout", &slowLink{bytesPerMs: 10 << 10}, int64(src.Len()), nil, nil, false, gzipRest},
-		{"slow link behind an SSH window: compressed throughout", &slowLink{buffered: 2 << 20, bytesPerMs: 10 << 10}, int64(src.Len()), nil, nil, false, gzipRest},
-		{"slow link, a stream far larger than estimated: compressed throughout", &slowLink{bytesPerMs: 10 << 10}, 10 << 10, nil, nil, false, gzipRest},
-		{"gzip -d holds the stream back and raw bytes go faster: raw after a raw probe", &farEnd{zBytesPerMs: 2 << 10, rawBytesPerMs: 20 << 10}, 512 << 10, &slowProbe, nil, true, rawRest},
-		{"a link a little faster than the floor: compressed again after a raw probe", &slowLink{buffered: 200 << 10, bytesPerMs: 1800}, 512 << 10, &slowProbe, nil, true, gzipRest},
-		{"the same after a large head: the link is timed after it", &slowLink{buffered: 200 << 10, bytesPerMs: 1800}, 512 << 10, &slowProbe, bigHead.Bytes(), true, gzipRest},
+		{"fast link: raw once compressing holds it back", fastLink(), int64(src.Len()), nil, nil, false, rawRest, nil},
+		{"fast link, a stream far larger than estimated: raw all the same", fastLink(), 10 << 10, nil, nil, false, rawRest, nil},
+		{"slow link: compressed throughout", &slowLink{bytesPerMs: 10 << 10}, int64(src.Len()), nil, nil, false, gzipRest, nil},
+		{"slow link behind an SSH window: compressed throughout", &slowLink{buffered: 2 << 20, bytesPerMs: 10 << 10}, int64(src.Len()), nil, nil, false, gzipRest, nil},
+		{"slow link, a stream far larger than estimated: compressed throughout", &slowLink{bytesPerMs: 10 << 10}, 10 << 10, nil, nil, false, gzipRest, nil},
+		{"gzip -d holds the stream back and raw bytes go faster: raw after a raw probe", &farEnd{zBytesPerMs: 2 << 10, rawBytesPerMs: 20 << 10}, 512 << 10, &slowProbe, nil, true, rawRest, nil},
+		{"a link a little faster than the floor: compressed again after a raw probe", &slowLink{buffered: 200 << 10, bytesPerMs: 1800}, 512 << 10, &slowProbe, nil, true, gzipRest, nil},
+		{"the same after a large head: the link is timed after it", &slowLink{buffered: 200 << 10, bytesPerMs: 1800}, 512 << 10, &slowProbe, bigHead.Bytes(), true, gzipRest, nil},
+		// Where the link says how busy it was, that decides, early: raw
+		// where it has room for the raw bytes, and nothing else changes.
+		{"gzip -d holds the stream back, the link idle: raw once the link says so", &farEnd{zBytesPerMs: 1 << 10, rawBytesPerMs: 20 << 10}, 512 << 10, &slowProbe, nil, false, rawRest, busyLink(0.1)},
+		{"the same, the link busy: compressed throughout", &farEnd{zBytesPerMs: 1 << 10, rawBytesPerMs: 20 << 10}, 512 << 10, &slowProbe, nil, false, gzipRest, busyLink(0.9)},
+		{"the same, the link's busy time not known: compressed throughout", &farEnd{zBytesPerMs: 1 << 10, rawBytesPerMs: 20 << 10}, 512 << 10, &slowProbe, nil, false, gzipRest, nil},
+		{"a slow link behind an SSH window, busy: compressed throughout", &slowLink{buffered: 200 << 10, bytesPerMs: 1 << 10}, 512 << 10, &slowProbe, nil, false, gzipRest, busyLink(1)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			a, data := newAdaptiveGzip(c.link, c.size), src.Bytes()
+			a, data := newAdaptiveGzip(c.link, c.size, c.meter), src.Bytes()
 			if c.probe != nil {
-				a, data = newProbedGzip(c.link, c.size, *c.probe), data[:4<<20]
+				a, data = newProbedGzip(c.link, c.size, c.meter, *c.probe), data[:4<<20]
 			}
 			if err := a.writeGzipped(c.head); err != nil {
 				t.Fatal(err)
@@ -229,7 +253,7 @@ func TestAdaptiveGzipSmallStreams(t *testing.T) {
 	for i := range 3 {
 		src := bytes.Repeat([]byte(fmt.Sprintf("stream %d\n", i)), 1000*(i+1))
 		var link bytes.Buffer
-		a := newAdaptiveGzip(&link, int64(len(src)))
+		a := newAdaptiveGzip(&link, int64(len(src)), nil)
 		if a.pooled == nil {
 			t.Fatal("a small stream got a parallel compressor")
 		}

@@ -185,7 +185,7 @@ func deltaUpload(t *testing.T, l Layout, d *manifestDelta) transport.Command {
 func deltaStream(t *testing.T, l Layout, d *manifestDelta) []byte {
 	b := bytes.NewBuffer(uploadHead(encodeReuseLists(&Plan{}), d.file()))
 	extras := []tarExtra{{Name: l.relative(l.ManifestDelta("new")), Load: func() ([]byte, error) { return d.file(), nil }}}
-	if err := (&Plan{}).writeTar(b, tarShape{top: "releases/new", now: time.Now(), extras: extras}, &uploadStats{}); err != nil {
+	if err := (&Plan{}).writeTar(b, nil, tarShape{top: "releases/new", now: time.Now(), extras: extras}, &uploadStats{}); err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()

@@ -38,7 +38,7 @@ func TestUploadScript(t *testing.T) {
 			shape := tarShape{top: l.relative(l.Release(id)), now: time.Now(), extras: []tarExtra{
 				{Name: l.relative(l.Manifest(id)), Load: func() ([]byte, error) { return []byte("manifest"), nil }},
 				{Name: l.relative(next), Target: currentTarget(id)}}}
-			if err := plan.writeTar(b, shape, &uploadStats{}); err != nil {
+			if err := plan.writeTar(b, nil, shape, &uploadStats{}); err != nil {
 				t.Fatal(err)
 			}
 			return remote.Upload.Command(args...), b

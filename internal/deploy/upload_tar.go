@@ -184,7 +184,8 @@ func (p *Plan) executeTar(ctx context.Context, t transport.Transport, cmd transp
 	pr, pw := io.Pipe()
 	writeErr := make(chan error, 1)
 	go func() {
-		err := p.writeTar(pw, shape, st)
+		meter, _ := t.(transport.LinkMeter)
+		err := p.writeTar(pw, meter, shape, st)
 		st.streamed.Store(err == nil)
 		pw.CloseWithError(err)
 		writeErr <- err
@@ -296,7 +297,7 @@ func (p *Plan) tarSize(shape tarShape) int64 {
 var streamBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 256<<10) }}
 
 // writeTar writes the head (tarHead), then the files and the extras.
-func (p *Plan) writeTar(w io.Writer, shape tarShape, st *uploadStats) error {
+func (p *Plan) writeTar(w io.Writer, meter transport.LinkMeter, shape tarShape, st *uploadStats) error {
 	now := shape.now
 	head, err := p.tarHead(shape)
 	if err != nil {
@@ -310,7 +311,7 @@ func (p *Plan) writeTar(w io.Writer, shape tarShape, st *uploadStats) error {
 	}
 	// The head's gzip members first, then the rest: gzip'd or raw, as the
 	// link shows (compress.go).
-	zw := newAdaptiveGzip(bw, p.tarSize(shape))
+	zw := newAdaptiveGzip(bw, p.tarSize(shape), meter)
 	if err := zw.writeGzipped(head); err != nil {
 		return err
 	}

@@ -133,7 +133,7 @@ func TestTarHeadSharedByAlikeHosts(t *testing.T) {
 		var streams [2]bytes.Buffer
 		for i := range streams {
 			st := &uploadStats{}
-			if err := plan.writeTar(&streams[i], shape, st); err != nil {
+			if err := plan.writeTar(&streams[i], nil, shape, st); err != nil {
 				t.Fatal(err)
 			}
 			if st.reused.Load() != 1 || st.reusedBytes.Load() != 3 || st.files.Load() != 1 {

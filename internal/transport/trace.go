@@ -111,6 +111,14 @@ func (x *traced) Ready(ctx context.Context) (err error) {
 	return x.t.Ready(ctx)
 }
 func (x *traced) CanExec() bool { return x.t.CanExec() }
+
+// LinkBusy is the traced transport's, where it is a LinkMeter.
+func (x *traced) LinkBusy() (time.Duration, bool) {
+	if m, ok := x.t.(LinkMeter); ok {
+		return m.LinkBusy()
+	}
+	return 0, false
+}
 func (x *traced) Exec(ctx context.Context, cmd Command, stdin io.Reader, stdout, stderr io.Writer) (err error) {
 	defer x.log("exec", cmd.Name, time.Now(), &err)
 	return x.t.Exec(ctx, cmd, stdin, stdout, stderr)

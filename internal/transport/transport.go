@@ -106,6 +106,15 @@ type Transport interface {
 	Close() error
 }
 
+// LinkMeter is what a transport over a network may also be: LinkBusy says
+// how long its connection's socket has had bytes in flight or waiting to
+// be sent since it opened, and ok is false where that is not known. An
+// upload whose writes wait while the link was idle is held back by the
+// far end, not by the link.
+type LinkMeter interface {
+	LinkBusy() (busy time.Duration, ok bool)
+}
+
 // How Copy copies, as CopyMethod names it.
 const (
 	// CopyLocal: this machine's filesystem, sharing the blocks (FICLONE)

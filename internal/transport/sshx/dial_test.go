@@ -312,6 +312,16 @@ func TestDialConnectErrors(t *testing.T) {
 	})
 }
 
+// The link's busy time is not told for a socket on loopback: it may be a
+// relay's (ssh -L), which takes every byte at once whatever the link
+// beyond it does. (Through a jump host: TestDialJumpHost.)
+func TestLinkBusyNotOnLoopback(t *testing.T) {
+	srv := sshtest.Start(t, sshtest.Options{})
+	if _, ok := dial(t, srv.Config()).LinkBusy(); ok {
+		t.Fatal("LinkBusy told a busy time for a connection to 127.0.0.1")
+	}
+}
+
 func TestDialJumpHost(t *testing.T) {
 	jump := sshtest.Start(t, sshtest.Options{})
 	target := sshtest.Start(t, sshtest.Options{ClientKeyPEM: jump.ClientKeyPEM})
@@ -331,6 +341,11 @@ func TestDialJumpHost(t *testing.T) {
 		}
 		if f := strings.Fields(out.String()); len(f) != 4 || f[3] != strconv.Itoa(target.Port) {
 			t.Fatalf("SSH_CONNECTION %q is not a connection to the target", out.String())
+		}
+	})
+	t.Run("the link's busy time is not told: the socket is the jump host's", func(t *testing.T) {
+		if _, ok := dial(t, cfg).LinkBusy(); ok {
+			t.Fatal("LinkBusy told a busy time through a jump host")
 		}
 	})
 	t.Run("jump host key is checked too", func(t *testing.T) {

@@ -3,6 +3,9 @@ package sshx
 import (
 	"net"
 	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // quickACK returns conn acknowledging at once what it receives. sshd runs
@@ -37,4 +40,19 @@ func (c *quickACKConn) Read(p []byte) (int, error) {
 		syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_QUICKACK, 1) // best effort
 	})
 	return c.TCPConn.Read(p)
+}
+
+// linkBusy is how long the socket has had bytes unacknowledged or
+// waiting to be sent since it opened: TCP_INFO's tcpi_busy_time (Linux
+// 4.10 and later; an older kernel leaves it 0, which reads as a link
+// always idle, and the upload's raw probe then measures what it costs),
+// counted in jiffies, so in steps of 1 to 10 ms.
+func (c *quickACKConn) linkBusy() (busy time.Duration, ok bool) {
+	c.raw.Control(func(fd uintptr) {
+		info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+		if err == nil {
+			busy, ok = time.Duration(info.Busy_time)*time.Microsecond, true
+		}
+	})
+	return busy, ok
 }
