@@ -10,8 +10,9 @@
 #     server namespace;
 #   - one delay proxy per RTT in the client namespace on 127.0.0.1:(22000+RTT)
 #     forwarding to sshd, with its byte counters on 127.0.0.1:(23000+RTT);
-#   - RTT "cpu": a second, unshaped veth pair and a proxy without delay on
-#     127.0.0.1:21999 (counters :22999), for the CPU-bound comparison.
+#   - RTT "cpu": a second, unshaped veth pair, reached straight (no proxy:
+#     the client's own socket meets the link, and a rate set with
+#     link_rate), for the CPU-bound comparison; its bytes are the veth's.
 # Every command that talks to the server runs in the client namespace (inns).
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -219,20 +220,26 @@ EOF
 	: >"$k/known_hosts"
 	: >"$k/ssh_config"
 	for rtt in "$@"; do
-		local target=$ADDR_S:22 delay=$((${rtt/cpu/0} * 500))us
-		[[ $rtt == cpu ]] && target=$ADDR_US:22
-		ip netns exec "$NSC" "$W/bin/delayproxy" -listen "127.0.0.1:$(proxy_port "$rtt")" -target "$target" \
-			-delay "$delay" -stats "127.0.0.1:$(($(proxy_port "$rtt") + 1000))" -lifetime "$PROXY_LIFETIME" 2>>"$W/proxy.log" &
+		if [[ $rtt == cpu ]]; then
+			# The unshaped link has no proxy: the client's own socket is the
+			# link's (a rate set on it with tc is what the socket meets), as
+			# a runner's is.
+			echo "$ADDR_US $hostkey" >>"$k/known_hosts"
+			printf 'Host rcpu\n  HostName %s\n  Port 22\n' "$ADDR_US" >>"$k/ssh_config"
+			continue
+		fi
+		ip netns exec "$NSC" "$W/bin/delayproxy" -listen "127.0.0.1:$(proxy_port "$rtt")" -target "$ADDR_S:22" \
+			-delay "$((rtt * 500))us" -stats "127.0.0.1:$(($(proxy_port "$rtt") + 1000))" -lifetime "$PROXY_LIFETIME" 2>>"$W/proxy.log" &
 		PIDS+=($!)
 		echo "[127.0.0.1]:$(proxy_port "$rtt") $hostkey" >>"$k/known_hosts"
 		cat >>"$k/ssh_config" <<EOF
 Host r$rtt
+  HostName 127.0.0.1
   Port $(proxy_port "$rtt")
 EOF
 	done
 	cat >>"$k/ssh_config" <<EOF
 Host *
-  HostName 127.0.0.1
   User root
   IdentityFile $k/id_ed25519
   IdentitiesOnly yes
@@ -283,21 +290,26 @@ link_rate() {
 	ip netns exec "$NSS" tc qdisc replace dev "$VETH_US" root tbf rate "$rate" burst "$burst" latency 50ms
 }
 
-# proxy_port RTT: where the proxy for that RTT ("cpu": unshaped) listens.
-proxy_port() {
-	if [[ $1 == cpu ]]; then echo 21999; else echo $((22000 + $1)); fi
-}
+# proxy_port RTT: where the proxy for that RTT listens.
+proxy_port() { echo $((22000 + $1)); }
 
-# proxy_bytes RTT prints "UP DOWN" of that proxy's counters.
+# proxy_bytes RTT prints "UP DOWN" of that proxy's counters; for the
+# unshaped link ("cpu", no proxy), of its interface in the client's
+# namespace (headers included, ~4 % more than the payload).
 proxy_bytes() {
+	if [[ $1 == cpu ]]; then
+		inns cat "/sys/class/net/$VETH_UC/statistics/tx_bytes" "/sys/class/net/$VETH_UC/statistics/rx_bytes" | paste -sd' '
+		return
+	fi
 	inns "$W/bin/delayproxy" -query "127.0.0.1:$(($(proxy_port "$1") + 1000))" |
 		sed -n 's/^up=\([0-9]*\) down=\([0-9]*\).*/\1 \2/p'
 }
 
-# ad_args RTT sets AD_ARGS: how atomic-deploy reaches the proxy for RTT.
+# ad_args RTT sets AD_ARGS: how atomic-deploy reaches sshd for RTT.
 ad_args() {
-	local rtt=$1
-	AD_ARGS=(--host "root@127.0.0.1:$(proxy_port "$rtt")" --private-key "$KEYTEXT" --known-hosts "$KHTEXT")
+	local host=root@$ADDR_US:22
+	[[ $1 == cpu ]] || host=root@127.0.0.1:$(proxy_port "$1")
+	AD_ARGS=(--host "$host" --private-key "$KEYTEXT" --known-hosts "$KHTEXT")
 }
 
 # cpu_busy prints "BUSY NICED": percentages of CPU time (all cores) over
