@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
@@ -92,16 +93,17 @@ const (
 
 // adaptiveGzip is the stream's compressor and framer (see above).
 type adaptiveGzip struct {
-	link    *timedWriter
-	chunks  *bufio.Writer // the segment's chunks, framed into link
-	zw      io.WriteCloser
-	pooled  *gzip.Writer // zw, when it came from fastGzips
-	size    int64        // the stream's estimated size
-	probe   linkProbe
-	phase   streamPhase
-	started bool  // the first segment's kind is written
-	head    int64 // gzip'd bytes written ahead of the stream (writeGzipped)
-	written int64 // of the tar stream, by Write
+	link       *timedWriter
+	chunks     *bufio.Writer // the segment's chunks, framed into link
+	zw         io.WriteCloser
+	pooled     *gzip.Writer // zw, when it came from fastGzips
+	size       int64        // the stream's estimated size
+	probe      linkProbe
+	phase      streamPhase
+	started    bool         // the first segment's kind is written
+	head       int64        // gzip'd bytes written ahead of the stream (writeGzipped)
+	compressed atomic.Int64 // what the compressor made of it (the link's timing reads it)
+	written    atomic.Int64 // of the tar stream, by Write (the link's timing reads it)
 	// gzipRate is the tar stream's bytes a second while it went
 	// compressed, for the raw probe to beat (0: no raw probe).
 	gzipRate float64
@@ -115,15 +117,15 @@ func newAdaptiveGzip(w io.Writer, size int64, meter transport.LinkMeter) *adapti
 
 // newProbedGzip is newAdaptiveGzip timing the link with p.
 func newProbedGzip(w io.Writer, size int64, meter transport.LinkMeter, p linkProbe) *adaptiveGzip {
-	link := &timedWriter{w: w, fill: p.fill, probe: p.probe, meter: meter, busyFrom: p.busyFrom, busyTo: p.busyTo, busyShare: -1}
-	a := &adaptiveGzip{link: link, size: size, probe: p}
+	a := &adaptiveGzip{size: size, probe: p}
+	a.link = &timedWriter{w: w, fill: p.fill, probe: p.probe, meter: meter, source: &a.written, made: &a.compressed, busyFrom: p.busyFrom, busyTo: p.busyTo, busyShare: -1}
 	if p.chunk == chunkBytes {
 		a.chunks = chunkBuffers.Get().(*bufio.Writer)
 		a.chunks.Reset(chunkWriter{a.link})
 	} else {
 		a.chunks = bufio.NewWriterSize(chunkWriter{a.link}, p.chunk)
 	}
-	a.zw, a.pooled = newFastGzip(a.chunks, size)
+	a.zw, a.pooled = newFastGzip(countingWriter{a.chunks, &a.compressed}, size)
 	return a
 }
 
@@ -161,6 +163,18 @@ func (a *adaptiveGzip) writeGzipped(members []byte) error {
 // 100 hosts (clearing fresh pages) and a third of its peak RSS
 // (bench/scale.sh).
 var chunkBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, chunkBytes) }}
+
+// countingWriter counts what it passes on to w.
+type countingWriter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(int64(n))
+	return n, err
+}
 
 // chunkWriter frames what it is given as one chunk.
 type chunkWriter struct{ w io.Writer }
@@ -228,7 +242,7 @@ func (a *adaptiveGzip) Write(p []byte) (int, error) {
 		return a.link.Write(p)
 	case rawProbe:
 		n, err := a.chunks.Write(p)
-		a.written += int64(n)
+		a.written.Add(int64(n))
 		if err != nil {
 			return n, err
 		}
@@ -238,7 +252,7 @@ func (a *adaptiveGzip) Write(p []byte) (int, error) {
 		return n, nil
 	}
 	n, err := a.zw.Write(p)
-	a.written += int64(n)
+	a.written.Add(int64(n))
 	if err != nil || a.phase != gzipProbe {
 		return n, err
 	}
@@ -252,12 +266,10 @@ func (a *adaptiveGzip) Write(p []byte) (int, error) {
 }
 
 // roomForRaw says whether the link's busy share, once known, times the
-// compression ratio so far is under 1: it has room for the raw bytes.
-// The ratio counts what the compressor still holds as compressed
-// already, so it errs high, towards staying compressed.
+// compression ratio over the same bytes is under 1: it has room for the
+// raw bytes.
 func (a *adaptiveGzip) roomForRaw() bool {
-	busy := a.link.busy()
-	ratio := float64(a.written) / float64(max(1, a.link.total()-a.head))
+	busy, ratio := a.link.busy()
 	return busy >= 0 && busy*ratio < 1
 }
 
@@ -277,7 +289,7 @@ func (a *adaptiveGzip) afterGzipProbe(share, rate float64) error {
 	}
 	// The compression ratio, now that all of it is out of the compressor
 	// (the head's members and the framing are a few KB of it).
-	a.gzipRate = rate * float64(a.written) / float64(max(1, a.link.total()-a.head))
+	a.gzipRate = rate * float64(a.written.Load()) / float64(max(1, a.link.total()-a.head))
 	return nil
 }
 
@@ -303,7 +315,7 @@ func (a *adaptiveGzip) next(phase streamPhase) error {
 		return err
 	case gzipRest:
 		// Past two probes, the rest is large whatever the estimate says.
-		a.zw, a.pooled = newFastGzip(a.chunks, max(a.size-a.written, gzipBlock))
+		a.zw, a.pooled = newFastGzip(countingWriter{a.chunks, &a.compressed}, max(a.size-a.written.Load(), gzipBlock))
 		_, err := io.WriteString(a.link, "z\n")
 		return err
 	}
@@ -361,8 +373,10 @@ type timedWriter struct {
 	w           io.Writer
 	fill, probe int64
 	// meter reads the link's busy time (nil: nothing does), from busyFrom
-	// to busyTo bytes written.
+	// to busyTo bytes written, while source counts the stream's bytes and
+	// made what the compressor made of them.
 	meter            transport.LinkMeter
+	source, made     *atomic.Int64
 	busyFrom, busyTo int64
 
 	mu      sync.Mutex
@@ -375,9 +389,10 @@ type timedWriter struct {
 	rate    float64       // bytes a second over the probe
 	done    bool
 
-	busySince time.Time     // when written passed busyFrom
-	busyAt    time.Duration // the link's busy time then
-	busyShare float64       // the link's busy time / elapsed up to busyTo; -1 until known
+	busySince            time.Time     // when written passed busyFrom
+	busyAt               time.Duration // the link's busy time then
+	sourceAt, madeAt     int64         // source and made then
+	busyShare, busyRatio float64       // the link's busy time / elapsed up to busyTo (-1 until known), and source / made over it
 }
 
 func (t *timedWriter) Write(p []byte) (int, error) {
@@ -421,21 +436,25 @@ func (t *timedWriter) meterBusy(now time.Time) {
 			t.busyFrom = 0 // never known
 			return
 		}
-		t.busySince, t.busyAt = now, busy
+		t.busySince, t.busyAt, t.sourceAt, t.madeAt = now, busy, t.source.Load(), t.made.Load()
 	case t.written >= t.busyTo:
 		if busy, ok := t.meter.LinkBusy(); ok {
 			t.busyShare = float64(busy-t.busyAt) / float64(max(now.Sub(t.busySince), time.Nanosecond))
+			// Over the window, not from the start: the compressor holds
+			// megabytes it has been given and not yet made anything of,
+			// about as many at both ends.
+			t.busyRatio = float64(t.source.Load()-t.sourceAt) / float64(max(1, t.made.Load()-t.madeAt))
 		}
 		t.busyFrom = 0 // measured
 	}
 }
 
-// busy is the share of the time the link was busy over its window, once
-// known, else -1.
-func (t *timedWriter) busy() float64 {
+// busy is the share of the time the link was busy over its window and
+// the compression ratio over the same bytes, once known; -1 before.
+func (t *timedWriter) busy() (share, ratio float64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.busyShare
+	return t.busyShare, t.busyRatio
 }
 
 // after measures from n bytes after what is written so far.
