@@ -226,6 +226,7 @@ var fastGzips = sync.Pool{New: func() any {
 func (a *adaptiveGzip) closeGzip() error {
 	err := a.zw.Close()
 	if a.pooled != nil {
+		a.pooled.Reset(io.Discard) // the pool must not keep this stream alive
 		fastGzips.Put(a.pooled)
 		a.pooled = nil
 	}
@@ -373,8 +374,9 @@ type timedWriter struct {
 	w           io.Writer
 	fill, probe int64
 	// meter reads the link's busy time (nil: nothing does), from busyFrom
-	// to busyTo bytes written, while source counts the stream's bytes and
-	// made what the compressor made of them.
+	// to busyTo bytes written after a large head (from, as for the fill),
+	// while source counts the stream's bytes and made what the compressor
+	// made of them.
 	meter            transport.LinkMeter
 	source, made     *atomic.Int64
 	busyFrom, busyTo int64
@@ -428,7 +430,7 @@ func (t *timedWriter) meterBusy(now time.Time) {
 	}
 	switch {
 	case t.busySince.IsZero():
-		if t.written < t.busyFrom {
+		if t.written-t.from < t.busyFrom {
 			return
 		}
 		busy, ok := t.meter.LinkBusy()
@@ -437,8 +439,10 @@ func (t *timedWriter) meterBusy(now time.Time) {
 			return
 		}
 		t.busySince, t.busyAt, t.sourceAt, t.madeAt = now, busy, t.source.Load(), t.made.Load()
-	case t.written >= t.busyTo:
-		if busy, ok := t.meter.LinkBusy(); ok {
+	case t.written-t.from >= t.busyTo:
+		// No busy time at all after megabytes is a kernel that does not
+		// count it (before 4.10), not an idle link.
+		if busy, ok := t.meter.LinkBusy(); ok && busy > 0 {
 			t.busyShare = float64(busy-t.busyAt) / float64(max(now.Sub(t.busySince), time.Nanosecond))
 			// Over the window, not from the start: the compressor holds
 			// megabytes it has been given and not yet made anything of,

@@ -209,6 +209,8 @@ func TestAdaptiveGzip(t *testing.T) {
 		{"the same, the link busy: compressed throughout", &farEnd{zBytesPerMs: 1 << 10, rawBytesPerMs: 20 << 10}, 512 << 10, &slowProbe, nil, false, gzipRest, busyLink(0.9)},
 		{"the same, the link's busy time not known: compressed throughout", &farEnd{zBytesPerMs: 1 << 10, rawBytesPerMs: 20 << 10}, 512 << 10, &slowProbe, nil, false, gzipRest, nil},
 		{"a slow link behind an SSH window, busy: compressed throughout", &slowLink{buffered: 200 << 10, bytesPerMs: 1 << 10}, 512 << 10, &slowProbe, nil, false, gzipRest, busyLink(1)},
+		{"a kernel that does not count the busy time (0 after megabytes): compressed throughout", &farEnd{zBytesPerMs: 1 << 10, rawBytesPerMs: 20 << 10}, 512 << 10, &slowProbe, nil, false, gzipRest, busyLink(0)},
+		{"a large head, then a link a little faster than the floor that says it is busy: as without the meter", &slowLink{buffered: 200 << 10, bytesPerMs: 1800}, 512 << 10, &slowProbe, bigHead.Bytes(), true, gzipRest, busyLink(0.9)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			a, data := newAdaptiveGzip(c.link, c.size, c.meter), src.Bytes()

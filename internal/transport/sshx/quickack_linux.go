@@ -43,10 +43,10 @@ func (c *quickACKConn) Read(p []byte) (int, error) {
 }
 
 // linkBusy is how long the socket has had bytes unacknowledged or
-// waiting to be sent since it opened: TCP_INFO's tcpi_busy_time (Linux
-// 4.10 and later; an older kernel leaves it 0, which reads as a link
-// always idle, and the upload's raw probe then measures what it costs),
-// counted in jiffies, so in steps of 1 to 10 ms.
+// waiting to be sent since it opened: TCP_INFO's tcpi_busy_time, counted
+// in jiffies, so in steps of 1 to 10 ms. A kernel before 4.10 leaves it
+// 0 however busy the link, so a reader must not take 0 after megabytes
+// for an idle link (the upload takes it for "not known").
 func (c *quickACKConn) linkBusy() (busy time.Duration, ok bool) {
 	c.raw.Control(func(fd uintptr) {
 		info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
