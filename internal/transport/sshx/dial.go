@@ -77,7 +77,6 @@ type Transport struct {
 }
 
 var _ transport.Transport = (*Transport)(nil)
-var _ transport.LinkMeter = (*Transport)(nil)
 
 // Dial connects, authenticates and checks the host key. It returns once
 // the SSH connection is up: SFTP starts in the background (its round trips
@@ -223,20 +222,6 @@ func dialOnce(ctx context.Context, cfg Config, signers []ssh.Signer, keys, jumpK
 	}()
 	go t.keepalive(keepaliveInterval, keepaliveTimeout)
 	return t, nil
-}
-
-// LinkBusy (transport.LinkMeter) is how long the connection's socket
-// has been busy sending since it opened, where the system says (Linux)
-// and the socket meets the link: not a jump host's channel, nor a
-// connection to this machine's loopback, where a relay (ssh -L, a
-// tunnel's client) may take every byte at once whatever the link beyond
-// it does.
-func (t *Transport) LinkBusy() (time.Duration, bool) {
-	m, ok := t.link.(interface{ linkBusy() (time.Duration, bool) })
-	if addr, isTCP := t.link.RemoteAddr().(*net.TCPAddr); !ok || !isTCP || addr.IP.IsLoopback() {
-		return 0, false
-	}
-	return m.linkBusy()
 }
 
 // Ready waits until SFTP has started and returns what stopped it.
