@@ -46,8 +46,14 @@ import (
 // the SSH window a slow link is busy all the time; an idle one with
 // writes that wait is held back by the far end (its gzip -d, one core
 // shared with sshd and tar), which raw bytes relieve. Where it has no
-// such room, or nothing says, the probe goes on as above: a link of a
-// long round trip is busy while it waits for acknowledgements, not
+// such room by that count but was idle half the time or more, the raw
+// bytes are probed at once, whatever the floor: the writes waited while
+// the link was idle, so the far end held them back, and its acks wait
+// for a CPU that its gzip -d keeps busy, which counts as busy time too
+// (on the bench's two shared cores an unshaped link read 0.27–0.51 busy,
+// the compressed bytes held to 7–11 MB/s, where raw went faster). Where
+// it was busier, or nothing says, the probe goes on as above: a link of
+// a long round trip is busy while it waits for acknowledgements, not
 // only while it is full.
 //
 // Raw, not gzip's stored blocks: gzip -d takes ~5 ms of the server's CPU
@@ -62,6 +68,10 @@ const (
 	// linkBound is the share of the time spent waiting for the link above
 	// which compressing is worth it.
 	linkBound = 0.25
+	// farEndBound is the link's busy share under which the raw bytes are
+	// probed at once where the busy time alone finds no room for them
+	// (see above).
+	farEndBound = 0.5
 	// chunkBytes is a chunk's size.
 	chunkBytes = 1 << 20
 )
@@ -257,21 +267,18 @@ func (a *adaptiveGzip) Write(p []byte) (int, error) {
 	if err != nil || a.phase != gzipProbe {
 		return n, err
 	}
-	if a.roomForRaw() {
+	switch busy, ratio, rate := a.link.busy(); {
+	case busy < 0: // not known (yet)
+	case busy*ratio < 1:
 		return n, a.next(rawRest)
+	case busy < farEndBound && rate > 0:
+		a.gzipRate = rate
+		return n, a.next(rawProbe)
 	}
 	if share, rate, measured := a.link.measured(); measured {
 		return n, a.afterGzipProbe(share, rate)
 	}
 	return n, nil
-}
-
-// roomForRaw says whether the link's busy share, once known, times the
-// compression ratio over the same bytes is under 1: it has room for the
-// raw bytes.
-func (a *adaptiveGzip) roomForRaw() bool {
-	busy, ratio := a.link.busy()
-	return busy >= 0 && busy*ratio < 1
 }
 
 // afterGzipProbe goes on from the compressed probe: raw where the link
@@ -391,10 +398,12 @@ type timedWriter struct {
 	rate    float64       // bytes a second over the probe
 	done    bool
 
-	busySince            time.Time     // when written passed busyFrom
-	busyAt               time.Duration // the link's busy time then
-	sourceAt, madeAt     int64         // source and made then
-	busyShare, busyRatio float64       // the link's busy time / elapsed up to busyTo (-1 until known), and source / made over it
+	busySince        time.Time     // when written passed busyFrom
+	busyAt           time.Duration // the link's busy time then
+	sourceAt, madeAt int64         // source and made then
+	// Over the window, once known: the link's busy time / elapsed (-1
+	// until then), source / made, and source a second.
+	busyShare, busyRatio, busyRate float64
 }
 
 func (t *timedWriter) Write(p []byte) (int, error) {
@@ -448,17 +457,19 @@ func (t *timedWriter) meterBusy(now time.Time) {
 			// megabytes it has been given and not yet made anything of,
 			// about as many at both ends.
 			t.busyRatio = float64(t.source.Load()-t.sourceAt) / float64(max(1, t.made.Load()-t.madeAt))
+			t.busyRate = float64(t.source.Load()-t.sourceAt) / max(now.Sub(t.busySince), time.Nanosecond).Seconds()
 		}
 		t.busyFrom = 0 // measured
 	}
 }
 
-// busy is the share of the time the link was busy over its window and
-// the compression ratio over the same bytes, once known; -1 before.
-func (t *timedWriter) busy() (share, ratio float64) {
+// busy is the share of the time the link was busy over its window, the
+// compression ratio over the same bytes and the stream's bytes a second,
+// once known; a share of -1 before.
+func (t *timedWriter) busy() (share, ratio, rate float64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.busyShare, t.busyRatio
+	return t.busyShare, t.busyRatio, t.busyRate
 }
 
 // after measures from n bytes after what is written so far.

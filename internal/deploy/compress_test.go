@@ -211,6 +211,11 @@ func TestAdaptiveGzip(t *testing.T) {
 		{"a slow link behind an SSH window, busy: compressed throughout", &slowLink{buffered: 200 << 10, bytesPerMs: 1 << 10}, 512 << 10, &slowProbe, nil, false, gzipRest, busyLink(1)},
 		{"a kernel that does not count the busy time (0 after megabytes): compressed throughout", &farEnd{zBytesPerMs: 1 << 10, rawBytesPerMs: 20 << 10}, 512 << 10, &slowProbe, nil, false, gzipRest, busyLink(0)},
 		{"a large head, then a link a little faster than the floor that says it is busy: as without the meter", &slowLink{buffered: 200 << 10, bytesPerMs: 1800}, 512 << 10, &slowProbe, bigHead.Bytes(), true, gzipRest, busyLink(0.9)},
+		// Idle half the time, with no room by the count (acks that wait for
+		// a busy CPU count as busy time): a raw probe at once, whatever the
+		// floor, and the faster way after it.
+		{"gzip -d holds the stream back, the link idle half the time: raw after an early raw probe", &farEnd{zBytesPerMs: 1 << 10, rawBytesPerMs: 20 << 10}, 512 << 10, &slowProbe, nil, true, rawRest, busyLink(0.45)},
+		{"a link a little faster than the floor, idle half the time by the count: compressed again after the early raw probe", &slowLink{buffered: 200 << 10, bytesPerMs: 1800}, 512 << 10, &slowProbe, nil, true, gzipRest, busyLink(0.45)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			a, data := newAdaptiveGzip(c.link, c.size, c.meter), src.Bytes()
