@@ -19,8 +19,6 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-func openFile(p string) (io.ReadCloser, error) { return os.Open(p) }
-
 // RevisionFile is written into every release with the deployed revision.
 const RevisionFile = "REVISION"
 
@@ -315,7 +313,7 @@ func (m *Manifest) Hash(ctx context.Context) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			h, n, err := hashFile(e.local())
+			h, n, err := hashFile(e.local(), e.Size)
 			if err != nil {
 				return fmt.Errorf("hash %s: %w", e.Path, err)
 			}
@@ -330,9 +328,10 @@ func (m *Manifest) Hash(ctx context.Context) error {
 // otherwise allocate a buffer per file and keep the collector busy.
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
-func hashFile(p string) (Digest, int64, error) {
+// hashFile hashes the file at p, to its end, whatever size the walk saw.
+func hashFile(p string, size int64) (Digest, int64, error) {
 	var d Digest
-	f, err := os.Open(p)
+	f, err := openFile(p, size)
 	if err != nil {
 		return d, 0, err
 	}
@@ -340,7 +339,7 @@ func hashFile(p string) (Digest, int64, error) {
 	buf := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(buf)
 	h := sha256.New()
-	n, err := io.CopyBuffer(h, struct{ io.Reader }{f}, *buf)
+	n, err := io.CopyBuffer(h, f, *buf)
 	if err != nil {
 		return d, 0, err
 	}

@@ -100,7 +100,7 @@ func (e *Entry) local() string {
 // Open returns the content of a file entry from the runner.
 func (e *Entry) Open() (io.ReadCloser, error) {
 	if p := e.local(); p != "" {
-		return openFile(p)
+		return openFile(p, e.Size)
 	}
 	var data []byte
 	if e.src != nil {
