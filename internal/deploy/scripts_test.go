@@ -200,6 +200,23 @@ echo "done: 'single' in double"`
 				t.Errorf("cut input: status %d, ran %v", r.status, exists(marker))
 			}
 		})
+		t.Run("leaves no temporary file, whether the hook ran or not", func(t *testing.T) {
+			tmp := t.TempDir()
+			t.Setenv("TMPDIR", tmp)
+			_, whole := hookCommand(t.TempDir(), nil, "true", finishing{})
+			cut := whole[:strings.LastIndex(strings.TrimSuffix(whole, "\n"), "\n")+1]
+			for _, c := range []struct{ dir, script, input string }{
+				{"/", "true", ""},
+				{"/", "exit 3", ""},
+				{filepath.Join(tmp, "no such dir"), "true", ""},
+				{"/", "true", cut},
+			} {
+				runHookUnder(t, sh, c.dir, nil, c.script, c.input)
+				if left, _ := os.ReadDir(tmp); len(left) > 0 {
+					t.Fatalf("%q in %s (input cut: %v): %s left in TMPDIR", c.script, c.dir, c.input != "", left[0].Name())
+				}
+			}
+		})
 		t.Run("values and syntax cannot escape", func(t *testing.T) {
 			marker := filepath.Join(t.TempDir(), "escaped")
 			r := runHookUnder(t, sh, "/", map[string]string{"X": "'; touch " + marker + "; '"}, "echo 'unterminated\n; touch "+marker, "")

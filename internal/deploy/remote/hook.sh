@@ -53,7 +53,8 @@ hook=$!
 exec 3<&-
 wait "$hook"
 status=$?
-rm -f "$script"
+# The script's first line removed it; a process less where it did.
+[ ! -e "$script" ] || rm -f "$script"
 if [ "$status" = 0 ] && [ -n "$seal_file" ]; then
 	seal "$dir" "$seal_file" || status=$?
 fi
