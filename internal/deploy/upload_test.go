@@ -7,13 +7,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/atomic-deploy/atomic-deploy/internal/release"
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
 
@@ -175,12 +174,7 @@ func TestTarHeadSharedByAlikeHosts(t *testing.T) {
 // 2–20 KB, into a buffer (the link and the compressor's cost included).
 func BenchmarkWriteTar(b *testing.B) {
 	src := b.TempDir()
-	for i := range 2000 {
-		data := bytes.Repeat([]byte(fmt.Sprintf("<?php // file %d\n", i)), 100+i%1000)
-		if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("f%04d.php", i)), data, 0o644); err != nil {
-			b.Fatal(err)
-		}
-	}
+	testutil.SmallPHPFiles(b, src, 2000)
 	m, err := release.Build(b.Context(), release.Options{Source: src})
 	if err != nil {
 		b.Fatal(err)

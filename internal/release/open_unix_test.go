@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil"
 )
 
 // A source file reads whole whatever size the walk saw: the same, less
@@ -84,12 +86,7 @@ func TestOpenFileRefusesWhatIsNoLongerAFile(t *testing.T) {
 // BenchmarkHash ./internal/release).
 func BenchmarkHash(b *testing.B) {
 	src := b.TempDir()
-	for i := range 2000 {
-		data := bytes.Repeat(fmt.Appendf(nil, "<?php // file %d\n", i), 100+i%1000)
-		if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("f%04d.php", i)), data, 0o644); err != nil {
-			b.Fatal(err)
-		}
-	}
+	testutil.SmallPHPFiles(b, src, 2000)
 	m, err := walk(src, nil, nil)
 	if err != nil {
 		b.Fatal(err)

@@ -1,12 +1,15 @@
 // Package testutil holds what the server harnesses (sshtest, webtest,
-// deploytest) share: a free loopback port, a buffer for a process's output, a
-// listener that never speaks, and a file's inode number.
+// deploytest) and the benchmarks share: a free loopback port, a buffer for a
+// process's output, a listener that never speaks, a file's inode number, and
+// a tree of small source files.
 package testutil
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -92,4 +95,16 @@ func Inode(t testing.TB, p string) uint64 {
 		t.Fatal(err)
 	}
 	return info.Sys().(*syscall.Stat_t).Ino
+}
+
+// SmallPHPFiles writes n files of 2–20 KB of PHP-like text into dir, the
+// same every time: what the benchmarks of reading a release stream.
+func SmallPHPFiles(tb testing.TB, dir string, n int) {
+	tb.Helper()
+	for i := range n {
+		data := bytes.Repeat(fmt.Appendf(nil, "<?php // file %d\n", i), 100+i%1000)
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%04d.php", i)), data, 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
 }
