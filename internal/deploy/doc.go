@@ -39,8 +39,9 @@
 //     transport warms a session for the upload;
 //  3. remote/upload.sh over the warm session: the release as one gzip tar
 //     stream, extracted by GNU tar; it logs the release as started, rebuilds
-//     the manifest from a delta, renames the new link over current (mv -T)
-//     once the lock is known to be ours, and logs the success;
+//     the manifest from a delta, seals the release, renames the new link
+//     over current (mv -T) once the lock is known to be ours, and logs the
+//     success (on a fleet, and for mode: prepare, it seals and stops there);
 //  4. the holder's input ends; it prunes old releases (waited for only when
 //     there are some) and the kernel drops the lock.
 //

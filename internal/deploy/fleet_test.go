@@ -14,6 +14,7 @@ import (
 
 	"github.com/atomic-deploy/atomic-deploy/internal/deploy"
 	"github.com/atomic-deploy/atomic-deploy/internal/health"
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil"
 	"github.com/atomic-deploy/atomic-deploy/internal/testutil/deploytest"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 )
@@ -280,5 +281,57 @@ func TestFleetHostLostBeforeALaterStepPutsTheCanaryBack(t *testing.T) {
 				t.Fatalf("currents = %v, want all back on %s", got, first.ReleaseID)
 			}
 		})
+	}
+}
+
+// Where nothing runs in the release after the upload, the upload's command
+// seals it, on every host of a fleet and for mode: prepare: no command of
+// its own seals it, a round trip less a host. The seal works all the same:
+// a file of the live release edited in place, its size and mtime put back,
+// is named by the next deploy and sent again, not reused.
+func TestTheUploadSealsWhereNothingFollows(t *testing.T) {
+	f := newFleet(t, 2)
+	f.src.Write(map[string]string{"app.php": "<?php return 1;"})
+	var trace testutil.SyncBuffer
+	res, err := f.deploy(traced(&trace))
+	if err != nil {
+		t.Fatalf("deploy: %v\n%s", err, f.log)
+	}
+	sealedBy := func(what, id string) {
+		t.Helper()
+		if strings.Contains(trace.String(), "exec      seal") {
+			t.Errorf("%s: a command of its own sealed the release:\n%s", what, trace.String())
+		}
+		for _, h := range f.hosts {
+			if _, err := os.Stat(h.Root(".atomic-deploy", "manifests", id+".seal")); err != nil {
+				t.Errorf("%s: %s: the release is not sealed: %v", what, h.Name, err)
+			}
+		}
+	}
+	sealedBy("deploy on 2 hosts", res.ReleaseID)
+
+	edited := f.hosts[1].Root("current", "app.php")
+	info, err := os.Stat(edited)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(edited, []byte("<?php return 2;"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(edited, info.ModTime(), info.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	f.write("v2")
+	trace.Reset()
+	const id = "20990101000000"
+	if _, err := deploy.Prepare(context.Background(), f.options(nil, func(o *deploy.Options) { o.ReleaseID = id; traced(&trace)(o) }), f.src.Manifest("r1")); err != nil {
+		t.Fatalf("prepare: %v\n%s", err, f.log)
+	}
+	sealedBy("prepare on 2 hosts", id)
+	if !strings.Contains(f.log.String(), "edited in place") || !strings.Contains(f.log.String(), "app.php") {
+		t.Errorf("the edit of the live release was not named:\n%s", f.log)
+	}
+	if got, _ := os.ReadFile(f.hosts[1].Root("releases", id, "app.php")); string(got) != "<?php return 1;" {
+		t.Errorf("the prepared release has app.php %q: the edited file was reused", got)
 	}
 }

@@ -98,8 +98,9 @@ func (h *Host) inlineSwitching() switching {
 // finishRelease runs before-activate, seals the release and makes the new
 // link now (the tar stream may have brought it), so that the switch itself
 // is one rename: across a fleet every host flips within about one round
-// trip. Sealing and linking ride with the hook's command, or share one
-// (remote/seal.sh): no round trip of their own. Where before-activate's
+// trip. Sealing and linking ride with the upload's command where nothing
+// runs after it (sealsInUpload; its stream brought the link), else with
+// the hook's, or share one (remote/seal.sh): no round trip of their own. Where before-activate's
 // command makes the switch too (h.inline), the release is live after it.
 // The host that runs before-activate-once next in this run is sealed by
 // that command only (h.resealed).
@@ -170,8 +171,23 @@ func (h *Host) canSwitchInline() bool {
 	if h.switchStep() != "upload" {
 		return true
 	}
+	return h.streamCompletes()
+}
+
+// streamCompletes reports whether the upload's command leaves nothing to
+// do in the release: it is one tar stream, which brings every link into
+// shared/ (none is seeded by this deploy over SFTP afterwards), and the
+// command makes writable-dirs writable once the stream is in.
+func (h *Host) streamCompletes() bool {
 	_, tar := h.upload.(tarUpload)
 	return tar && len(h.streamedSharedLinks()) == len(h.sharedPaths())
+}
+
+// sealsInUpload reports whether the upload's command seals the release:
+// it is the last to run in it (no hook follows), so the seal needs no
+// command of its own, on every host of a fleet and for mode: prepare too.
+func (h *Host) sealsInUpload() bool {
+	return h.seals() && h.switchStep() == "upload" && h.streamCompletes()
 }
 
 // switchStep is the last step of a deploy on this host before its switch:
@@ -209,5 +225,5 @@ func (h *Host) execsAfterPrepare() bool {
 // Prepare ends: writable-dirs (after an SFTP upload), before-activate, or
 // the seal.
 func (h *Host) execsAfterUpload() bool {
-	return !h.switchesInUpload() && (len(h.S.WritableDirs) > 0 && !h.writableInUpload() || h.S.BeforeActivate != "" || h.seals())
+	return !h.switchesInUpload() && (len(h.S.WritableDirs) > 0 && !h.writableInUpload() || h.S.BeforeActivate != "" || h.seals() && !h.sealsInUpload())
 }

@@ -127,14 +127,16 @@ func (u tarUpload) send(ctx context.Context, plan *Plan, started Record, st *upl
 		args[3], args[4] = h.L.ManifestDelta(h.ReleaseID), h.L.Manifest(h.root.currentID)
 		manifestExtra = tarExtra{Name: h.L.relative(args[3]), Load: func() ([]byte, error) { m := encodedManifest(); return m.delta, m.err }}
 	}
+	if h.sealsInUpload() {
+		// Nothing runs in the release after this command: it is finished
+		// once the stream is in, and sealed there.
+		args[14] = h.L.Seal(h.ReleaseID)
+	}
 	if h.switchesInUpload() {
-		// Nothing happens between upload and switch: the release is
-		// finished once the stream is in, and sealed before the switch.
+		// Nothing happens between upload and switch either: the command
+		// switches once it has sealed.
 		sw := h.inlineSwitching()
 		args[6], args[7], args[8], args[11] = sw.pid, sw.token, sw.owner, sw.success
-		if h.seals() {
-			args[14] = h.L.Seal(h.ReleaseID)
-		}
 	}
 	// Reused files are copied by upload.sh from the lists before the
 	// stream, or, with reuse: hardlink, linked by entries in it. The delta
@@ -156,13 +158,12 @@ func (u tarUpload) send(ctx context.Context, plan *Plan, started Record, st *upl
 		top: h.L.relative(h.L.Release(h.ReleaseID)), linkFrom: linkFrom, now: now,
 		extras: slices.Concat(extras, []tarExtra{manifestExtra}, nextLink),
 	}, st)
+	var exit *transport.ExitError
+	pastSeal := err == nil || errors.As(err, &exit) && (exit.Status == remote.StatusNotSwitched || exit.Status == remote.StatusSwitchedNotRecorded)
+	h.sealed = args[14] != "" && pastSeal
 	if h.switchesInUpload() {
-		var exit *transport.ExitError
-		pastSeal := err == nil || errors.As(err, &exit) && (exit.Status == remote.StatusNotSwitched || exit.Status == remote.StatusSwitchedNotRecorded)
-		h.sealed = args[14] != "" && pastSeal
 		err = h.settleInlineSwitch(ctx, err, st.streamed.Load())
 	}
-	var exit *transport.ExitError
 	if errors.As(err, &exit) && exit.Status == remote.StatusWritable {
 		return true, h.writableError(err)
 	}

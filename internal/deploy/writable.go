@@ -55,10 +55,7 @@ func (h *Host) makeWritable(ctx context.Context) error {
 // writable-dirs writable, once the stream is in (remote/upload.sh): where
 // the stream brings every shared path's link, so that a writable-dir that
 // is one (storage) is already the shared directory.
-func (h *Host) writableInUpload() bool {
-	_, tar := h.upload.(tarUpload)
-	return tar && len(h.streamedSharedLinks()) == len(h.sharedPaths())
-}
+func (h *Host) writableInUpload() bool { return h.streamCompletes() }
 
 // writablePaths are writable-dirs in the new release.
 func (h *Host) writablePaths() []string {

@@ -36,7 +36,8 @@
 # 12 the success record, or "" when the log gets it later
 # 13 the live release, reused files are copied from
 # 14 the new release
-# 15 where its seal goes (lib/finish.sh), when this command switches; or ""
+# 15 where its seal goes (lib/finish.sh), when nothing runs in the release
+#    after this command; or ""
 # 16 the lock holder's copy of the live release made ahead (holder.sh's
 #    copy_ahead), or "" where it was not asked for one
 # 17... make_writable's arguments (lib/writable.sh), once the stream is
