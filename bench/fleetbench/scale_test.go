@@ -23,6 +23,7 @@ const (
 	releaseFiles   = 5000
 	timeToLiveRTTs = 3 // round trips after the connection until live
 	timeToLiveSize = 9 // hosts of the larger time-to-live cell
+	connectOnly    = "connect only"
 )
 
 // BenchmarkActivate runs mode activate over FLEET_HOSTS (default 100)
@@ -31,7 +32,9 @@ const (
 // the goals: the hosts switch within 50 ms of each other and the
 // client's peak RSS stays under 200 MB. It also measures the client's CPU
 // per extra host, for activate (1 host against all) and for a deploy
-// changing one file (1, 20 and all hosts; goal ≤ 10 ms per extra host).
+// changing one file (1, 20 and all hosts; goal ≤ 10 ms per extra host),
+// and what a client that only connects to the hosts and closes costs: the
+// floor under every mode's CPU per host.
 //
 // Run it with bench/scale.sh. Knobs: FLEET_HOSTS, FLEET_RUNS (timed runs
 // of each kind, default 3), FLEET_CONCURRENCY (hosts connected and
@@ -75,6 +78,9 @@ func BenchmarkActivate(b *testing.B) {
 		}
 		for _, k := range sizes {
 			cells.add("deploy, one file changed", k, s.run(b, "deploy", s.release(), all[:k], profile("deploy", k, run)))
+		}
+		for _, k := range []int{1, n} {
+			cells.add(connectOnly, k, s.run(b, "connect", "", all[:k], ""))
 		}
 	}
 
@@ -300,7 +306,7 @@ func activateReport(cs *cellSet, n, concurrency, runs int, size int64) string {
 			perHost = fmt.Sprintf("%.1f ms", msf(d))
 		}
 		spread := "–"
-		if c.hosts > 1 && !strings.HasPrefix(c.kind, "prepare") {
+		if c.hosts > 1 && !strings.HasPrefix(c.kind, "prepare") && c.kind != connectOnly {
 			spread = fmt.Sprintf("%.1f / %.1f ms", msf(median(c.spreads())), msf(slices.Max(c.spreads())))
 		}
 		noisy := ""
@@ -310,7 +316,7 @@ func activateReport(cs *cellSet, n, concurrency, runs int, size int64) string {
 		fmt.Fprintf(&b, "| %s | %d | %s%s | %s ms | %s | %s | %s |\n", c.kind, c.hosts, secs(median(c.walls())), noisy,
 			ms(median(c.cpus())), perHost, mb(c.maxRSS()), spread)
 	}
-	b.WriteString("\n\\* (client CPU at n hosts − at 1 host) / (n − 1), medians.")
+	b.WriteString("\n\\* (client CPU at n hosts − at 1 host) / (n − 1), medians. " + connectOnly + ": a client that connects to every host at once (the SSH handshake and login) and closes, as the time-to-live runs do.")
 	if d, ok := cs.perExtraHost("deploy, one file changed", 20, n); ok && n > 20 {
 		fmt.Fprintf(&b, " A deploy's CPU per host from 20 to %d hosts: %.1f ms.", n, msf(d))
 	}
