@@ -15,6 +15,7 @@ import (
 
 	"github.com/atomic-deploy/atomic-deploy/internal/deploy"
 	"github.com/atomic-deploy/atomic-deploy/internal/shell"
+	"github.com/atomic-deploy/atomic-deploy/internal/testutil"
 	"github.com/atomic-deploy/atomic-deploy/internal/testutil/deploytest"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport"
 	"github.com/atomic-deploy/atomic-deploy/internal/transport/local"
@@ -423,6 +424,42 @@ func TestRollbackToExplicitAndInvalid(t *testing.T) {
 		}
 		if got := s.Read("current/a.txt"); got != "1" {
 			t.Errorf("a.txt = %q", got)
+		}
+	})
+}
+
+// A rollback on a server with a shell is the lock holder's command and
+// the switch (a link made, renamed over current): the releases come from
+// the holder's printout, and the log's two records go to the holder as
+// it lets go. On every transport the log then says which release was
+// rolled back, so that a rollback without a release id never picks it.
+func TestRollbackTakesTheSwitchAndNoOtherRequest(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, kind deploytest.Kind) {
+		s := newSiteOn(t, kind, map[string]string{"a.txt": "1"})
+		first := s.mustDeploy()
+		s.src.Write(map[string]string{"a.txt": "2"})
+		second := s.mustDeploy()
+		var trace testutil.SyncBuffer
+		o := s.options()
+		traced(&trace)(&o)
+		if _, err := deploy.Rollback(context.Background(), o, ""); err != nil || s.Current() != first.ReleaseID {
+			t.Fatalf("rollback: %v, current %s\n%s", err, s.Current(), s.log)
+		}
+		if kind == deploytest.SSH {
+			for _, op := range []string{"readdir", "lstat", "readlink", "writefile"} {
+				if strings.Contains(trace.String(), " "+op+" ") {
+					t.Errorf("the rollback made a %s request:\n%s", op, trace.String())
+				}
+			}
+		}
+		log := s.Read(".atomic-deploy/releases.log")
+		for _, want := range []string{`"id":"` + second.ReleaseID + `","status":"rolled-back"`, `"id":"` + first.ReleaseID + `","status":"success"`, `"message":"rollback from ` + second.ReleaseID} {
+			if !strings.Contains(log, want) {
+				t.Errorf("the releases log lacks %s:\n%s", want, log)
+			}
+		}
+		if _, err := deploy.Rollback(context.Background(), s.options(), ""); err == nil || !strings.Contains(err.Error(), "no earlier successful release") {
+			t.Errorf("a second rollback without a release id: %v (want none to go to)", err)
 		}
 	})
 }

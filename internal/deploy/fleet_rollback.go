@@ -25,7 +25,7 @@ func Rollback(ctx context.Context, o Options, id string) (*Result, error) {
 	defer r.closeAll(cleanup)
 	targets := make([]string, len(r.hosts))
 	err := r.each(ctx, o.Concurrency, func(ctx context.Context, i int) error {
-		t, err := r.hosts[i].ResolveRollback(ctx, id, o.Force)
+		t, err := r.hosts[i].ResolveRollback(id, o.Force)
 		targets[i] = t
 		return err
 	})
@@ -58,8 +58,13 @@ func Rollback(ctx context.Context, o Options, id string) (*Result, error) {
 			}
 			r.results[i].Outcome = OutcomeRolledBack
 			h.state = maybeLive // where current points is read back at the end
-			return h.switchTo(ctx, r.results[i].PreviousID)
+			if err := h.switchTo(ctx, r.results[i].PreviousID); err != nil {
+				return err // still rolled back: its records say so
+			}
+			h.rolledBack = nil
+			return nil
 		})
+		r.finishRollbacks(cleanup)
 		return r.result("rollback", id, start), fmt.Errorf("rollback to %s failed: %w", id, err)
 	}
 	err = r.each(ctx, len(r.hosts), func(ctx context.Context, i int) error {
@@ -68,10 +73,19 @@ func Rollback(ctx context.Context, o Options, id string) (*Result, error) {
 		}
 		return r.hosts[i].AfterSwitch(ctx)
 	})
+	r.finishRollbacks(cleanup)
 	if err != nil {
 		return r.result("rollback", id, start), fmt.Errorf("current is on %s, but: %w", id, err)
 	}
 	return r.result("rollback", id, start), nil
+}
+
+// finishRollbacks logs what each host's rollback did as its lock is let go.
+func (r *runner) finishRollbacks(ctx context.Context) {
+	r.each(ctx, len(r.hosts), func(ctx context.Context, i int) error {
+		r.hosts[i].FinishRollback(ctx)
+		return nil
+	})
 }
 
 // Unlock removes a lock left behind on every host.

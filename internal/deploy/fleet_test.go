@@ -335,3 +335,61 @@ func TestTheUploadSealsWhereNothingFollows(t *testing.T) {
 		t.Errorf("the prepared release has app.php %q: the edited file was reused", got)
 	}
 }
+
+// renameFails is a transport whose renames fail, once wait returns.
+type renameFails struct {
+	transport.Transport
+	wait func()
+}
+
+func (r renameFails) Rename(ctx context.Context, oldpath, newpath string) error {
+	r.wait()
+	return fmt.Errorf("rename %s: injected failure", newpath)
+}
+
+// A rollback whose switch fails on one host puts back the hosts that did
+// switch, and logs no rollback there: the releases log still says what is
+// live, so the next rollback without a release id picks the same target.
+func TestAFleetRollbackThatFailsOnOneHostPutsTheOthersBack(t *testing.T) {
+	f := newFleet(t, 2)
+	first, err := f.deploy(nil)
+	if err != nil {
+		t.Fatalf("first deploy: %v\n%s", err, f.log)
+	}
+	f.write("v2")
+	second, err := f.deploy(nil)
+	if err != nil {
+		t.Fatalf("second deploy: %v\n%s", err, f.log)
+	}
+	// Host 1's rename fails once host 0 has switched to the target.
+	host0Switched := func() {
+		for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+			if f.hosts[0].Current() == first.ReleaseID {
+				return
+			}
+		}
+	}
+	o := f.options(nil, nil)
+	dial := o.Targets[1].Dial
+	o.Targets[1].Dial = func(ctx context.Context) (transport.Transport, error) {
+		tr, err := dial(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return renameFails{tr, host0Switched}, nil
+	}
+	if _, err := deploy.Rollback(context.Background(), o, ""); err == nil || !strings.Contains(err.Error(), "injected failure") {
+		t.Fatalf("rollback: %v (want the injected failure)", err)
+	}
+	for _, h := range f.hosts {
+		if h.Current() != second.ReleaseID {
+			t.Errorf("%s: current is %s after the failed rollback, want %s back", h.Name, h.Current(), second.ReleaseID)
+		}
+		if log, _ := os.ReadFile(h.Root(".atomic-deploy", "releases.log")); strings.Contains(string(log), "rolled-back") {
+			t.Errorf("%s: the releases log records a rollback that was undone:\n%s", h.Name, log)
+		}
+	}
+	if _, err := deploy.Rollback(context.Background(), f.options(nil, nil), ""); err != nil || !allEqual(f.hosts.Currents(), first.ReleaseID) {
+		t.Errorf("the next rollback: %v, currents %v (want every host on %s)", err, f.hosts.Currents(), first.ReleaseID)
+	}
+}

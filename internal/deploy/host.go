@@ -113,6 +113,7 @@ type Host struct {
 	preparedTTL time.Duration     // how long a release this run prepares is kept from pruning
 	uploadMTime time.Time         // the mtime of the files the tar stream carries (zero: now)
 	adopted     Record            // the prepared release's record (AdoptPrepared)
+	rolledBack  []Record          // what RollbackTo logs as the lock is let go (FinishRollback)
 	manifest    *release.Manifest // the new release's, without what shared/ holds
 	mu          sync.Mutex        // guards root.log from steps running at once
 }

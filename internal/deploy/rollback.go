@@ -37,11 +37,9 @@ func rollbackTarget(list []ReleaseInfo, currentID string) string {
 // ResolveRollback checks a rollback target: id, or the previous successful
 // release when id is empty. A release the log has no record of (unknown)
 // is a target only when named, with force. It changes nothing.
-func (h *Host) ResolveRollback(ctx context.Context, id string, force bool) (string, error) {
-	list, err := listReleases(ctx, h.T, h.L, h.root.log, h.root.currentID)
-	if err != nil {
-		return "", err
-	}
+func (h *Host) ResolveRollback(id string, force bool) (string, error) {
+	// The lock is held: the directories Open found are all there is.
+	list := releasesFromNames(h.root.releases, h.root.log, h.root.currentID)
 	if id == "" {
 		if id = rollbackTarget(list, h.root.currentID); id == "" {
 			return "", fmt.Errorf("no earlier successful release on %s to roll back to (live: %s)", h.Name, orNone(h.root.currentID))
@@ -63,9 +61,10 @@ func (h *Host) ResolveRollback(ctx context.Context, id string, force bool) (stri
 	return "", fmt.Errorf("release %s does not exist on %s", id, h.Name)
 }
 
-// RollbackTo switches `current` to a target checked by ResolveRollback and
-// logs the change: the release that was live is marked rolled-back, so an
-// automatic rollback never picks it again.
+// RollbackTo switches `current` to a target checked by ResolveRollback. The
+// change is logged as the lock is let go (FinishRollback): the release
+// that was live is marked rolled-back, so an automatic rollback never
+// picks it again.
 func (h *Host) RollbackTo(ctx context.Context, id string) error {
 	h.ReleaseID = id
 	if id == h.root.currentID {
@@ -79,14 +78,26 @@ func (h *Host) RollbackTo(ctx context.Context, id string) error {
 	now := time.Now().UTC()
 	prev := h.root.currentID
 	if prev != "" {
-		if err := h.appendLog(ctx, Record{ID: prev, Status: StatusRolledBack, FinishedAt: now, Message: "rolled back to " + id}); err != nil {
-			h.Log.Warnf("%s: could not write the releases log: %v", h.Name, err)
-		}
+		h.rolledBack = append(h.rolledBack, Record{ID: prev, Status: StatusRolledBack, FinishedAt: now, Message: "rolled back to " + id})
 	}
-	if err := h.appendLog(ctx, Record{ID: id, Status: StatusSuccess, FinishedAt: now, Message: "rollback from " + orNone(prev), Actor: h.S.Actor, RunURL: h.S.RunURL}); err != nil {
-		h.Log.Warnf("%s: could not write the releases log: %v", h.Name, err)
-	}
+	h.rolledBack = append(h.rolledBack, Record{ID: id, Status: StatusSuccess, FinishedAt: now, Message: "rollback from " + orNone(prev), Actor: h.S.Actor, RunURL: h.S.RunURL})
 	return nil
+}
+
+// FinishRollback logs what RollbackTo did and lets go of the lock: the
+// lock holder appends the records as its input ends (no request of their
+// own), a lease writes the log once. A host put back because another
+// failed to switch logs nothing.
+func (h *Host) FinishRollback(ctx context.Context) {
+	if h.lock == nil || len(h.rolledBack) == 0 {
+		return // Close lets go
+	}
+	lock := h.lock
+	h.lock = nil
+	for _, w := range lock.finish(ctx, h.root.log, h.rolledBack, nil) {
+		h.Log.Warnf("%s: %s", h.Name, w)
+	}
+	h.rolledBack = nil
 }
 
 // Releases lists the releases on the host (oldest first).
