@@ -280,10 +280,15 @@ incremental() {
 	measure "$fs" "$rtt" "ad_kept$suffix" "$run" ad_extra -- "$@" --source "$SRC/kept"
 	((check == 0)) || verify "ad_kept$suffix" "$SRC/kept" "$root/current/"
 	# Back to the base release, so the fresh build is compared with it: a
-	# rollback, untimed, as a user would run it (its lock holder then makes
-	# the spare of the base release, as after any switch).
-	inns "$W/bin/atomic-deploy" rollback "${AD_ARGS[@]}" --path "$root" --release-id "${base_link#releases/}" >>"$LOGF" 2>&1 ||
-		die "rollback to $base_link failed (see $LOGF)"
+	# rollback as a user would run it (its lock holder then makes the spare
+	# of the base release, as after any switch), timed once a run.
+	if [[ -z $suffix ]]; then
+		measure "$fs" "$rtt" "ad_rollback" "$run" true -- "$W/bin/atomic-deploy" rollback "${AD_ARGS[@]}" --path "$root" --release-id "${base_link#releases/}"
+		[[ $(readlink "$root/current") == "$base_link" ]] || die "rollback to $base_link failed (see $LOGF)"
+	else
+		inns "$W/bin/atomic-deploy" rollback "${AD_ARGS[@]}" --path "$root" --release-id "${base_link#releases/}" >>"$LOGF" 2>&1 ||
+			die "rollback to $base_link failed (see $LOGF)"
+	fi
 	measure "$fs" "$rtt" "ad_fresh$suffix" "$run" ad_extra -- "$@" --source "$SRC/fresh"
 	((check == 0)) || verify "ad_fresh$suffix" "$SRC/fresh" "$root/current/"
 }

@@ -38,6 +38,7 @@ var methods = []struct{ key, label string }{
 	{"ad_kept", "**atomic-deploy, 50 changed, mtimes kept**"},
 	{"ad_fresh", "**atomic-deploy, 50 changed, fresh build**"},
 	{"ad_noop", "**atomic-deploy, no-op (nothing changed)**"},
+	{"ad_rollback", "**atomic-deploy rollback (to the release before the 50 changed)**"},
 	{"rsync_cd_kept", "rsync -a --copy-dest (private copies), 50 changed, mtimes kept"},
 	{"rsync_cd_fresh", "rsync -a --copy-dest (private copies), 50 changed, fresh build"},
 	{"ad_init_hooks", "**atomic-deploy (initial), before-activate: true**"},
