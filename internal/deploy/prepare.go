@@ -100,8 +100,9 @@ func (h *Host) inlineSwitching() switching {
 // is one rename: across a fleet every host flips within about one round
 // trip. Sealing and linking ride with the upload's command where nothing
 // runs after it (sealsInUpload; its stream brought the link), else with
-// the hook's, or share one (remote/seal.sh): no round trip of their own. Where before-activate's
-// command makes the switch too (h.inline), the release is live after it.
+// the hook's, or share one (remote/seal.sh): no round trip of their own.
+// Where before-activate's command makes the switch too (h.inline), the
+// release is live after it.
 // The host that runs before-activate-once next in this run is sealed by
 // that command only (h.resealed).
 func (h *Host) finishRelease(ctx context.Context) error {
