@@ -67,13 +67,20 @@ func (h *Host) Finish(ctx context.Context) error {
 			h.Log.Infof("%s: removing release %s: it has no record in the releases log and is newer than the first one there (left half-written by a crashed deploy of another tool?)", h.Name, id)
 		}
 	}
+	h.state = recorded
+	h.letGo(ctx, records, old)
+	return nil
+}
+
+// letGo lets go of the lock once it has appended records to the releases
+// log and deleted the releases in prune (lock.finish), and warns of what
+// did not go through.
+func (h *Host) letGo(ctx context.Context, records []Record, prune []string) {
 	lock := h.lock
 	h.lock = nil
-	h.state = recorded
-	for _, w := range lock.finish(ctx, h.root.log, records, old) {
+	for _, w := range lock.finish(ctx, h.root.log, records, prune) {
 		h.Log.Warnf("%s: %s", h.Name, w)
 	}
-	return nil
 }
 
 // Close releases the lock if it is still held (cleanup after any failure).

@@ -92,11 +92,7 @@ func (h *Host) FinishRollback(ctx context.Context) {
 	if h.lock == nil || len(h.rolledBack) == 0 {
 		return // Close lets go
 	}
-	lock := h.lock
-	h.lock = nil
-	for _, w := range lock.finish(ctx, h.root.log, h.rolledBack, nil) {
-		h.Log.Warnf("%s: %s", h.Name, w)
-	}
+	h.letGo(ctx, h.rolledBack, nil)
 	h.rolledBack = nil
 }
 
